@@ -1,0 +1,1 @@
+"""Shared helpers of CBST-MX: network symbols, checkpoint I/O, images, devices."""

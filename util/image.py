@@ -1,0 +1,111 @@
+"""Image helpers with the reference's resampling and normalisation rules.
+
+All resizing in CBST goes through :func:`resize`, which chooses the filter as
+the reference does (``util.get_interp_method`` with
+``choose_interpolation_method`` on): both sides shrink -> Lanczos, both sides
+grow -> bicubic, anything else -> bilinear. PIL does the resampling, as in the
+reference, so the numbers match; float maps go through PIL mode ``'F'``.
+"""
+import numpy as np
+from PIL import Image
+
+from util.io import atomic_path
+
+__all__ = ['MEAN_RGB', 'STD_RGB', 'interp_method', 'resize', 'resize_longer',
+           'longer_side_shape', 'normalize', 'mean_color', 'save_png', 'read_image',
+           'read_label']
+
+# ImageNet statistics used by the released ResNet-38 weights.
+MEAN_RGB = np.array([0.485, 0.456, 0.406])
+STD_RGB = np.array([0.229, 0.224, 0.225])
+
+
+def interp_method(src_hw, dst_hw):
+    """PIL filter the reference uses to go from ``src_hw`` to ``dst_hw``."""
+    (sh, sw), (dh, dw) = src_hw, dst_hw
+    if dh < sh and dw < sw:
+        return Image.LANCZOS
+    if dh > sh and dw > sw:
+        return Image.BICUBIC
+    return Image.BILINEAR
+
+
+def resize(arr, hw, nearest=False, method=None):
+    """Resize an HxW(x3) uint8 image, an HxW uint8 label map or an HxW float map.
+
+    ``nearest`` is for label maps. ``method`` forces a PIL filter; otherwise
+    the reference rule of :func:`interp_method` applies.
+    """
+    h, w = int(hw[0]), int(hw[1])
+    if arr.shape[0] == h and arr.shape[1] == w and method is None:
+        return arr
+    if nearest:
+        method = Image.NEAREST
+    elif method is None:
+        method = interp_method(arr.shape[:2], (h, w))
+    if arr.dtype == np.uint8:
+        return np.asarray(Image.fromarray(arr).resize((w, h), method))
+    src = np.ascontiguousarray(arr, dtype=np.float32)
+    return np.asarray(Image.fromarray(src, mode='F').resize((w, h), method))
+
+
+def longer_side_shape(hw, size):
+    """Shape after scaling so that the longer side equals ``size`` (reference ``Scale``)."""
+    h, w = hw
+    if max(h, w) == size:
+        return h, w
+    if w >= h:
+        return int(np.round(1. * size * h / w)), size
+    return size, int(np.round(1. * size * w / h))
+
+
+def resize_longer(img, size):
+    """Scale an image so that its longer side equals ``size``."""
+    return resize(img, longer_side_shape(img.shape[:2], size))
+
+
+def normalize(img):
+    """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order)."""
+    data = img.astype(np.float32) * np.float32(1.0 / 255)
+    data = (data - MEAN_RGB) / STD_RGB
+    return np.ascontiguousarray(data.transpose(2, 0, 1), dtype=np.float32)
+
+
+def mean_color():
+    """The RGB colour that normalises to (about) zero: padding colour of the iterator."""
+    return MEAN_RGB * 255.
+
+
+def read_image(path):
+    """Read an image file as uint8 RGB; a clear error names the file when unreadable."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert('RGB'), dtype=np.uint8)
+    except FileNotFoundError:
+        raise FileNotFoundError('image not found: %s (check --data-root and the list file)' % path)
+    except Exception as exc:
+        raise ValueError('cannot read image %s: %s (re-extract or re-download this file)' % (path, exc))
+
+
+def read_label(path):
+    """Read a label map (one 8-bit channel) as uint8 HxW."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise FileNotFoundError('label not found: %s (check --data-root and the list file)' % path)
+    except Exception as exc:
+        raise ValueError('cannot read label %s: %s (re-extract or re-download this file)' % (path, exc))
+    if arr.ndim != 2 or arr.dtype != np.uint8:
+        raise ValueError('label %s has shape %s and dtype %s; expected one 8-bit channel of label ids '
+                         '(for SYNTHIA run issegm/prepare_data.py synthia first)' % (path, arr.shape, arr.dtype))
+    return arr
+
+
+def save_png(path, arr, palette=None):
+    """Save a uint8 array as PNG atomically; ``palette`` (768 uint8) makes a 'P' image."""
+    im = Image.fromarray(np.asarray(arr, dtype=np.uint8))
+    if palette is not None:
+        im.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())
+    with atomic_path(path) as tmp:
+        im.save(tmp, format='PNG')

@@ -1,0 +1,56 @@
+"""Atomic file writes: a finished-looking file is always a whole file.
+
+Every output of a long job (PNG, ``.npy``, ``.params``, list files) goes to a
+temporary name in the same folder and is renamed into place, so a killed run
+never leaves a truncated file that a rerun would take as done.
+"""
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ['atomic_path', 'atomic_write', 'save_npy_atomic', 'makedirs']
+
+
+def makedirs(path):
+    """Create ``path`` (and parents) if missing; return it."""
+    if path:
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    The temporary name keeps the file's extension, so writers that choose the
+    format from the name (PIL, numpy, MXNet) behave as for the final name.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    makedirs(folder)
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % base, suffix='.tmp' + ext, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode='w'):
+    """Open a temporary file for writing; it becomes ``path`` when closed cleanly."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode) as f:
+            yield f
+
+
+def save_npy_atomic(path, array):
+    """``np.save`` that never leaves a partial file at ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.save(f, array)
