@@ -1,0 +1,40 @@
+"""Device contexts from the ``--gpus`` flag."""
+import logging
+
+import mxnet as mx
+
+__all__ = ['get_contexts', 'num_gpus']
+
+logger = logging.getLogger(__name__)
+
+
+def num_gpus():
+    """Number of GPUs MXNet sees (0 for the CPU build or without CUDA)."""
+    try:
+        return mx.context.num_gpus()
+    except mx.base.MXNetError:
+        return 0
+
+
+def get_contexts(gpus):
+    """``'0,1'`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''``/``'cpu'``/``'-1'`` -> ``[mx.cpu()]``.
+
+    Where no GPU exists the run goes on on the CPU after one warning line,
+    instead of failing at the first allocation as the reference does.
+    """
+    text = str(gpus if gpus is not None else '').strip().lower()
+    if text in ('', 'cpu', '-1'):
+        return [mx.cpu()]
+    try:
+        ids = [int(t) for t in text.split(',') if t.strip()]
+    except ValueError:
+        raise ValueError('--gpus takes a comma list of device ids such as 0 or 0,1; got %r' % gpus)
+    available = num_gpus()
+    if available == 0:
+        logger.warning('no GPU found (--gpus %s): running on the CPU', gpus)
+        return [mx.cpu()]
+    bad = [i for i in ids if i >= available]
+    if bad:
+        raise ValueError('--gpus %s names device(s) %s but only %d GPU(s) exist; use ids 0..%d'
+                         % (gpus, bad, available, available - 1))
+    return [mx.gpu(i) for i in ids]

@@ -1,0 +1,84 @@
+"""Symbol-building helpers with the parameter names and attributes of the released networks.
+
+Every learned parameter is created as an explicit ``Variable`` so that its name
+is exactly the one stored in the released ``.params`` files (``conv1a_weight``,
+``bn2a_branch2a_gamma``...), and carries the reference's "alex" learning-rate
+scheme: weights and BN gammas lr_mult 1 / wd_mult 1, biases and BN betas
+lr_mult 2 / wd_mult 0.
+"""
+import mxnet as mx
+
+__all__ = ['cfg', 'conv', 'bn', 'relu', 'dropout', 'pool', 'fc', 'softmax_out',
+           'same_pad']
+
+# Build-time options. ``bn_use_global_stats`` is True in every CBST phase
+# (source training, self-training, testing): BN statistics stay frozen.
+cfg = {
+    'workspace': 512,
+    'bn_use_global_stats': True,
+    'bn_eps': 1.001e-5,
+}
+
+_BIAS_ATTRS = {'lr_mult': 2., 'wd_mult': 0.}
+
+
+def _weight(name):
+    return mx.sym.Variable(name)
+
+
+def _bias(name):
+    return mx.sym.Variable(name, **_BIAS_ATTRS)
+
+
+def same_pad(kernel, dilate):
+    """Padding that keeps the spatial size of a stride-1 convolution."""
+    assert kernel % 2 == 1, 'an even kernel needs an explicit pad'
+    return ((kernel - 1) * dilate + 1) // 2
+
+
+def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=False):
+    """Convolution with ``{name}_weight`` (and ``{name}_bias`` unless ``no_bias``)."""
+    if kernel == 1:
+        dilate = 1  # a 1x1 kernel has nothing to dilate
+    if pad < 0:
+        pad = same_pad(kernel, dilate)
+    inputs = {'data': data, 'weight': _weight(name + '_weight')}
+    if not no_bias:
+        inputs['bias'] = _bias(name + '_bias')
+    return mx.sym.Convolution(name=name, kernel=(kernel, kernel), stride=(stride, stride),
+                              dilate=(dilate, dilate), pad=(pad, pad), num_filter=filters,
+                              no_bias=no_bias, workspace=cfg['workspace'], **inputs)
+
+
+def bn(data, name):
+    """BatchNorm ``{name}`` with learned gamma/beta and (by default) frozen statistics."""
+    return mx.sym.BatchNorm(data=data, gamma=_weight(name + '_gamma'), beta=_bias(name + '_beta'),
+                            name=name, eps=cfg['bn_eps'], fix_gamma=False,
+                            use_global_stats=cfg['bn_use_global_stats'])
+
+
+def relu(data, name):
+    return mx.sym.Activation(data, name=name, act_type='relu')
+
+
+def dropout(data, name, p):
+    return mx.sym.Dropout(data, name=name, p=p)
+
+
+def pool(data, name, pool_type='avg', global_pool=True):
+    """Global pooling (the classifier top of the ImageNet network)."""
+    return mx.sym.Pooling(data, name=name, kernel=(1, 1), pool_type=pool_type,
+                          global_pool=global_pool)
+
+
+def fc(data, name, hiddens):
+    return mx.sym.FullyConnected(data=data, weight=_weight(name + '_weight'),
+                                 bias=_bias(name + '_bias'), name=name, num_hidden=hiddens)
+
+
+def softmax_out(data, multi_output=True):
+    """The training/inference head: per-pixel softmax, 255 ignored, normalised by valid pixels."""
+    if multi_output:
+        return mx.sym.SoftmaxOutput(data, name='softmax', use_ignore=True, ignore_label=255,
+                                    multi_output=True, normalization='valid')
+    return mx.sym.SoftmaxOutput(data, name='softmax')
