@@ -138,6 +138,19 @@ def head_initializer():
     return mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
 
 
+def _init_param(param, ctx):
+    # A SymbolBlock parameter has no layer telling its kind: pick by name, as
+    # Module.init_params does for the same Xavier initialiser.
+    name = param.name
+    if name.endswith(('_gamma', '_moving_var')):
+        init = mx.init.One()
+    elif name.endswith(('_bias', '_beta', '_moving_mean')):
+        init = mx.init.Zero()
+    else:
+        init = head_initializer()
+    param.initialize(init, ctx=ctx)
+
+
 def get_model(label, weights=None, ctx=None):
     """A Gluon block computing softmax probabilities (N, classes, H/s, W/s) from normalised NCHW data.
 
@@ -159,9 +172,10 @@ def get_model(label, weights=None, ctx=None):
             if name in loaded:
                 param._load_init(loaded[name], ctx)
         for name in missing:
-            params[name].initialize(head_initializer(), ctx=ctx)
+            _init_param(params[name], ctx)
     else:
-        params.initialize(head_initializer(), ctx=ctx)
+        for param in params.values():
+            _init_param(param, ctx)
     net.hybridize(static_alloc=True, static_shape=True)
     return net
 
