@@ -1,0 +1,246 @@
+"""The training loop shared by source training and self-training (spec section 7).
+
+SGD with momentum 0.9 and weight decay, gradients rescaled by 1 / number of
+devices, BatchNorm statistics frozen, parameters the weights do not provide
+initialised with Xavier(gaussian, in, 2). After every epoch the checkpoint
+``{prefix}-{epoch:04d}.params`` (and ``{prefix}-symbol.json``) is written
+atomically, numbered as MXNet's ``do_checkpoint`` numbers them (the epoch
+that has just finished, counted from 1), so a run can resume from the last
+whole checkpoint after a kill.
+
+The logged metric is the reference's: the mean negative log-probability of
+the true class over non-ignored pixels.
+"""
+import glob
+import logging
+import os
+import re
+import time
+
+import mxnet as mx
+import numpy as np
+
+from issegm.model import get_module, get_symbol, head_initializer, load_weights
+from util.io import atomic_path
+from util.mxutil import load_params_from_file, save_params
+
+__all__ = ['LR_POLICIES', 'FixedScheduler', 'LinearScheduler', 'PolyScheduler',
+           'make_lr_scheduler', 'NllMetric', 'last_checkpoint', 'checkpoint_path', 'train']
+
+logger = logging.getLogger(__name__)
+
+LR_POLICIES = ('fixed', 'step', 'linear', 'poly')
+
+
+class FixedScheduler(mx.lr_scheduler.LRScheduler):
+    """The same learning rate at every update."""
+
+    def __call__(self, num_update):
+        return self.base_lr
+
+
+class _DecayScheduler(mx.lr_scheduler.LRScheduler):
+    """Decay over ``updates`` total updates, counted from ``offset`` (for resumed runs)."""
+
+    def __init__(self, updates, stop_lr=-1., offset=0, base_lr=0.01):
+        super(_DecayScheduler, self).__init__(base_lr=base_lr)
+        if updates < 1:
+            raise ValueError('a decaying learning rate needs at least one update')
+        self.updates, self.stop_lr, self.offset = updates, stop_lr, offset
+
+    def _progress(self, num_update):
+        return min(self.offset + num_update, self.updates) / float(self.updates)
+
+    def _decay(self, progress):
+        raise NotImplementedError
+
+    def __call__(self, num_update):
+        lr = self.base_lr * self._decay(self._progress(num_update))
+        return max(lr, self.stop_lr) if self.stop_lr > 0 else lr
+
+
+class LinearScheduler(_DecayScheduler):
+    """``base_lr * (1 - n / updates)``, floored at ``stop_lr``."""
+
+    def _decay(self, progress):
+        return 1. - progress
+
+
+class PolyScheduler(_DecayScheduler):
+    """``base_lr * (1 - n / updates) ** power``, floored at ``stop_lr``."""
+
+    def __init__(self, updates, stop_lr=-1., power=0.9, offset=0, base_lr=0.01):
+        super(PolyScheduler, self).__init__(updates, stop_lr, offset, base_lr)
+        self.power = power
+
+    def _decay(self, progress):
+        return (1. - progress) ** self.power
+
+
+def make_lr_scheduler(policy, base_lr, from_iter, to_iter, steps=(), factor=0.1):
+    """The reference's schedules, resumable at ``from_iter`` updates already done.
+
+    ``step``: multiply by ``factor`` at each update count in ``steps`` (steps
+    already passed are applied to the base rate); ``linear`` / ``poly``: decay
+    to the end of training (``to_iter``) as in the reference, floored at
+    ``base_lr / 100`` capped at 1e-6 (linear) or 1e-8 (poly).
+    """
+    if policy == 'fixed':
+        return FixedScheduler(base_lr=base_lr)
+    if policy == 'step':
+        left = [s - from_iter for s in sorted(steps) if s > from_iter]
+        passed = len(steps) - len(left)
+        lr = base_lr * factor ** passed
+        if not left:
+            return FixedScheduler(base_lr=lr)
+        return mx.lr_scheduler.MultiFactorScheduler(step=left, factor=factor, base_lr=lr)
+    if policy == 'linear':
+        return LinearScheduler(to_iter + 1, stop_lr=min(base_lr / 100., 1e-6), offset=from_iter,
+                               base_lr=base_lr)
+    if policy == 'poly':
+        return PolyScheduler(to_iter + 1, stop_lr=min(base_lr / 100., 1e-8), power=0.9,
+                             offset=from_iter, base_lr=base_lr)
+    raise ValueError('unknown --lr-type %r (choose from %s)' % (policy, ', '.join(LR_POLICIES)))
+
+
+class NllMetric(mx.metric.EvalMetric):
+    """Mean -log p(true class) over pixels whose label is not 255 (reference ``loss``)."""
+
+    def __init__(self):
+        super(NllMetric, self).__init__('loss')
+
+    def update(self, labels, preds):
+        for label, pred in zip(labels, preds):
+            gt = label.asnumpy().ravel()
+            valid = gt != 255
+            probs = pred.asnumpy()
+            n, c = probs.shape[:2]
+            flat = np.moveaxis(probs, 1, 0).reshape(c, -1)
+            picked = flat[gt[valid].astype(np.int64), np.nonzero(valid)[0]]
+            self.sum_metric += float(-np.log(picked.astype(np.float64) + 1e-32).sum())
+            self.num_inst += max(int(valid.sum()), 1)
+
+
+def checkpoint_path(prefix, epoch):
+    return '%s-%04d.params' % (prefix, epoch)
+
+
+def last_checkpoint(prefix, upto=None):
+    """Highest epoch with a checkpoint ``{prefix}-NNNN.params`` (at most ``upto``), or None.
+
+    Checkpoints are only ever renamed into place whole, so any file found is complete.
+    """
+    best = None
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4,})\.params$')
+    for path in glob.glob(glob.escape(prefix) + '-*.params'):
+        m = pattern.match(os.path.basename(path))
+        if m:
+            epoch = int(m.group(1))
+            if (upto is None or epoch <= upto) and (best is None or epoch > best):
+                best = epoch
+    return best
+
+
+def _progress(total, desc):
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, desc=desc, unit='batch', leave=False, dynamic_ncols=True,
+                    disable=None)
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+
+
+def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
+          stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
+          weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
+          backward_do_mirror=False, batch_end_callback=None):
+    """Train the network of ``label`` on ``dataiter``; checkpoint to ``{prefix}-%04d.params``.
+
+    Parameters
+    ----------
+    label : str
+        Model label of the network being trained (spec section 2).
+    dataiter : mx.io.DataIter
+        Yields ``data`` / ``softmax_label`` batches; ``reset()`` starts an epoch.
+    prefix : str
+        Checkpoint prefix, ``{output}/{label}_ep``.
+    weights : str
+        Starting ``.params`` (may be the ImageNet classifier: the head is then
+        initialised). Ignored when resuming from a checkpoint of this run.
+    from_epoch, to_epoch, stop_epoch : int
+        Epoch numbering of the reference: epochs ``from_epoch+1 .. stop_epoch``
+        are trained; the learning-rate schedule spans ``from_epoch .. to_epoch``.
+    resume : bool
+        Continue from the last whole checkpoint in ``(from_epoch, stop_epoch]``.
+
+    Returns the list of checkpoint paths written or found, in epoch order.
+    """
+    contexts = contexts or [mx.cpu()]
+    stop_epoch = to_epoch if stop_epoch is None else stop_epoch
+    if not from_epoch < stop_epoch <= to_epoch:
+        raise ValueError('need from_epoch < stop_epoch <= to_epoch, got %d, %d, %d'
+                         % (from_epoch, stop_epoch, to_epoch))
+    if backward_do_mirror:
+        os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
+    symbol = get_symbol(label)
+    begin = from_epoch
+    found = last_checkpoint(prefix, upto=stop_epoch) if resume else None
+    done = []
+    if found is not None and found > from_epoch:
+        done = [checkpoint_path(prefix, e) for e in range(from_epoch + 1, found + 1)
+                if os.path.exists(checkpoint_path(prefix, e))]
+        if found == stop_epoch:
+            logger.info('%s: already trained to epoch %d, nothing to do', prefix, found)
+            return done
+        logger.info('resuming %s from epoch %d', prefix, found)
+        arg_params, aux_params = load_params_from_file(checkpoint_path(prefix, found))
+        missing = []
+        begin = found
+    elif weights is not None:
+        arg_params, aux_params, missing = load_weights(label, weights, symbol=symbol)
+    else:
+        arg_params, aux_params, missing = None, None, True
+
+    batches = getattr(dataiter, 'batches_per_epoch', None)
+    if batches is None:
+        batches = dataiter.num_data // dataiter.batch_size
+    scheduler = make_lr_scheduler(lr_policy, base_lr, begin * batches, to_epoch * batches,
+                                  steps=lr_steps, factor=lr_factor)
+    mod = get_module(label, contexts)
+    mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
+    mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
+                    allow_missing=bool(missing))
+    mod.init_optimizer(kvstore=kvstore, optimizer='sgd', optimizer_params={
+        'learning_rate': base_lr, 'momentum': momentum, 'wd': weight_decay,
+        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / len(contexts)})
+    with atomic_path(prefix + '-symbol.json') as tmp:
+        symbol.save(tmp)
+
+    metric = NllMetric()
+    for epoch in range(begin, stop_epoch):
+        dataiter.reset()
+        metric.reset()
+        bar = _progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch))
+        start, seen = time.time(), 0
+        for nbatch, batch in enumerate(dataiter):
+            mod.forward_backward(batch)
+            mod.update()
+            mod.update_metric(metric, batch.label)
+            seen += batch.data[0].shape[0]
+            loss = metric.get()[1]
+            if bar is not None:
+                bar.set_postfix(loss='%.4f' % loss, img_s='%.1f' % (seen / (time.time() - start)),
+                                lr='%.2e' % mod._optimizer.learning_rate)
+                bar.update(1)
+            if batch_end_callback is not None:
+                batch_end_callback(epoch, nbatch, loss, mod._optimizer.learning_rate)
+        if bar is not None:
+            bar.close()
+        arg_now, aux_now = mod.get_params()
+        path = checkpoint_path(prefix, epoch + 1)
+        save_params(path, arg_now, aux_now)
+        done.append(path)
+        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, saved %s', epoch + 1,
+                    metric.get()[1], mod._optimizer.learning_rate,
+                    seen / max(time.time() - start, 1e-9), path)
+    return done
