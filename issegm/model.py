@@ -164,8 +164,12 @@ def get_model(label, weights=None, ctx=None):
     sym = get_scores_symbol(spec)
     net = mx.gluon.SymbolBlock(sym, mx.sym.var('data', dtype='float32'))
     params = net.collect_params()
+    full = get_symbol(spec)
+    shapes = dict(param_shapes(full)[0], **param_shapes(full)[1])
+    for name, param in params.items():
+        param.shape = shapes[name]  # known shapes: no deferred initialisation
     if weights is not None:
-        arg_params, aux_params, missing = load_weights(spec, weights, symbol=get_symbol(spec))
+        arg_params, aux_params, missing = load_weights(spec, weights, symbol=full)
         loaded = dict(arg_params)
         loaded.update(aux_params)
         for name, param in params.items():

@@ -1,0 +1,82 @@
+"""The shared test-time forward: scaling, padding, flipping, upsampling."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from issegm.inference import Predictor, padded_shape, upsample_probs
+from issegm.model import get_model
+from util.image import normalize
+
+
+@pytest.fixture(scope='module')
+def net():
+    return get_model('cityscapes_rna-t1_cls19_s8')
+
+
+def _image(h, w, seed=0):
+    return (np.random.RandomState(seed).rand(h, w, 3) * 255).astype(np.uint8)
+
+
+def test_padded_shape():
+    assert padded_shape((925, 1850), 8) == (928, 1856)
+    assert padded_shape((64, 64), 8) == (64, 64)
+
+
+def test_lowres_is_network_on_zero_padded_scaled_image(net):
+    import mxnet as mx
+    img = _image(60, 100)
+    pred = Predictor(net, 19, 8)
+    probs, im_hw = pred.predict_lowres(img, 100)
+    assert im_hw == (60, 100) and probs.shape == (19, 8, 13)
+    data = np.zeros((1, 3, 64, 104), np.float32)
+    data[0, :, :60, :100] = normalize(img)
+    assert np.array_equal(probs, net(mx.nd.array(data)).asnumpy()[0])
+
+
+def test_scaling_uses_longer_side(net):
+    probs, im_hw = Predictor(net, 19, 8).predict_lowres(_image(50, 100), 200)
+    assert im_hw == (100, 200) and probs.shape == (19, 13, 25)
+
+
+def test_flipping_averages_with_flipped_padded_input(net):
+    import mxnet as mx
+    img = _image(60, 100, 1)
+    probs, _ = Predictor(net, 19, 8, flip=True).predict_lowres(img, 100)
+    data = np.zeros((1, 3, 64, 104), np.float32)
+    data[0, :, :60, :100] = normalize(img)
+    a = net(mx.nd.array(data)).asnumpy()[0]
+    b = net(mx.nd.array(data[:, :, :, ::-1].copy())).asnumpy()[0][:, :, ::-1]
+    assert np.allclose(probs, 0.5 * (a + b), atol=1e-7)
+
+
+def test_flipping_makes_predictions_mirror_equivariant(net):
+    # With flipping, predicting the mirrored image gives the mirrored
+    # prediction; so a symmetric image gets a symmetric prediction (which a
+    # single forward, with its asymmetric kernels, does not give).
+    img = _image(64, 128, 2)
+    p = Predictor(net, 19, 8, flip=True)
+    assert np.allclose(p.predict(img[:, ::-1], 128), p.predict(img, 128)[:, :, ::-1], atol=1e-6)
+    sym = np.concatenate([img[:, :64], img[:, :64][:, ::-1]], axis=1)
+    out = p.predict(sym, 128)
+    assert np.allclose(out, out[:, :, ::-1], atol=1e-6)
+    plain = Predictor(net, 19, 8).predict(sym, 128)
+    assert not np.allclose(plain, plain[:, :, ::-1], atol=1e-6)
+
+
+def test_upsampling_is_bicubic_by_stride_then_cut_then_resized():
+    rng = np.random.RandomState(3)
+    probs = rng.rand(2, 4, 6).astype(np.float32)
+    out = upsample_probs(probs, 8, (30, 45), (60, 90))
+    assert out.shape == (2, 60, 90) and out.dtype == np.float32
+    ref = np.asarray(Image.fromarray(probs[1], 'F').resize((48, 32), Image.BICUBIC))[:30, :45]
+    ref = np.asarray(Image.fromarray(np.ascontiguousarray(ref), 'F').resize((90, 60), Image.BICUBIC))
+    assert np.array_equal(out[1], ref)
+
+
+def test_multi_scale_with_one_scale_equals_single(net):
+    img = _image(48, 80, 4)
+    p = Predictor(net, 19, 8, flip=True)
+    assert np.array_equal(p.predict(img, 80), p.predict(img, [80]))
+    two = p.predict(img, [64, 96])
+    assert np.allclose(two, 0.5 * (p.predict(img, 64) + p.predict(img, 96)), atol=1e-6)
+    assert two.shape == (19, 48, 80)

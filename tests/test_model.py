@@ -1,0 +1,52 @@
+"""Model labels, the golden forward pass, and output shapes."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from checkpoint_recipe import GOLDEN, golden_input
+from issegm.model import epoch_from_weights, get_model, get_module, label_from_weights, parse_label
+
+
+def test_parse_label():
+    assert parse_label('cityscapes_rna-a1_cls19_s8') == ('cityscapes', 'rna', 'a1', 19, 8)
+    assert parse_label('ilsvrc-cls_rna-a1_cls1000') == ('ilsvrc-cls', 'rna', 'a1', 1000, 32)
+    assert parse_label('gta_rna-t1_cls19_s16').stride == 16
+    with pytest.raises(ValueError, match='not a model label'):
+        parse_label('resnet38')
+    with pytest.raises(ValueError, match='unknown network'):
+        parse_label('gta_rna-zz_cls19_s8')
+
+
+def test_label_and_epoch_from_weights():
+    path = 'models/gta_rna-a1_cls19_s8_ep-0000.params'
+    assert label_from_weights(path) == 'gta_rna-a1_cls19_s8'
+    assert epoch_from_weights('out/0/cityscapes_rna-a1_cls19_s8_ep-0004.params') == 4
+    with pytest.raises(ValueError, match='--model'):
+        label_from_weights('weights.params')
+
+
+def test_golden_forward_pass(golden_checkpoint):
+    net = get_model('gta_rna-a1_cls19_s8', weights=golden_checkpoint)
+    out = net(mx.nd.array(golden_input())).asnumpy()
+    golden = np.load(GOLDEN)
+    assert out.shape == golden.shape == (1, 19, 12, 16)
+    assert np.abs(out - golden).max() < 1e-5
+
+
+def test_golden_forward_through_module(golden_checkpoint):
+    # The training path (Module, SoftmaxOutput in inference) computes the same numbers.
+    from util.mxutil import load_params_from_file
+    arg, aux = load_params_from_file(golden_checkpoint)
+    mod = get_module('gta_rna-a1_cls19_s8', [mx.cpu()])
+    mod.bind([('data', (1, 3, 96, 128))], for_training=False)
+    mod.set_params(arg, aux)
+    mod.forward(mx.io.DataBatch([mx.nd.array(golden_input())]), is_train=False)
+    assert np.abs(mod.get_outputs()[0].asnumpy() - np.load(GOLDEN)).max() < 1e-5
+
+
+@pytest.mark.parametrize('hw', [(64, 64), (72, 136), (128, 40)])
+def test_output_shape(hw):
+    net = get_model('cityscapes_rna-t1_cls19_s8')
+    out = net(mx.nd.zeros((2, 3) + hw))
+    assert out.shape == (2, 19, hw[0] // 8, hw[1] // 8)
+    assert np.allclose(out.sum(axis=1).asnumpy(), 1, atol=1e-5)

@@ -1,0 +1,68 @@
+"""The shared training loop: schedules, checkpoints, resume."""
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from issegm.training import checkpoint_path, last_checkpoint, make_lr_scheduler, NllMetric, train
+from util.mxutil import load_params_from_file
+
+LABEL = 'gta_rna-t1_cls19_s8'
+
+
+def _iter(n=8, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.randn(n, 3, 32, 32).astype(np.float32)
+    y = rng.randint(0, 19, (n, 16)).astype(np.float32)
+    y[:, :3] = 255
+    return mx.io.NDArrayIter(x, y, batch_size=4, label_name='softmax_label')
+
+
+def test_lr_policies():
+    assert make_lr_scheduler('fixed', 0.1, 0, 100)(57) == 0.1
+    lin = make_lr_scheduler('linear', 1.0, 0, 99)
+    assert lin(50) == pytest.approx(0.5) and lin(100) == pytest.approx(1e-6)
+    poly = make_lr_scheduler('poly', 1.0, 0, 99)
+    assert poly(50) == pytest.approx(0.5 ** 0.9)
+    resumed = make_lr_scheduler('poly', 1.0, 50, 99)
+    assert resumed(0) == pytest.approx(poly(50))
+    step = make_lr_scheduler('step', 1.0, 5, 20, steps=[3, 10], factor=0.1)
+    assert step(1) == pytest.approx(0.1)
+    assert step(6) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match='--lr-type'):
+        make_lr_scheduler('cosine', 1.0, 0, 10)
+
+
+def test_nll_metric_ignores_255():
+    probs = mx.nd.array(np.array([[[[0.5, 0.25]], [[0.5, 0.75]]]]))  # (1, 2, 1, 2)
+    label = mx.nd.array(np.array([[1, 255]]))
+    m = NllMetric()
+    m.update([label], [probs])
+    assert m.get()[1] == pytest.approx(-np.log(0.5))
+
+
+def test_checkpoints_every_epoch_and_resume(tmp_path):
+    prefix = str(tmp_path / (LABEL + '_ep'))
+    seen = []
+    paths = train(LABEL, _iter(), prefix, to_epoch=2, base_lr=1e-2,
+                  batch_end_callback=lambda e, b, loss, lr: seen.append((e, b, lr)))
+    assert paths == [checkpoint_path(prefix, 1), checkpoint_path(prefix, 2)]
+    assert os.path.exists(prefix + '-symbol.json')
+    assert [s[:2] for s in seen] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert last_checkpoint(prefix) == 2 and last_checkpoint(prefix, upto=1) == 1
+    ep2 = load_params_from_file(paths[1])[0]['conv1a_weight'].asnumpy()
+    # A rerun with more epochs resumes at 2: epochs 1-2 untouched.
+    paths = train(LABEL, _iter(), prefix, to_epoch=3, base_lr=1e-2)
+    assert paths[-1] == checkpoint_path(prefix, 3)
+    assert np.array_equal(load_params_from_file(paths[1])[0]['conv1a_weight'].asnumpy(), ep2)
+    assert not np.array_equal(load_params_from_file(paths[2])[0]['conv1a_weight'].asnumpy(), ep2)
+    # A finished run does nothing.
+    assert train(LABEL, _iter(), prefix, to_epoch=3)[-1] == checkpoint_path(prefix, 3)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    losses = []
+    train(LABEL, _iter(4), str(tmp_path / (LABEL + '_ep')), to_epoch=6, base_lr=0.05,
+          batch_end_callback=lambda e, b, loss, lr: losses.append(loss))
+    assert losses[-1] < losses[0]
