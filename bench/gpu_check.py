@@ -1,0 +1,94 @@
+"""Golden forward pass and step timings on a device (run by scripts/gpu_check.sh).
+
+1. Builds the golden recipe checkpoint of ``shared/fixtures/checkpoints``,
+   loads it through the project's loader on the device and compares the
+   output with the golden ``.npy`` (1e-5).
+2. Times forward, and forward+backward+update, of the 19-class network on a
+   ``batch x 3 x size x size`` batch through the training Module, printing
+   seconds per iteration.
+
+    python bench/gpu_check.py --gpus 0                 # on a GPU machine
+    python bench/gpu_check.py --gpus cpu --size 64      # the same code on the CPU
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'tests'))
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from issegm.model import get_model, get_module  # noqa: E402
+from util.device import get_contexts  # noqa: E402
+
+
+def golden_check(ctx, workdir):
+    from checkpoint_recipe import GOLDEN, golden_input, read_tsv, recipe_params
+    path = os.path.join(workdir, 'gta_rna-a1_cls19_s8_ep-0000.params')
+    mx.nd.save(path, recipe_params(read_tsv('rna-a1_cls19_s8.tsv')))
+    net = get_model('gta_rna-a1_cls19_s8', weights=path, ctx=ctx)
+    out = net(mx.nd.array(golden_input(), ctx=ctx)).asnumpy()
+    err = float(np.abs(out - np.load(GOLDEN)).max())
+    os.remove(path)
+    return err
+
+
+def time_steps(label, contexts, batch, size, repeat):
+    stride = 8
+    mod = get_module(label, contexts)
+    mod.bind([('data', (batch, 3, size, size))],
+             [('softmax_label', (batch, (size // stride) ** 2))])
+    mod.init_params(mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2))
+    mod.init_optimizer(optimizer='sgd', optimizer_params={
+        'learning_rate': 1e-4, 'momentum': 0.9, 'wd': 5e-4, 'rescale_grad': 1. / len(contexts)})
+    rng = np.random.RandomState(0)
+    data = mx.io.DataBatch([mx.nd.array(rng.randn(batch, 3, size, size))],
+                           [mx.nd.array(rng.randint(0, 19, (batch, (size // stride) ** 2)))])
+
+    def run(train):
+        for _ in range(repeat + 1):
+            if _ == 1:
+                mx.nd.waitall()
+                start = time.perf_counter()
+            if train:
+                mod.forward_backward(data)
+                mod.update()
+            else:
+                mod.forward(data, is_train=False)
+            for out in mod.get_outputs():
+                out.wait_to_read()
+        mx.nd.waitall()
+        return (time.perf_counter() - start) / repeat
+
+    return run(False), run(True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--gpus', default='0')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, default=504)
+    parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--arch', default='a1')
+    parser.add_argument('--skip-golden', action='store_true')
+    args = parser.parse_args()
+    contexts = get_contexts(args.gpus)
+    print('contexts: %s' % contexts)
+    if not args.skip_golden:
+        err = golden_check(contexts[0], ROOT if os.access(ROOT, os.W_OK) else '/tmp')
+        print('golden forward on %s: max |diff| %.2e -> %s' % (contexts[0], err,
+                                                               'OK' if err < 1e-5 else 'FAIL'))
+        if err >= 1e-5:
+            sys.exit(1)
+    label = 'gta_rna-%s_cls19_s8' % args.arch
+    fwd, step = time_steps(label, contexts, args.batch, args.size, args.repeat)
+    print('%s, batch %dx3x%dx%d: forward %.4f s/iter, forward+backward+update %.4f s/iter'
+          % (label, args.batch, args.size, args.size, fwd, step))
+
+
+if __name__ == '__main__':
+    main()
