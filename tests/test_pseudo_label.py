@@ -1,0 +1,188 @@
+"""Confidence collection, thresholds, pseudo-labels and mining stats (spec section 6).
+
+The reference's list-and-sort procedure is re-implemented here plainly (np.append
+growth, ``sorted(..., reverse=True)``, Python indexing) and compared with the
+lean module on hand-made probability maps with ties, k = 0 and a class that is
+never predicted.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from issegm.pseudo_label import (ConfidenceCollector, class_thresholds, mining_ids, pseudo_label,
+                                 threshold_stats, IGNORE_LABEL)
+
+
+def reference_stats(probmaps, portion, policy):
+    """Plain transcription of the reference procedure (behaviour, not code)."""
+    num_classes = probmaps[0].shape[0]
+    pools = [np.float32(0) for _ in range(num_classes)]
+    exists = np.zeros(num_classes, bool)
+    for probmap in probmaps:
+        probmap = probmap.astype(np.float32)
+        pred = probmap.argmax(0)
+        conf = np.amax(probmap, axis=0)
+        for c in range(num_classes):
+            mask = pred == c
+            if mask.any():
+                exists[c] = True
+                vals = conf[mask].astype(np.float32)
+                pools[c] = np.append(pools[c], vals[0:vals.size:4])
+    cls_size = np.zeros(num_classes)
+    cls_thresh = np.zeros(num_classes)
+    if policy == 'global':
+        pool = 0.0
+        for c in range(num_classes):
+            pool = np.append(pool, pools[c])
+        pool = sorted(pool, reverse=True)
+        k = int(math.floor(len(pool) * portion))
+        cls_size[:] = len(pool)
+        cls_thresh[:] = pool[k - 1]
+    else:
+        for c in range(num_classes):
+            if exists[c]:
+                pool = sorted(np.atleast_1d(pools[c]), reverse=True)
+                cls_size[c] = len(pool)
+                k = int(math.floor(len(pool) * portion))
+                if k != 0:
+                    cls_thresh[c] = pool[k - 1]
+    return cls_size, cls_thresh
+
+
+def reference_labels(probmap, cls_thresh):
+    thresh = cls_thresh.copy()
+    thresh[thresh == 0] = 1.0
+    rw = np.zeros(probmap.shape, np.single)
+    for c in range(probmap.shape[0]):
+        rw[c] = np.true_divide(probmap[c], thresh[c])  # float32 array / float64 scalar
+    label = rw.argmax(0).astype(np.uint8)
+    argmax = label.copy()
+    label[rw.max(0) < 1] = IGNORE_LABEL
+    return label, argmax
+
+
+def make_probmaps(seed, num_images=3, num_classes=5, shape=(12, 17), levels=6, absent=(3,)):
+    """Softmax-like maps quantised to a few levels, so confidences tie often."""
+    rng = np.random.RandomState(seed)
+    maps = []
+    for _ in range(num_images):
+        logits = rng.randint(0, levels, size=(num_classes,) + shape).astype(np.float32)
+        for c in absent:
+            logits[c] = -5  # never the argmax
+        p = np.exp(logits)
+        maps.append((p / p.sum(0)).astype(np.float32))
+    return maps
+
+
+def collect(maps):
+    col = ConfidenceCollector(maps[0].shape[0])
+    for m in maps:
+        col.add_probmap(m)
+    return col
+
+
+def test_collector_keeps_every_fourth_value_in_row_major_order_after_a_leading_zero():
+    pred = np.array([[0, 1, 0, 0],
+                     [0, 0, 1, 2],
+                     [1, 0, 0, 1]], np.uint8)
+    conf = np.arange(12, dtype=np.float32).reshape(3, 4) / 100
+    col = ConfidenceCollector(4)
+    col.add(pred, conf)
+    # class 0 pixels in row-major order: 0,2,3,4,5,9,10 -> kept 0 (idx 0) and 5 (idx 4)
+    np.testing.assert_array_equal(col.values(0), np.float32([0, 0.00, 0.05]))
+    np.testing.assert_array_equal(col.values(1), np.float32([0, 0.01]))
+    np.testing.assert_array_equal(col.values(2), np.float32([0, 0.07]))
+    np.testing.assert_array_equal(col.values(3), np.float32([0]))
+    assert col.values(0).dtype == np.float32
+    np.testing.assert_array_equal(col.sizes, [3, 2, 2, 1])
+    np.testing.assert_array_equal(col.exists, [True, True, True, False])
+    g = col.global_values()
+    assert g.dtype == np.float64 and g.size == 1 + 4 + 4  # 1 + classes extra zeros + 4 kept
+    assert (g == 0).sum() == 1 + 4 + 1  # the conf value 0.00 of pixel 0 is a real zero
+
+
+def test_hand_computed_thresholds_cb_and_global():
+    pred = np.array([[0, 0, 0, 0, 0, 1, 1, 1, 1, 1]], np.uint8)
+    conf = np.float32([[.9, .1, .1, .1, .5, .8, .1, .1, .1, .3]])
+    col = ConfidenceCollector(3)
+    col.add(pred, conf)
+    # pools: class 0 [0, .9, .5], class 1 [0, .8, .3], class 2 never predicted
+    size, thresh = threshold_stats(col, 0.5, 'cb')
+    np.testing.assert_array_equal(size, [3, 3, 0])
+    np.testing.assert_array_equal(thresh, [np.float32(.9), np.float32(.8), 0])  # k = 1
+    np.testing.assert_array_equal(class_thresholds(col, 0.5, 'cb'),
+                                  [np.float32(.9), np.float32(.8), 1.0])
+    size, thresh = threshold_stats(col, 0.7, 'cb')  # k = 2
+    np.testing.assert_array_equal(thresh, [np.float32(.5), np.float32(.3), 0])
+    size, thresh = threshold_stats(col, 0.3, 'cb')  # k = 0: no threshold
+    np.testing.assert_array_equal(thresh, [0, 0, 0])
+    # global pool: 0 + [0,.9,.5] + [0,.8,.3] + [0] -> 8 values, sorted .9 .8 .5 .3 0 0 0 0
+    size, thresh = threshold_stats(col, 0.5, 'global')  # k = 4
+    np.testing.assert_array_equal(size, [8, 8, 8])
+    np.testing.assert_array_equal(thresh, [np.float32(.3)] * 3)
+    size, thresh = threshold_stats(col, 0.1, 'global')  # k = 0 -> index -1 -> smallest -> 0
+    np.testing.assert_array_equal(thresh, [0, 0, 0])
+    np.testing.assert_array_equal(class_thresholds(col, 0.1, 'global'), [1, 1, 1])
+
+
+@pytest.mark.parametrize('policy', ['cb', 'global'])
+@pytest.mark.parametrize('portion', [0.0, 0.01, 0.2, 0.35, 0.5, 1.0])
+def test_thresholds_match_the_sort_based_reference(policy, portion):
+    maps = make_probmaps(seed=int(portion * 100) + (policy == 'cb'))
+    col = collect(maps)
+    size, thresh = threshold_stats(col, portion, policy)
+    ref_size, ref_thresh = reference_stats(maps, portion, policy)
+    np.testing.assert_array_equal(size, ref_size)
+    np.testing.assert_array_equal(thresh, ref_thresh)
+    assert thresh.dtype == ref_thresh.dtype == np.float64
+    # the absent class has no threshold under cb
+    if policy == 'cb':
+        assert size[3] == 0 and thresh[3] == 0
+    for m in maps:
+        label, rw = pseudo_label(m, thresh, return_argmax=True)
+        ref_label, ref_rw = reference_labels(m, ref_thresh)
+        np.testing.assert_array_equal(label, ref_label)
+        np.testing.assert_array_equal(rw, ref_rw)
+
+
+def test_small_class_with_k_zero_keeps_no_threshold_while_others_do():
+    maps = make_probmaps(seed=7, num_images=1, shape=(20, 20), absent=())
+    # make class 4 win only at two pixels -> pool of 2 values (0 + 1 kept)
+    maps[0][4] = 0.0
+    maps[0][4, 0, 0] = maps[0][4, 5, 5] = 2.0
+    col = collect(maps)
+    size, thresh = threshold_stats(col, 0.4, 'cb')
+    ref_size, ref_thresh = reference_stats(maps, 0.4, 'cb')
+    np.testing.assert_array_equal(size, ref_size)
+    np.testing.assert_array_equal(thresh, ref_thresh)
+    assert size[4] == 2 and thresh[4] == 0 and (thresh[:4] > 0).all()
+
+
+def test_pseudo_label_ignores_below_threshold_and_breaks_ties_like_argmax():
+    probs = np.float32([[[0.6, 0.3, 0.5]],
+                        [[0.4, 0.7, 0.5]]])
+    thresh = np.array([0.6, 0.0])  # class 1 has none -> 1.0
+    label, rw = pseudo_label(probs, thresh, return_argmax=True)
+    # ratios: class 0: 1.0, .5, .833; class 1: .4, .7, .5
+    np.testing.assert_array_equal(rw, [[0, 1, 0]])
+    np.testing.assert_array_equal(label, [[0, IGNORE_LABEL, IGNORE_LABEL]])
+    thresh = np.array([0.5, 0.5])  # equal ratios at pixel 2 -> first class
+    label = pseudo_label(probs, thresh)
+    np.testing.assert_array_equal(label, [[0, 1, 0]])
+
+
+def test_mining_ids_follow_argsort_and_share_threshold():
+    cls_size = np.array([500., 3., 0., 40., 3., 1000.])
+    mine_id, priority = mining_ids(cls_size, 3, 0.005)
+    share = cls_size / cls_size.sum()
+    np.testing.assert_array_equal(mine_id, np.argsort(share)[:3])
+    assert set(mine_id) == {1, 2, 4}
+    np.testing.assert_array_equal(priority, [1, 2, 4])  # 3/1546 < 0.005, 40/1546 is not
+    assert mine_id.dtype == np.int64 and priority.dtype == np.int64
+
+
+def test_collector_rejects_out_of_range_ids():
+    col = ConfidenceCollector(2)
+    with pytest.raises(ValueError):
+        col.add(np.array([[0, 2]]), np.float32([[0.5, 0.5]]))
