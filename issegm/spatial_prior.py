@@ -1,0 +1,209 @@
+"""Spatial prior builder: where each class tends to appear, learned from source labels.
+
+CBST-SP multiplies the target predictions by a per-pixel class prior
+``q_n(c)`` (``spatial_prior/{dataset}/prior_array.mat``, variable
+``prior_array``, float32, classes x H x W; spec section 6.5). The paper
+(Zou et al., ECCV 2018, "self-training with spatial priors") builds it by
+counting, on the source domain (GTA-5), how often each class occurs at each
+pixel location, smoothed with a 70 x 70 Gaussian kernel. The released file is
+not reproducible from the paper alone; the choices below are ours:
+
+* Counting: each source label map is mapped to train ids (the dataset's
+  ``label2train``) and resized with nearest neighbour to the prior's shape
+  (default 1024 x 2048, the Cityscapes size the prior is multiplied with), then
+  per-class hit counts are accumulated at that resolution. Memory is one
+  int32 array classes x H x W whatever the number of images (streaming).
+* Smoothing: a Gaussian of ``--kernel-size`` (70) pixels at the prior's
+  resolution, with sigma = kernel / 6 so that the kernel spans +-3 sigma
+  (the paper gives the window, not sigma), borders replicated (mode
+  ``nearest``), applied to every class's count map. Smoothing counts
+  (not ratios) keeps the estimate a weighted frequency.
+* Normalisation (``--normalize``):
+  ``pixel`` (default) -- divide by the smoothed count of labelled pixels, so
+  at every location the prior is a class distribution (sums to 1 over
+  classes): ``q_n(c) = p(c | n)``, the natural reading of a spatial prior that
+  multiplies ``p(c | image)``. Locations with no labelled pixel within reach
+  get the uniform 1/C.
+  ``class`` -- each class map sums to 1 over the image (``p(n | c)``), the
+  alternative reading; ``none`` -- smoothed hits per image.
+  With class-balanced thresholds a per-class constant cancels in the
+  pseudo-label ratios, but it changes the argmax used to pool confidences, so
+  the choice matters; ``pixel`` does not favour any class a priori.
+
+CLI (from the repository root, ``PYTHONPATH=./``)::
+
+    python issegm/spatial_prior.py --dataset gta --split train --data-root DATA_ROOT_GTA
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.io
+import scipy.ndimage
+
+if __package__ in (None, ''):  # run as a script: make the repository root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from util.image import read_label, resize  # noqa: E402
+from util.io import atomic_path  # noqa: E402
+
+__all__ = ['PriorAccumulator', 'build_prior', 'save_prior', 'load_prior', 'prior_path', 'main']
+
+DEFAULT_SHAPE = (1024, 2048)
+DEFAULT_KERNEL = 70
+NORMALIZATIONS = ('pixel', 'class', 'none')
+
+
+def prior_path(dataset, root='spatial_prior'):
+    """``spatial_prior/{dataset}/prior_array.mat`` (the path solve_ST.py reads)."""
+    return os.path.join(root, dataset, 'prior_array.mat')
+
+
+class PriorAccumulator(object):
+    """Streaming per-pixel class counts at the prior's resolution."""
+
+    def __init__(self, num_classes, shape=DEFAULT_SHAPE):
+        self.num_classes = int(num_classes)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.counts = np.zeros((self.num_classes,) + self.shape, np.int32)
+        self.num_images = 0
+
+    def add(self, train_ids):
+        """Add one train-id map (any size; resized nearest to the prior shape; 255 ignored)."""
+        lab = np.asarray(train_ids, dtype=np.uint8)
+        if lab.ndim != 2:
+            raise ValueError('label map must be 2-D, got shape %s' % (lab.shape,))
+        lab = resize(lab, self.shape, nearest=True)
+        present = np.nonzero(np.bincount(lab.ravel(), minlength=256)[:self.num_classes])[0]
+        for c in present:  # only the classes in this image: ~5-15 of 19 passes
+            self.counts[c] += lab == c
+        self.num_images += 1
+
+    def finish(self, kernel_size=DEFAULT_KERNEL, sigma=None, normalize='pixel'):
+        """Smooth and normalise; returns float32 (classes, H, W)."""
+        if normalize not in NORMALIZATIONS:
+            raise ValueError('normalize must be one of %s, got %r' % (NORMALIZATIONS, normalize))
+        if self.num_images == 0:
+            raise ValueError('no label maps were added; the prior would be empty')
+        smooth = np.empty(self.counts.shape, np.float32)
+        for c in range(self.num_classes):
+            smooth[c] = smooth_map(self.counts[c], kernel_size, sigma)
+        if normalize == 'pixel':
+            total = smooth.sum(0)
+            ok = total > 0
+            smooth[:, ok] /= total[ok]
+            smooth[:, ~ok] = 1.0 / self.num_classes
+        elif normalize == 'class':
+            for c in range(self.num_classes):
+                s = smooth[c].sum(dtype=np.float64)
+                smooth[c] = smooth[c] / s if s > 0 else 1.0 / smooth[c].size
+        else:
+            smooth /= self.num_images
+        return smooth
+
+
+def smooth_map(counts, kernel_size=DEFAULT_KERNEL, sigma=None):
+    """Gaussian smoothing of one map; ``kernel_size`` <= 1 means none."""
+    counts = np.asarray(counts, np.float32)
+    if kernel_size is None or kernel_size <= 1:
+        return counts.copy()
+    sigma = float(sigma) if sigma else kernel_size / 6.0
+    # truncate so that the kernel radius is half the window, as a k x k filter.
+    truncate = (kernel_size / 2.0) / sigma
+    out = scipy.ndimage.gaussian_filter(counts, sigma, mode='nearest', truncate=truncate)
+    return np.maximum(out, 0, out=out)
+
+
+def build_prior(labels, label2train, num_classes, shape=DEFAULT_SHAPE, kernel_size=DEFAULT_KERNEL,
+                sigma=None, normalize='pixel', progress=None):
+    """Prior from an iterable of label-id maps or label file paths.
+
+    ``label2train`` (uint8[256]) maps the files' label ids to train ids.
+    ``progress`` is an optional callable(i) called after each image.
+    """
+    acc = PriorAccumulator(num_classes, shape)
+    l2t = np.asarray(label2train, np.uint8)
+    for i, lab in enumerate(labels):
+        if isinstance(lab, str):
+            lab = read_label(lab)
+        acc.add(l2t[lab])
+        if progress is not None:
+            progress(i)
+    return acc.finish(kernel_size, sigma, normalize)
+
+
+def save_prior(path, prior):
+    """Write ``prior_array`` (float32) to a .mat file atomically."""
+    prior = np.ascontiguousarray(prior, dtype=np.float32)
+    with atomic_path(path) as tmp:
+        # do_compression: the smooth maps compress well; loadmat reads either.
+        scipy.io.savemat(tmp, {'prior_array': prior}, do_compression=True)
+    return path
+
+
+def load_prior(path):
+    """``prior_array`` as float32 (classes, H, W)."""
+    return scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Build the CBST spatial prior from source-domain labels.')
+    p.add_argument('--dataset', default='gta', help='source dataset whose labels are counted (gta, synthia)')
+    p.add_argument('--split', default='train', help='split list issegm/data_list/{dataset}/{split}.lst')
+    p.add_argument('--data-root', dest='data_root', default=None,
+                   help='root the list paths are relative to (default data/{dataset})')
+    p.add_argument('--output', default=None,
+                   help='output .mat (default spatial_prior/{dataset}/prior_array.mat)')
+    p.add_argument('--shape', default='%d,%d' % DEFAULT_SHAPE,
+                   help='prior height,width (the target image size; default 1024,2048)')
+    p.add_argument('--kernel-size', dest='kernel_size', type=int, default=DEFAULT_KERNEL,
+                   help='Gaussian window in prior pixels (paper: 70); <=1 disables smoothing')
+    p.add_argument('--sigma', type=float, default=None, help='Gaussian sigma (default kernel/6)')
+    p.add_argument('--normalize', default='pixel', choices=NORMALIZATIONS,
+                   help='pixel: classes sum to 1 at each pixel; class: each map sums to 1; none')
+    p.add_argument('--max-images', dest='max_images', type=int, default=None,
+                   help='use only the first N list entries (quick look)')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    from issegm.datasets import DataError, get_dataset, list_path, read_list
+    args = parse_args(argv)
+    try:
+        shape = tuple(int(v) for v in args.shape.split(','))
+        if len(shape) != 2 or min(shape) < 1:
+            raise ValueError
+    except ValueError:
+        print('error: --shape must be "height,width", got %r' % args.shape, file=sys.stderr)
+        return 2
+    data_root = args.data_root if args.data_root is not None else os.path.join('data', args.dataset)
+    try:
+        info = get_dataset(args.dataset)
+        items = read_list(list_path(args.dataset, args.split), data_root)
+    except DataError as exc:
+        print('error: %s' % exc, file=sys.stderr)
+        return 2
+    items = items[:args.max_images] if args.max_images else items
+    paths = [os.path.join(data_root, lab) for _, lab in items if lab is not None]
+    if not paths:
+        print('error: the list has no label column; a prior needs labelled source images', file=sys.stderr)
+        return 2
+    out = args.output or prior_path(args.dataset)
+    start = time.time()
+
+    def progress(i):
+        if (i + 1) % 100 == 0 or i + 1 == len(paths):
+            print('counted %d/%d labels (%.1f/s)' % (i + 1, len(paths), (i + 1) / (time.time() - start)),
+                  flush=True)
+
+    prior = build_prior(paths, info.label2train, info.num_classes, shape, args.kernel_size,
+                        args.sigma, args.normalize, progress)
+    save_prior(out, prior)
+    print('wrote %s: prior_array %s float32 from %d labels' % (out, 'x'.join(map(str, prior.shape)), len(paths)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
