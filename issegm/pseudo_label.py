@@ -90,32 +90,34 @@ class ConfidenceCollector(object):
         return self._sizes.copy()
 
     def values(self, c):
-        """The pool of class ``c`` as one float32 array (leading 0.0 included)."""
-        chunks = self._chunks[c]
-        if len(chunks) > 1:
-            # Merge once so that later calls do not concatenate again.
-            self._chunks[c] = chunks = [np.concatenate(chunks)]
-        return chunks[0]
+        """The pool of class ``c`` as a new float32 array (leading 0.0 included).
+
+        A fresh copy each call (not cached), so threshold selection can
+        partition it in place and only one class's pool is duplicated at a time.
+        """
+        return np.concatenate(self._chunks[c])
 
     def global_values(self):
-        """The ``global`` pool: one 0.0 then every class's pool, as float64.
+        """The ``global`` pool: one 0.0 then every class's pool (a new float32 array).
 
-        float64 because the reference starts it from the Python float 0.0,
-        which ``np.append`` promotes; the values are float32 numbers exactly.
+        The reference's pool is float64 (``np.append`` onto the Python float
+        0.0), but every value in it is a float32 number, so the k-th largest
+        is the same number; float32 halves the memory.
         """
-        parts = [np.zeros(1, np.float64)] + [self.values(c) for c in range(self.num_classes)]
-        return np.concatenate(parts).astype(np.float64, copy=False)
+        parts = [np.zeros(1, np.float32)] + [chunk for chunks in self._chunks for chunk in chunks]
+        return np.concatenate(parts)
 
 
 def _kth_largest(values, k):
     """The element at index ``k - 1`` of ``values`` sorted descending (``k = 0`` -> index -1).
 
     ``k = 0`` wraps to the smallest value, as Python indexing does in the
-    reference's global branch.
+    reference's global branch. Partitions ``values`` in place (linear time).
     """
     n = values.size
     pos = n - k if k > 0 else 0
-    return np.partition(values, pos)[pos]
+    values.partition(pos)
+    return values[pos]
 
 
 def threshold_stats(collector, portion, policy='cb'):
@@ -137,7 +139,7 @@ def threshold_stats(collector, portion, policy='cb'):
         n = pool.size
         k = int(math.floor(n * portion))
         cls_size[:] = n
-        cls_thresh[:] = _kth_largest(pool, k)
+        cls_thresh[:] = float(_kth_largest(pool, k))
     elif policy == 'cb':
         for c in range(num_classes):
             if not collector.exists[c]:
@@ -147,7 +149,7 @@ def threshold_stats(collector, portion, policy='cb'):
             cls_size[c] = n
             k = int(math.floor(n * portion))
             if k != 0:
-                cls_thresh[c] = _kth_largest(pool, k)
+                cls_thresh[c] = float(_kth_largest(pool, k))
     else:
         raise ValueError("unknown --kc-policy %r: use 'cb' (class-balanced) or 'global'" % (policy,))
     return cls_size, cls_thresh

@@ -98,7 +98,7 @@ def test_collector_keeps_every_fourth_value_in_row_major_order_after_a_leading_z
     np.testing.assert_array_equal(col.sizes, [3, 2, 2, 1])
     np.testing.assert_array_equal(col.exists, [True, True, True, False])
     g = col.global_values()
-    assert g.dtype == np.float64 and g.size == 1 + 4 + 4  # 1 + classes extra zeros + 4 kept
+    assert g.dtype == np.float32 and g.size == 1 + 4 + 4  # 1 + classes extra zeros + 4 kept
     assert (g == 0).sum() == 1 + 4 + 1  # the conf value 0.00 of pixel 0 is a real zero
 
 

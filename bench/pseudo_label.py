@@ -1,0 +1,228 @@
+"""Benchmark: pseudo-label generation, lean path vs the reference's approach.
+
+Both paths start from the same generated network outputs (19 classes at 1/8
+of a 1024 x 2048 Cityscapes image) and produce the same thresholds and the
+same pseudo-label PNGs (checked at the end):
+
+* reference approach: pass 1 upsamples, saves the full-resolution float32
+  probability map (``{output}/probmap/*.npy``, ~160 MB an image) and grows
+  each class's confidences with ``np.append``; thresholds come from
+  ``sorted(pool, reverse=True)``; pass 2 loads the map, builds the divided
+  (C, H, W) map, takes argmax and max.
+* lean path (``issegm.pseudo_label`` + ``issegm.self_training``): pass 1
+  saves only the low-resolution output and keeps confidences in float32
+  chunks; thresholds by ``np.partition``; pass 2 redoes the deterministic
+  upsampling and labels class by class.
+
+Time is measured in one run, peak Python/numpy heap (tracemalloc) in a second
+run, per phase. Usage (from the repository root)::
+
+    PYTHONPATH=./ python bench/pseudo_label.py --num-images 2
+"""
+import argparse
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from issegm.datasets import get_dataset  # noqa: E402
+from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
+from issegm.self_training import load_lowres, save_lowres, lowres_to_probmap  # noqa: E402
+from issegm.inference import padded_shape  # noqa: E402
+from util.image import longer_side_shape, save_png  # noqa: E402
+
+STRIDE = 8
+
+
+def make_lowres(num_images, num_classes, lowres_hw, seed):
+    """Smooth random class scores at 1/8 resolution -> softmax probabilities (float32)."""
+    rng = np.random.RandomState(seed)
+    h, w = lowres_hw
+    out = []
+    for _ in range(num_images):
+        coarse = rng.randn(num_classes, h // 4 + 1, w // 4 + 1).astype(np.float32) * 3
+        logits = np.repeat(np.repeat(coarse, 4, 1), 4, 2)[:, :h, :w]
+        logits += rng.randn(num_classes, h, w).astype(np.float32)
+        p = np.exp(logits - logits.max(0))
+        out.append((p / p.sum(0)).astype(np.float32))
+    return out
+
+
+def write_labels(folder, name, label_train, info):
+    ids = info.train2label[label_train]
+    save_png(os.path.join(folder, 'pseudo_labelIds', name + '.png'), ids)
+    save_png(os.path.join(folder, 'pseudo_color', name + '.png'), ids, info.palette)
+
+
+# ---------------------------------------------------------------- reference approach
+def reference_pass1(lowres, im_hw, hw, folder, state):
+    num_classes = lowres[0].shape[0]
+    pools = [np.float32(0) for _ in range(num_classes)]
+    exists = np.zeros(num_classes, bool)
+    os.makedirs(os.path.join(folder, 'probmap'), exist_ok=True)
+    for i, low in enumerate(lowres):
+        probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
+        pred = probmap.argmax(0)
+        conf = np.amax(probmap, axis=0)
+        for c in range(num_classes):
+            mask = pred == c
+            if mask.any():
+                exists[c] = True
+                vals = conf[mask].astype(np.float32)
+                pools[c] = np.append(pools[c], vals[0:vals.size:4])
+        np.save(os.path.join(folder, 'probmap', '%d.npy' % i), probmap.astype(np.float32))
+        del probmap, pred, conf, mask
+    state.update(pools=pools, exists=exists)
+
+
+def reference_thresholds(portion, policy, state):
+    pools, exists = state.pop('pools'), state.pop('exists')
+    num_classes = len(pools)
+    cls_size, cls_thresh = np.zeros(num_classes), np.zeros(num_classes)
+    if policy == 'global':
+        pool = 0.0
+        for c in range(num_classes):
+            pool = np.append(pool, pools[c])
+        pool = sorted(pool, reverse=True)
+        k = int(math.floor(len(pool) * portion))
+        cls_size[:] = len(pool)
+        cls_thresh[:] = pool[k - 1]
+    else:
+        for c in range(num_classes):
+            if exists[c]:
+                pools[c] = sorted(pools[c], reverse=True)
+                cls_size[c] = len(pools[c])
+                k = int(math.floor(len(pools[c]) * portion))
+                if k != 0:
+                    cls_thresh[c] = pools[c][k - 1]
+                pools[c] = 0
+    state.update(cls_size=cls_size, cls_thresh=cls_thresh)
+
+
+def reference_pass2(num_images, folder, info, state):
+    cls_thresh = state['cls_thresh'].copy()
+    cls_thresh[cls_thresh == 0] = 1.0
+    for i in range(num_images):
+        probmap = np.load(os.path.join(folder, 'probmap', '%d.npy' % i))
+        rw = np.zeros(probmap.shape, np.single)
+        for c in range(probmap.shape[0]):
+            rw[c] = np.true_divide(probmap[c], cls_thresh[c])
+        rw_max = np.amax(rw, axis=0)
+        label = np.argmax(rw, axis=0).astype(np.uint8)
+        label[rw_max < 1] = 255
+        write_labels(folder, str(i), label, info)
+        del probmap, rw, rw_max
+
+
+# ---------------------------------------------------------------- lean path
+def lean_pass1(lowres, im_hw, hw, folder, state):
+    col = ConfidenceCollector(lowres[0].shape[0])
+    for i, low in enumerate(lowres):
+        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, im_hw, hw)
+        probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
+        col.add(*confidence_map(probmap))
+        del probmap
+    state.update(collector=col)
+
+
+def lean_thresholds(portion, policy, state):
+    cls_size, cls_thresh = threshold_stats(state.pop('collector'), portion, policy)
+    state.update(cls_size=cls_size, cls_thresh=cls_thresh)
+
+
+def lean_pass2(num_images, folder, info, state):
+    for i in range(num_images):
+        low, im_hw, orig_hw = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i))
+        probmap = lowres_to_probmap(low, im_hw, orig_hw, STRIDE)
+        write_labels(folder, str(i), pseudo_label(probmap, state['cls_thresh']), info)
+        del probmap
+
+
+def run(path, lowres, im_hw, hw, portion, policy, folder, info, trace):
+    p1, th, p2 = {'reference': (reference_pass1, reference_thresholds, reference_pass2),
+                  'lean': (lean_pass1, lean_thresholds, lean_pass2)}[path]
+    state = {}
+    phases = [('pass 1 (upsample, store, collect)', lambda: p1(lowres, im_hw, hw, folder, state)),
+              ('thresholds', lambda: th(portion, policy, state)),
+              ('pass 2 (load, label, write PNGs)', lambda: p2(len(lowres), folder, info, state))]
+    out = []
+    for name, fn in phases:
+        if trace:
+            tracemalloc.start()
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1] if trace else 0
+        if trace:
+            tracemalloc.stop()
+        out.append((name, dt, peak))
+    stored = sum(os.path.getsize(os.path.join(folder, 'probmap', f))
+                 for f in os.listdir(os.path.join(folder, 'probmap')))
+    return out, state, stored
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--num-images', type=int, default=2)
+    parser.add_argument('--classes', type=int, default=19)
+    parser.add_argument('--height', type=int, default=1024)
+    parser.add_argument('--width', type=int, default=2048)
+    parser.add_argument('--test-scale', type=int, default=1850, help='longer side fed to the network')
+    parser.add_argument('--portion', type=float, default=0.2)
+    parser.add_argument('--kc-policy', default='cb', choices=['cb', 'global'])
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--workdir', default=None, help='scratch folder (default: a temporary one)')
+    args = parser.parse_args(argv)
+
+    info = get_dataset('cityscapes')
+    hw = (args.height, args.width)
+    im_hw = longer_side_shape(hw, args.test_scale)
+    low_hw = tuple(v // STRIDE for v in padded_shape(im_hw, STRIDE))
+    lowres = make_lowres(args.num_images, args.classes, low_hw, args.seed)
+    root = tempfile.mkdtemp(prefix='bench_pl_', dir=args.workdir)
+    results = {}
+    try:
+        for path in ('reference', 'lean'):
+            folder = os.path.join(root, path)
+            timing, state, stored = run(path, lowres, im_hw, hw, args.portion, args.kc_policy, folder, info, False)
+            shutil.rmtree(folder)
+            memory, _, _ = run(path, lowres, im_hw, hw, args.portion, args.kc_policy, folder, info, True)
+            results[path] = (timing, memory, state, stored)
+        # Same thresholds and same PNG bytes from both paths.
+        same_thresh = np.array_equal(results['reference'][2]['cls_thresh'], results['lean'][2]['cls_thresh'])
+        same_png = all(
+            open(os.path.join(root, 'reference', sub, '%d.png' % i), 'rb').read()
+            == open(os.path.join(root, 'lean', sub, '%d.png' % i), 'rb').read()
+            for sub in ('pseudo_labelIds', 'pseudo_color') for i in range(args.num_images))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    mb = 1024. ** 2
+    print('%d images of %dx%d (network input %dx%d, output %dx%d), %d classes, portion %.2f, policy %s'
+          % (args.num_images, hw[0], hw[1], im_hw[0], im_hw[1], low_hw[0], low_hw[1], args.classes,
+             args.portion, args.kc_policy))
+    print('%-36s %12s %12s %8s %14s %14s %8s' % ('phase', 'ref time s', 'lean time s', 'ratio',
+                                                 'ref peak MB', 'lean peak MB', 'ratio'))
+    for k in range(3):
+        name, rt, _ = results['reference'][0][k]
+        _, lt, _ = results['lean'][0][k]
+        _, _, rm = results['reference'][1][k]
+        _, _, lm = results['lean'][1][k]
+        print('%-36s %12.2f %12.2f %8.2f %14.1f %14.1f %8.3f' % (name, rt, lt, lt / rt, rm / mb, lm / mb, lm / rm))
+    for path in ('reference', 'lean'):
+        per = results[path][3] / args.num_images
+        print('%-9s stored between passes: %d bytes (%.2f MiB) per image' % (path, per, per / mb))
+    print('stored bytes ratio lean/reference: 1/%.1f' % (results['reference'][3] / results['lean'][3]))
+    print('identical thresholds: %s, identical PNGs: %s' % (same_thresh, same_png))
+    return 0 if (same_thresh and same_png) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""One phase of one self-training round (``solve_ST.py``; spec sections 6 and 7).
+
+``--phase val`` (:func:`generate_pseudo_labels`) runs the network on every
+target image and writes class-balanced pseudo-labels in two passes:
+
+1. forward, keep the network's low-resolution probabilities on disk
+   (``{output}/{r}/probmap/{name}.npz``, ~2 MB instead of the reference's
+   160 MB full-resolution float32 map), save the plain argmax
+   (``results/nplabelIds``, ``results/npcolor``), apply the spatial prior
+   (``self_train/splabelIds``, ``spcolor``), collect confidences, score
+   against ground truth when the split has it;
+2. thresholds and statistics (``{output}/stats/``), the target training list,
+   then for every image redo the deterministic upsampling (and prior) and
+   write ``self_train/pseudo_labelIds``, ``pseudo_color`` and, with ``cb``,
+   ``rwlabelIds``/``rwcolor``.
+
+``--phase train`` (:func:`retrain`) selects the source images
+(``np.random.seed(seed); np.random.choice(N, n_src, replace=False)``), adds
+every target image with its pseudo-label and trains through
+:func:`issegm.training.train`, checkpointing ``{output}/{r}/{model}_ep-%04d.params``.
+
+Resuming: every file is written atomically; an image whose pass-1 outputs
+exist is not forwarded again (its low-resolution map is reloaded, so the
+confidences are the same); a round whose pseudo-labels are complete (marker
+``{output}/{r}/pseudo_label.done.json``, written last) is not regenerated;
+training continues from the last whole epoch checkpoint.
+"""
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from issegm.datasets import get_dataset, list_path, read_list
+from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
+                                 mining_ids, pseudo_label, threshold_stats)
+from util.image import read_image, read_label, save_png
+from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
+
+__all__ = ['PhaseError', 'complete_args', 'default_log_file', 'set_logger', 'RoundPaths',
+           'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
+           'lowres_to_probmap', 'apply_prior', 'load_spatial_prior', 'generate_pseudo_labels',
+           'select_source', 'retrain', 'run']
+
+logger = logging.getLogger('cbst')
+
+MARKER = 'pseudo_label.done.json'
+
+
+class PhaseError(RuntimeError):
+    """A phase failed; the message says where and how to resume (one line)."""
+
+
+# ---------------------------------------------------------------------------- arguments
+def complete_args(args):
+    """Fill the defaults the reference derives after parsing (its ``parse_args`` tail).
+
+    ``--output`` defaults to the weights' folder in ``val`` and ``output`` in
+    ``train``; ``--model`` to the weights' name before ``_ep-``; in ``train``,
+    ``--from-epoch`` is the weights' epoch when their label equals
+    ``--model``, else 0; ``--log-file`` is named as the reference names it.
+    Returns ``args`` (modified in place).
+    """
+    if args.phase not in ('train', 'val'):
+        raise ValueError('unknown --phase %r: use train or val' % (args.phase,))
+    if args.output is None:
+        args.output = os.path.dirname(args.weights) if args.phase == 'val' and args.weights else 'output'
+    if args.weights is not None:
+        base = os.path.basename(args.weights)
+        if args.model is None:
+            if '_ep-' not in base:
+                raise ValueError('cannot tell the model from --weights %s: pass --model' % args.weights)
+            args.model = base.rsplit('_ep-', 1)[0]
+        if args.phase == 'train' and args.from_epoch is None:
+            if '_ep-' not in base:
+                raise ValueError('cannot tell the starting epoch from --weights %s: pass --from-epoch'
+                                 % args.weights)
+            if base.split('_ep-')[0] == args.model:
+                args.from_epoch = int(os.path.splitext(base)[0].split('-')[-1])
+    if args.model is None:
+        raise ValueError('missing --model (or --weights named {model}_ep-NNNN.params)')
+    if args.from_epoch is None:
+        args.from_epoch = 0
+    if args.log_file is None:
+        args.log_file = default_log_file(args)
+    if args.with_prior not in ('True', 'False'):
+        raise ValueError("--with-prior takes 'True' or 'False', got %r" % (args.with_prior,))
+    if args.kc_policy not in ('cb', 'global'):
+        raise ValueError("--kc-policy takes 'cb' or 'global', got %r" % (args.kc_policy,))
+    if args.data_root is None:
+        args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
+    return args
+
+
+def default_log_file(args):
+    """``{model}.log`` for training; ``{weights stem}[_{split_tgt}].log`` for pseudo-labels."""
+    if args.phase == 'train':
+        return '%s.log' % args.model
+    suffix = '_%s' % args.split_tgt if args.split_tgt != 'val' else ''
+    return '%s%s.log' % (os.path.splitext(os.path.basename(args.weights or args.model))[0], suffix)
+
+
+def set_logger(output, log_file, debug=False):
+    """Log to ``{output}/{log_file}`` (appending, as the reference) and to stderr."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    fmt = logging.Formatter('%(asctime)-15s %(message)s')
+    path = os.path.abspath(os.path.join(output, log_file))
+    for h in list(root.handlers):
+        # One file handler per log file, even when phases run in one process.
+        if isinstance(h, logging.FileHandler) and h.baseFilename != path:
+            root.removeHandler(h)
+            h.close()
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == path for h in root.handlers):
+        makedirs(output)
+        fh = logging.FileHandler(path)
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        sh = logging.StreamHandler()
+        sh.setFormatter(fmt)
+        root.addHandler(sh)
+    return logging.getLogger('cbst')
+
+
+# ---------------------------------------------------------------------------- paths
+class RoundPaths(object):
+    """Output folders of round ``r`` under ``{output}/{r}/``, named as the reference."""
+
+    def __init__(self, output, r):
+        self.output = output
+        self.round_dir = os.path.join(output, str(r))
+        results = os.path.join(self.round_dir, 'results')
+        st = os.path.join(self.round_dir, 'self_train')
+        self.nplabelIds = os.path.join(results, 'nplabelIds')
+        self.npcolor = os.path.join(results, 'npcolor')
+        self.pseudo_labelIds = os.path.join(st, 'pseudo_labelIds')
+        self.pseudo_color = os.path.join(st, 'pseudo_color')
+        self.rwlabelIds = os.path.join(st, 'rwlabelIds')
+        self.rwcolor = os.path.join(st, 'rwcolor')
+        self.splabelIds = os.path.join(st, 'splabelIds')
+        self.spcolor = os.path.join(st, 'spcolor')
+        # Per-round (the reference shares one {output}/probmap) so that a
+        # killed round can resume from its own maps.
+        self.probmap = os.path.join(self.round_dir, 'probmap')
+        self.stats = os.path.join(output, 'stats')
+        self.marker = os.path.join(self.round_dir, MARKER)
+        self.thresholds_used = os.path.join(self.round_dir, 'pseudo_label_thresholds.npy')
+        self.source_selected = os.path.join(self.round_dir, 'source_selected.lst')
+
+    @staticmethod
+    def png(folder, name):
+        return os.path.join(folder, name + '.png')
+
+
+def training_list_path(dataset_tgt, split_tgt, gpus):
+    """``issegm/data_list/{dataset_tgt}/{split_tgt}_training_gpu{gpus}.lst`` (relative to the cwd)."""
+    return os.path.join('issegm', 'data_list', dataset_tgt, '%s_training_gpu%s.lst' % (split_tgt, gpus))
+
+
+def target_dataset(dataset, dataset_tgt, classes):
+    """Label tables of the target: SYNTHIA -> Cityscapes uses the 16-class Cityscapes mapping.
+
+    The reference keys this on the (source, target) pair; the list files stay
+    under ``--dataset-tgt``.
+    """
+    name = dataset_tgt
+    if dataset_tgt == 'cityscapes' and (dataset == 'synthia' or classes == 16):
+        name = 'cityscapes16'
+    info = get_dataset(name)
+    if info.num_classes != classes:
+        raise ValueError('the model has %d classes but the target %s has %d'
+                         % (classes, name, info.num_classes))
+    return info
+
+
+def sample_name(image_path):
+    return os.path.splitext(os.path.basename(image_path))[0]
+
+
+# ---------------------------------------------------------------------------- low-res maps
+def save_lowres(path, probs, im_hw, orig_hw):
+    """Store the network output (C, h, w) float32 with the two sizes needed to upsample it again."""
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as f:
+            np.savez(f, probs=np.asarray(probs, np.float32), im_hw=np.asarray(im_hw, np.int64),
+                     orig_hw=np.asarray(orig_hw, np.int64))
+
+
+def load_lowres(path):
+    """``(probs, im_hw, orig_hw)`` written by :func:`save_lowres`."""
+    with np.load(path) as z:
+        return z['probs'], tuple(int(v) for v in z['im_hw']), tuple(int(v) for v in z['orig_hw'])
+
+
+def lowres_to_probmap(probs, im_hw, orig_hw, stride, prior=None):
+    """Full-resolution ``probmap`` (C, H, W) float32: deterministic upsampling, times the prior.
+
+    The same call in both passes gives bit-identical maps, which is what lets
+    pass 2 recompute instead of reading a stored full-resolution map.
+    """
+    from issegm.inference import upsample_probs
+    up = upsample_probs(probs, stride, im_hw, orig_hw)
+    return up if prior is None else apply_prior(prior, up)
+
+
+def apply_prior(prior, probs):
+    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``)."""
+    if prior.shape != probs.shape:
+        raise ValueError('spatial prior has shape %s but the probability map is %s (classes x H x W); '
+                         'build the prior at the target image size' % (prior.shape, probs.shape))
+    return np.multiply(prior, probs).astype(np.float32, copy=False)
+
+
+def load_spatial_prior(dataset, num_classes):
+    """``spatial_prior/{dataset}/prior_array.mat`` variable ``prior_array`` (source dataset name) as float32."""
+    import scipy.io
+    path = os.path.join('spatial_prior', dataset, 'prior_array.mat')
+    if not os.path.isfile(path):
+        raise FileNotFoundError('--with-prior True needs %s (build it with issegm/spatial_prior.py or '
+                                'download it; the folder is named after the SOURCE dataset)' % path)
+    prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+    if prior.ndim != 3 or prior.shape[0] != num_classes:
+        raise ValueError('%s: prior_array has shape %s, expected %d x H x W' % (path, prior.shape, num_classes))
+    return prior
+
+
+def _progress(total, desc):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit='img', dynamic_ncols=True, disable=None, file=sys.stderr)
+
+
+def _write_pred(ids_folder, color_folder, name, train_ids, info):
+    ids = info.train2label[train_ids]
+    save_png(RoundPaths.png(color_folder, name), ids, info.palette)
+    save_png(RoundPaths.png(ids_folder, name), ids)
+
+
+def _forward_config(args):
+    return {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
+            'test_flipping': bool(args.test_flipping)}
+
+
+def _load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path, obj):
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+
+
+def _write_stats(stats_dir, cls_size, cls_thresh, mine_id, mine_id_priority):
+    save_npy_atomic(os.path.join(stats_dir, 'mine_id.npy'), mine_id)
+    save_npy_atomic(os.path.join(stats_dir, 'mine_id_priority.npy'), mine_id_priority)
+    save_npy_atomic(os.path.join(stats_dir, 'cls_thresh.npy'), cls_thresh)
+    save_npy_atomic(os.path.join(stats_dir, 'cls_size.npy'), cls_size)
+
+
+def _write_training_list(path, items, paths):
+    with atomic_write(path) as f:
+        for image, _ in items:
+            f.write('%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))))
+
+
+def _make_predictor(args, spec, contexts):
+    from issegm.inference import Predictor
+    from issegm.model import get_model
+    net = get_model(args.model, weights=args.weights, ctx=contexts[0])
+    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0])
+
+
+# ---------------------------------------------------------------------------- phase val
+def generate_pseudo_labels(args, predictor=None):
+    """Spec section 6 for round ``args.idx_round``; returns the round's statistics as a dict.
+
+    ``predictor`` (an :class:`issegm.inference.Predictor`-like object) is built
+    from ``--model``/``--weights`` when not given; tests pass a cheap one.
+    """
+    from issegm.metrics import ConfusionMatrix
+    from issegm.model import parse_label
+    spec = parse_label(args.model)
+    r = int(args.idx_round)
+    paths = RoundPaths(args.output, r)
+    info = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
+    items = read_list(list_path(args.dataset_tgt, args.split_tgt), args.data_root_tgt)
+    names = [sample_name(image) for image, _ in items]
+    if len(set(names)) != len(names):
+        raise ValueError('image names in %s are not unique; outputs are named by file name'
+                         % list_path(args.dataset_tgt, args.split_tgt))
+    with_prior = args.with_prior == 'True'
+    portion = float(args.init_tgt_port)
+    train_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+    config = dict(_forward_config(args), init_tgt_port=portion, kc_policy=args.kc_policy,
+                  with_prior=with_prior, dataset=args.dataset, dataset_tgt=args.dataset_tgt,
+                  split_tgt=args.split_tgt, mine_id_number=int(args.mine_id_number),
+                  mine_thresh=float(args.mine_thresh), images=len(items))
+
+    done = _load_json(paths.marker)
+    if done is not None and done.get('config') == config:
+        # Complete round: only the shared files (list, stats) may have been
+        # overwritten by a later round; restore them from the marker.
+        logger.info('round %d: pseudo-labels already complete (%s); not regenerated', r, paths.marker)
+        _write_training_list(train_list, items, paths)
+        st = done['stats']
+        _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
+                     np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
+        shutil.rmtree(paths.probmap, ignore_errors=True)
+        return st
+    if done is not None:
+        logger.warning('round %d: %s was made with other settings; regenerating', r, paths.marker)
+        os.remove(paths.marker)
+
+    folders = [paths.nplabelIds, paths.npcolor, paths.pseudo_labelIds, paths.pseudo_color, paths.probmap,
+               paths.stats]
+    if with_prior:
+        folders += [paths.splabelIds, paths.spcolor]
+    if args.kc_policy == 'cb':
+        folders += [paths.rwlabelIds, paths.rwcolor]
+    for folder in folders:
+        makedirs(folder)
+    fwd_path = os.path.join(paths.probmap, 'forward.json')
+    fwd = _load_json(fwd_path)
+    if fwd is not None and fwd != _forward_config(args):
+        logger.warning('round %d: stored network outputs come from other settings; forwarding again', r)
+        shutil.rmtree(paths.probmap)
+        makedirs(paths.probmap)
+        if os.path.exists(paths.thresholds_used):
+            os.remove(paths.thresholds_used)
+    _write_json(fwd_path, _forward_config(args))
+
+    prior = load_spatial_prior(args.dataset, spec.classes) if with_prior else None
+    has_gt = args.split_tgt in ('train', 'val') and all(label is not None for _, label in items)
+    cm_np = ConfusionMatrix(spec.classes) if has_gt else None
+    cm_sp = ConfusionMatrix(spec.classes) if has_gt and with_prior else None
+    collector = ConfidenceCollector(spec.classes)
+    stride = spec.stride
+    scale = _single_scale(args.test_scales)
+    x_num = len(items)
+
+    # ---- pass 1: forward (or reload), argmax outputs, confidences, scores
+    bar = _progress(x_num, 'round %d pass 1/2 forward' % r)
+    start, forwarded = time.time(), 0
+    for i, ((image, label), name) in enumerate(zip(items, names)):
+        try:
+            low_path = os.path.join(paths.probmap, name + '.npz')
+            needed = [RoundPaths.png(paths.nplabelIds, name), RoundPaths.png(paths.npcolor, name)]
+            if with_prior:
+                needed += [RoundPaths.png(paths.splabelIds, name), RoundPaths.png(paths.spcolor, name)]
+            if os.path.exists(low_path) and all(os.path.exists(p) for p in needed):
+                probs, im_hw, orig_hw = load_lowres(low_path)
+                up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
+                pred_np = up.argmax(0)
+            else:
+                if predictor is None:
+                    from util.device import get_contexts
+                    predictor = _make_predictor(args, spec, get_contexts(args.gpus))
+                rim = read_image(os.path.join(args.data_root_tgt, image))
+                probs, im_hw = predictor.predict_lowres(rim, scale)
+                orig_hw = rim.shape[:2]
+                up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
+                pred_np = up.argmax(0)
+                _write_pred(paths.nplabelIds, paths.npcolor, name, pred_np, info)
+                forwarded += 1
+            probmap = up if prior is None else apply_prior(prior, up)
+            del up
+            pred, conf = confidence_map(probmap)
+            if with_prior:
+                _write_pred(paths.splabelIds, paths.spcolor, name, pred, info)
+            # Written last: its presence means this image's pass 1 is done.
+            if not os.path.exists(low_path):
+                save_lowres(low_path, probs, im_hw, orig_hw)
+            collector.add(pred, conf)
+            if has_gt:
+                gt = info.label2train[read_label(os.path.join(args.data_root_tgt, label))]
+                cm_np.update(gt, pred_np)
+                if cm_sp is not None:
+                    cm_sp.update(gt, pred)
+        except Exception as exc:
+            raise PhaseError('phase val (pseudo-labels) round %d pass 1 failed at image %d/%d %s: %s: %s; '
+                             'rerun the same command to resume (finished images are kept)'
+                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
+        bar.update(1)
+        speed = (i + 1) / max(time.time() - start, 1e-9)
+        logger.info('Done %d/%d with speed: %.2f/s', i + 1, x_num, speed)
+        if cm_sp is not None:
+            logger.info('with prior, %s', cm_sp.summary())
+        if cm_np is not None:
+            logger.info('no prior, %s', cm_np.summary())
+    bar.close()
+    logger.info('round %d pass 1: %d images forwarded, %d reloaded', r, forwarded, x_num - forwarded)
+
+    _write_training_list(train_list, items, paths)
+
+    # ---- thresholds and statistics
+    t0 = time.time()
+    cls_size, cls_thresh = threshold_stats(collector, portion, args.kc_policy)
+    mine_id, mine_id_priority = mining_ids(cls_size, args.mine_id_number, args.mine_thresh)
+    logger.info('mine_id %s, mine_id_priority %s', mine_id, mine_id_priority)
+    _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
+    logger.info('Kc determination done in %.2f s.', time.time() - t0)
+    with np.printoptions(precision=4, suppress=True):
+        logger.info('class thresholds %s', cls_thresh)
+        logger.info('class sizes %s', cls_size)
+    del collector
+
+    # ---- pass 2: labels from the thresholds
+    thresh = effective_thresholds(cls_thresh)
+    old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
+    reuse = old is not None and np.array_equal(old, thresh)
+    save_npy_atomic(paths.thresholds_used, thresh)
+    bar = _progress(x_num, 'round %d pass 2/2 pseudo-labels' % r)
+    for i, (image, name) in enumerate(zip([it[0] for it in items], names)):
+        out = RoundPaths.png(paths.pseudo_labelIds, name)
+        if reuse and os.path.exists(out):
+            bar.update(1)
+            continue
+        try:
+            probs, im_hw, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'))
+            probmap = lowres_to_probmap(probs, im_hw, orig_hw, stride, prior)
+            label, rw = pseudo_label(probmap, thresh, return_argmax=True)
+            del probmap
+            if args.kc_policy == 'cb':
+                _write_pred(paths.rwlabelIds, paths.rwcolor, name, rw, info)
+            # pseudo_labelIds last: training reads it, and it marks the image done.
+            _write_pred(paths.pseudo_labelIds, paths.pseudo_color, name, label, info)
+        except Exception as exc:
+            raise PhaseError('phase val (pseudo-labels) round %d pass 2 failed at image %d/%d %s: %s: %s; '
+                             'rerun the same command to resume (finished images are kept)'
+                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
+        bar.update(1)
+    bar.close()
+
+    stats = {'cls_size': cls_size.tolist(), 'cls_thresh': cls_thresh.tolist(),
+             'mine_id': mine_id.tolist(), 'mine_id_priority': mine_id_priority.tolist()}
+    if cm_np is not None:
+        stats['scores_np'] = {k: cm_np.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
+    if cm_sp is not None:
+        stats['scores_sp'] = {k: cm_sp.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
+    _write_json(paths.marker, {'config': config, 'stats': stats})
+    # As the reference, the maps are dropped once the round's labels exist.
+    shutil.rmtree(paths.probmap, ignore_errors=True)
+    logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
+    return stats
+
+
+def _single_scale(test_scales):
+    if test_scales is None:
+        raise ValueError('--phase val needs --test-scales (the longer side, e.g. 1850)')
+    scales = sorted(int(s) for s in str(test_scales).split(','))[::-1]
+    if len(scales) != 1:
+        raise ValueError('multi-scale testing is not implemented in pseudo-labelling (as in the reference); '
+                         'pass one --test-scales value')
+    return scales[0]
