@@ -1,0 +1,300 @@
+"""Evaluation of a checkpoint on a labelled split (spec section 9).
+
+``issegm/evaluate.py`` parses the reference's flags and calls :func:`run`.
+The forward pass, flipping and upsampling are :class:`issegm.inference.Predictor`
+(the same code as pseudo-labelling); scores are one
+:class:`issegm.metrics.ConfusionMatrix` accumulated over the split.
+
+Outputs in ``--output`` (as the reference): ``trainId/``, ``labelId/``,
+``color/`` (palette PNG of label ids), ``color/correct/`` (255 where the ground
+truth is ignored, 127 where the prediction is right), a log file, and, ours in
+addition, ``{stem}_results.json`` (every score, the confusion matrix and the
+arguments) and ``{stem}_results.md`` (the paper-style Markdown row).
+
+Deliberate differences from the reference, all where it would fail:
+``--test-scales`` with several values averages the upsampled probabilities
+over the scales (the reference asserts one scale); an omitted
+``--test-scales`` means the dataset's longer image side; ``--prefetch-threads``
+> 1 reads images ahead in threads (the reference asserts 1); scoring happens
+whenever the list has a label column (the reference keys it on the split
+name); ``--no-save-results`` skips the PNGs but still scores.
+"""
+import argparse
+import collections
+import concurrent.futures
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from issegm import metrics
+from issegm.datasets import DataError, get_dataset, list_path, read_list
+from util.image import read_image, read_label, save_png
+from util.io import makedirs
+
+__all__ = ['EvalError', 'resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
+           'sample_name', 'setup_logging']
+
+logger = logging.getLogger('issegm.evaluate')
+
+
+class EvalError(ValueError):
+    """Bad input found before any work: reported as one line."""
+
+
+def sample_name(image_path):
+    """Output file stem: the image file name without its extension (reference)."""
+    return os.path.splitext(os.path.basename(image_path))[0]
+
+
+def _parse_scales(text, default):
+    if text is None or str(text).strip() == '':
+        return [int(default)]
+    try:
+        scales = [int(v) for v in str(text).split(',') if v.strip()]
+    except ValueError:
+        raise EvalError('--test-scales takes comma-separated integers such as 2048 or 1536,2048,2560; '
+                        'got %r' % text)
+    if not scales or min(scales) < 1:
+        raise EvalError('--test-scales must be positive integers; got %r' % text)
+    return scales
+
+
+def resolve_args(args):
+    """Fill in the reference's derived defaults (model, output, log file, data root); returns args.
+
+    * ``--model`` omitted: the weights file name before ``_ep-`` (spec section 2);
+    * ``--output`` omitted: the weights' folder for ``--phase val``, else ``output``;
+    * ``--log-file`` omitted: ``{weights stem}[_{split} unless val].log``;
+    * ``--data-root`` omitted: ``data/{dataset}``.
+    """
+    from issegm.model import label_from_weights, parse_label
+    if args.phase not in ('val', 'test'):
+        raise EvalError('evaluate.py runs --phase val (scores and predictions) or test '
+                        '(predictions only); got --phase %s' % args.phase)
+    if args.weights is None:
+        raise EvalError('--weights is required: the checkpoint to evaluate, '
+                        'e.g. models/gta_rna-a1_cls19_s8_ep-0000.params')
+    if args.model is None:
+        try:
+            args.model = label_from_weights(args.weights)
+        except ValueError as exc:
+            raise EvalError(str(exc))
+    try:
+        spec = parse_label(args.model)
+    except ValueError as exc:
+        raise EvalError(str(exc))
+    if args.dataset is None:
+        args.dataset = spec.dataset
+    if args.output is None:
+        args.output = os.path.dirname(args.weights) if args.phase == 'val' else 'output'
+    stem = os.path.splitext(os.path.basename(args.weights))[0]
+    suffix = '' if args.split == 'val' else '_%s' % args.split
+    if args.log_file is None:
+        args.log_file = '%s%s.log' % (stem, suffix) if args.phase == 'val' else '%s.log' % args.model
+    args.result_stem = '%s%s' % (stem, suffix)
+    if args.data_root is None:
+        args.data_root = os.path.join('data', args.dataset)
+    return args
+
+
+Prepared = collections.namedtuple('Prepared', ['info', 'spec', 'items', 'scales', 'has_gt'])
+
+
+def prepare(args):
+    """Every check that can fail, before the network is built or any image read.
+
+    Raises :class:`EvalError` with one line for: unknown dataset, a model
+    whose class count differs from the dataset's, a missing weights file,
+    a missing/empty list or a file named in it that does not exist, bad scales.
+    """
+    from issegm.model import parse_label
+    spec = parse_label(args.model)
+    try:
+        info = get_dataset(args.dataset)
+    except DataError as exc:
+        raise EvalError(str(exc))
+    if spec.classes != info.num_classes:
+        raise EvalError('model %s predicts %d classes but dataset %s has %d; evaluate %d-class '
+                        'weights on a %d-class dataset (cityscapes16 for SYNTHIA models)'
+                        % (args.model, spec.classes, info.name, info.num_classes, spec.classes,
+                           spec.classes))
+    if not os.path.isfile(args.weights):
+        raise EvalError('weights not found: %s' % args.weights)
+    if args.test_steps != 1:
+        raise EvalError('--test-steps %d is not supported (only 1, the value every published '
+                        'command uses)' % args.test_steps)
+    scales = _parse_scales(args.test_scales, max(info.max_shape))
+    try:
+        items = read_list(list_path(info.name, args.split), args.data_root, check_exists=True)
+    except DataError as exc:
+        raise EvalError(str(exc))
+    has_gt = args.phase == 'val' and all(lab is not None for _, lab in items)
+    if args.phase == 'val' and not has_gt:
+        logger.warning('list %s has no label column: saving predictions without scores',
+                       list_path(info.name, args.split))
+    return Prepared(info, spec, items, scales, has_gt)
+
+
+def _load_pair(data_root, image_rel, label_rel, with_label):
+    image = read_image(os.path.join(data_root, image_rel))
+    label = read_label(os.path.join(data_root, label_rel)) if with_label else None
+    return image, label
+
+
+def _prefetched(items, data_root, with_label, threads):
+    """Yield ``(image_rel, image, label)`` in order, reading up to ``threads`` ahead."""
+    if threads <= 1:
+        for image_rel, label_rel in items:
+            yield (image_rel,) + _load_pair(data_root, image_rel, label_rel, with_label)
+        return
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        pending = collections.deque()
+        it = iter(items)
+        for image_rel, label_rel in it:
+            pending.append((image_rel, pool.submit(_load_pair, data_root, image_rel, label_rel, with_label)))
+            if len(pending) >= threads:
+                break
+        while pending:
+            image_rel, fut = pending.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt[0], pool.submit(_load_pair, data_root, nxt[0], nxt[1], with_label)))
+            yield (image_rel,) + fut.result()
+
+
+class Evaluation(object):
+    """Per-image prediction, saving and scoring; usable without the CLI.
+
+    ``predictor`` is an :class:`issegm.inference.Predictor`; ``info`` the
+    :class:`issegm.datasets.DatasetInfo`. ``timer`` (optional dict) receives
+    the seconds spent in ``predict`` (network + upsampling) and in the rest.
+    """
+
+    def __init__(self, predictor, info, scales, output, save_results=True):
+        self.predictor = predictor
+        self.info = info
+        self.scales = list(scales)
+        self.output = output
+        self.save_results = save_results
+        self.cm = metrics.ConfusionMatrix(info.num_classes)
+        self.valid = np.zeros(256, bool)
+        self.valid[info.valid_label_ids] = True
+        if save_results:
+            for sub in ('color', 'labelId', 'trainId'):
+                makedirs(os.path.join(output, sub))
+
+    def predict(self, image):
+        """Train-id prediction (uint8 H x W) of one RGB image."""
+        probs = self.predictor.predict(image, self.scales)
+        return probs.argmax(0).astype(np.uint8)
+
+    def save(self, name, pred_train, label=None):
+        label_ids = self.info.train2label[pred_train]
+        save_png(os.path.join(self.output, 'trainId', name + '.png'), pred_train)
+        save_png(os.path.join(self.output, 'labelId', name + '.png'), label_ids)
+        save_png(os.path.join(self.output, 'color', name + '.png'), label_ids, self.info.palette)
+        if label is not None:
+            # The reference's correctness map: 255 ignored, 127 right, 0 wrong.
+            correct = np.where(~self.valid[label], 255, np.where(label == label_ids, 127, 0))
+            save_png(os.path.join(self.output, 'color', 'correct', name + '.png'), correct.astype(np.uint8))
+
+    def score(self, pred_train, label, image_path=''):
+        if label.shape != pred_train.shape:
+            raise EvalError('label of %s is %dx%d but the image is %dx%d' % (
+                image_path, label.shape[0], label.shape[1], pred_train.shape[0], pred_train.shape[1]))
+        self.cm.update(self.info.label2train[label], pred_train)
+
+
+def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None):
+    """Run ``evaluation`` over the split; returns its confusion matrix."""
+    x_num = len(prepared.items)
+    start = time.time()
+    timer = timer if timer is not None else {}
+    timer.setdefault('predict', 0.0)
+    timer.setdefault('other', 0.0)
+    t_last = time.time()
+    for i, (image_rel, image, label) in enumerate(
+            _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)):
+        t0 = time.time()
+        timer['other'] += t0 - t_last
+        pred = evaluation.predict(image)
+        t1 = time.time()
+        timer['predict'] += t1 - t0
+        if label is not None:
+            evaluation.score(pred, label, image_rel)
+        if evaluation.save_results:
+            evaluation.save(sample_name(image_rel), pred, label)
+        t_last = time.time()
+        timer['other'] += t_last - t1
+        if (i + 1) % log_every == 0 or i + 1 == x_num:
+            speed = (i + 1) / max(time.time() - start, 1e-9)
+            msg = 'Done {}/{} with speed: {:.2f}/s'.format(i + 1, x_num, speed)
+            if label is not None:
+                msg += '; ' + evaluation.cm.summary()
+            logger.info(msg)
+    logger.info('Done in %.2f s.', time.time() - start)
+    return evaluation.cm
+
+
+def setup_logging(output, log_file, debug=False):
+    """Log to the console and to ``{output}/{log_file}`` (reference ``set_logger``)."""
+    level = logging.DEBUG if debug else logging.INFO
+    fmt = logging.Formatter('%(asctime)s %(message)s')
+    logger.setLevel(level)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        handlers.append(logging.FileHandler(os.path.join(output, log_file) if output else log_file))
+    for h in handlers:
+        h.setFormatter(fmt)
+        logger.addHandler(h)
+    logger.propagate = False
+    return logger
+
+
+def run(args, net=None):
+    """The whole of ``evaluate.py`` after argument parsing; returns the result dict (or None).
+
+    ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
+    it must map normalised NCHW data to probabilities at 1/stride.
+    """
+    from issegm.inference import Predictor
+    from issegm.model import get_model
+    from util.device import get_contexts
+
+    resolve_args(args)
+    prepared = prepare(args)
+    makedirs(args.output)
+    setup_logging(args.output, args.log_file, args.debug)
+    logger.info('start with arguments %s', args)
+    logger.info('and model specs %s', dict(prepared.spec._asdict()))
+    if args.save_predictions:
+        logger.info('--save-predictions has no effect in evaluation (as in the reference)')
+    ctx = get_contexts(args.gpus)[0]
+    if net is None:
+        net = get_model(prepared.spec, args.weights, ctx=ctx)
+    predictor = Predictor(net, prepared.info.num_classes, prepared.spec.stride, flip=args.test_flipping,
+                          ctx=ctx)
+    evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results)
+    timer = {}
+    cm = evaluate_split(evaluation, prepared, args.data_root, args.prefetch_threads, timer=timer)
+    logger.info('time: %.2f s predicting (network + upsampling), %.2f s other (read, argmax, save, score)',
+                timer['predict'], timer['other'])
+    if not prepared.has_gt:
+        return None
+    case = args.result_stem
+    extra = {'model': args.model, 'dataset': prepared.info.name, 'split': args.split,
+             'test_scales': prepared.scales, 'test_flipping': bool(args.test_flipping)}
+    result = metrics.save_results(os.path.join(args.output, args.result_stem + '_results.json'), cm,
+                                  prepared.info.class_names, case, args=args, extra=extra)
+    table = metrics.markdown_table([(case, result['scores'])])
+    from util.io import atomic_write
+    with atomic_write(os.path.join(args.output, args.result_stem + '_results.md')) as f:
+        f.write(table)
+    logger.info('%s\n%s', cm.summary(), table)
+    return result

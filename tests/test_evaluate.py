@@ -1,0 +1,218 @@
+"""evaluate.py: known predictions on a miniature Cityscapes val, flipping, multi-scale, bad input."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+from PIL import Image
+
+from checkpoint_recipe import recipe_params
+from issegm import evaluate as evaluate_script
+from issegm import evaluation
+from issegm.datasets import get_dataset
+from issegm.inference import Predictor
+from util.image import MEAN_RGB, STD_RGB
+
+INFO = get_dataset('cityscapes')
+LABEL = 'cityscapes_rna-t1_cls19_s8'
+# One distinct colour per train id (the network below reads them back); ignore = black.
+COLOURS = np.array([[(37 * t) % 256, (91 * t + 40) % 256, (53 * t + 120) % 256] for t in range(19)], np.float64)
+COLOURS[0] = (250, 10, 10)
+
+
+class ColourNet(object):
+    """A stand-in network with known output: the class whose colour is nearest to each 8x8 cell.
+
+    ``confuse`` maps a true train id to the one it is predicted as.
+    """
+
+    def __init__(self, confuse=None):
+        self.confuse = confuse or {}
+
+    def __call__(self, data):
+        x = data.asnumpy()[0].astype(np.float64)
+        rgb = (x * STD_RGB[:, None, None] + MEAN_RGB[:, None, None]) * 255
+        _, h, w = rgb.shape
+        cells = rgb.reshape(3, h // 8, 8, w // 8, 8).mean((2, 4))
+        cls = ((cells[None] - COLOURS[:, :, None, None]) ** 2).sum(1).argmin(0)
+        for a, b in self.confuse.items():
+            cls[cls == a] = b
+        probs = np.full((19,) + cls.shape, 0.1 / 19, np.float32)
+        np.put_along_axis(probs, cls[None], 0.9 + 0.1 / 19, axis=0)
+        return mx.nd.array(probs[None])
+
+
+def _scene(seed):
+    """32 x 384 train-id map of 16-pixel vertical stripes: every class, a few repeats, two ignored.
+
+    Stripes (not blocks) so that only two classes meet anywhere: bicubic
+    upsampling of one-hot maps then splits exactly at the stripe borders.
+    """
+    rng = np.random.RandomState(seed)
+    stripes = np.concatenate([np.arange(19), rng.randint(0, 19, 5)])
+    rng.shuffle(stripes)
+    stripes[[3, 17]] = 255
+    return np.kron(stripes[None], np.ones((32, 16), int)).astype(np.uint8)
+
+
+def _write_split(root, split, scenes, mirror=False):
+    lines = []
+    for i, train in enumerate(scenes):
+        name = 'lindau_%06d_000019' % i
+        img = np.zeros(train.shape + (3,), np.uint8)
+        ok = train != 255
+        img[ok] = COLOURS[train[ok]].astype(np.uint8)
+        label_ids = np.where(ok, INFO.train2label[train], 0).astype(np.uint8)
+        if mirror:
+            img, label_ids = img[:, ::-1], label_ids[:, ::-1]
+        im_rel = 'leftImg8bit/%s/lindau/%s_leftImg8bit.png' % (split, name)
+        gt_rel = 'gtFine/%s/lindau/%s_gtFine_labelIds.png' % (split, name)
+        for rel, arr in ((im_rel, img), (gt_rel, label_ids)):
+            os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+            Image.fromarray(np.ascontiguousarray(arr)).save(os.path.join(root, rel))
+        lines.append('%s\t%s' % (im_rel, gt_rel))
+    os.makedirs('issegm/data_list/cityscapes', exist_ok=True)
+    with open('issegm/data_list/cityscapes/%s.lst' % split, 'w') as f:
+        f.write('\n'.join(lines) + ('\n' if lines else ''))
+
+
+@pytest.fixture
+def city(tmp_path, monkeypatch):
+    """A miniature Cityscapes val (3 images) under tmp_path, which becomes the working directory."""
+    monkeypatch.chdir(tmp_path)
+    root = str(tmp_path / 'cityscapes')
+    _write_split(root, 'val', [_scene(s) for s in range(3)])
+    return root
+
+
+@pytest.fixture(scope='module')
+def t1_weights(tmp_path_factory):
+    from issegm.model import get_symbol, param_shapes
+    args, auxs = param_shapes(get_symbol(LABEL))
+    rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
+    path = tmp_path_factory.mktemp('w') / (LABEL + '_ep-0003.params')
+    mx.nd.save(str(path), recipe_params(rows, seed=0))
+    return str(path)
+
+
+def _args(root, weights, *extra):
+    return evaluate_script.parse_args(['--data-root', root, '--dataset', 'cityscapes', '--phase', 'val',
+                                       '--weights', weights, '--split', 'val', '--gpus', '',
+                                       '--test-scales', '384'] + list(extra))
+
+
+def test_known_predictions_scores_and_files(city, tmp_path):
+    weights = str(tmp_path / 'models' / (LABEL + '_ep-0000.params'))
+    os.makedirs(os.path.dirname(weights))
+    open(weights, 'w').close()   # never read: the network is injected
+    # terrain (9) is predicted as vegetation (8); everything else right.
+    args = _args(city, weights, '--output', 'out')
+    res = evaluation.run(args, net=ColourNet({9: 8}))
+    s = res['scores']
+    gt = [INFO.label2train[np.asarray(Image.open(os.path.join(city, 'gtFine/val/lindau/lindau_%06d_000019'
+                                                              '_gtFine_labelIds.png' % i)))] for i in range(3)]
+    n = np.bincount(np.concatenate([g.ravel() for g in gt]), minlength=256)[:19]
+    expected = np.ones(19)
+    expected[9] = 0.0
+    expected[8] = n[8] / (n[8] + n[9])
+    np.testing.assert_allclose(s['class_iou'], expected)
+    assert s['pixel_acc'] == pytest.approx(1 - n[9] / n.sum())
+    assert s['mean_iou'] == pytest.approx(expected.mean())
+    assert res['args']['model'] == LABEL and res['test_scales'] == [384]
+    # files: predictions as train ids, label ids, colours; json + markdown row
+    name = 'lindau_000001_000019_leftImg8bit.png'
+    pred = np.asarray(Image.open(os.path.join('out', 'trainId', name)))
+    want = np.where(gt[1] == 9, 8, gt[1])
+    np.testing.assert_array_equal(pred[gt[1] != 255], want[gt[1] != 255])
+    np.testing.assert_array_equal(np.asarray(Image.open(os.path.join('out', 'labelId', name))), INFO.train2label[pred])
+    color = Image.open(os.path.join('out', 'color', name))
+    assert color.mode == 'P' and np.array_equal(np.asarray(color), INFO.train2label[pred])
+    assert os.path.isfile(os.path.join('out', 'color', 'correct', name))
+    stem = LABEL + '_ep-0000'
+    assert json.load(open(os.path.join('out', stem + '_results.json')))['scores']['mean_iou'] == s['mean_iou']
+    md = open(os.path.join('out', stem + '_results.md')).read().splitlines()
+    assert md[0].startswith('Case|mIoU|Road|Sidewalk|Building') and md[2].startswith(stem + '|%.1f|100.0' %
+                                                                                     (100 * s['mean_iou']))
+    assert os.path.isfile(os.path.join('out', stem + '.log'))
+
+
+def test_flipping_a_symmetric_input_changes_nothing(city, t1_weights):
+    from issegm.model import get_model
+    net = get_model(LABEL, t1_weights)
+    half = _scene(7)[:, :192]
+    sym = np.concatenate([half, half[:, ::-1]], 1)
+    _write_split(city, 'sym', [sym])
+    _write_split(city, 'symm', [sym], mirror=True)
+    a = evaluation.run(_args(city, t1_weights, '--split', 'sym', '--output', 'a', '--test-flipping'), net=net)
+    b = evaluation.run(_args(city, t1_weights, '--split', 'symm', '--output', 'b', '--test-flipping'), net=net)
+    pa = np.asarray(Image.open('a/trainId/lindau_000000_000019_leftImg8bit.png'))
+    pb = np.asarray(Image.open('b/trainId/lindau_000000_000019_leftImg8bit.png'))
+    assert len(np.unique(pa)) > 1            # a real prediction, not a constant map
+    np.testing.assert_array_equal(pa, pa[:, ::-1])
+    np.testing.assert_array_equal(pa, pb)
+    assert a['scores'] == b['scores']
+    # the flip-averaged probabilities of a symmetric image are mirror images of themselves
+    img = np.asarray(Image.open(os.path.join(city, 'leftImg8bit/sym/lindau/lindau_000000_000019_leftImg8bit.png')))
+    probs = Predictor(net, 19, 8, flip=True).predict(img, [384])
+    np.testing.assert_allclose(probs, probs[:, :, ::-1], atol=1e-6)
+    assert not np.allclose(Predictor(net, 19, 8).predict(img, [384]), probs, atol=1e-4)
+
+
+def test_multi_scale(city, t1_weights):
+    from issegm.model import get_model
+    net = get_model(LABEL, t1_weights)
+    one = evaluation.run(_args(city, t1_weights, '--output', 'one'), net=net)
+    same = evaluation.run(_args(city, t1_weights, '--output', 'same', '--test-scales', '384,384'), net=net)
+    three = evaluation.run(_args(city, t1_weights, '--output', 'three', '--test-scales', '320,384,448'), net=net)
+    name = 'lindau_000002_000019_leftImg8bit.png'
+    read = lambda d: np.asarray(Image.open(os.path.join(d, 'trainId', name)))  # noqa: E731
+    np.testing.assert_array_equal(read('one'), read('same'))
+    assert one['scores']['confusion'] == same['scores']['confusion']
+    img = np.asarray(Image.open(os.path.join(city, 'leftImg8bit/val/lindau/' + name)))
+    p = Predictor(net, 19, 8)
+    mean = sum(p.predict(img, [s]) for s in (320, 384, 448)) / 3
+    np.testing.assert_array_equal(read('three'), mean.argmax(0))
+    assert not np.array_equal(read('three'), read('one'))
+    assert three['test_scales'] == [320, 384, 448]
+
+
+def test_cli_end_to_end_and_defaults(city, t1_weights, capsys):
+    rc = evaluate_script.main(['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights',
+                               t1_weights, '--split', 'val', '--test-scales', '384', '--gpus', '0',
+                               '--no-cudnn', '--prefetch-threads', '2'])
+    assert rc == 0
+    out = os.path.dirname(t1_weights)      # --output defaults to the weights' folder for --phase val
+    stem = LABEL + '_ep-0003'
+    res = json.load(open(os.path.join(out, stem + '_results.json')))
+    assert res['model'] == LABEL and res['args']['no_mxnet_cudnn_autotune_default'] is True
+    assert len(os.listdir(os.path.join(out, 'labelId'))) == 3
+    assert 0 <= res['scores']['mean_iou'] <= 1
+
+
+@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label'])
+def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, capsys, case):
+    argv = ['--data-root', city, '--phase', 'val', '--weights', t1_weights, '--split', 'val',
+            '--test-scales', '384', '--output', 'bad', '--gpus', '']
+    if case == 'classes':
+        argv += ['--dataset', 'cityscapes16']
+        needle = 'predicts 19 classes but dataset cityscapes16 has 16'
+    elif case == 'missing':
+        os.remove(os.path.join(city, 'gtFine/val/lindau/lindau_000002_000019_gtFine_labelIds.png'))
+        needle = 'val.lst line 3: label file not found'
+    elif case == 'empty':
+        _write_split(city, 'val', [])
+        needle = 'has no entries'
+    elif case == 'weights':
+        argv[argv.index(t1_weights)] = str(tmp_path / (LABEL + '_ep-0009.params'))
+        needle = 'weights not found'
+    elif case == 'scales':
+        argv[argv.index('384')] = '38a'
+        needle = '--test-scales'
+    else:
+        argv[argv.index(t1_weights)] = str(tmp_path / 'weights.params')
+        needle = 'pass --model'
+    assert evaluate_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not os.path.exists('bad')       # nothing written
