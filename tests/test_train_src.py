@@ -1,0 +1,124 @@
+"""train_src.py: ImageNet-format start (body loaded, head initialised), checkpoint names, lr policies."""
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from checkpoint_recipe import recipe_params
+from issegm import train_src
+from issegm.model import get_symbol, param_shapes
+from util.mxutil import load_params_from_file
+
+MODEL = 'gta_rna-t1_cls19_s8'
+HEAD = ['conv6a_weight', 'conv6a_bias', 'linear19_weight', 'linear19_bias']
+
+
+@pytest.fixture(scope='module')
+def imagenet_weights(tmp_path_factory):
+    """A recipe checkpoint of the thin ImageNet classifier, named as the released one."""
+    label = 'ilsvrc-cls_rna-t1_cls1000'
+    args, auxs = param_shapes(get_symbol(label), data_shape=(1, 3, 64, 64))
+    rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
+    path = tmp_path_factory.mktemp('imagenet') / (label + '_ep-0001.params')
+    mx.nd.save(str(path), recipe_params(rows, seed=1))
+    return str(path)
+
+
+def _iter(n=4, batch=2, size=32, seed=0):
+    """Stand-in for FileIter: normalised crops and labels at the stride centres."""
+    rng = np.random.RandomState(seed)
+    data = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    label = rng.randint(0, 19, (n, (size // 8) ** 2)).astype(np.float32)
+    label[:, :3] = 255
+    return mx.io.NDArrayIter(data, label, batch, shuffle=False, label_name='softmax_label')
+
+
+def _argv(out, weights, *extra):
+    return ['--gpus', '0', '--split', 'train', '--output', out, '--model', MODEL, '--batch-images', '2',
+            '--crop-size', '32', '--scale-rate-range', '0.7,1.3', '--weights', weights, '--kvstore', 'local',
+            '--prefetch-threads', '1', '--prefetcher', 'thread', '--cache-images', '0', '--origin-size', '64'] \
+        + list(extra)
+
+
+def test_from_imagenet_body_loaded_head_initialised(tmp_path, imagenet_weights):
+    out = str(tmp_path / 'gta_train')
+    # lr 0: the parameters after one epoch are exactly the initial ones.
+    args = train_src.parse_args(_argv(out, imagenet_weights, '--lr-type', 'fixed', '--base-lr', '0',
+                                      '--to-epoch', '1', '--backward-do-mirror'))
+    paths = train_src.run(args, dataiter=_iter())
+    assert args.from_epoch == 0 and args.dataset == 'gta'          # weights' label differs from --model
+    assert paths == [os.path.join(out, MODEL + '_ep-0001.params')]
+    assert os.path.isfile(os.path.join(out, MODEL + '_ep-symbol.json'))
+    assert os.path.isfile(os.path.join(out, MODEL + '.log'))
+    arg, aux = load_params_from_file(paths[0])
+    src_arg, src_aux = load_params_from_file(imagenet_weights)
+    body = [n for n in src_arg if not n.startswith('linear')]
+    assert body and all(np.array_equal(arg[n].asnumpy(), src_arg[n].asnumpy()) for n in body)
+    assert all(np.array_equal(aux[n].asnumpy(), src_aux[n].asnumpy()) for n in src_aux)
+    assert 'linear1000_weight' not in arg
+    for name in HEAD:
+        assert name in arg and name not in src_arg
+    # Xavier(gaussian, in, 2): std sqrt(2 / fan_in); biases zero
+    w = arg['linear19_weight'].asnumpy()
+    fan_in = np.prod(w.shape[1:])
+    assert abs(w.std() / np.sqrt(2. / fan_in) - 1) < 0.1
+    assert not arg['conv6a_bias'].asnumpy().any()
+
+
+def test_continue_from_own_checkpoint_and_epoch_numbering(tmp_path, imagenet_weights):
+    out = str(tmp_path / 'run')
+    first = train_src.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '1')),
+                          dataiter=_iter())[0]
+    # weights named like --model: training continues at the weights' epoch (spec 2)
+    args = train_src.parse_args(_argv(str(tmp_path / 'run2'), first, '--base-lr', '0.01', '--to-epoch', '2'))
+    paths = train_src.run(args, dataiter=_iter())
+    assert args.from_epoch == 1
+    assert paths == [os.path.join(str(tmp_path / 'run2'), MODEL + '_ep-0002.params')]
+    a, _ = load_params_from_file(first)
+    b, _ = load_params_from_file(paths[0])
+    assert not np.array_equal(a['linear19_weight'].asnumpy(), b['linear19_weight'].asnumpy())
+    # --model omitted: taken from the weights' file name
+    args = train_src.parse_args(_argv(out, first, '--to-epoch', '3')[:0] + [
+        '--weights', first, '--batch-images', '2', '--crop-size', '32', '--to-epoch', '3', '--stop-epoch', '2',
+        '--output', out])
+    train_src.resolve_args(args)
+    assert args.model == MODEL and args.from_epoch == 1 and args.stop_epoch == 2 and args.lr_type == 'fixed'
+    assert args.base_lr == 0.1 and args.kvstore == 'device' and args.data_root == os.path.join('data', 'gta')
+
+
+def _lrs(tmp_path, weights, *extra, epochs=2, from_epoch=0):
+    seen = []
+    argv = _argv(str(tmp_path / ('lr%d' % from_epoch + '_'.join(extra))), weights, '--base-lr', '0.01',
+                 '--to-epoch', str(epochs), '--from-epoch', str(from_epoch), *extra)
+    train_src.run(train_src.parse_args(argv), dataiter=_iter(),
+                  batch_end_callback=lambda e, b, loss, lr: seen.append(lr))
+    return np.array(seen)
+
+
+def test_lr_policies(tmp_path, imagenet_weights):
+    # 2 batches an epoch, 2 epochs: updates n = 1..4; decays span to_iter + 1 = 5 updates (reference).
+    n = np.arange(1, 5)
+    np.testing.assert_allclose(_lrs(tmp_path, imagenet_weights, '--lr-type', 'fixed'), 0.01)
+    np.testing.assert_allclose(_lrs(tmp_path, imagenet_weights, '--lr-type', 'step', '--lr-steps', '2'),
+                               [0.01, 0.01, 0.001, 0.001])
+    np.testing.assert_allclose(_lrs(tmp_path, imagenet_weights, '--lr-type', 'linear'), 0.01 * (1 - n / 5.))
+    np.testing.assert_allclose(_lrs(tmp_path, imagenet_weights, '--lr-type', 'poly'),
+                               0.01 * (1 - n / 5.) ** 0.9, rtol=1e-6)
+    # resumed at epoch 1 of 2: the schedule continues where it stood (offset = 2 updates)
+    np.testing.assert_allclose(_lrs(tmp_path, imagenet_weights, '--lr-type', 'linear', from_epoch=1),
+                               0.01 * (1 - np.arange(3, 5) / 5.))
+
+
+@pytest.mark.parametrize('extra,needle', [
+    (['--to-epoch', '2', '--lr-type', 'cosine'], '--lr-type cosine unknown'),
+    (['--to-epoch', '2', '--lr-type', 'step'], 'needs --lr-steps'),
+    ([], '--to-epoch is required'),
+    (['--to-epoch', '2', '--kvstore', 'dist'], '--kvstore must be'),
+    (['--to-epoch', '2', '--dataset', 'synthia'], 'has 19 classes but dataset synthia has 16'),
+])
+def test_bad_arguments_one_line(tmp_path, imagenet_weights, capsys, extra, needle):
+    assert train_src.main(_argv(str(tmp_path / 'x'), imagenet_weights, *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not os.path.exists(str(tmp_path / 'x'))
