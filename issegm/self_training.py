@@ -44,7 +44,8 @@ from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'set_logger', 'RoundPaths',
            'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
            'lowres_to_probmap', 'apply_prior', 'load_spatial_prior', 'generate_pseudo_labels',
-           'select_source', 'retrain', 'run']
+           'select_source', 'training_samples', 'retrain', 'make_dataiter', 'run', 'py2_str',
+           'round_schedule', 'val_argv', 'train_argv', 'run_rounds']
 
 logger = logging.getLogger('cbst')
 
@@ -460,3 +461,257 @@ def _single_scale(test_scales):
         raise ValueError('multi-scale testing is not implemented in pseudo-labelling (as in the reference); '
                          'pass one --test-scales value')
     return scales[0]
+
+
+# ---------------------------------------------------------------------------- phase train
+def select_source(num_source, portion, seed):
+    """Indices of the source images of this round (spec 7), exactly as the reference draws them.
+
+    ``n_src = int(N * portion)``; numpy's legacy global generator is seeded
+    and ``np.random.choice(N, n_src, replace=False)`` taken, so with the
+    ``cumulative`` policy (same seed each round) a larger portion extends
+    the smaller one's selection and the same images as the reference are chosen.
+    """
+    n_src = int(num_source * float(portion))
+    np.random.seed(int(seed))
+    return np.random.choice(num_source, n_src, replace=False)
+
+
+def _load_mining(address):
+    if address is None:
+        raise ValueError('--phase train needs --mine-id-address (the stats/ folder of the pseudo-label phase)')
+    try:
+        return (np.load(os.path.join(address, 'mine_id.npy')),
+                np.load(os.path.join(address, 'mine_id_priority.npy')))
+    except OSError as exc:
+        raise FileNotFoundError('cannot read the mining statistics in %s (%s); run --phase val of this round '
+                                'first' % (address, exc))
+
+
+def training_samples(args):
+    """``(source_items, target_items)`` of this round as ``(image, label)`` paths ready to open.
+
+    Source paths are joined to ``--data-root``; target images to
+    ``--data-root-tgt`` and target labels are the pseudo-label paths of the
+    training list, used as written (as the reference does). Also writes
+    ``{output}/{r}/source_selected.lst`` (lines of the source list, in the
+    order drawn).
+    """
+    src_list = list_path(args.dataset, args.split)
+    src = read_list(src_list, args.data_root)
+    idx = select_source(len(src), args.init_src_port, args.seed_int)
+    paths = RoundPaths(args.output, args.idx_round)
+    with atomic_write(paths.source_selected) as f:
+        for i in idx:
+            image, label = src[i]
+            f.write('%s\t%s\n' % (image, label) if label is not None else '%s\n' % image)
+    source = [(os.path.join(args.data_root, src[i][0]), os.path.join(args.data_root, src[i][1]))
+              for i in idx]
+    tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+    target = [(os.path.join(args.data_root_tgt, image), label)
+              for image, label in read_list(tgt_list, args.data_root_tgt, check_exists=False)]
+    missing = [label for _, label in target if not os.path.isfile(label)]
+    if missing:
+        raise FileNotFoundError('%s lists %d pseudo-labels that do not exist (first: %s); run --phase val '
+                                'of round %d first' % (tgt_list, len(missing), missing[0], args.idx_round))
+    return source, target
+
+
+def retrain(args, dataiter=None):
+    """Spec section 7 for round ``args.idx_round``; returns the checkpoint paths in epoch order."""
+    from issegm.model import parse_label
+    from issegm.training import train
+    from util.device import get_contexts
+    spec = parse_label(args.model)
+    if args.to_epoch is None:
+        raise ValueError('--phase train needs --to-epoch')
+    stop_epoch = args.to_epoch if args.stop_epoch is None else args.stop_epoch
+    r = int(args.idx_round)
+    prefix = os.path.join(args.output, str(r), '%s_ep' % args.model)
+    final = '%s-%04d.params' % (prefix, stop_epoch)
+    if os.path.exists(final):
+        # Checked before building the iterator so that a finished round costs nothing.
+        logger.info('round %d: already trained to epoch %d (%s); nothing to do', r, stop_epoch, final)
+        return [final]
+    contexts = get_contexts(args.gpus)
+    if dataiter is None:
+        dataiter = make_dataiter(args, spec)
+    try:
+        return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
+                     from_epoch=int(args.from_epoch), to_epoch=int(args.to_epoch), stop_epoch=stop_epoch,
+                     base_lr=args.base_lr if args.base_lr is not None else 0.1,
+                     lr_policy=args.lr_type or 'fixed',
+                     lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
+                     weight_decay=args.weight_decay, kvstore=args.kvstore,
+                     backward_do_mirror=args.backward_do_mirror)
+    except Exception as exc:
+        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
+                         'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \
+            from exc
+
+
+def make_dataiter(args, spec):
+    """The training iterator of this round: selected source images plus pseudo-labelled targets."""
+    from issegm.data import FileIter
+    source, target = training_samples(args)
+    mine_id, mine_id_priority = _load_mining(args.mine_id_address)
+    return FileIter.from_args(args, spec, source, target, mine_id, mine_id_priority)
+
+
+# ---------------------------------------------------------------------------- entry
+def run(args, predictor=None):
+    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code."""
+    if args.debug:
+        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
+    if args.backward_do_mirror:
+        os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
+    if args.no_mxnet_cudnn_autotune_default:
+        os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
+    if args.test_steps != 1:
+        raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
+    complete_args(args)
+    makedirs(args.output)
+    log = set_logger(args.output, args.log_file, args.debug)
+    log.info('start with arguments %s', args)
+    try:
+        if args.phase == 'val':
+            generate_pseudo_labels(args, predictor=predictor)
+        else:
+            retrain(args)
+    except PhaseError as exc:
+        log.error('%s', exc)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------- rounds (solve_AO)
+def py2_str(value):
+    """``str(value)`` as the reference's Python 2 wrote it: floats with 12 significant digits.
+
+    The driver passes portions and learning rates to ``solve_ST`` as text;
+    Python 2 printed ``0.15 + 0.05`` as ``0.2`` where Python 3 may print
+    ``0.20000000000000001``-like text, and ``floor(n * p)`` can differ.
+    """
+    return '%.12g' % value if isinstance(value, float) else str(value)
+
+
+def round_schedule(args):
+    """Per-round settings of ``solve_AO`` (spec section 8), as a list of dicts.
+
+    Round r trains to ``to_epoch = (r + 1) * epoch_per_round`` from the last
+    epoch of round r-1; the learning rate is divided by sqrt(2) each round;
+    portions grow by their step while below their maximum; the seed is
+    ``--seed-int`` (``cumulative``) or r (``random``). Values go through
+    :func:`py2_str` as they do on the reference's command lines.
+    """
+    if args.source_sample_policy not in ('cumulative', 'random'):
+        raise ValueError("unknown --source-sample-policy %r: use 'cumulative' or 'random'"
+                         % (args.source_sample_policy,))
+    if args.base_lr is None:
+        raise ValueError('solve_AO needs --base-lr')
+    weights, to_epoch = args.weights, args.epr
+    lr, tgt_port, src_port = args.base_lr, args.init_tgt_port, args.init_src_port
+    rounds = []
+    for r in range(args.num_round):
+        seed = args.seed_int if args.source_sample_policy == 'cumulative' else r
+        rounds.append({'round': r, 'weights': weights, 'to_epoch': to_epoch, 'lr': py2_str(lr),
+                       'tgt_port': py2_str(tgt_port), 'src_port': py2_str(src_port), 'seed': seed,
+                       'final': os.path.join(args.output, str(r), '%s_ep-%04d.params' % (args.model, to_epoch))})
+        weights = rounds[-1]['final']
+        to_epoch += args.epr
+        lr = lr / math.sqrt(2)
+        if tgt_port < args.max_tgt_port:
+            tgt_port = tgt_port + args.step_tgt_port
+        if src_port < args.max_src_port:
+            src_port = src_port + args.step_src_port
+    return rounds
+
+
+def _flags(pairs):
+    argv = []
+    for flag, value in pairs:
+        if value is True:
+            argv.append(flag)
+        elif value is not None and value is not False:
+            argv += [flag, py2_str(value)]
+    return argv
+
+
+def val_argv(args, rnd):
+    """``solve_ST`` arguments of a round's pseudo-label phase (the reference's command)."""
+    return _flags([
+        ('--dataset', args.dataset), ('--dataset-tgt', args.dataset_tgt), ('--data-root', args.data_root),
+        ('--data-root-tgt', args.data_root_tgt), ('--split-tgt', args.split_tgt), ('--output', args.output),
+        ('--model', args.model), ('--phase', 'val'), ('--weights', rnd['weights']),
+        ('--mine-id-number', args.mine_id_number),
+        # Not passed by the reference (which then uses the default 0.001 for
+        # mine_id_priority): the user's value is meant.
+        ('--mine-thresh', args.mine_thresh),
+        ('--test-scales', args.test_scales), ('--gpus', args.gpus), ('--init-tgt-port', rnd['tgt_port']),
+        ('--idx-round', rnd['round']), ('--no-cudnn', True), ('--test-flipping', True),
+        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy)])
+
+
+def train_argv(args, rnd):
+    """``solve_ST`` arguments of a round's retraining phase (the reference's command)."""
+    return _flags([
+        ('--gpus', args.gpus), ('--dataset', args.dataset), ('--split', args.split),
+        ('--dataset-tgt', args.dataset_tgt), ('--split-tgt', args.split_tgt), ('--data-root', args.data_root),
+        ('--data-root-tgt', args.data_root_tgt), ('--output', args.output),
+        ('--init-src-port', rnd['src_port']), ('--model', args.model), ('--batch-images', args.batch_images),
+        ('--crop-size', args.crop_size), ('--scale-rate-range', args.scale_rate_range),
+        ('--weights', rnd['weights']), ('--idx-round', rnd['round']), ('--base-lr', rnd['lr']),
+        ('--to-epoch', rnd['to_epoch']), ('--prefetch-threads', args.prefetch_threads),
+        ('--prefetcher', 'process'), ('--mine-id-address', os.path.join(args.output, 'stats')),
+        ('--mine-port', args.mine_port), ('--mine-thresh', args.mine_thresh), ('--cache-images', 0),
+        ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
+        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')])
+
+
+def _run_phase(args, argv, what):
+    import subprocess
+    if args.self_training_script:
+        cmd = [sys.executable, args.self_training_script] + argv
+        logger.info('running %s', ' '.join(cmd))
+        code = subprocess.call(cmd)
+    else:
+        from issegm import solve_ST
+        logger.info('running solve_ST %s', ' '.join(argv))
+        code = solve_ST.main(argv)
+    if code:
+        raise PhaseError('%s failed (exit code %s); rerun the same solve_AO command to continue from there'
+                         % (what, code))
+
+
+def run_rounds(args):
+    """The body of ``solve_AO.py``: for each round, pseudo-labels then retraining.
+
+    A round whose final checkpoint exists is skipped whole; inside a round,
+    each phase resumes by itself, so rerunning after a kill continues.
+    Returns an exit code.
+    """
+    makedirs(args.output)
+    log = set_logger(args.output, 'solve_AO.log')
+    log.info('solve_AO with arguments %s', args)
+    if args.model is None:
+        raise ValueError('solve_AO needs --model')
+    if args.weights is None:
+        raise ValueError('solve_AO needs --weights (the source model)')
+    try:
+        for rnd in round_schedule(args):
+            r = rnd['round']
+            log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
+                     r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
+            if os.path.exists(rnd['final']):
+                log.info('round %d: already complete (%s); skipped', r, rnd['final'])
+                continue
+            _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
+            _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)
+            # Logging may have been redirected by an in-process phase.
+            log = set_logger(args.output, 'solve_AO.log')
+    except PhaseError as exc:
+        log = set_logger(args.output, 'solve_AO.log')
+        log.error('%s', exc)
+        return 1
+    log.info('all %d rounds done', args.num_round)
+    return 0
