@@ -1,0 +1,187 @@
+"""Pseudo-label phase (spec section 6): the lean path equals a plain full-resolution path; resume.
+
+A cheap deterministic stand-in for the network gives low-resolution
+probabilities, so these tests exercise everything after the forward pass
+(upsampling, prior, confidences, thresholds, statistics, PNGs, list file)
+without MXNet. The end-to-end runs with the real network are in test_solve.py.
+"""
+import os
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from issegm import self_training as st
+from issegm.datasets import get_dataset
+from issegm.inference import padded_shape, upsample_probs
+from issegm.pseudo_label import IGNORE_LABEL
+from issegm.solve_ST import build_parser
+from test_pseudo_label import reference_labels, reference_stats
+from util.image import longer_side_shape
+
+C = 19
+SHAPE = (40, 80)
+SCALE = 72  # network input 36 x 72, padded 40 x 72, output 5 x 9
+NAMES = ['aachen_%06d_000019_leftImg8bit' % i for i in range(4)]
+
+
+class FakePredictor(object):
+    """Softmax of smooth pseudo-random logits seeded by the image content."""
+
+    def __init__(self, fail_at=None):
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def predict_lowres(self, image, scale):
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise RuntimeError('simulated crash')
+        self.calls += 1
+        im_hw = longer_side_shape(image.shape[:2], scale)
+        h, w = (v // 8 for v in padded_shape(im_hw, 8))
+        rng = np.random.RandomState(int(image.sum()) % (2 ** 31))
+        logits = rng.randn(C, h, w).astype(np.float32) * 2
+        logits[3] -= 20  # a class that is never predicted
+        logits[5] += rng.randn(h, w).astype(np.float32) > 1.5  # a rarer class
+        p = np.exp(logits - logits.max(0))
+        return (p / p.sum(0)).astype(np.float32), im_hw
+
+
+def make_layout(root):
+    """Four target images with Cityscapes-style names and labels, and the split list."""
+    rng = np.random.RandomState(0)
+    lines = []
+    for name in NAMES:
+        img = 'leftImg8bit/train/aachen/%s.png' % name
+        lab = 'gtFine/train/aachen/%s.png' % name.replace('leftImg8bit', 'gtFine_labelIds')
+        for rel, arr in ((img, rng.randint(0, 256, SHAPE + (3,), dtype=np.uint8)),
+                         (lab, rng.choice([7, 8, 11, 21, 26, 0], size=SHAPE).astype(np.uint8))):
+            os.makedirs(os.path.dirname(os.path.join(root, 'cs', rel)), exist_ok=True)
+            Image.fromarray(arr).save(os.path.join(root, 'cs', rel))
+        lines.append('%s\t%s\n' % (img, lab))
+    os.makedirs(os.path.join(root, 'issegm', 'data_list', 'cityscapes'))
+    with open(os.path.join(root, 'issegm', 'data_list', 'cityscapes', 'train.lst'), 'w') as f:
+        f.writelines(lines)
+
+
+def val_args(output, policy='cb', prior='False', portion='0.2'):
+    args = build_parser().parse_args([
+        '--phase', 'val', '--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--split-tgt', 'train',
+        '--data-root-tgt', 'cs', '--output', output, '--model', 'cityscapes_rna-a1_cls19_s8',
+        '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params', '--test-scales', str(SCALE),
+        '--init-tgt-port', portion, '--idx-round', '0', '--kc-policy', policy, '--with-prior', prior,
+        '--gpus', '0', '--mine-id-number', '3'])
+    return st.complete_args(args)
+
+
+def full_resolution_path(prior=None, policy='cb', portion=0.2):
+    """The reference's way: keep full-resolution maps, sort-based thresholds."""
+    pred = FakePredictor()
+    ups, maps = [], []
+    for name in NAMES:
+        img = np.asarray(Image.open('cs/leftImg8bit/train/aachen/%s.png' % name).convert('RGB'))
+        low, im_hw = pred.predict_lowres(img, SCALE)
+        up = upsample_probs(low, 8, im_hw, img.shape[:2])
+        ups.append(up)
+        maps.append(up if prior is None else np.multiply(prior, up).astype(np.float32))
+    size, thresh = reference_stats(maps, portion, policy)
+    return ups, maps, size, thresh
+
+
+@pytest.fixture
+def layout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_layout(str(tmp_path))
+    return tmp_path
+
+
+def read_png(path):
+    return np.asarray(Image.open(path))
+
+
+@pytest.mark.parametrize('policy,prior', [('cb', 'False'), ('global', 'False'), ('cb', 'True')])
+def test_lean_path_equals_full_resolution_path(layout, policy, prior):
+    info = get_dataset('cityscapes')
+    prior_array = None
+    if prior == 'True':
+        rng = np.random.RandomState(1)
+        prior_array = rng.uniform(0.2, 1.0, (C,) + SHAPE).astype(np.float32)
+        os.makedirs('spatial_prior/gta')
+        scipy.io.savemat('spatial_prior/gta/prior_array.mat', {'prior_array': prior_array})
+    args = val_args('out', policy, prior)
+    assert st.run(args, predictor=FakePredictor()) == 0
+    stats = st._load_json('out/0/pseudo_label.done.json')['stats']
+    ups, maps, ref_size, ref_thresh = full_resolution_path(prior_array, policy)
+
+    np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+    np.testing.assert_array_equal(np.load('out/stats/cls_size.npy'), ref_size)
+    share = ref_size / ref_size.sum()
+    np.testing.assert_array_equal(np.load('out/stats/mine_id.npy'), np.argsort(share)[:3])
+    np.testing.assert_array_equal(np.load('out/stats/mine_id_priority.npy'), np.nonzero(share < 0.001)[0])
+    assert stats['cls_thresh'] == ref_thresh.tolist()
+    if policy == 'cb':
+        assert ref_size[3] == 0 and ref_thresh[3] == 0  # never predicted: no threshold
+    ignored = 0
+    for name, up, probmap in zip(NAMES, ups, maps):
+        label, argmax = reference_labels(probmap, ref_thresh)
+        ids = info.train2label[label]
+        ignored += (label == IGNORE_LABEL).sum()
+        got = read_png('out/0/self_train/pseudo_labelIds/%s.png' % name)
+        np.testing.assert_array_equal(got, ids)
+        col = Image.open('out/0/self_train/pseudo_color/%s.png' % name)
+        assert col.mode == 'P'
+        np.testing.assert_array_equal(np.asarray(col), ids)
+        if policy == 'cb':
+            np.testing.assert_array_equal(read_png('out/0/self_train/rwlabelIds/%s.png' % name),
+                                          info.train2label[argmax])
+        else:
+            assert not os.path.exists('out/0/self_train/rwlabelIds')
+        np.testing.assert_array_equal(read_png('out/0/results/nplabelIds/%s.png' % name),
+                                      info.train2label[up.argmax(0)])
+        if prior == 'True':
+            np.testing.assert_array_equal(read_png('out/0/self_train/splabelIds/%s.png' % name),
+                                          info.train2label[probmap.argmax(0)])
+    assert 0 < ignored < len(NAMES) * SHAPE[0] * SHAPE[1]  # the portion really selects
+    with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
+        lines = f.read().splitlines()
+    assert lines[0] == 'leftImg8bit/train/aachen/%s.png\tout/0/self_train/pseudo_labelIds/%s.png' % (
+        NAMES[0], NAMES[0])
+    assert len(lines) == len(NAMES)
+    assert not os.path.exists('out/0/probmap')  # dropped once the round is complete
+    assert os.path.exists('out/gta_rna-a1_cls19_s8_ep-0000_train.log')
+
+
+def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout):
+    args = val_args('out')
+    with pytest.raises(st.PhaseError) as err:
+        st.generate_pseudo_labels(args, predictor=FakePredictor(fail_at=2))
+    msg = str(err.value)
+    assert 'phase val' in msg and 'image 3/4' in msg and NAMES[2] in msg and 'rerun' in msg
+    assert '\n' not in msg
+    counting = FakePredictor()
+    st.generate_pseudo_labels(val_args('out'), predictor=counting)
+    assert counting.calls == 2  # images 1 and 2 were reloaded, not forwarded
+    _, _, ref_size, ref_thresh = full_resolution_path()
+    np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+    np.testing.assert_array_equal(np.load('out/stats/cls_size.npy'), ref_size)
+
+    # A complete round is not regenerated: no forward at all, stats restored.
+    os.remove('out/stats/cls_thresh.npy')
+    again = FakePredictor()
+    st.generate_pseudo_labels(val_args('out'), predictor=again)
+    assert again.calls == 0
+    np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+    # Other settings for the same round: regenerated.
+    other = FakePredictor()
+    st.generate_pseudo_labels(val_args('out', portion='0.5'), predictor=other)
+    assert other.calls == len(NAMES)
+    assert not np.array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+
+
+def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():
+    np.random.seed(0)
+    expected = np.random.choice(1000, 30, replace=False)
+    np.testing.assert_array_equal(st.select_source(1000, 0.03, 0), expected)
+    small, large = st.select_source(1000, 0.03, 0), st.select_source(1000, 0.0325, 0)
+    assert len(small) == 30 and len(large) == 32
+    np.testing.assert_array_equal(large[:30], small)  # a larger portion extends the smaller one
