@@ -1,0 +1,119 @@
+"""End to end: solve_ST.py and solve_AO.py on a miniature GTA-5 -> Cityscapes layout.
+
+The thin ResNet-38 member ``rna-t1`` stands in for A1 so that two rounds with
+the published flags (scaled down) run in well under a minute on a CPU.
+"""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from PIL import Image
+
+from checkpoint_recipe import recipe_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = 'cityscapes_rna-t1_cls19_s8'
+SRC_MODEL = 'gta_rna-t1_cls19_s8'
+SHAPE = (64, 128)
+IDS = [7, 8, 11, 17, 21, 23, 24, 26]  # road, sidewalk, building, pole, vegetation, sky, person, car
+
+
+def scene(rng):
+    """A crude street: sky, buildings, vegetation, road, sidewalk, a car and a pole; RGB by class."""
+    h, w = SHAPE
+    label = np.full(SHAPE, 23, np.uint8)
+    label[h // 4:h // 2] = 11
+    label[h // 4:h // 2, rng.randint(0, w // 2):][:, :w // 4] = 21
+    label[h // 2:] = 7
+    label[h // 2:, :w // 6] = 8
+    x = rng.randint(10, w - 30)
+    label[h // 2 + 4:h // 2 + 16, x:x + 20] = 26
+    label[h // 4:h // 2 + 8, x + 24:x + 26] = 17
+    label[h // 2 - 6:h // 2 + 6, rng.randint(0, w - 4):][:, :3] = 24
+    colors = rng.randint(0, 256, (256, 3)).astype(np.uint8)
+    image = colors[label] // 2 + rng.randint(0, 128, SHAPE + (3,)).astype(np.uint8)
+    return image, label
+
+
+def write_layout(root, n_src=6, n_tgt=4):
+    """GTA-5 (images/labels %05d.png) and Cityscapes (leftImg8bit/gtFine) trees with their lists."""
+    rng = np.random.RandomState(0)
+    src_lines, tgt_lines = [], []
+    for i in range(1, n_src + 1):
+        image, label = scene(rng)
+        for rel, arr in (('images/%05d.png' % i, image), ('labels/%05d.png' % i, label)):
+            os.makedirs(os.path.join(root, 'gta', os.path.dirname(rel)), exist_ok=True)
+            Image.fromarray(arr).save(os.path.join(root, 'gta', rel))
+        src_lines.append('images/%05d.png\tlabels/%05d.png\n' % (i, i))
+    for i in range(n_tgt):
+        image, label = scene(rng)
+        name = 'aachen_%06d_000019' % i
+        img = 'leftImg8bit/train/aachen/%s_leftImg8bit.png' % name
+        lab = 'gtFine/train/aachen/%s_gtFine_labelIds.png' % name
+        for rel, arr in ((img, 255 - image), (lab, label)):
+            os.makedirs(os.path.join(root, 'cityscapes', os.path.dirname(rel)), exist_ok=True)
+            Image.fromarray(arr).save(os.path.join(root, 'cityscapes', rel))
+        tgt_lines.append('%s\t%s\n' % (img, lab))
+    for ds, lines in (('gta', src_lines), ('cityscapes', tgt_lines)):
+        os.makedirs(os.path.join(root, 'issegm', 'data_list', ds), exist_ok=True)
+        with open(os.path.join(root, 'issegm', 'data_list', ds, 'train.lst'), 'w') as f:
+            f.writelines(lines)
+
+
+def write_weights(path, label):
+    from issegm.model import get_symbol, param_shapes
+    args, auxs = param_shapes(get_symbol(label))
+    rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    mx.nd.save(path, recipe_params(rows, seed=0))
+
+
+@pytest.fixture
+def mini(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_layout(str(tmp_path))
+    write_weights(str(tmp_path / 'models' / (SRC_MODEL + '_ep-0000.params')), SRC_MODEL)
+    return tmp_path
+
+
+def script_env():
+    env = dict(os.environ)
+    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '1')
+    return env
+
+
+def test_solve_ST_val_as_a_script(mini):
+    cmd = [sys.executable, os.path.join(ROOT, 'issegm', 'solve_ST.py'), '--dataset', 'gta', '--dataset-tgt',
+           'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes', '--split-tgt', 'train',
+           '--output', 'st', '--model', MODEL, '--phase', 'val', '--weights',
+           'models/%s_ep-0000.params' % SRC_MODEL, '--mine-id-number', '3', '--test-scales', '96',
+           '--gpus', '0', '--init-tgt-port', '0.2', '--idx-round', '0', '--no-cudnn', '--test-flipping',
+           '--with-prior', 'False', '--kc-policy', 'cb']
+    proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for sub in ('results/nplabelIds', 'results/npcolor', 'self_train/pseudo_labelIds', 'self_train/pseudo_color',
+                'self_train/rwlabelIds', 'self_train/rwcolor'):
+        files = sorted(os.listdir(os.path.join('st', '0', sub)))
+        assert files == ['aachen_%06d_000019_leftImg8bit.png' % i for i in range(4)], sub
+    label = np.asarray(Image.open('st/0/self_train/pseudo_labelIds/aachen_000000_000019_leftImg8bit.png'))
+    assert label.shape == SHAPE and set(np.unique(label)) <= {0, 7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24,
+                                                               25, 26, 27, 28, 31, 32, 33}
+    for stat in ('cls_size', 'cls_thresh', 'mine_id', 'mine_id_priority'):
+        assert os.path.exists('st/stats/%s.npy' % stat)
+    assert np.load('st/stats/mine_id.npy').shape == (3,)
+    assert os.path.exists('issegm/data_list/cityscapes/train_training_gpu0.lst')
+    log = open('st/%s_ep-0000_train.log' % SRC_MODEL).read()
+    assert 'Kc determination done' in log and 'pixel acc' in log
+    assert not os.path.exists('st/0/probmap')
+
+
+def test_solve_ST_without_arguments_prints_help():
+    from issegm import solve_ST
+    assert solve_ST.main([]) == 1
