@@ -208,33 +208,54 @@ class Evaluation(object):
         self.cm.update(self.info.label2train[label], pred_train)
 
 
-def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None):
-    """Run ``evaluation`` over the split; returns its confusion matrix."""
+def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None,
+                   background_save=True):
+    """Run ``evaluation`` over the split; returns its confusion matrix.
+
+    With ``background_save`` the PNGs are written by one helper thread (at
+    most two images behind), so encoding overlaps the next forward pass;
+    any write error is raised here before the function returns.
+    """
     x_num = len(prepared.items)
     start = time.time()
     timer = timer if timer is not None else {}
     timer.setdefault('predict', 0.0)
     timer.setdefault('other', 0.0)
-    t_last = time.time()
-    for i, (image_rel, image, label) in enumerate(
-            _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)):
-        t0 = time.time()
-        timer['other'] += t0 - t_last
-        pred = evaluation.predict(image)
-        t1 = time.time()
-        timer['predict'] += t1 - t0
-        if label is not None:
-            evaluation.score(pred, label, image_rel)
-        if evaluation.save_results:
-            evaluation.save(sample_name(image_rel), pred, label)
+    writer = concurrent.futures.ThreadPoolExecutor(1) if background_save and evaluation.save_results else None
+    pending = collections.deque()
+    try:
         t_last = time.time()
-        timer['other'] += t_last - t1
-        if (i + 1) % log_every == 0 or i + 1 == x_num:
-            speed = (i + 1) / max(time.time() - start, 1e-9)
-            msg = 'Done {}/{} with speed: {:.2f}/s'.format(i + 1, x_num, speed)
+        for i, (image_rel, image, label) in enumerate(
+                _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)):
+            t0 = time.time()
+            timer['other'] += t0 - t_last
+            pred = evaluation.predict(image)
+            t1 = time.time()
+            timer['predict'] += t1 - t0
             if label is not None:
-                msg += '; ' + evaluation.cm.summary()
-            logger.info(msg)
+                evaluation.score(pred, label, image_rel)
+            if evaluation.save_results:
+                if writer is None:
+                    evaluation.save(sample_name(image_rel), pred, label)
+                else:
+                    pending.append(writer.submit(evaluation.save, sample_name(image_rel), pred, label))
+                    while len(pending) > 2:
+                        pending.popleft().result()
+            t_last = time.time()
+            timer['other'] += t_last - t1
+            if (i + 1) % log_every == 0 or i + 1 == x_num:
+                speed = (i + 1) / max(time.time() - start, 1e-9)
+                msg = 'Done {}/{} with speed: {:.2f}/s'.format(i + 1, x_num, speed)
+                if label is not None:
+                    msg += '; ' + evaluation.cm.summary()
+                logger.info(msg)
+        t_wait = time.time()
+        while pending:
+            pending.popleft().result()
+        timer['other'] += time.time() - t_wait
+    finally:
+        if writer is not None:
+            writer.shutdown(wait=True)
     logger.info('Done in %.2f s.', time.time() - start)
     return evaluation.cm
 
