@@ -177,17 +177,24 @@ def test_multi_scale(city, t1_weights):
     assert three['test_scales'] == [320, 384, 448]
 
 
-def test_cli_end_to_end_and_defaults(city, t1_weights, capsys):
-    rc = evaluate_script.main(['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights',
-                               t1_weights, '--split', 'val', '--test-scales', '384', '--gpus', '0',
-                               '--no-cudnn', '--prefetch-threads', '2'])
-    assert rc == 0
+def test_script_end_to_end_and_defaults(city, t1_weights):
+    """``python issegm/evaluate.py`` as users run it (PYTHONPATH=repo root), defaults from the weights."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo)
+    proc = subprocess.run([sys.executable, os.path.join(repo, 'issegm', 'evaluate.py'), '--data-root', city,
+                           '--dataset', 'cityscapes', '--phase', 'val', '--weights', t1_weights, '--split', 'val',
+                           '--test-scales', '384', '--test-flipping', '--gpus', '0', '--no-cudnn',
+                           '--prefetch-threads', '2'], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     out = os.path.dirname(t1_weights)      # --output defaults to the weights' folder for --phase val
     stem = LABEL + '_ep-0003'
     res = json.load(open(os.path.join(out, stem + '_results.json')))
     assert res['model'] == LABEL and res['args']['no_mxnet_cudnn_autotune_default'] is True
+    assert res['test_flipping'] is True and res['scores']['num_images'] == 3
     assert len(os.listdir(os.path.join(out, 'labelId'))) == 3
-    assert 0 <= res['scores']['mean_iou'] <= 1
+    assert 'mean iou' in open(os.path.join(out, stem + '.log')).read()
 
 
 @pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label'])
