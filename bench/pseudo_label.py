@@ -145,6 +145,45 @@ def lean_pass2(num_images, folder, info, state):
         del probmap
 
 
+def pool_scaling(num_images, num_classes, pixels, seed):
+    """Threshold determination alone for ``num_images`` images' worth of confidences.
+
+    Per image, each class gets its share of ``pixels / 4`` kept values (as
+    pass 1 would keep them); the reference grows arrays with ``np.append``
+    and sorts Python lists, the lean path keeps chunks and partitions.
+    Returns ``[(path, seconds, peak bytes), ...]``.
+    """
+    rng = np.random.RandomState(seed)
+    share = rng.dirichlet(np.ones(num_classes) * 2)
+    per_image = [(share * pixels / 4).astype(int) for _ in range(num_images)]
+    out = []
+    for path in ('reference', 'lean'):
+        rng = np.random.RandomState(seed + 1)
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        if path == 'reference':
+            pools = [np.float32(0) for _ in range(num_classes)]
+            for counts in per_image:
+                for c, m in enumerate(counts):
+                    pools[c] = np.append(pools[c], rng.uniform(0.05, 1, m).astype(np.float32))
+            for c in range(num_classes):
+                s = sorted(pools[c], reverse=True)
+                k = int(math.floor(len(s) * 0.2))
+                _ = s[k - 1] if k else None
+                pools[c] = s = None
+        else:
+            col = ConfidenceCollector(num_classes)
+            for counts in per_image:
+                pred = np.repeat(np.arange(num_classes, dtype=np.uint8), counts * 4)
+                conf = np.repeat(rng.uniform(0.05, 1, counts.sum()).astype(np.float32), 4)
+                col.add(pred, conf)
+                del pred, conf
+            threshold_stats(col, 0.2, 'cb')
+        out.append((path, time.perf_counter() - t0, tracemalloc.get_traced_memory()[1]))
+        tracemalloc.stop()
+    return out
+
+
 def run(path, lowres, im_hw, hw, portion, policy, folder, info, trace):
     p1, th, p2 = {'reference': (reference_pass1, reference_thresholds, reference_pass2),
                   'lean': (lean_pass1, lean_thresholds, lean_pass2)}[path]
@@ -179,6 +218,9 @@ def main(argv=None):
     parser.add_argument('--kc-policy', default='cb', choices=['cb', 'global'])
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--workdir', default=None, help='scratch folder (default: a temporary one)')
+    parser.add_argument('--pool-images', type=int, default=0,
+                        help='also time collection + thresholds alone for this many images of confidences '
+                             '(no upsampling, no files)')
     args = parser.parse_args(argv)
 
     info = get_dataset('cityscapes')
@@ -221,6 +263,13 @@ def main(argv=None):
         print('%-9s stored between passes: %d bytes (%.2f MiB) per image' % (path, per, per / mb))
     print('stored bytes ratio lean/reference: 1/%.1f' % (results['reference'][3] / results['lean'][3]))
     print('identical thresholds: %s, identical PNGs: %s' % (same_thresh, same_png))
+    if args.pool_images:
+        res = pool_scaling(args.pool_images, args.classes, hw[0] * hw[1], args.seed)
+        (_, rt, rm), (_, lt, lm) = res
+        print('collection + thresholds for %d images (%d kept values): reference %.2f s / %.0f MB peak, '
+              'lean %.2f s / %.0f MB peak; ratios %.3f time, %.3f memory'
+              % (args.pool_images, args.pool_images * hw[0] * hw[1] // 4, rt, rm / mb, lt, lm / mb,
+                 lt / rt, lm / rm))
     return 0 if (same_thresh and same_png) else 1
 
 
