@@ -125,6 +125,14 @@ def set_logger(output, log_file, debug=False):
         sh = logging.StreamHandler()
         sh.setFormatter(fmt)
         root.addHandler(sh)
+    # The training loop's messages (epochs, resume) belong in this phase's log,
+    # even if another script in this process routed them elsewhere.
+    for name in ('issegm.training', 'issegm.model'):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        lg.propagate = True
+        lg.setLevel(logging.NOTSET)
     return logging.getLogger('cbst')
 
 
@@ -292,6 +300,8 @@ def generate_pseudo_labels(args, predictor=None):
     r = int(args.idx_round)
     paths = RoundPaths(args.output, r)
     info = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
+    if args.data_root_tgt is None:
+        raise ValueError('--phase val needs --data-root-tgt (the Cityscapes root)')
     items = read_list(list_path(args.dataset_tgt, args.split_tgt), args.data_root_tgt)
     names = [sample_name(image) for image, _ in items]
     if len(set(names)) != len(names):
@@ -517,8 +527,12 @@ def training_samples(args):
     return source, target
 
 
-def retrain(args, dataiter=None):
-    """Spec section 7 for round ``args.idx_round``; returns the checkpoint paths in epoch order."""
+def retrain(args, dataiter_factory=None):
+    """Spec section 7 for round ``args.idx_round``; returns the checkpoint paths in epoch order.
+
+    ``dataiter_factory(args, spec, source, target, mine_id, mine_id_priority)``
+    builds the iterator (default :func:`make_dataiter`); tests pass a cheap one.
+    """
     from issegm.model import parse_label
     from issegm.training import train
     from util.device import get_contexts
@@ -534,8 +548,12 @@ def retrain(args, dataiter=None):
         logger.info('round %d: already trained to epoch %d (%s); nothing to do', r, stop_epoch, final)
         return [final]
     contexts = get_contexts(args.gpus)
-    if dataiter is None:
-        dataiter = make_dataiter(args, spec)
+    source, target = training_samples(args)
+    mine_id, mine_id_priority = _load_mining(args.mine_id_address)
+    logger.info('round %d: %d source images (portion %s, seed %d) + %d target images; mine_id %s, '
+                'mine_id_priority %s', r, len(source), args.init_src_port, args.seed_int, len(target),
+                mine_id, mine_id_priority)
+    dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
     try:
         return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
                      from_epoch=int(args.from_epoch), to_epoch=int(args.to_epoch), stop_epoch=stop_epoch,
@@ -550,16 +568,14 @@ def retrain(args, dataiter=None):
             from exc
 
 
-def make_dataiter(args, spec):
+def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     """The training iterator of this round: selected source images plus pseudo-labelled targets."""
     from issegm.data import FileIter
-    source, target = training_samples(args)
-    mine_id, mine_id_priority = _load_mining(args.mine_id_address)
     return FileIter.from_args(args, spec, source, target, mine_id, mine_id_priority)
 
 
 # ---------------------------------------------------------------------------- entry
-def run(args, predictor=None):
+def run(args, predictor=None, dataiter_factory=None):
     """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code."""
     if args.debug:
         os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
@@ -577,7 +593,7 @@ def run(args, predictor=None):
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
         else:
-            retrain(args)
+            retrain(args, dataiter_factory=dataiter_factory)
     except PhaseError as exc:
         log.error('%s', exc)
         return 1

@@ -117,3 +117,54 @@ def test_solve_ST_val_as_a_script(mini):
 def test_solve_ST_without_arguments_prints_help():
     from issegm import solve_ST
     assert solve_ST.main([]) == 1
+
+
+def ndarray_factory(args, spec, source, target, mine_id, mine_id_priority):
+    """Stand-in for FileIter: fixed random crops, so the training phase runs without the data layer."""
+    n, crop = len(source) + len(target), 32
+    rng = np.random.RandomState(0)
+    data = rng.randn(n, 3, crop, crop).astype(np.float32)
+    label = rng.randint(0, 19, (n, (crop // 8) ** 2)).astype(np.float32)
+    return mx.io.NDArrayIter(data, label, batch_size=args.batch_images, shuffle=False,
+                             last_batch_handle='discard', label_name='softmax_label')
+
+
+def st_args(*argv):
+    from issegm import self_training
+    from issegm.solve_ST import build_parser
+    return build_parser().parse_args(list(argv))
+
+
+def test_solve_ST_train_phase_numbering_source_selection_and_resume(mini):
+    from issegm import self_training as st
+    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
+              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
+              '--gpus', '0']
+    assert st.run(st_args(*common, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+    train = common + ['--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--init-src-port', '0.5',
+                      '--base-lr', '1e-4', '--mine-id-address', 'out/stats', '--seed-int', '0', '--prefetcher',
+                      'process', '--backward-do-mirror', '--cache-images', '0']
+    assert st.run(st_args(*train, '--weights', 'models/%s_ep-0000.params' % SRC_MODEL, '--to-epoch', '2',
+                          '--idx-round', '0'), dataiter_factory=ndarray_factory) == 0
+    # weights of another label: epochs 1..2 of round 0
+    assert sorted(os.path.basename(p) for p in glob.glob('out/0/*.params')) == [
+        MODEL + '_ep-0001.params', MODEL + '_ep-0002.params']
+    np.random.seed(0)
+    chosen = np.random.choice(6, 3, replace=False)
+    with open('out/0/source_selected.lst') as f:
+        assert f.read().splitlines() == ['images/%05d.png\tlabels/%05d.png' % (i + 1, i + 1) for i in chosen]
+    assert 'Epoch[2]' in open('out/%s.log' % MODEL).read()
+    # weights of this label continue the numbering: round 1 trains epochs 3..4
+    r1 = st_args(*train, '--weights', 'out/0/%s_ep-0002.params' % MODEL, '--to-epoch', '4', '--idx-round', '1')
+    assert st.run(r1, dataiter_factory=ndarray_factory) == 0
+    assert sorted(os.path.basename(p) for p in glob.glob('out/1/*.params')) == [
+        MODEL + '_ep-0003.params', MODEL + '_ep-0004.params']
+    # resume: drop the last epoch, rerun; only epoch 4 is trained again
+    mtime3 = os.path.getmtime('out/1/%s_ep-0003.params' % MODEL)
+    os.remove('out/1/%s_ep-0004.params' % MODEL)
+    r1 = st_args(*train, '--weights', 'out/0/%s_ep-0002.params' % MODEL, '--to-epoch', '4', '--idx-round', '1')
+    assert st.run(r1, dataiter_factory=ndarray_factory) == 0
+    assert os.path.exists('out/1/%s_ep-0004.params' % MODEL)
+    assert os.path.getmtime('out/1/%s_ep-0003.params' % MODEL) == mtime3
+    assert 'resuming' in open('out/%s.log' % MODEL).read()
