@@ -168,3 +168,102 @@ def test_solve_ST_train_phase_numbering_source_selection_and_resume(mini):
     assert os.path.exists('out/1/%s_ep-0004.params' % MODEL)
     assert os.path.getmtime('out/1/%s_ep-0003.params' % MODEL) == mtime3
     assert 'resuming' in open('out/%s.log' % MODEL).read()
+
+
+class SlowIter(mx.io.NDArrayIter):
+    """NDArrayIter whose batches take a while, so that a kill lands inside an epoch."""
+
+    def next(self):
+        time.sleep(0.15)
+        return super(SlowIter, self).next()
+
+
+def slow_factory(args, spec, source, target, mine_id, mine_id_priority):
+    n, crop = 8, 32
+    rng = np.random.RandomState(0)
+    return SlowIter(rng.randn(n, 3, crop, crop).astype(np.float32),
+                    rng.randint(0, 19, (n, (crop // 8) ** 2)).astype(np.float32),
+                    batch_size=2, last_batch_handle='discard', label_name='softmax_label')
+
+
+AO_FLAGS = ['--num-round', '2', '--test-scales', '64', '--scale-rate-range', '0.7,1.3', '--dataset', 'gta',
+            '--dataset-tgt', 'cityscapes', '--split', 'train', '--split-tgt', 'train', '--data-root', 'gta',
+            '--data-root-tgt', 'cityscapes', '--output', 'ao', '--model', MODEL, '--weights',
+            'models/%s_ep-0000.params' % SRC_MODEL, '--batch-images', '2', '--crop-size', '32',
+            '--origin-size', '128', '--origin-size-tgt', '128', '--init-tgt-port', '0.2', '--init-src-port', '0.5',
+            '--max-src-port', '0.6', '--step-src-port', '0.25', '--seed-int', '0', '--mine-port', '0.8',
+            '--mine-id-number', '3', '--mine-thresh', '0.001', '--base-lr', '1e-4', '--to-epoch', '2',
+            '--source-sample-policy', 'cumulative', '--kc-policy', 'cb', '--prefetch-threads', '1',
+            '--gpus', '0', '--with-prior', 'False', '--epoch-per-round', '2']
+
+AO_CHILD = ('import sys, test_solve; from issegm import self_training, solve_AO; '
+            'self_training.make_dataiter = test_solve.slow_factory; sys.exit(solve_AO.main(sys.argv[1:]))')
+
+
+def ao_child(argv):
+    env = script_env()
+    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
+    return subprocess.Popen([sys.executable, '-c', AO_CHILD] + argv, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def mtimes(pattern):
+    return {p: os.path.getmtime(p) for p in glob.glob(pattern, recursive=True)}
+
+
+def test_solve_AO_two_rounds_killed_in_round_one_training_then_resumed(mini):
+    proc = ao_child(AO_FLAGS)
+    ckpt3 = 'ao/1/%s_ep-0003.params' % MODEL
+    deadline = time.time() + 120
+    while not os.path.exists(ckpt3):
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline, 'round 1 never reached its first epoch'
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    final = 'ao/1/%s_ep-0004.params' % MODEL
+    assert not os.path.exists(final), 'the kill came too late to test resuming'
+    before = mtimes('ao/0/**/*.png')
+    before.update(mtimes('ao/1/self_train/**/*.png'))
+    before.update(mtimes('ao/*/*.params'))
+    before.update(mtimes('ao/1/pseudo_label.done.json'))
+    assert len(before) > 20
+
+    proc = ao_child(AO_FLAGS)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+    assert os.path.exists(final)
+    after = mtimes('ao/0/**/*.png')
+    after.update(mtimes('ao/1/self_train/**/*.png'))
+    after.update(mtimes('ao/*/*.params'))
+    after.update(mtimes('ao/1/pseudo_label.done.json'))
+    changed = sorted(p for p in after if before.get(p) != after[p])
+    assert changed == [final]  # nothing but the missing epoch was redone
+
+    # folder tree and names of the reference
+    for r in (0, 1):
+        for sub in ('results/nplabelIds', 'results/npcolor', 'self_train/pseudo_labelIds',
+                    'self_train/pseudo_color', 'self_train/rwlabelIds', 'self_train/rwcolor'):
+            assert len(os.listdir('ao/%d/%s' % (r, sub))) == 4, (r, sub)
+        assert os.path.exists('ao/%d/source_selected.lst' % r)
+    assert sorted(os.path.basename(p) for p in glob.glob('ao/*/*.params')) == [
+        MODEL + '_ep-%04d.params' % e for e in (1, 2, 3, 4)]
+    assert sorted(os.listdir('ao/stats')) == ['cls_size.npy', 'cls_thresh.npy', 'mine_id.npy',
+                                              'mine_id_priority.npy']
+    with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
+        assert all('\tao/1/self_train/pseudo_labelIds/' in line for line in f)
+    # cumulative source selection: round 1 (portion 0.75) extends round 0 (portion 0.5)
+    src0 = open('ao/0/source_selected.lst').read().splitlines()
+    src1 = open('ao/1/source_selected.lst').read().splitlines()
+    assert len(src0) == 3 and len(src1) == 4 and src1[:3] == src0
+
+    log = open('ao/solve_AO.log').read()
+    assert 'round 0: weights models/%s_ep-0000.params, lr 0.0001, tgt_port 0.2, src_port 0.5, seed 0, ' \
+           'to_epoch 2' % SRC_MODEL in log
+    assert 'round 1: weights ao/0/%s_ep-0002.params, lr 7.07106781187e-05, tgt_port 0.25, src_port 0.75, ' \
+           'seed 0, to_epoch 4' % MODEL in log
+    assert 'round 0: already complete' in log
+    val1 = open('ao/%s_ep-0002_train.log' % MODEL).read()
+    assert 'pseudo-labels already complete' in val1
+    train_log = open('ao/%s.log' % MODEL).read()
+    assert 'resuming' in train_log and 'Epoch[4]' in train_log
+    assert os.path.exists('ao/%s_ep-0000_train.log' % SRC_MODEL)
