@@ -589,6 +589,7 @@ def run(args, predictor=None, dataiter_factory=None):
     makedirs(args.output)
     log = set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
+    from issegm.datasets import DataError
     try:
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
@@ -596,6 +597,10 @@ def run(args, predictor=None, dataiter_factory=None):
             retrain(args, dataiter_factory=dataiter_factory)
     except PhaseError as exc:
         log.error('%s', exc)
+        return 1
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        # Raised before any per-image work (arguments, lists, files): one line.
+        log.error('phase %s round %s could not start: %s', args.phase, args.idx_round, exc)
         return 1
     return 0
 

@@ -267,3 +267,28 @@ def test_solve_AO_two_rounds_killed_in_round_one_training_then_resumed(mini):
     train_log = open('ao/%s.log' % MODEL).read()
     assert 'resuming' in train_log and 'Epoch[4]' in train_log
     assert os.path.exists('ao/%s_ep-0000_train.log' % SRC_MODEL)
+
+
+def test_solve_AO_subprocess_failure_names_phase_image_and_resume(mini):
+    with open('cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png', 'wb') as f:
+        f.write(b'not a png')
+    flags = list(AO_FLAGS)
+    flags += ['--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + flags, env=script_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = [l for l in proc.stderr.splitlines() if 'failed' in l]
+    assert any('phase val (pseudo-labels) round 0 pass 1 failed at image 3/4' in l
+               and 'aachen_000002_000019_leftImg8bit.png' in l and 'rerun the same command' in l for l in lines)
+    assert any('round 0 pseudo-label phase (solve_ST --phase val) failed' in l
+               and 'rerun the same solve_AO command' in l for l in lines)
+    assert len(os.listdir('ao/0/probmap')) == 1 + 2  # forward.json and the two finished images
+
+
+def test_scripts_run_as_modules():
+    env = script_env()
+    for mod, flag in (('issegm.solve_AO', '--self-training-script'), ('issegm.solve_ST', '--mine-id-address')):
+        proc = subprocess.run([sys.executable, '-m', mod, '--help'], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert flag in proc.stdout
