@@ -357,23 +357,30 @@ def generate_pseudo_labels(args, predictor=None):
     scale = _single_scale(args.test_scales)
     x_num = len(items)
 
+    def pass1_done(name):
+        needed = [os.path.join(paths.probmap, name + '.npz'), RoundPaths.png(paths.nplabelIds, name),
+                  RoundPaths.png(paths.npcolor, name)]
+        if with_prior:
+            needed += [RoundPaths.png(paths.splabelIds, name), RoundPaths.png(paths.spcolor, name)]
+        return all(os.path.exists(p) for p in needed)
+
+    finished = [pass1_done(name) for name in names]
+    if predictor is None and not all(finished):
+        # Built before the loop so that a bad checkpoint is not blamed on an image.
+        from util.device import get_contexts
+        predictor = _make_predictor(args, spec, get_contexts(args.gpus))
+
     # ---- pass 1: forward (or reload), argmax outputs, confidences, scores
     bar = _progress(x_num, 'round %d pass 1/2 forward' % r)
     start, forwarded = time.time(), 0
     for i, ((image, label), name) in enumerate(zip(items, names)):
         try:
             low_path = os.path.join(paths.probmap, name + '.npz')
-            needed = [RoundPaths.png(paths.nplabelIds, name), RoundPaths.png(paths.npcolor, name)]
-            if with_prior:
-                needed += [RoundPaths.png(paths.splabelIds, name), RoundPaths.png(paths.spcolor, name)]
-            if os.path.exists(low_path) and all(os.path.exists(p) for p in needed):
+            if finished[i]:
                 probs, im_hw, orig_hw = load_lowres(low_path)
                 up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
                 pred_np = up.argmax(0)
             else:
-                if predictor is None:
-                    from util.device import get_contexts
-                    predictor = _make_predictor(args, spec, get_contexts(args.gpus))
                 rim = read_image(os.path.join(args.data_root_tgt, image))
                 probs, im_hw = predictor.predict_lowres(rim, scale)
                 orig_hw = rim.shape[:2]
@@ -387,7 +394,7 @@ def generate_pseudo_labels(args, predictor=None):
             if with_prior:
                 _write_pred(paths.splabelIds, paths.spcolor, name, pred, info)
             # Written last: its presence means this image's pass 1 is done.
-            if not os.path.exists(low_path):
+            if not finished[i]:
                 save_lowres(low_path, probs, im_hw, orig_hw)
             collector.add(pred, conf)
             if has_gt:
