@@ -14,6 +14,10 @@ Cityscapes. What differs is what CBST has to bridge:
 * class frequencies: the source has more cars, trucks and buildings; the
   target has more persons, riders, bicycles, trees and poles.
 
+The appearance gap has one knob, ``gap`` in [0, 1] (:func:`target_domain`):
+how far the target palette and camera look move away from the source. At 0
+only texture, blur, noise, the bonnet and class frequencies differ.
+
 The files use the real encodings and layouts: GTA-5 ``images/%05d.png`` and
 ``labels/%05d.png`` (palette PNGs holding Cityscapes label ids), Cityscapes
 ``leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png`` and
@@ -96,9 +100,10 @@ SOURCE = dict(
     texture=0.03,          # flat, game-like surfaces
 )
 
-TARGET = dict(
-    name='target',
-    palette={
+# The "camera" palette: the colours of the target at full domain gap. The
+# target palette is a blend between the source palette and this one (see
+# :func:`target_domain`), so the size of the gap is one knob.
+CAMERA_PALETTE = {
         ROAD: [(78, 84, 96)], 'lane': [(170, 172, 170)],
         SIDEWALK: [(140, 120, 128), (125, 118, 122)],
         BUILDING: [(112, 108, 104), (132, 122, 112), (96, 102, 110), (150, 140, 132)],
@@ -107,7 +112,7 @@ TARGET = dict(
         POLE: [(88, 90, 96)], LIGHT: [(55, 58, 52)],
         SIGN: [(200, 200, 210), (160, 50, 60), (50, 80, 150)],
         VEGETATION: [(68, 86, 44), (80, 96, 56)], TERRAIN: [(118, 118, 76)],
-        SKY: [(205, 210, 214)], 'sky_top': [(180, 190, 200)],
+        SKY: [(190, 205, 220)], 'sky_top': [(150, 175, 205)],
         'skin': [(190, 150, 125)],
         'cloth': [(40, 40, 45), (70, 60, 55), (50, 60, 90), (120, 40, 50), (150, 150, 150)],
         CAR: [(55, 58, 64), (150, 152, 156), (200, 200, 202), (40, 50, 85), (110, 35, 35)],
@@ -115,14 +120,34 @@ TARGET = dict(
         TRUCK: [(180, 180, 176), (120, 110, 90)], BUS: [(200, 196, 120), (160, 60, 60)],
         TRAIN: [(150, 50, 45)], MOTORCYCLE: [(40, 40, 44), (120, 30, 30)],
         BICYCLE: [(30, 30, 34), (60, 80, 120)],
-    },
+}
+
+TARGET = dict(
+    name='target',
+    palette=None,          # filled in by target_domain(gap)
     counts=dict(car=3.0, truck=0.4, bus=0.25, train=0.15, person=3.5, rider_bike=0.9,
                 rider_moto=0.3, bicycle=1.0, pole=5.0, tree=3.5),
     p_park=0.3, p_terrain=0.5, p_wall=0.3, p_fence=0.35, p_end_trees=0.3,
-    texture=0.14,          # rough real surfaces
+    texture=0.09,          # rough real surfaces
 )
 
 DOMAINS = {'source': SOURCE, 'target': TARGET}
+DEFAULT_GAP = 0.15
+
+
+def target_domain(gap=DEFAULT_GAP):
+    """The target description at domain-gap strength ``gap`` in [0, 1].
+
+    Every class colour moves the fraction ``gap`` of the way from the source
+    palette to :data:`CAMERA_PALETTE`; the camera rendering (desaturation,
+    contrast loss) also scales with ``gap``. At 0 the target differs from the
+    source only by texture, blur, noise and class frequencies.
+    """
+    pal = {}
+    for key, cols in SOURCE['palette'].items():
+        src, cam = np.asarray(cols, np.float32), np.asarray(CAMERA_PALETTE[key], np.float32)
+        pal[key] = [tuple(c) for c in src + gap * (cam - src)]
+    return dict(TARGET, palette=pal, gap=float(gap))
 _DOMAIN_IDS = {'source': 1, 'target': 2}
 
 
@@ -536,25 +561,28 @@ def draw_ego_vehicle(cv):
     cv.paint(mask, EGO_VEHICLE, colour, 1.0 + 0.6 * np.exp(-((cv.yy - (cv.h - height * 0.6)) / 2.0) ** 2))
 
 
-def render_target(cv, g):
+def render_target(cv, g, gap):
     """Camera look: overcast, textured, low contrast, colour cast, blur, noise, vignette."""
     rng = cv.rng
     light = 1.0 + 0.12 * smooth_noise(rng, (cv.h, cv.w), 40)        # uneven illumination
-    img = cv.albedo * light[..., None] * rng.uniform(0.8, 1.05)
-    img = _saturate(img, 0.75)
+    img = cv.albedo * light[..., None] * rng.uniform(0.9, 1.1)
+    img = _saturate(img, 1.0 - 0.3 * gap)
     mean = img.mean(axis=(0, 1), keepdims=True)
-    img = mean + rng.uniform(0.65, 0.8) * (img - mean)
+    img = mean + (1.0 - gap * rng.uniform(0.2, 0.4)) * (img - mean)
     img *= rng.uniform(0.93, 1.07, 3).astype(np.float32)               # white-balance cast
-    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.7, 1.1))
-    img += rng.normal(0, 4.0, img.shape).astype(np.float32)
+    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 0.9))
+    img += rng.normal(0, 3.0, img.shape).astype(np.float32)
     r2 = ((cv.xx - cv.w / 2) / (cv.w / 2)) ** 2 + ((cv.yy - cv.h / 2) / (cv.h / 2)) ** 2
     img *= (1.0 - 0.12 * r2)[..., None]
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def render_scene(rng, size=(128, 256), domain='source'):
-    """One street scene: (RGB uint8 HxWx3, Cityscapes label ids uint8 HxW)."""
-    dom = DOMAINS[domain]
+def render_scene(rng, size=(128, 256), domain='source', gap=DEFAULT_GAP):
+    """One street scene: (RGB uint8 HxWx3, Cityscapes label ids uint8 HxW).
+
+    ``gap`` (target only) is the domain-gap strength of :func:`target_domain`.
+    """
+    dom = SOURCE if domain == 'source' else target_domain(gap)
     pal = dom['palette']
     cv = Canvas(size, rng, dom['texture'])
     g = sample_street(rng, size, dom)
@@ -566,7 +594,7 @@ def render_scene(rng, size=(128, 256), domain='source'):
     if domain == 'target':
         if rng.random() < 0.6:
             draw_ego_vehicle(cv)
-        return render_target(cv, g), cv.label
+        return render_target(cv, g, dom['gap']), cv.label
     return render_source(cv, g), cv.label
 
 
@@ -643,3 +671,152 @@ def _colour_bin(px, bins):
     """Index of each RGB pixel's cell in a ``bins``^3 colour grid."""
     q = (px.astype(np.int64) * bins) // 256
     return (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
+
+
+# ---------------------------------------------------------------------------
+# The benchmark on disk.
+# ---------------------------------------------------------------------------
+# Real Cityscapes city names, so that paths look exactly like the real ones.
+TRAIN_CITIES = ('aachen', 'bremen', 'zurich')
+VAL_CITIES = ('frankfurt', 'lindau', 'munster')
+_SPLIT_IDS = {'train': 1, 'val': 2}
+
+
+def image_rng(seed, domain, split, index):
+    """The generator of one image: depends on nothing but its identity."""
+    return np.random.default_rng([int(seed), _DOMAIN_IDS[domain], _SPLIT_IDS[split], int(index)])
+
+
+def cityscapes_name(split, index):
+    """(city, 'seq_frame') of target image ``index``: cities round-robin, frame 19 as in gtFine."""
+    cities = TRAIN_CITIES if split == 'train' else VAL_CITIES
+    return cities[index % len(cities)], '%06d_%06d' % (index // len(cities), 19)
+
+
+def write_gta(root, number, image, label_ids):
+    """GTA-5 layout: ``images/%05d.png`` (RGB) and ``labels/%05d.png`` (palette PNG of label ids).
+
+    Returns the list entry (image path, label path) relative to ``root``.
+    """
+    rel = ('images/%05d.png' % number, 'labels/%05d.png' % number)
+    save_png(os.path.join(root, rel[0]), image)
+    save_png(os.path.join(root, rel[1]), label_ids, palette=CITYSCAPES_PALETTE)
+    return rel
+
+
+def write_cityscapes(root, split, city, seq_name, image, label_ids):
+    """Cityscapes layout: leftImg8bit image and 8-bit ``_gtFine_labelIds`` map; returns the list entry."""
+    stem = '%s/%s/%s_%s' % (split, city, city, seq_name)
+    rel = ('leftImg8bit/%s_leftImg8bit.png' % stem, 'gtFine/%s_gtFine_labelIds.png' % stem)
+    save_png(os.path.join(root, rel[0]), image)
+    save_png(os.path.join(root, rel[1]), label_ids)
+    return rel
+
+
+def write_list(path, entries):
+    """List file: one ``image<TAB>label`` a line, written atomically."""
+    makedirs(os.path.dirname(path))
+    with atomic_write(path) as f:
+        f.writelines('%s\t%s\n' % entry for entry in entries)
+
+
+def generate(root, seed=0, n_source=150, n_source_val=20, n_target_train=60, n_target_val=30,
+             size=(128, 256), gap=DEFAULT_GAP, keep=False):
+    """Write the toy benchmark under ``root``; return a summary dict.
+
+    Layout (``--data-root`` of the source is ``{root}/gta``, of the target
+    ``{root}/cityscapes``)::
+
+        gta/images/%05d.png, gta/labels/%05d.png        (train 1..n, then val)
+        cityscapes/leftImg8bit/{train,val}/<city>/<city>_<seq>_<frame>_leftImg8bit.png
+        cityscapes/gtFine/{train,val}/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png
+        lists/gta/{train,val}.lst, lists/cityscapes/{train,val}.lst
+
+    ``gap`` is the domain-gap strength of :func:`target_domain`.
+    ``keep=True`` also returns the generated (image, label) pairs under
+    ``'pairs'`` (for previews and checks without re-reading the files).
+    """
+    start = time.time()
+    size = (int(size[0]), int(size[1]))
+    gta_root = os.path.join(root, 'gta')
+    cs_root = os.path.join(root, 'cityscapes')
+    lists, pairs = {}, {}
+    # source: GTA-5 numbering is one sequence from 00001; val follows train
+    number = 1
+    for split, count in (('train', n_source), ('val', n_source_val)):
+        entries = []
+        for i in range(count):
+            image, label = render_scene(image_rng(seed, 'source', split, i), size, 'source')
+            entries.append(write_gta(gta_root, number, image, label))
+            number += 1
+            if keep:
+                pairs.setdefault(('gta', split), []).append((image, label))
+        lists[('gta', split)] = entries
+    for split, count in (('train', n_target_train), ('val', n_target_val)):
+        entries = []
+        for i in range(count):
+            image, label = render_scene(image_rng(seed, 'target', split, i), size, 'target', gap)
+            city, seq = cityscapes_name(split, i)
+            entries.append(write_cityscapes(cs_root, split, city, seq, image, label))
+            if keep:
+                pairs.setdefault(('cityscapes', split), []).append((image, label))
+        lists[('cityscapes', split)] = entries
+    list_files = {}
+    for (dataset, split), entries in lists.items():
+        path = os.path.join(root, 'lists', dataset, split + '.lst')
+        write_list(path, entries)
+        list_files[(dataset, split)] = path
+    summary = dict(root=root, gta_root=gta_root, cityscapes_root=cs_root, lists=list_files,
+                   counts={k: len(v) for k, v in lists.items()}, seconds=time.time() - start)
+    if keep:
+        summary['pairs'] = pairs
+    return summary
+
+
+def save_preview(path, source_pairs, target_pairs, n=4):
+    """Mosaic: ``n`` source then ``n`` target rows of image | colour-coded labels."""
+    pal = CITYSCAPES_PALETTE.reshape(256, 3)
+    rows = [np.concatenate([img, pal[lab]], axis=1)
+            for img, lab in list(source_pairs[:n]) + list(target_pairs[:n])]
+    save_png(path, np.concatenate(rows, axis=0))
+
+
+def main(argv=None):
+    """CLI: ``python -m issegm.toy --out data/toy``."""
+    parser = argparse.ArgumentParser(description='Generate the toy GTA-5 -> Cityscapes benchmark.')
+    parser.add_argument('--out', default='data/toy', help='output root')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--n-source', type=int, default=150, help='GTA-style train images')
+    parser.add_argument('--n-source-val', type=int, default=20, help='held-out GTA-style images')
+    parser.add_argument('--n-target-train', type=int, default=60)
+    parser.add_argument('--n-target-val', type=int, default=30)
+    parser.add_argument('--size', type=int, nargs=2, default=(128, 256), metavar=('H', 'W'))
+    parser.add_argument('--domain-gap', type=float, default=DEFAULT_GAP,
+                        help='target appearance shift in [0, 1] (palette blend and camera look)')
+    parser.add_argument('--preview', default=None, help='also save a PNG mosaic here')
+    parser.add_argument('--check-gap', action='store_true',
+                        help='print the colour-classifier check (fit on source train)')
+    args = parser.parse_args(argv)
+    keep = bool(args.preview or args.check_gap)
+    out = generate(args.out, args.seed, args.n_source, args.n_source_val, args.n_target_train,
+                   args.n_target_val, tuple(args.size), gap=args.domain_gap, keep=keep)
+    for (dataset, split), path in sorted(out['lists'].items()):
+        print('%-10s %-5s %4d images  list %s' % (dataset, split, out['counts'][(dataset, split)], path))
+    print('data roots: --data-root %s --data-root-tgt %s' % (out['gta_root'], out['cityscapes_root']))
+    print('generated in %.1f s' % out['seconds'])
+    if args.preview:
+        pairs = out['pairs']
+        save_preview(args.preview, pairs.get(('gta', 'train'), []), pairs.get(('cityscapes', 'val'), []))
+        print('preview: %s' % args.preview)
+    if args.check_gap:
+        pairs = out['pairs']
+        tests = {'source val': pairs.get(('gta', 'val'), []), 'target val': pairs.get(('cityscapes', 'val'), [])}
+        for method in ('mean', 'histogram'):
+            res = colour_classifier_gap(pairs.get(('gta', 'train'), []), tests, method=method)
+            print('colour classifier (%s): ' % method + ', '.join(
+                '%s acc %.1f%% mIoU %.1f' % (k, 100 * a, 100 * m) for k, (a, m) in res.items()))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
