@@ -125,8 +125,8 @@ CAMERA_PALETTE = {
 TARGET = dict(
     name='target',
     palette=None,          # filled in by target_domain(gap)
-    counts=dict(car=3.0, truck=0.4, bus=0.25, train=0.15, person=3.5, rider_bike=0.9,
-                rider_moto=0.3, bicycle=1.0, pole=5.0, tree=3.5),
+    counts=dict(car=3.0, truck=0.4, bus=0.25, train=0.15, person=2.5, rider_bike=0.9,
+                rider_moto=0.3, bicycle=1.0, pole=4.0, tree=3.5),
     p_park=0.3, p_terrain=0.5, p_wall=0.3, p_fence=0.35, p_end_trees=0.3,
     texture=0.09,          # rough real surfaces
 )
@@ -426,25 +426,25 @@ def draw_pole(cv, pal, cx, by, unit, towards, kind):
     """Pole, optionally with a traffic sign or traffic light facing the road."""
     rng = cv.rng
     top = rng.uniform(2.4, 3.4)
-    cv.paint(_thin_rect(cv, cx, by, unit, 0.0, 0.035, 0.0, top), POLE, _pick(rng, pal, POLE, 8), cv.surface(0.5))
+    cv.paint(_thin_rect(cv, cx, by, unit, 0.0, 0.06, 0.0, top), POLE, _pick(rng, pal, POLE, 8), cv.surface(0.5))
     if kind == 'sign':
         colour = _pick(rng, pal, SIGN, 10)
         ey = rng.uniform(1.6, top - 0.2)
         if rng.random() < 0.5:
-            mask = _ellipse(cv, cx, by, unit, 0.0, ey, 0.17, 0.17)
+            mask = _ellipse(cv, cx, by, unit, 0.0, ey, 0.25, 0.25)
         else:
-            mask = _rect(cv, cx, by, unit, -0.16, 0.16, ey - 0.16, ey + 0.16)
+            mask = _rect(cv, cx, by, unit, -0.23, 0.23, ey - 0.23, ey + 0.23)
         cv.paint(mask, SIGN, colour)
-        cv.paint(_ellipse(cv, cx, by, unit, 0.0, ey, 0.08, 0.08) & mask, SIGN, np.clip(colour + 90, 0, 255))
+        cv.paint(_ellipse(cv, cx, by, unit, 0.0, ey, 0.12, 0.12) & mask, SIGN, np.clip(colour + 90, 0, 255))
     elif kind == 'light':
         arm = 0.45 * towards
         cv.paint(_rect(cv, cx, by, unit, min(0, arm), max(0, arm), top - 0.06, top), POLE, _pick(rng, pal, POLE, 8))
-        box = _rect(cv, cx, by, unit, arm - 0.09, arm + 0.09, top - 0.55, top)
+        box = _rect(cv, cx, by, unit, arm - 0.14, arm + 0.14, top - 0.75, top)
         cv.paint(box, LIGHT, _pick(rng, pal, LIGHT, 5))
         lamp = ['red', 'yellow', 'green'][rng.integers(3)]
-        ey = {'red': top - 0.12, 'yellow': top - 0.27, 'green': top - 0.42}[lamp]
+        ey = {'red': top - 0.15, 'yellow': top - 0.37, 'green': top - 0.59}[lamp]
         lit = {'red': (255, 40, 30), 'yellow': (255, 200, 30), 'green': (40, 230, 90)}[lamp]
-        cv.paint(_ellipse(cv, cx, by, unit, arm, ey, 0.06, 0.06) & box, LIGHT, lit)
+        cv.paint(_ellipse(cv, cx, by, unit, arm, ey, 0.09, 0.09) & box, LIGHT, lit)
     elif kind == 'lamp':
         arm = 0.5 * towards
         cv.paint(_rect(cv, cx, by, unit, min(0, arm), max(0, arm), top - 0.05, top), POLE, _pick(rng, pal, POLE, 8))
@@ -462,6 +462,12 @@ def draw_tree(cv, pal, cx, by, unit):
     cv.paint(crown, VEGETATION, colour, cv.surface(1.5) + 0.2 * np.sin(cv.xx * 1.3) * np.sin(cv.yy * 1.1))
 
 
+# People and two-wheelers are drawn larger than life: at 128 x 256 a network
+# of output stride 8 sees 16 x 32 cells, and a true-to-scale pedestrian would
+# not fill one.
+SMALL_SCALE = 1.3
+
+
 def place_objects(cv, g, pal, dom):
     """Sample all objects with the domain's counts; return a far-to-near draw list."""
     rng, h = cv.rng, cv.h
@@ -470,7 +476,7 @@ def place_objects(cv, g, pal, dom):
 
     def ground(kind_range):
         # depth uniform in Z -> row offset (y - h0) = below * zmin / Z
-        z = rng.uniform(1.0, 9.0)
+        z = rng.uniform(1.0, 6.0)
         dy = below * 0.9 / z
         lo, hi = kind_range
         return dy, rng.uniform(lo, hi)
@@ -509,13 +515,13 @@ def draw_objects(cv, g, pal, items):
         elif kind in ('truck', 'bus', 'train'):
             draw_big_vehicle(cv, pal, cx, by, unit, {'truck': TRUCK, 'bus': BUS, 'train': TRAIN}[kind])
         elif kind == 'person':
-            draw_person(cv, pal, cx, by, unit)
+            draw_person(cv, pal, cx, by, unit * SMALL_SCALE)
         elif kind == 'bicycle':
-            draw_two_wheeler(cv, pal, cx, by, unit, BICYCLE)
+            draw_two_wheeler(cv, pal, cx, by, unit * SMALL_SCALE, BICYCLE)
         elif kind in ('rider_bike', 'rider_moto'):
             vehicle = BICYCLE if kind == 'rider_bike' else MOTORCYCLE
-            draw_two_wheeler(cv, pal, cx, by, unit, vehicle)
-            draw_person(cv, pal, cx, by, unit, lid=RIDER, y0=0.15)
+            draw_two_wheeler(cv, pal, cx, by, unit * SMALL_SCALE, vehicle)
+            draw_person(cv, pal, cx, by, unit * SMALL_SCALE, lid=RIDER, y0=0.15)
         elif kind == 'pole':
             towards = 1.0 if T < 0 else -1.0
             u = rng.random()
