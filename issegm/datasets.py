@@ -1,0 +1,198 @@
+"""Dataset registry: label encodings, palettes, image sizes and list files.
+
+Label images on disk hold *label ids* (Cityscapes ids for ``gta``,
+``cityscapes`` and ``cityscapes16``; SYNTHIA ids for ``synthia``). Inside the
+code everything works in *train ids* (0..C-1, 255 = ignore), obtained through
+``DatasetInfo.label2train``; predictions go back to label ids through
+``DatasetInfo.train2label`` and are coloured with ``DatasetInfo.palette``.
+
+Choices (following the reference's ``evaluate.py`` / ``solve_ST.py`` meta):
+
+* Cityscapes tables come from ``cityscapesscripts.helpers.labels``; the
+  16-class mapping keeps the SYNTHIA-shared classes by name (spec section 4).
+* ``synthia`` predictions are saved as SYNTHIA ids with the SYNTHIA table's
+  colours, as the reference does when evaluating on SYNTHIA (its
+  ``labels_synthia`` table), so that they compare directly with SYNTHIA
+  ground truth. In SYNTHIA -> Cityscapes self-training the *target* dataset is
+  ``cityscapes16`` and pseudo-labels are Cityscapes ids.
+* ``train2label`` maps every train id without a class (including 255) to
+  label id 0 ('unlabeled' / 'void'), which ``label2train`` maps back to 255,
+  so ignore survives a round trip (pseudo-labels rely on id 0 = ignore).
+* ``max_shape`` is the dataset's own largest image (used by evaluation and
+  source training). In self-training the reference uses 1024 x 2048 as the
+  *source* max shape for GTA-5 (its images are resized to 1052 x 1914, but
+  the code pins 1024 x 2048); that is ``max_shape_st_source``.
+"""
+import collections
+import os
+
+import numpy as np
+
+__all__ = ['DatasetInfo', 'DataError', 'DATASETS', 'get_dataset', 'list_path', 'read_list',
+           'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES']
+
+IGNORE_LABEL = 255
+
+DatasetInfo = collections.namedtuple('DatasetInfo', [
+    'name',                 # registry key
+    'num_classes',          # number of train ids
+    'class_names',          # names in train-id order
+    'label2train',          # np.uint8[256]: label id -> train id (unknown -> 255)
+    'train2label',          # np.uint8[256]: train id -> label id (no class -> 0)
+    'valid_label_ids',      # sorted label ids that have a train id (evaluation)
+    'palette',              # np.uint8[768]: colours indexed by label id
+    'max_shape',            # (h, w) largest image, evaluation / source training
+    'max_shape_st_source',  # (h, w) max shape when used as SOURCE in self-training
+    'ignore_label',         # 255
+])
+
+
+class DataError(ValueError):
+    """A list file or data file is missing, unreadable or inconsistent."""
+
+
+# SYNTHIA (RAND-CITYSCAPES) ids: (name, id, train id, colour) -- spec section 4,
+# colours from the reference's labels_synthia table.
+SYNTHIA_LABELS = [
+    ('void', 0, 255, (0, 0, 0)),
+    ('sky', 1, 9, (70, 130, 180)),
+    ('building', 2, 2, (70, 70, 70)),
+    ('road', 3, 0, (128, 64, 128)),
+    ('sidewalk', 4, 1, (244, 35, 232)),
+    ('fence', 5, 4, (64, 64, 128)),
+    ('vegetation', 6, 8, (107, 142, 35)),
+    ('pole', 7, 5, (153, 153, 153)),
+    ('car', 8, 12, (0, 0, 142)),
+    ('traffic sign', 9, 7, (220, 220, 0)),
+    ('pedestrian', 10, 10, (220, 20, 60)),
+    ('bicycle', 11, 15, (119, 11, 32)),
+    ('motorcycle', 12, 14, (0, 0, 230)),
+    ('parking-slot', 13, 255, (250, 170, 160)),
+    ('road-work', 14, 255, (128, 64, 64)),
+    ('traffic light', 15, 6, (250, 170, 30)),
+    ('terrain', 16, 255, (152, 251, 152)),
+    ('rider', 17, 11, (255, 0, 0)),
+    ('truck', 18, 255, (0, 0, 70)),
+    ('bus', 19, 13, (0, 60, 100)),
+    ('train', 20, 255, (0, 80, 100)),
+    ('wall', 21, 3, (102, 102, 156)),
+    ('lanemarking', 22, 255, (102, 102, 156)),
+]
+
+# Cityscapes classes shared with SYNTHIA, in 16-class train-id order.
+CITYSCAPES16_CLASSES = ['road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light',
+                        'traffic sign', 'vegetation', 'sky', 'person', 'rider', 'car', 'bus',
+                        'motorcycle', 'bicycle']
+
+
+def _tables(entries):
+    """Build (label2train, train2label, class_names, valid ids, palette) from
+    ``(name, label_id, train_id, colour)`` entries.
+
+    As in the reference (``trainId2label`` built over the reversed list), the
+    first label listed for a train id is the one a prediction is saved as.
+    """
+    label2train = np.full(256, IGNORE_LABEL, np.uint8)
+    train2label = np.zeros(256, np.uint8)
+    palette = np.zeros((256, 3), np.uint8)
+    names = {}
+    for name, lid, tid, colour in entries:
+        if lid < 0 or lid > 255:
+            continue
+        palette[lid] = colour
+        if tid < 0 or tid == IGNORE_LABEL:
+            continue
+        label2train[lid] = tid
+        if tid not in names:
+            names[tid] = name
+            train2label[tid] = lid
+    num_classes = len(names)
+    assert sorted(names) == list(range(num_classes)), names
+    class_names = [names[t] for t in range(num_classes)]
+    valid = sorted(int(train2label[t]) for t in range(num_classes))
+    return label2train, train2label, class_names, valid, palette.ravel()
+
+
+def _cityscapes_entries(sixteen=False):
+    from cityscapesscripts.helpers.labels import labels
+    if not sixteen:
+        return [(l.name, l.id, l.trainId, l.color) for l in labels]
+    keep = {name: i for i, name in enumerate(CITYSCAPES16_CLASSES)}
+    return [(l.name, l.id, keep.get(l.name, IGNORE_LABEL), l.color) for l in labels]
+
+
+def _make(name, entries, max_shape, max_shape_st_source=None):
+    l2t, t2l, names, valid, palette = _tables(entries)
+    max_shape = tuple(max_shape)
+    return DatasetInfo(name=name, num_classes=len(names), class_names=names,
+                       label2train=l2t, train2label=t2l, valid_label_ids=valid,
+                       palette=palette, max_shape=max_shape,
+                       max_shape_st_source=tuple(max_shape_st_source or max_shape),
+                       ignore_label=IGNORE_LABEL)
+
+
+def _build_registry():
+    return {
+        'gta': _make('gta', _cityscapes_entries(), (1052, 1914), (1024, 2048)),
+        'synthia': _make('synthia', SYNTHIA_LABELS, (760, 1280)),
+        'cityscapes': _make('cityscapes', _cityscapes_entries(), (1024, 2048)),
+        'cityscapes16': _make('cityscapes16', _cityscapes_entries(sixteen=True), (1024, 2048)),
+    }
+
+
+DATASETS = _build_registry()
+
+
+def get_dataset(name):
+    """Return the :class:`DatasetInfo` of ``name`` (gta, synthia, cityscapes, cityscapes16)."""
+    try:
+        info = DATASETS[name]
+    except KeyError:
+        raise DataError('unknown dataset %r; known: %s' % (name, ', '.join(sorted(DATASETS))))
+    # Copies, so that a caller editing a table cannot change the registry.
+    return info._replace(label2train=info.label2train.copy(), train2label=info.train2label.copy(),
+                         palette=info.palette.copy(), class_names=list(info.class_names),
+                         valid_label_ids=list(info.valid_label_ids))
+
+
+def list_path(dataset, split):
+    """Path of the list file of ``dataset``/``split`` (relative to the working directory)."""
+    return os.path.join('issegm', 'data_list', dataset, '%s.lst' % split)
+
+
+def read_list(path, data_root=None, check_exists=True):
+    """Parse a list file of ``image<TAB>label`` lines (label optional).
+
+    Returns ``[(image, label_or_None), ...]`` with the paths as written.
+    When ``check_exists``, every file is looked up (under ``data_root`` when
+    given) before any work starts, and the first missing one is reported with
+    the list name and line number in one :class:`DataError`.
+    """
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise DataError('cannot read list file %s: %s' % (path, exc))
+    items = []
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split('\t')
+        if len(fields) > 2:
+            raise DataError('%s line %d: expected "image<TAB>label", got %d tab-separated fields'
+                            % (path, lineno, len(fields)))
+        image = fields[0]
+        label = fields[1] if len(fields) == 2 and fields[1] else None
+        if check_exists:
+            for kind, rel in (('image', image), ('label', label)):
+                if rel is None:
+                    continue
+                full = os.path.join(data_root, rel) if data_root else rel
+                if not os.path.isfile(full):
+                    raise DataError('%s line %d: %s file not found: %s (check --data-root and the list file)'
+                                    % (path, lineno, kind, full))
+        items.append((image, label))
+    if not items:
+        raise DataError('list file %s has no entries' % path)
+    return items
