@@ -26,7 +26,7 @@ The files use the real encodings and layouts: GTA-5 ``images/%05d.png`` and
 ``{root}/gta`` and ``{root}/cityscapes`` (the two ``--data-root`` values).
 
 Everything is vectorised with numpy; every image has its own generator
-seeded from ``(seed, domain, index)``, so an image does not depend on how
+seeded from ``(seed, domain, split, index)``, so an image does not depend on how
 many others are generated.
 """
 import argparse
@@ -41,8 +41,10 @@ from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 from util.image import save_png
 from util.io import atomic_write, makedirs
 
-__all__ = ['generate', 'render_scene', 'SCENE_CLASSES', 'RARE_CLASSES', 'DOMAINS',
-           'CITYSCAPES_PALETTE', 'nearest_mean_gap', 'main']
+__all__ = ['generate', 'render_scene', 'target_domain', 'image_rng', 'cityscapes_name',
+           'write_gta', 'write_cityscapes', 'write_list', 'save_preview', 'colour_classifier_gap',
+           'SCENE_CLASSES', 'RARE_CLASSES', 'SOURCE', 'CAMERA_PALETTE', 'DEFAULT_GAP',
+           'CITYSCAPES_PALETTE', 'main']
 
 # Cityscapes label ids used by the scene model (all 19 evaluated classes).
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = 7, 8, 11, 12, 13
@@ -131,7 +133,6 @@ TARGET = dict(
     texture=0.09,          # rough real surfaces
 )
 
-DOMAINS = {'source': SOURCE, 'target': TARGET}
 DEFAULT_GAP = 0.15
 
 
