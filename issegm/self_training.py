@@ -489,9 +489,8 @@ def select_source(num_source, portion, seed):
     ``cumulative`` policy (same seed each round) a larger portion extends
     the smaller one's selection and the same images as the reference are chosen.
     """
-    n_src = int(num_source * float(portion))
-    np.random.seed(int(seed))
-    return np.random.choice(num_source, n_src, replace=False)
+    from issegm.data import select_source_indices
+    return select_source_indices(num_source, int(num_source * float(portion)), seed)
 
 
 def _load_mining(address):
@@ -577,8 +576,16 @@ def retrain(args, dataiter_factory=None):
 
 def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     """The training iterator of this round: selected source images plus pseudo-labelled targets."""
-    from issegm.data import FileIter
-    return FileIter.from_args(args, spec, source, target, mine_id, mine_id_priority)
+    from issegm.data import SOURCE, TARGET, FileIter, Sample
+    samples = [Sample(i, l, SOURCE) for i, l in source] + [Sample(i, l, TARGET) for i, l in target]
+    return FileIter(args.dataset, dataset_tgt=args.dataset_tgt, samples=samples,
+                    batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
+                    origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
+                    scale_rate_range=[float(v) for v in args.scale_rate_range.split(',')],
+                    prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
+                    cache_images=bool(args.cache_images),
+                    meta={'mine_port': args.mine_port, 'mine_id': mine_id,
+                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus})
 
 
 # ---------------------------------------------------------------------------- entry

@@ -1,0 +1,403 @@
+"""The training data iterator (spec section 5): scale jitter, crops, small-class mining.
+
+:class:`FileIter` yields ``data`` (B, 3, T, T) and ``softmax_label``
+(B, (T/stride)^2) batches from source samples (labelled images) and target
+samples (images with pseudo-labels), as the reference's ``FileIter`` does:
+
+1. ``T`` = crop size rounded up to a multiple of the stride;
+2. a per-domain scale: ``target_size`` drawn uniformly from
+   ``[int(lo * origin), int(hi * origin)]``, ``rate = target_size / max(max_shape)``,
+   and the crop taken from the image is ``int(T / rate)`` pixels;
+3. the image sits on a square canvas in the mean colour at offset
+   ``d0 = max(1, int(ls // 2))`` (``ls = stride / rate``); labels on a 255 canvas;
+4. with probability ``mine_port``, the crop is centred on a pixel of a rare
+   class (``mine_id_priority`` first, else ``mine_id``) found where a centred
+   crop stays inside the image; otherwise the top-left corner is uniform;
+5. the crop is resized to T x T (the reference's filter rule), the label with
+   nearest neighbour and kept at the stride centres;
+6. a horizontal flip with probability 1/2, then normalisation.
+
+Deliberate differences, none changing what is sampled:
+
+* each sample draws from its own random stream, seeded from the epoch's
+  permutation draw, so batches are the same for any number of workers (the
+  reference's threads share numpy's global generator, so its batches depend
+  on thread timing); ``seed`` makes runs repeatable;
+* padding is exactly 0 after normalisation (the reference pads with the mean
+  colour truncated to integers, about -0.01 after normalisation): data pixels
+  that come wholly from the canvas are set to 0;
+* a corrupt image, a label whose size differs from its image, or label values
+  outside the dataset's encoding stop the run with one line naming the file.
+  We chose that over skipping: a skip silently changes the sampled
+  distribution, and a stopped run resumes from its last whole epoch.
+"""
+import collections
+import concurrent.futures
+import io
+import multiprocessing
+import os
+
+import mxnet as mx
+import numpy as np
+from PIL import Image
+
+from issegm.datasets import DataError, get_dataset, list_path, read_list
+from util.image import MEAN_RGB, normalize, resize
+
+__all__ = ['FileIter', 'Sample', 'SampleReader', 'make_divisible', 'parse_split_file',
+           'select_source_indices',
+           'SOURCE', 'TARGET']
+
+SOURCE, TARGET = 0, 1
+
+#: One training sample: image path, label path, domain (SOURCE or TARGET).
+Sample = collections.namedtuple('Sample', ['image', 'label', 'domain'])
+
+Geometry = collections.namedtuple('Geometry', ['rate', 'crop', 'd0', 'y0', 'x0', 'flip', 'mined'])
+
+_IGNORE = 255
+
+
+def make_divisible(v, divider):
+    return int(np.ceil(float(v) / divider) * divider)
+
+
+def select_source_indices(num_source, num_sel, seed):
+    """Indices of the ``num_sel`` source samples of a round (spec section 7).
+
+    ``np.random.seed(seed); np.random.choice(num_source, num_sel, replace=False)``:
+    numpy's legacy global generator, so the reference's images are chosen and,
+    for one seed, a larger selection extends a smaller one's draw order.
+    """
+    np.random.seed(int(seed))
+    return np.random.choice(num_source, int(num_sel), replace=False)
+
+
+def parse_split_file(dataset, split, num_sel_source=None, num_source=None, seed_int=0, dataset_tgt='',
+                     split_tgt='', data_root='', data_root_tgt='', gpus='0'):
+    """The reference's sample list: selected source lines plus the target pseudo-label list.
+
+    Source lines come from ``issegm/data_list/{dataset}/{split}.lst``; when
+    ``num_sel_source`` is given, ``np.random.seed(seed_int)`` then
+    ``np.random.choice(num_source, num_sel_source, replace=False)`` picks them
+    (numpy's legacy global generator, so the reference's choice is reproduced).
+    Target lines come from ``{split_tgt}_training_gpu{gpus}.lst`` of
+    ``dataset_tgt``; their label paths are used as written.
+    """
+    items = read_list(list_path(dataset, split), data_root, check_exists=True)
+    samples = [Sample(os.path.join(data_root, i), os.path.join(data_root, l), SOURCE) for i, l in items]
+    if num_sel_source is not None:
+        chosen = select_source_indices(num_source or len(samples), num_sel_source, seed_int)
+        samples = [samples[k] for k in chosen]
+    if dataset_tgt:
+        path = os.path.join('issegm', 'data_list', dataset_tgt, '%s_training_gpu%s.lst' % (split_tgt, gpus))
+        for image, label in read_list(path, None, check_exists=False):
+            samples.append(Sample(os.path.join(data_root_tgt, image), label, TARGET))
+    return samples
+
+
+class SampleReader(object):
+    """Makes training samples; holds no MXNet state, so it can live in worker processes."""
+
+    def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
+                 scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), max_label_ids=(255, 255),
+                 cache_images=False):
+        self.samples = list(samples)
+        self.label2train = label2train      # per domain, np.uint8[256]
+        self.max_shapes = max_shapes        # per domain, (h, w)
+        self.origin_sizes = origin_sizes    # per domain
+        self.crop_size = crop_size
+        self.stride = stride
+        self.scale_rate_range = scale_rate_range
+        self.mine_port = float(mine_port)
+        self.mine_id = [int(c) for c in np.asarray(mine_id).ravel()]
+        self.mine_id_priority = [int(c) for c in np.asarray(mine_id_priority).ravel()]
+        self.max_label_ids = max_label_ids  # per domain: the largest id of the encoding
+        self.cache = {} if cache_images else None
+        self.mean = np.asarray(MEAN_RGB * 255).astype(np.uint8)  # as the reference: truncated
+
+    # -- files -------------------------------------------------------------------------
+    def _open(self, path):
+        if self.cache is not None:
+            if path not in self.cache:
+                with open(path, 'rb') as f:
+                    self.cache[path] = f.read()
+            return Image.open(io.BytesIO(self.cache[path]))
+        return Image.open(path)
+
+    def load(self, sample):
+        """Image (uint8 RGB) and label (train ids) of ``sample``; errors name the file."""
+        try:
+            image = np.asarray(self._open(sample.image).convert('RGB'), np.uint8)
+        except FileNotFoundError:
+            raise DataError('image not found: %s (check --data-root and the list file)' % sample.image)
+        except Exception as exc:
+            raise DataError('cannot read image %s: %s (the file is damaged; copy it again)'
+                            % (sample.image, exc))
+        try:
+            raw = np.asarray(self._open(sample.label))
+        except FileNotFoundError:
+            raise DataError('label not found: %s (check the list file)' % sample.label)
+        except Exception as exc:
+            raise DataError('cannot read label %s: %s (the file is damaged; copy it again)'
+                            % (sample.label, exc))
+        if raw.ndim != 2 or raw.dtype != np.uint8:
+            raise DataError('label %s has shape %s, dtype %s: expected one 8-bit channel of label ids'
+                            ' (for SYNTHIA run issegm/prepare_data.py synthia)'
+                            % (sample.label, raw.shape, raw.dtype))
+        if raw.shape != image.shape[:2]:
+            raise DataError('label %s is %dx%d but its image %s is %dx%d' % (
+                sample.label, raw.shape[0], raw.shape[1], sample.image, image.shape[0], image.shape[1]))
+        top = int(raw.max())
+        if top > self.max_label_ids[sample.domain]:
+            raise DataError('label %s holds value %d, outside the label-id encoding (0..%d); '
+                            'labels must hold label ids, not train ids or colours'
+                            % (sample.label, top, self.max_label_ids[sample.domain]))
+        return image, self.label2train[sample.domain][raw]
+
+    # -- geometry ----------------------------------------------------------------------
+    def _scale(self, domain, rng):
+        lo, hi = [int(r * self.origin_sizes[domain]) for r in self.scale_rate_range]
+        longest = float(max(self.max_shapes[domain]))
+        max_crop = int(self.crop_size / (lo / longest))
+        target_size = rng.randint(lo, hi + 1)
+        return target_size / longest, max_crop
+
+    def _mine_centre(self, canvas_label, d0, h, w, crop, ls, rng):
+        """Centre on a pixel of a rare class present where a centred crop fits, or None."""
+        half = crop // 2
+        y_end = int(max(1, ls, d0 + h - half - 1))
+        x_end = int(max(1, ls, d0 + w - half - 1))
+        region = canvas_label[d0 + half:y_end, d0 + half:x_end]
+        if region.size == 0:
+            return None
+        present = set(np.unique(region).tolist())
+        candidates = [c for c in self.mine_id_priority if c in present] or \
+                     [c for c in self.mine_id if c in present]
+        if not candidates:
+            return None
+        cls = candidates[int(np.floor(rng.uniform(0, len(candidates))))]
+        ys, xs = np.nonzero(region == cls)
+        k = rng.randint(0, len(ys))
+        return ys[k] + d0 + half, xs[k] + d0 + half
+
+    def make(self, index, seed):
+        """One sample: (data float32 3xTxT, label float32 (T/s)^2, :class:`Geometry`)."""
+        sample = self.samples[index]
+        rng = np.random.RandomState(seed)
+        image, label = self.load(sample)
+        h, w = label.shape
+        T, s = self.crop_size, self.stride
+        rate, max_crop = self._scale(sample.domain, rng)
+        crop = int(T / rate)
+        ls = s / rate
+        d0 = max(1, int(ls // 2))
+        d1 = max(0, int(ls - d0))
+        side = max(max_crop, h, w) + d1 + d0
+        canvas = np.empty((side, side, 3), np.uint8)
+        canvas[:] = self.mean
+        canvas[d0:d0 + h, d0:d0 + w] = image
+        canvas_label = np.full((side, side), _IGNORE, np.uint8)
+        canvas_label[d0:d0 + h, d0:d0 + w] = label
+        inside = np.zeros((side, side), np.uint8)
+        inside[d0:d0 + h, d0:d0 + w] = 1
+
+        centre = None
+        if rng.rand() < self.mine_port:
+            centre = self._mine_centre(canvas_label, d0, h, w, crop, ls, rng)
+        if centre is not None:
+            y0, x0 = centre[0] - crop // 2, centre[1] - crop // 2
+        else:
+            y0 = rng.randint(0, int(max(1, ls, d0 + h - crop + 1)))
+            x0 = rng.randint(0, int(max(1, ls, d0 + w - crop + 1)))
+        flip = rng.randint(2) == 0
+        # Rare rounding cases can reach past the canvas: extend it in kind.
+        extra = max(0, y0 + crop - side, x0 + crop - side)
+        if extra:
+            canvas = np.pad(canvas, ((0, extra), (0, extra), (0, 0)), mode='edge')
+            canvas[side:], canvas[:, side:] = self.mean, self.mean
+            canvas_label = np.pad(canvas_label, ((0, extra), (0, extra)), constant_values=_IGNORE)
+            inside = np.pad(inside, ((0, extra), (0, extra)))
+        window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        data_crop = resize(canvas[window], (T, T))
+        label_crop = resize(canvas_label[window], (T, T), nearest=True)[s // 2::s, s // 2::s]
+        inside_crop = resize(inside[window], (T, T), nearest=True)
+        if flip:
+            data_crop, label_crop, inside_crop = data_crop[:, ::-1], label_crop[:, ::-1], inside_crop[:, ::-1]
+        data = normalize(data_crop)
+        data[:, inside_crop == 0] = 0.
+        geometry = Geometry(rate, crop, d0, y0, x0, flip, centre is not None)
+        return data, label_crop.astype(np.float32).ravel(), geometry
+
+    def batch(self, indices, seeds):
+        """Stacked data and labels of the samples ``indices``."""
+        made = [self.make(i, s)[:2] for i, s in zip(indices, seeds)]
+        return np.stack([m[0] for m in made]), np.stack([m[1] for m in made])
+
+
+_WORKER_READER = None
+
+
+def _init_worker(reader):
+    global _WORKER_READER
+    _WORKER_READER = reader
+
+
+def _worker_batch(indices, seeds):
+    return _WORKER_READER.batch(indices, seeds)
+
+
+def _max_label_id(info):
+    known = np.nonzero(info.label2train != _IGNORE)[0]
+    # Every id of the table (void ids included) is below the largest listed one.
+    return int(max(known.max(), np.nonzero(info.palette.reshape(-1, 3).any(axis=1))[0].max()))
+
+
+class FileIter(mx.io.DataIter):
+    """Training iterator over source samples and pseudo-labelled target samples.
+
+    Keeps the reference constructor's parameters. ``meta`` may carry the
+    reference's keys (``mine_port``, ``mine_id``, ``mine_id_priority``,
+    ``max_shape_src``, ``max_shape_tgt``, ``cache_images``, ``gpus``); whatever
+    it lacks comes from the dataset registry. ``samples`` (a list of
+    :class:`Sample`) replaces the list files; ``seed`` makes every epoch
+    repeatable (default: numpy's global generator, as the reference).
+    """
+
+    def __init__(self, dataset, split=None, data_root='', num_sel_source=None, num_source=None,
+                 seed_int=0, dataset_tgt='', split_tgt='', data_root_tgt='', data_name='data',
+                 label_name='softmax_label', sampler='random', has_gt=True, batch_images=1, meta=None,
+                 rgb_mean=None, feat_stride=8, label_stride=None, label_steps=1, origin_size=None,
+                 origin_size_tgt=None, crop_size=0, scale_rate_range=None, crops_per_image=1,
+                 transformer=None, transformer_image=None, prefetch_threads=1, prefetcher_type='thread',
+                 samples=None, seed=None, prefetcher=None, cache_images=None):
+        super(FileIter, self).__init__(batch_images)
+        if crop_size <= 0:
+            raise ValueError('--crop-size must be positive')
+        if label_steps != 1 or crops_per_image != 1 or not has_gt:
+            raise ValueError('only label_steps=1, crops_per_image=1 and labelled samples are '
+                             'supported (as in every CBST command)')
+        if transformer is not None:
+            raise ValueError('custom transformers are not supported; the reference pipeline is built in')
+        meta = dict(meta or {})
+        label_stride = label_stride or feat_stride
+        if label_stride != feat_stride:
+            raise ValueError('label_stride must equal feat_stride')
+        src = get_dataset(dataset)
+        tgt = get_dataset(dataset_tgt) if dataset_tgt else src
+        gpus = meta.get('gpus', '0')
+        if samples is None:
+            samples = parse_split_file(dataset, split, num_sel_source, num_source, seed_int, dataset_tgt,
+                                       split_tgt, data_root, data_root_tgt, gpus)
+        if not samples:
+            raise DataError('no training samples (empty source selection and target list)')
+        self.samples = [Sample(*s) for s in samples]
+        crop = make_divisible(crop_size, feat_stride)
+        st = bool(dataset_tgt)  # self-training: GTA-5 source pinned to 1024 x 2048 as the reference
+        max_src = tuple(meta.get('max_shape_src', src.max_shape_st_source if st else src.max_shape))
+        max_tgt = tuple(meta.get('max_shape_tgt', tgt.max_shape))
+        origin_src = origin_size or max(max_src)
+        origin_tgt = origin_size_tgt or max(max_tgt)
+        if cache_images is None:
+            cache_images = meta.get('cache_images', False)
+        self.reader = SampleReader(
+            self.samples, (src.label2train, tgt.label2train), (max_src, max_tgt), (origin_src, origin_tgt),
+            crop, feat_stride, tuple(scale_rate_range or (1., 1.)),
+            mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
+            mine_id_priority=meta.get('mine_id_priority', ()),
+            max_label_ids=(_max_label_id(src), _max_label_id(tgt)), cache_images=bool(cache_images))
+        self.batch_size = batch_images
+        self.crop_size = crop
+        self.stride = feat_stride
+        self._sampler = sampler
+        self._data_name, self._label_name = data_name, label_name
+        self._threads = max(1, int(prefetch_threads))
+        self._kind = prefetcher or prefetcher_type
+        if self._kind not in ('thread', 'process'):
+            raise ValueError('--prefetcher is thread or process, not %r' % self._kind)
+        self._rng = np.random.RandomState(seed) if seed is not None else np.random
+        self._executor = None
+        self._batches = []
+        self._pending = collections.deque()
+        self._cursor = 0
+
+    # -- shapes ------------------------------------------------------------------------
+    @property
+    def batches_per_epoch(self):
+        return len(self.samples) // self.batch_size
+
+    @property
+    def num_data(self):
+        return len(self.samples)
+
+    @property
+    def provide_data(self):
+        return [mx.io.DataDesc(self._data_name, (self.batch_size, 3, self.crop_size, self.crop_size))]
+
+    @property
+    def provide_label(self):
+        n = (self.crop_size // self.stride) ** 2
+        return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+
+    # -- epochs ------------------------------------------------------------------------
+    def _pool(self):
+        if self._executor is None:
+            if self._kind == 'thread':
+                self._executor = concurrent.futures.ThreadPoolExecutor(self._threads)
+            else:
+                # fork: workers start at once and inherit the reader (no MXNet use in them).
+                ctx = multiprocessing.get_context('fork' if 'fork' in multiprocessing.get_all_start_methods()
+                                                  else 'spawn')
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    self._threads, mp_context=ctx, initializer=_init_worker, initargs=(self.reader,))
+        return self._executor
+
+    def _submit(self, indices, seeds):
+        if self._kind == 'thread':
+            return self._pool().submit(self.reader.batch, indices, seeds)
+        return self._pool().submit(_worker_batch, indices, seeds)
+
+    def reset(self):
+        """Start an epoch: a new permutation (``sampler='random'``) and per-sample seeds."""
+        for fut in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        n = len(self.samples)
+        order = self._rng.permutation(n) if self._sampler == 'random' else np.arange(n)
+        seeds = self._rng.randint(0, 2 ** 31 - 1, size=n)
+        usable = self.batches_per_epoch * self.batch_size
+        self._batches = [(order[k:k + self.batch_size].tolist(), seeds[k:k + self.batch_size].tolist())
+                         for k in range(0, usable, self.batch_size)]
+        self._cursor = 0
+        self._fill()
+
+    def _fill(self):
+        depth = 2 * self._threads
+        while len(self._pending) < depth and self._cursor + len(self._pending) < len(self._batches):
+            self._pending.append(self._submit(*self._batches[self._cursor + len(self._pending)]))
+
+    def next(self):
+        if not self._batches:
+            self.reset()
+        if self._cursor >= len(self._batches):
+            raise StopIteration
+        data, label = self._pending.popleft().result()
+        self._cursor += 1
+        self._fill()
+        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(label)], pad=0,
+                               provide_data=self.provide_data, provide_label=self.provide_label)
+
+    def epoch_indices(self):
+        """Sample indices of the current epoch's batches, in order (for checks)."""
+        return [i for b, _ in self._batches for i in b]
+
+    def close(self):
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
