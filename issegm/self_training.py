@@ -489,6 +489,7 @@ def select_source(num_source, portion, seed):
     ``cumulative`` policy (same seed each round) a larger portion extends
     the smaller one's selection and the same images as the reference are chosen.
     """
+    # One implementation of the draw, shared with the data layer's list parsing.
     from issegm.data import select_source_indices
     return select_source_indices(num_source, int(num_source * float(portion)), seed)
 
@@ -577,13 +578,19 @@ def retrain(args, dataiter_factory=None):
 def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     """The training iterator of this round: selected source images plus pseudo-labelled targets."""
     from issegm.data import SOURCE, TARGET, FileIter, Sample
+    if args.batch_images is None or args.crop_size is None:
+        raise ValueError('--phase train needs --batch-images and --crop-size')
     samples = [Sample(i, l, SOURCE) for i, l in source] + [Sample(i, l, TARGET) for i, l in target]
-    return FileIter(args.dataset, dataset_tgt=args.dataset_tgt, samples=samples,
+    # Pseudo-labels hold label ids of the target's table (cityscapes16 for SYNTHIA -> Cityscapes).
+    tgt = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
+    # The reference caches images in training unless --cache-images says otherwise.
+    cache = True if args.cache_images is None else bool(args.cache_images)
+    return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples,
                     batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
                     scale_rate_range=[float(v) for v in args.scale_rate_range.split(',')],
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
-                    cache_images=bool(args.cache_images),
+                    cache_images=cache,
                     meta={'mine_port': args.mine_port, 'mine_id': mine_id,
                           'mine_id_priority': mine_id_priority, 'gpus': args.gpus})
 

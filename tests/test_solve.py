@@ -190,7 +190,7 @@ AO_FLAGS = ['--num-round', '2', '--test-scales', '64', '--scale-rate-range', '0.
             '--dataset-tgt', 'cityscapes', '--split', 'train', '--split-tgt', 'train', '--data-root', 'gta',
             '--data-root-tgt', 'cityscapes', '--output', 'ao', '--model', MODEL, '--weights',
             'models/%s_ep-0000.params' % SRC_MODEL, '--batch-images', '2', '--crop-size', '32',
-            '--origin-size', '128', '--origin-size-tgt', '128', '--init-tgt-port', '0.2', '--init-src-port', '0.5',
+            '--origin-size-tgt', '2048', '--init-tgt-port', '0.2', '--init-src-port', '0.5',
             '--max-src-port', '0.6', '--step-src-port', '0.25', '--seed-int', '0', '--mine-port', '0.8',
             '--mine-id-number', '3', '--mine-thresh', '0.001', '--base-lr', '1e-4', '--to-epoch', '2',
             '--source-sample-policy', 'cumulative', '--kc-policy', 'cb', '--prefetch-threads', '1',
@@ -211,7 +211,7 @@ def mtimes(pattern):
     return {p: os.path.getmtime(p) for p in glob.glob(pattern, recursive=True)}
 
 
-def test_solve_AO_two_rounds_killed_in_round_one_training_then_resumed(mini):
+def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epoch(mini):
     proc = ao_child(AO_FLAGS)
     ckpt3 = 'ao/1/%s_ep-0003.params' % MODEL
     deadline = time.time() + 120
@@ -292,3 +292,43 @@ def test_scripts_run_as_modules():
                               text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert flag in proc.stdout
+
+
+def test_solve_AO_with_self_training_script_two_rounds_killed_in_round_one_training(mini):
+    """The published command shape, scaled down: phases as subprocesses of solve_ST.py, the real FileIter."""
+    cmd = [sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + AO_FLAGS + [
+        '--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
+    proc = subprocess.Popen(cmd, env=script_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    started = 'ao/1/source_selected.lst'  # written when round 1's training phase starts
+    deadline = time.time() + 120
+    while not os.path.exists(started):
+        assert proc.poll() is None, proc.stderr.read()[-2000:]
+        assert time.time() < deadline, 'round 1 training never started'
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    final = 'ao/1/%s_ep-0004.params' % MODEL
+    assert not os.path.exists(final)
+    done_before = (glob.glob('ao/0/**/*.png', recursive=True) + glob.glob('ao/1/self_train/**/*.png', recursive=True)
+                   + glob.glob('ao/0/*.params') + ['ao/0/pseudo_label.done.json', 'ao/1/pseudo_label.done.json'])
+    before = {p: os.path.getmtime(p) for p in done_before}
+    assert len(before) == 4 * 6 + 4 * 4 + 2 + 2  # round-0 PNGs, round-1 self_train PNGs, ckpts, markers
+
+    proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert os.path.exists(final) and os.path.exists('ao/1/%s_ep-0003.params' % MODEL)
+    assert {p: os.path.getmtime(p) for p in before} == before  # no earlier phase re-ran
+    log = open('ao/solve_AO.log').read()
+    assert 'round 0: already complete' in log
+    assert 'round 1: weights ao/0/%s_ep-0002.params, lr 7.07106781187e-05, tgt_port 0.25, src_port 0.75, ' \
+           'seed 0, to_epoch 4' % MODEL in log
+    assert 'pseudo-labels already complete' in open('ao/%s_ep-0002_train.log' % MODEL).read()
+    train_log = open('ao/%s.log' % MODEL).read()
+    for epoch in (1, 2, 3, 4):
+        assert 'Epoch[%d]' % epoch in train_log
+    assert sorted(os.path.basename(p) for p in glob.glob('ao/*/*.params')) == [
+        MODEL + '_ep-%04d.params' % e for e in (1, 2, 3, 4)]
+    # the pseudo-labels of the last round drive training: label ids, 0 where not selected
+    labs = np.stack([np.asarray(Image.open(p)) for p in sorted(glob.glob('ao/1/self_train/pseudo_labelIds/*.png'))])
+    assert labs.shape == (4,) + SHAPE and (labs == 0).any() and (labs != 0).any()
