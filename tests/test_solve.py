@@ -89,17 +89,22 @@ def script_env():
     return env
 
 
-def test_solve_ST_val_as_a_script(mini):
+def test_solve_ST_val_as_a_script_with_spatial_prior(mini):
+    import scipy.io
+    os.makedirs('spatial_prior/gta')  # named after the SOURCE dataset
+    prior = np.full((19,) + SHAPE, 0.05, np.float32)
+    prior[[0, 2, 10]] = 1.0  # road, building, sky favoured everywhere
+    scipy.io.savemat('spatial_prior/gta/prior_array.mat', {'prior_array': prior})
     cmd = [sys.executable, os.path.join(ROOT, 'issegm', 'solve_ST.py'), '--dataset', 'gta', '--dataset-tgt',
            'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes', '--split-tgt', 'train',
            '--output', 'st', '--model', MODEL, '--phase', 'val', '--weights',
            'models/%s_ep-0000.params' % SRC_MODEL, '--mine-id-number', '3', '--test-scales', '96',
            '--gpus', '0', '--init-tgt-port', '0.2', '--idx-round', '0', '--no-cudnn', '--test-flipping',
-           '--with-prior', 'False', '--kc-policy', 'cb']
+           '--with-prior', 'True', '--kc-policy', 'cb']
     proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for sub in ('results/nplabelIds', 'results/npcolor', 'self_train/pseudo_labelIds', 'self_train/pseudo_color',
-                'self_train/rwlabelIds', 'self_train/rwcolor'):
+                'self_train/rwlabelIds', 'self_train/rwcolor', 'self_train/splabelIds', 'self_train/spcolor'):
         files = sorted(os.listdir(os.path.join('st', '0', sub)))
         assert files == ['aachen_%06d_000019_leftImg8bit.png' % i for i in range(4)], sub
     label = np.asarray(Image.open('st/0/self_train/pseudo_labelIds/aachen_000000_000019_leftImg8bit.png'))
@@ -112,6 +117,10 @@ def test_solve_ST_val_as_a_script(mini):
     log = open('st/%s_ep-0000_train.log' % SRC_MODEL).read()
     assert 'Kc determination done' in log and 'pixel acc' in log
     assert not os.path.exists('st/0/probmap')
+    # the prior dominates the near-uniform untrained network: only its favoured classes remain
+    sp = np.stack([np.asarray(Image.open(p)) for p in glob.glob('st/0/self_train/splabelIds/*.png')])
+    assert set(np.unique(sp)) <= {7, 11, 23}
+    assert 'with prior, pixel acc' in log
 
 
 def test_solve_ST_without_arguments_prints_help():
