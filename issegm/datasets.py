@@ -160,14 +160,21 @@ def list_path(dataset, split):
     return os.path.join('issegm', 'data_list', dataset, '%s.lst' % split)
 
 
-def read_list(path, data_root=None, check_exists=True):
+_SAME = object()
+
+
+def read_list(path, data_root=None, check_exists=True, label_root=_SAME):
     """Parse a list file of ``image<TAB>label`` lines (label optional).
 
     Returns ``[(image, label_or_None), ...]`` with the paths as written.
     When ``check_exists``, every file is looked up (under ``data_root`` when
     given) before any work starts, and the first missing one is reported with
-    the list name and line number in one :class:`DataError`.
+    the list name and line number in one :class:`DataError`. Labels are
+    looked up under ``label_root`` (default: ``data_root``); pass ``None`` for
+    pseudo-label lists, whose label paths are used as-is.
     """
+    if label_root is _SAME:
+        label_root = data_root
     try:
         with open(path) as f:
             lines = f.read().splitlines()
@@ -185,10 +192,10 @@ def read_list(path, data_root=None, check_exists=True):
         image = fields[0]
         label = fields[1] if len(fields) == 2 and fields[1] else None
         if check_exists:
-            for kind, rel in (('image', image), ('label', label)):
+            for kind, rel, root in (('image', image, data_root), ('label', label, label_root)):
                 if rel is None:
                     continue
-                full = os.path.join(data_root, rel) if data_root else rel
+                full = os.path.join(root, rel) if root else rel
                 if not os.path.isfile(full):
                     raise DataError('%s line %d: %s file not found: %s (check --data-root and the list file)'
                                     % (path, lineno, kind, full))
