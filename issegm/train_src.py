@@ -183,13 +183,19 @@ def resolve_args(args):
 
 
 def make_dataiter(args, spec, info):
-    """The reference's source-training iterator (spec section 5) over ``--split``."""
+    """The reference's source-training iterator (spec section 5) over ``--split``.
+
+    Images are cached unless ``--cache-images 0`` (the reference caches in
+    training by default).
+    """
     from issegm.data import FileIter
-    return FileIter(dataset=info.name, split=args.split, data_root=args.data_root,
+    cache = True if args.cache_images is None else bool(args.cache_images)
+    return FileIter(dataset=info.name, split=args.split, data_root=args.data_root, sampler='random',
                     batch_images=args.batch_images, crop_size=args.crop_size,
                     origin_size=args.origin_size, scale_rate_range=args.scale_rate,
-                    feat_stride=spec.stride, prefetch_threads=args.prefetch_threads,
-                    prefetcher=args.prefetcher, cache_images=args.cache_images)
+                    feat_stride=spec.stride, label_stride=spec.stride,
+                    prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
+                    cache_images=cache)
 
 
 def setup_logging(output, log_file, debug=False):

@@ -122,3 +122,38 @@ def test_bad_arguments_one_line(tmp_path, imagenet_weights, capsys, extra, needl
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not os.path.exists(str(tmp_path / 'x'))
+
+
+def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagenet_weights):
+    """The real data path: a GTA-5 layout (images/, labels/ with Cityscapes ids), FileIter, one epoch."""
+    from PIL import Image
+    from issegm.datasets import get_dataset
+    info = get_dataset('gta')
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / 'gta'
+    (root / 'images').mkdir(parents=True)
+    (root / 'labels').mkdir()
+    rng = np.random.RandomState(0)
+    lines = []
+    for i in range(4):
+        train = np.kron(rng.randint(0, 19, (4, 8)), np.ones((16, 16), int)).astype(np.uint8)
+        train[:8] = 255
+        Image.fromarray((rng.rand(64, 128, 3) * 255).astype(np.uint8)).save(str(root / 'images' / ('%05d.png' % i)))
+        Image.fromarray(np.where(train == 255, 0, info.train2label[train]).astype(np.uint8)).save(
+            str(root / 'labels' / ('%05d.png' % i)))
+        lines.append('images/%05d.png\tlabels/%05d.png' % (i, i))
+    os.makedirs('issegm/data_list/gta')
+    with open('issegm/data_list/gta/train.lst', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    rc = train_src.main(['--gpus', '0', '--split', 'train', '--data-root', str(root), '--output', 'gta_train',
+                         '--model', MODEL, '--batch-images', '2', '--crop-size', '30', '--scale-rate-range',
+                         '0.7,1.3', '--weights', imagenet_weights, '--lr-type', 'poly', '--base-lr', '0.001',
+                         '--to-epoch', '1', '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher',
+                         'thread', '--cache-images', '0', '--origin-size', '1914'])
+    assert rc == 0
+    arg, _ = load_params_from_file(os.path.join('gta_train', MODEL + '_ep-0001.params'))
+    assert set(HEAD) <= set(arg) and 'linear1000_weight' not in arg
+    log = open(os.path.join('gta_train', MODEL + '.log')).read()
+    assert 'Epoch[1] loss=' in log and 'body loaded; head' in log
+    loss = float(log.split('Epoch[1] loss=')[1].split()[0])
+    assert 0 < loss < 10    # a real NLL over labelled stride centres (ln 19 = 2.94 at chance)
