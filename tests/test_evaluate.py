@@ -102,7 +102,7 @@ def _args(root, weights, *extra):
                                        '--test-scales', '384'] + list(extra))
 
 
-def test_known_predictions_scores_and_files(city, tmp_path):
+def test_known_predictions_scores_and_files(city, tmp_path, monkeypatch):
     weights = str(tmp_path / 'models' / (LABEL + '_ep-0000.params'))
     os.makedirs(os.path.dirname(weights))
     open(weights, 'w').close()   # never read: the network is injected
@@ -135,6 +135,11 @@ def test_known_predictions_scores_and_files(city, tmp_path):
     assert md[0].startswith('Case|mIoU|Road|Sidewalk|Building') and md[2].startswith(stem + '|%.1f|100.0' %
                                                                                      (100 * s['mean_iou']))
     assert os.path.isfile(os.path.join('out', stem + '.log'))
+    # the saved labelId PNGs scored by the official Cityscapes script give the same numbers
+    from test_metrics import official_class_iou, official_evaluation
+    official = official_evaluation(city, os.path.abspath(os.path.join('out', 'labelId')), monkeypatch)
+    np.testing.assert_allclose(np.array(s['class_iou']) * 100, official_class_iou(official) * 100, atol=0.01)
+    assert abs(s['mean_iou'] - official['averageScoreClasses']) * 100 < 0.01
 
 
 def test_flipping_a_symmetric_input_changes_nothing(city, t1_weights):

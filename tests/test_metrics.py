@@ -110,9 +110,36 @@ def _official_label_maps():
     return label2train, train2label, [l.id for l in labels if l.id >= 0]
 
 
+def official_evaluation(cityscapes_root, results_dir, monkeypatch):
+    """Run cityscapesscripts' pixel-level evaluation on ``{root}/gtFine/val`` and a results folder.
+
+    It finds predictions through CITYSCAPES_RESULTS (``getPrediction``) and the
+    ground truth through its module-level ``args``, which we copy and point here.
+    """
+    import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as ev
+    monkeypatch.setenv('CITYSCAPES_DATASET', cityscapes_root)
+    monkeypatch.setenv('CITYSCAPES_RESULTS', results_dir)
+    args = copy.copy(ev.args)
+    args.cityscapesPath = cityscapes_root
+    args.groundTruthSearch = os.path.join(cityscapes_root, 'gtFine', 'val', '*', '*_gtFine_labelIds.png')
+    args.predictionPath = None
+    args.predictionWalk = None
+    args.evalInstLevelScore = False
+    args.JSONOutput = False
+    args.quiet = True
+    gts = sorted(glob.glob(args.groundTruthSearch))
+    preds = [ev.getPrediction(args, g) for g in gts]
+    return ev.evaluateImgLists(preds, gts, args)
+
+
+def official_class_iou(res):
+    """Per-class IoU of an official result dict, in train-id order."""
+    from cityscapesscripts.helpers.labels import trainId2label
+    return np.array([res['classScores'][trainId2label[t].name] for t in range(19)])
+
+
 def test_equals_official_cityscapes_script(tmp_path, monkeypatch):
     """Miniature Cityscapes val as labelId PNGs, scored by ours and by cityscapesscripts."""
-    import cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling as ev
     label2train, train2label, all_ids = _official_label_maps()
     rng = np.random.RandomState(3)
     root, results = tmp_path / 'cs', tmp_path / 'results'
@@ -144,23 +171,8 @@ def test_equals_official_cityscapes_script(tmp_path, monkeypatch):
         cm.update(label2train[gt], label2train[pred])
     assert (cm.pixels > 0).all()
 
-    # Official: it finds predictions via CITYSCAPES_RESULTS; ground truth via its args.
-    monkeypatch.setenv('CITYSCAPES_DATASET', str(root))
-    monkeypatch.setenv('CITYSCAPES_RESULTS', str(results))
-    args = copy.copy(ev.args)
-    args.cityscapesPath = str(root)
-    args.groundTruthSearch = os.path.join(str(root), 'gtFine', 'val', '*', '*_gtFine_labelIds.png')
-    args.predictionPath = None
-    args.predictionWalk = None
-    args.evalInstLevelScore = False
-    args.JSONOutput = False
-    args.quiet = True
-    gts = sorted(glob.glob(args.groundTruthSearch))
-    preds = [ev.getPrediction(args, g) for g in gts]
-    res = ev.evaluateImgLists(preds, gts, args)
-
-    from cityscapesscripts.helpers.labels import trainId2label
-    official = np.array([res['classScores'][trainId2label[t].name] for t in range(19)])
+    res = official_evaluation(str(root), str(results), monkeypatch)
+    official = official_class_iou(res)
     np.testing.assert_allclose(cm.class_iou() * 100, official * 100, atol=0.01)
     assert abs(cm.mean_iou() * 100 - res['averageScoreClasses'] * 100) < 0.01
     assert 0.3 < cm.mean_iou() < 0.9   # a real, non-trivial score
