@@ -145,14 +145,14 @@ def main():
     bg = not args.foreground_save
     rest = other - parts['upsample'] - parts['score'] - (0 if bg else parts['save'])
     print('\nnetwork %s on %s, scale %d, flip %s, %d images' % (label, mx.cpu(), args.scale, args.flip, n))
-    print('%-34s %10s %8s' % ('per image', 'seconds', 'share'))
+    print('%-42s %10s %8s' % ('per image', 'seconds', 'share'))
     rows = [('network forward (%d calls)' % net.calls, network), ('upsampling (bicubic, 19 maps)', parts['upsample']),
             ('confusion update', parts['score'])]
     rows += [] if bg else [('saving 4 PNGs', parts['save'])]
     rows += [('read, argmax, other%s' % (' (+ waits on writer)' if bg else ''), rest)]
     for name, sec in rows:
-        print('%-34s %10.3f %7.1f%%' % (name, sec / n, 100 * sec / total))
-    print('%-34s %10.3f %7.1f%%' % ('total', total / n, 100.))
+        print('%-42s %10.3f %7.1f%%' % (name, sec / n, 100 * sec / total))
+    print('%-42s %10.3f %7.1f%%' % ('total', total / n, 100.))
     if bg:
         print('(saving 4 PNGs: %.3f s an image in the writer thread, overlapped with the loop)' % (parts['save'] / n))
     print('images/s: %.3f   non-network share on this CPU: %.1f%%' % (n / total, 100 * other / total))

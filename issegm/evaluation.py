@@ -19,7 +19,6 @@ over the scales (the reference asserts one scale); an omitted
 whenever the list has a label column (the reference keys it on the split
 name); ``--no-save-results`` skips the PNGs but still scores.
 """
-import argparse
 import collections
 import concurrent.futures
 import logging
