@@ -41,11 +41,11 @@ METHODS = (  # case, --kc-policy, --with-prior
 
 #: Scaled-down settings: the full demo, and the quick one the tests run.
 PRESETS = {
-    'full': dict(n_source=150, n_target_train=60, n_target_val=30, src_epochs=24, rounds=3,
-                 epoch_per_round=4, batch=8, crop=64, src_lr=0.02, st_lr=0.005,
+    'full': dict(n_source=150, n_target_train=60, n_target_val=30, gap=0.15, src_epochs=60, rounds=3,
+                 epoch_per_round=4, batch=8, crop=96, src_lr=0.02, st_lr=0.005,
                  init_tgt_port=0.2, step_tgt_port=0.1, max_tgt_port=0.5, init_src_port=0.2,
                  step_src_port=0.0, max_src_port=0.2),
-    'quick': dict(n_source=16, n_target_train=8, n_target_val=6, src_epochs=2, rounds=1,
+    'quick': dict(n_source=16, n_target_train=8, n_target_val=6, gap=0.15, src_epochs=2, rounds=1,
                   epoch_per_round=1, batch=4, crop=64, src_lr=0.02, st_lr=0.005,
                   init_tgt_port=0.2, step_tgt_port=0.1, max_tgt_port=0.5, init_src_port=0.5,
                   step_src_port=0.0, max_src_port=0.5),
@@ -99,7 +99,8 @@ def prepare_benchmark(workdir, preset, seed):
     done = os.path.join(data, '.complete')
     if not os.path.exists(done):
         toy.generate(data, seed=seed, n_source=preset['n_source'],
-                     n_target_train=preset['n_target_train'], n_target_val=preset['n_target_val'])
+                     n_target_train=preset['n_target_train'], n_target_val=preset['n_target_val'],
+                     gap=preset['gap'])
         open(done, 'w').close()
     for dataset in ('gta', 'cityscapes'):
         src = os.path.join(data, 'lists', dataset)
@@ -131,10 +132,13 @@ def _evaluate(runner, step, weights, output, scale):
     return result
 
 
-def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS):
-    """Run the whole benchmark in ``workdir``; returns the summary dict written to ``summary.json``."""
+def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, overrides=None):
+    """Run the whole benchmark in ``workdir``; returns the summary dict written to ``summary.json``.
+
+    ``overrides`` replaces preset values (``{'rounds': 4}``).
+    """
     from tqdm import tqdm
-    p = PRESETS[preset_name]
+    p = dict(PRESETS[preset_name], **(overrides or {}))
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     steps = 4 + len(methods) * (1 + p['rounds'])
@@ -261,8 +265,17 @@ def main(argv=None):
     parser.add_argument('--preset', default='full', choices=sorted(PRESETS))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--gpus', default='0', help='as in the scripts; the CPU is used without a GPU')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='change a preset value, e.g. --set rounds=4 (keys: %s)'
+                        % ', '.join(sorted(PRESETS['full'])))
     args = parser.parse_args(argv)
-    summary = run_demo(args.output, args.preset, args.seed, args.gpus)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition('=')
+        if key not in PRESETS['full']:
+            parser.error('unknown setting %r; known: %s' % (key, ', '.join(sorted(PRESETS['full']))))
+        overrides[key] = type(PRESETS['full'][key])(value)
+    summary = run_demo(args.output, args.preset, args.seed, args.gpus, overrides=overrides)
     print()
     print(summary['table'])
     for case, values in summary['mIoU_per_round'].items():
