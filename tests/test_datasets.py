@@ -1,10 +1,13 @@
 """Dataset registry: label maps against cityscapesscripts and the spec's SYNTHIA table; list reading."""
+import os
+
 import numpy as np
 import pytest
 from cityscapesscripts.helpers.labels import labels as cs_labels
 
 from issegm.datasets import DataError, get_dataset, list_path, read_list
-from issegm.layouts import write_cityscapes, write_list
+from issegm.toy import write_cityscapes, write_gta
+from issegm.layouts import write_list
 
 # Spec section 4, typed here independently of the module's table.
 SPEC_SYNTHIA = {0: 255, 1: 9, 2: 2, 3: 0, 4: 1, 5: 4, 6: 8, 7: 5, 8: 12, 9: 7, 10: 10, 11: 15, 12: 14,
@@ -113,3 +116,55 @@ def test_read_list_parses(tmp_path):
         read_list(str(lst), check_exists=False)
     with pytest.raises(DataError, match='cannot read list file'):
         read_list(str(tmp_path / 'nope.lst'))
+
+
+def test_read_list_reports_missing_image_with_line(tmp_path):
+    root = tmp_path / 'gta'
+    img, lab = np.zeros((4, 8, 3), np.uint8), np.full((4, 8), 7, np.uint8)
+    entries = [write_gta(str(root), k, img, lab) for k in (1, 2, 3)]
+    os.remove(str(root / entries[2][0]))
+    lst = write_list(str(tmp_path / 'gta.lst'), entries)
+    with pytest.raises(DataError) as err:
+        read_list(lst, str(root))
+    msg = str(err.value)
+    assert 'gta.lst line 3' in msg and 'image file not found' in msg and 'images/00003.png' in msg
+    # Blank lines still count: the number is the line in the file a user opens.
+    with open(lst, 'w') as f:
+        f.write('\n%s\t%s\n\n%s\t%s\n' % (entries[0] + entries[2]))
+    with pytest.raises(DataError, match='gta.lst line 4: image'):
+        read_list(lst, str(root))
+
+
+@pytest.mark.parametrize('text', ['', '\n\n', '   \n\t\n'])
+def test_empty_list_is_an_error(tmp_path, text):
+    lst = tmp_path / 'empty.lst'
+    lst.write_text(text)
+    with pytest.raises(DataError, match='empty.lst has no entries'):
+        read_list(str(lst), str(tmp_path), check_exists=False)
+
+
+def test_malformed_lines_are_errors_naming_the_line(tmp_path):
+    root = tmp_path / 'cs'
+    img, lab = np.zeros((4, 8, 3), np.uint8), np.full((4, 8), 7, np.uint8)
+    good = write_cityscapes(str(root), 'train', 'aachen', '000000_000019', img, lab)
+    lst = tmp_path / 'bad.lst'
+    # Too many fields (e.g. an extra column from a spreadsheet).
+    lst.write_text('%s\t%s\n%s\t%s\textra\n' % (good + good))
+    with pytest.raises(DataError, match=r'bad.lst line 2: expected "image<TAB>label", got 3'):
+        read_list(str(lst), str(root))
+    # Spaces instead of a tab: the whole line is taken as one path, which does not exist.
+    lst.write_text('%s\t%s\n%s %s\n' % (good + good))
+    with pytest.raises(DataError, match='bad.lst line 2: image file not found'):
+        read_list(str(lst), str(root))
+
+
+@pytest.mark.xfail(strict=True, reason='datasets.read_list strips the line before splitting, so a leading '
+                   'tab vanishes and the label path is read as an image-only line (reported to the lead)')
+def test_line_without_image_is_an_error(tmp_path):
+    root = tmp_path / 'cs'
+    img, lab = np.zeros((4, 8, 3), np.uint8), np.full((4, 8), 7, np.uint8)
+    good = write_cityscapes(str(root), 'train', 'aachen', '000000_000019', img, lab)
+    lst = tmp_path / 'bad.lst'
+    lst.write_text('\t%s\n' % good[1])
+    with pytest.raises(DataError, match='bad.lst line 1'):
+        read_list(str(lst), str(root))
