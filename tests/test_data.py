@@ -1,4 +1,6 @@
 """Training iterator (spec section 5) on tiny synthetic images in the real Cityscapes layout."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -269,3 +271,232 @@ def test_cache_images_reads_each_file_once(tmp_path, monkeypatch):
     again = it.reader.make(0, 5)
     np.testing.assert_array_equal(first[0], again[0])
     assert samples[0].image in it.reader.cache
+
+
+# -- geometry against a canvas rebuilt from Geometry ---------------------------------------
+
+def _expected_labels(label, g, crop_offset=(0, 0), flip=None):
+    """Labels the iterator must output for Geometry ``g``: the canvas crop, resized with
+    util.image.resize(nearest) to T x T, kept at the stride centres, flipped if ``g.flip``."""
+    from util.image import resize
+    dy, dx = crop_offset
+    y0, x0 = g.y0 + dy, g.x0 + dx
+    side = max(y0, x0) + g.crop + g.d0 + H + W
+    canvas = np.full((side, side), 255, np.uint8)
+    canvas[g.d0:g.d0 + H, g.d0:g.d0 + W] = label
+    out = resize(canvas[y0:y0 + g.crop, x0:x0 + g.crop], (T, T), nearest=True)[S // 2::S, S // 2::S]
+    return out[:, ::-1] if (g.flip if flip is None else flip) else out
+
+
+@pytest.mark.parametrize('mine', [False, True])
+def test_geometry_matches_rebuilt_canvas_and_perturbations_break_it(tmp_path, mine):
+    sample, _, label = _position_sample(tmp_path)
+    if mine:
+        label = label.copy()
+        label[20:30, 40:56] = 252        # a 'rare class' no position value takes (those are < 251)
+        Image.fromarray(label).save(sample.label)
+    # Mining needs crops smaller than the image (a centre must keep the crop inside).
+    reader = _identity_reader([sample], (0.9, 1.6) if mine else (0.5, 1.6), mine_port=1.0 if mine else 0.0,
+                              mine_id=[252] if mine else ())
+    checked = 0
+    for seed in range(30):
+        _, out, g = reader.make(0, seed)
+        out = out.reshape(T // S, T // S)
+        assert g.mined == mine
+        np.testing.assert_array_equal(out, _expected_labels(label, g), err_msg='seed %d %s' % (seed, g))
+        if mine:   # the crop is centred on a pixel of the mined class
+            cy, cx = g.y0 + g.crop // 2 - g.d0, g.x0 + g.crop // 2 - g.d0
+            assert label[cy, cx] == 252
+        if (out != 255).sum() < 4:
+            continue
+        checked += 1
+        # The check can fail: a crop one pixel or one label cell off, or the other flip, disagrees.
+        for offset in ((0, 1), (1, 0), (0, S), (S, 0), (0, -1)):
+            assert not np.array_equal(out, _expected_labels(label, g, offset)), (seed, offset)
+        assert not np.array_equal(out, _expected_labels(label, g, flip=not g.flip)), seed
+    assert checked >= 20
+
+
+def test_data_is_the_resized_canvas_crop_at_any_scale(tmp_path):
+    """Pixels from the image equal normalize(resize(canvas crop)) with the reference filter rule."""
+    from util.image import normalize, resize
+    sample, image, _ = _position_sample(tmp_path)
+    reader = _identity_reader([sample], (0.5, 1.6))
+    filters = set()
+    for seed in range(12):
+        data, _, g = reader.make(0, seed)
+        side = max(g.y0, g.x0) + g.crop + g.d0 + H + W
+        canvas = np.empty((side, side, 3), np.uint8)
+        canvas[:] = reader.mean
+        canvas[g.d0:g.d0 + H, g.d0:g.d0 + W] = image
+        inside = np.zeros((side, side), np.uint8)
+        inside[g.d0:g.d0 + H, g.d0:g.d0 + W] = 1
+        win = (slice(g.y0, g.y0 + g.crop), slice(g.x0, g.x0 + g.crop))
+        want = normalize(resize(canvas[win], (T, T)))
+        mask = resize(inside[win], (T, T), nearest=True).astype(bool)
+        if g.flip:
+            want, mask = want[:, :, ::-1], mask[:, ::-1]
+        np.testing.assert_allclose(data[:, mask], want[:, mask], atol=1e-5, err_msg=str(g))
+        assert (data[:, ~mask] == 0).all()
+        filters.add('down' if g.crop > T else 'up' if g.crop < T else 'same')
+    assert filters >= {'down', 'up'}
+
+
+def _centred_rare_dataset(tmp_path, n=4):
+    """Road (id 7) images with a bicycle (id 33) block at the centre, where every crop can centre."""
+    samples = []
+    for k in range(n):
+        label = np.full((H, W), 7, np.uint8)
+        label[H // 2 - 4:H // 2 + 4, W // 2 - 8:W // 2 + 8] = 33
+        rel = write_cityscapes(str(tmp_path), 'train', 'ulm', '%06d_000019' % k,
+                               np.full((H, W, 3), 100, np.uint8), label)
+        samples.append(Sample(str(tmp_path / rel[0]), str(tmp_path / rel[1]), SOURCE))
+    return samples
+
+
+def _centre_classes(it, n):
+    out = []
+    for k in range(n):
+        g = it.reader.make(k % len(it.samples), 500 + k)[2]
+        train = it.reader.load(it.samples[k % len(it.samples)])[1]
+        out.append((g.mined, int(train[g.y0 + g.crop // 2 - g.d0, g.x0 + g.crop // 2 - g.d0])))
+    return out
+
+
+def test_mining_prefers_priority_classes(tmp_path):
+    samples = _centred_rare_dataset(tmp_path)
+    road, bicycle = 0, 18
+    # Road is everywhere and is the only mine_id; bicycle is a priority class: every centre is bicycle.
+    it = _iter(samples, mine_port=1.0, mine_id=[road], mine_id_priority=[bicycle])
+    assert _centre_classes(it, 40) == [(True, bicycle)] * 40
+    # Without the priority class the same iterator centres on road (so the check above can fail).
+    it = _iter(samples, mine_port=1.0, mine_id=[road], mine_id_priority=[])
+    assert _centre_classes(it, 40) == [(True, road)] * 40
+    # A priority class absent from the image falls back to mine_id.
+    it = _iter(samples, mine_port=1.0, mine_id=[bicycle], mine_id_priority=[5])
+    assert _centre_classes(it, 20) == [(True, bicycle)] * 20
+    # Nothing to mine: uniform corners, not marked as mined.
+    it = _iter(samples, mine_port=1.0, mine_id=[5], mine_id_priority=[6])
+    assert not any(m for m, _ in _centre_classes(it, 10))
+
+
+@pytest.mark.parametrize('kind,threads', [('thread', 2), ('process', 1), ('process', 2)])
+def test_batches_equal_single_thread_for_any_prefetcher(tmp_path, kind, threads):
+    samples = _dataset(tmp_path, 7)
+    base = _iter(samples, seed=11, mine_port=0.5, mine_id=[18])
+    other = _iter(samples, seed=11, mine_port=0.5, mine_id=[18], prefetch_threads=threads,
+                  prefetcher_type=kind)
+    try:
+        for _ in range(2):   # two epochs: the second epoch's draw is reproduced too
+            ea, eb = _epoch(base), _epoch(other)
+            assert base.epoch_indices() == other.epoch_indices()
+            assert len(ea) == len(eb) == 2
+            for (da, la), (db, lb) in zip(ea, eb):
+                np.testing.assert_array_equal(da, db)
+                np.testing.assert_array_equal(la, lb)
+    finally:
+        base.close()
+        other.close()
+
+
+def test_labels_outside_other_encodings_and_wrong_kinds_are_named(tmp_path):
+    from issegm.datasets import get_dataset as _gd
+    image = np.zeros((H, W, 3), np.uint8)
+    Image.fromarray(image).save(str(tmp_path / 'img.png'))
+    syn = np.full((H, W), 3, np.uint8)
+    syn[0, 0] = 23                         # SYNTHIA ids stop at 22 (lanemarking)
+    Image.fromarray(syn).save(str(tmp_path / 'syn.png'))
+    sample = Sample(str(tmp_path / 'img.png'), str(tmp_path / 'syn.png'), SOURCE)
+    it = _iter([sample], dataset='synthia', batch_images=1)
+    with pytest.raises(DataError, match=r'syn.png holds value 23.*0\.\.22'):
+        it.reader.make(0, 0)
+    syn[0, 0] = 22                         # the largest SYNTHIA id is accepted and ignored
+    Image.fromarray(syn).save(str(tmp_path / 'syn.png'))
+    assert set(it.reader.make(0, 0)[1].tolist()) <= {0., 255.}
+    assert _gd('synthia').label2train[22] == 255
+    # A colour label and a raw 16-bit label are refused with the file's name.
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(str(tmp_path / 'rgb.png'))
+    Image.fromarray(np.zeros((H, W), np.uint16)).save(str(tmp_path / 'deep.png'))
+    for name in ('rgb.png', 'deep.png'):
+        it = _iter([Sample(sample.image, str(tmp_path / name), SOURCE)], batch_images=1)
+        with pytest.raises(DataError, match='label .*%s has shape' % name):
+            it.reader.make(0, 0)
+
+
+# -- source selection and list files -------------------------------------------------------
+
+def test_select_source_indices_is_the_reference_draw():
+    from issegm.data import select_source_indices
+    for n_all, n_sel, seed in ((24966, 749, 0), (9400, 188, 3), (10, 10, 1), (7, 0, 2)):
+        np.random.seed(seed)
+        want = np.random.choice(n_all, n_sel, replace=False)
+        np.testing.assert_array_equal(select_source_indices(n_all, n_sel, seed), want)
+    # cumulative policy: a larger portion with the same seed extends the smaller one
+    small, large = select_source_indices(1000, 30, 0), select_source_indices(1000, 60, 0)
+    np.testing.assert_array_equal(large[:30], small)
+    assert not np.array_equal(select_source_indices(1000, 30, 1), small)
+
+
+def _lists_in_cwd(tmp_path, monkeypatch, n_src=12, n_tgt=3, gpus='0'):
+    from issegm.layouts import write_list
+    from issegm.toy import write_gta
+    monkeypatch.chdir(tmp_path)
+    src_root, tgt_root = tmp_path / 'gta', tmp_path / 'cs'
+    img, lab = np.zeros((H, W, 3), np.uint8), np.full((H, W), 7, np.uint8)
+    src = [write_gta(str(src_root), k, img, lab) for k in range(1, n_src + 1)]
+    write_list('issegm/data_list/gta/train.lst', src)
+    tgt = []
+    for k in range(n_tgt):
+        image_rel, _ = write_cityscapes(str(tgt_root), 'train', 'aachen', '%06d_000019' % k, img, lab)
+        pseudo = str(tmp_path / 'out' / '0' / 'self_train' / 'pseudo_labelIds' / ('t%d.png' % k))
+        os.makedirs(os.path.dirname(pseudo), exist_ok=True)
+        Image.fromarray(lab).save(pseudo)
+        tgt.append((image_rel, pseudo))
+    write_list('issegm/data_list/cityscapes/train_training_gpu%s.lst' % gpus, tgt)
+    return src_root, tgt_root, src, tgt
+
+
+def test_parse_split_file_reads_lists_from_the_working_directory(tmp_path, monkeypatch):
+    from issegm.data import parse_split_file
+    src_root, tgt_root, src, tgt = _lists_in_cwd(tmp_path, monkeypatch, gpus='1')
+    samples = parse_split_file('gta', 'train', num_sel_source=5, num_source=12, seed_int=3,
+                               dataset_tgt='cityscapes', split_tgt='train', data_root=str(src_root),
+                               data_root_tgt=str(tgt_root), gpus='1')
+    np.random.seed(3)
+    chosen = np.random.choice(12, 5, replace=False)
+    assert samples[:5] == [Sample(os.path.join(str(src_root), src[k][0]), os.path.join(str(src_root), src[k][1]),
+                                  SOURCE) for k in chosen]
+    # Target lines: image under the target root, pseudo-label path used as written.
+    assert samples[5:] == [Sample(os.path.join(str(tgt_root), i), l, TARGET) for i, l in tgt]
+    # No selection: every source line, in list order; no target list without dataset_tgt.
+    assert [s.image for s in parse_split_file('gta', 'train', data_root=str(src_root))] == \
+        [os.path.join(str(src_root), i) for i, _ in src]
+    # The target list is looked up for the given gpus string; a missing one is named.
+    with pytest.raises(DataError, match='train_training_gpu0.lst'):
+        parse_split_file('gta', 'train', 5, 12, 3, 'cityscapes', 'train', str(src_root), str(tgt_root), gpus='0')
+    # A missing source file is named with its list and line before any work.
+    os.remove(str(src_root / src[6][1]))
+    with pytest.raises(DataError, match='gta/train.lst line 7: label'):
+        parse_split_file('gta', 'train', 5, 12, 3, data_root=str(src_root))
+
+
+def test_fileiter_from_list_files(tmp_path, monkeypatch):
+    from issegm.data import parse_split_file
+    src_root, tgt_root, _, _ = _lists_in_cwd(tmp_path, monkeypatch)
+    kw = dict(num_sel_source=4, num_source=12, seed_int=0, dataset_tgt='cityscapes', split_tgt='train',
+              data_root=str(src_root), data_root_tgt=str(tgt_root))
+    it = FileIter('gta', 'train', batch_images=2, crop_size=T, feat_stride=S, scale_rate_range=(0.7, 1.3),
+                  origin_size=W, origin_size_tgt=W, seed=0,
+                  meta=dict(max_shape_src=(H, W), max_shape_tgt=(H, W), gpus='0'), **kw)
+    try:
+        assert it.samples == parse_split_file('gta', 'train', gpus='0', **kw)
+        assert it.num_data == 7 and it.batches_per_epoch == 3
+        it.reset()
+        batches = list(it)
+        seen = it.epoch_indices()
+        assert len(batches) == 3 and len(set(seen)) == 6 and set(seen) <= set(range(7))
+        # Target samples (the last three) are in the epoch alongside the selected source ones.
+        assert {s.domain for s in it.samples} == {SOURCE, TARGET}
+        assert all(b.data[0].shape == it.provide_data[0].shape for b in batches)
+    finally:
+        it.close()
