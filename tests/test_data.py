@@ -400,7 +400,6 @@ def test_batches_equal_single_thread_for_any_prefetcher(tmp_path, kind, threads)
 
 
 def test_labels_outside_other_encodings_and_wrong_kinds_are_named(tmp_path):
-    from issegm.datasets import get_dataset as _gd
     image = np.zeros((H, W, 3), np.uint8)
     Image.fromarray(image).save(str(tmp_path / 'img.png'))
     syn = np.full((H, W), 3, np.uint8)
@@ -413,7 +412,7 @@ def test_labels_outside_other_encodings_and_wrong_kinds_are_named(tmp_path):
     syn[0, 0] = 22                         # the largest SYNTHIA id is accepted and ignored
     Image.fromarray(syn).save(str(tmp_path / 'syn.png'))
     assert set(it.reader.make(0, 0)[1].tolist()) <= {0., 255.}
-    assert _gd('synthia').label2train[22] == 255
+    assert get_dataset('synthia').label2train[22] == 255
     # A colour label and a raw 16-bit label are refused with the file's name.
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(str(tmp_path / 'rgb.png'))
     Image.fromarray(np.zeros((H, W), np.uint16)).save(str(tmp_path / 'deep.png'))
