@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 __all__ = ['DatasetInfo', 'DataError', 'DATASETS', 'get_dataset', 'list_path', 'read_list',
-           'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES']
+           'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES', 'sample_name']
 
 IGNORE_LABEL = 255
 
@@ -153,6 +153,11 @@ def get_dataset(name):
     return info._replace(label2train=info.label2train.copy(), train2label=info.train2label.copy(),
                          palette=info.palette.copy(), class_names=list(info.class_names),
                          valid_label_ids=list(info.valid_label_ids))
+
+
+def sample_name(image_path):
+    """Name of a sample's outputs: its image file name without the extension (reference)."""
+    return os.path.splitext(os.path.basename(image_path))[0]
 
 
 def list_path(dataset, split):

@@ -236,8 +236,7 @@ def plot_rounds(per_round, path):
 def picture(workdir, source_eval, cbst_eval, path, count=4):
     """image | ground truth | source-only | CBST, one row per target val image, Cityscapes colours."""
     from PIL import Image
-    from issegm.datasets import get_dataset, read_list
-    from issegm.evaluation import sample_name
+    from issegm.datasets import get_dataset, read_list, sample_name
     info = get_dataset('cityscapes')
     items = read_list(os.path.join(workdir, 'issegm', 'data_list', 'cityscapes', 'val.lst'),
                       os.path.join(workdir, 'data', 'cityscapes'))[:count]

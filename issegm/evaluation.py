@@ -23,29 +23,24 @@ import collections
 import concurrent.futures
 import logging
 import os
-import sys
 import time
 
 import numpy as np
 
 from issegm import metrics
-from issegm.datasets import DataError, get_dataset, list_path, read_list
+from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
+from util.log import set_logger
 
 __all__ = ['EvalError', 'resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
-           'sample_name', 'setup_logging']
+           'sample_name']
 
 logger = logging.getLogger('issegm.evaluate')
 
 
 class EvalError(ValueError):
     """Bad input found before any work: reported as one line."""
-
-
-def sample_name(image_path):
-    """Output file stem: the image file name without its extension (reference)."""
-    return os.path.splitext(os.path.basename(image_path))[0]
 
 
 def _parse_scales(text, default):
@@ -259,24 +254,6 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     return evaluation.cm
 
 
-def setup_logging(output, log_file, debug=False):
-    """Log to the console and to ``{output}/{log_file}`` (reference ``set_logger``)."""
-    level = logging.DEBUG if debug else logging.INFO
-    fmt = logging.Formatter('%(asctime)s %(message)s')
-    logger.setLevel(level)
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
-        h.close()
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        handlers.append(logging.FileHandler(os.path.join(output, log_file) if output else log_file))
-    for h in handlers:
-        h.setFormatter(fmt)
-        logger.addHandler(h)
-    logger.propagate = False
-    return logger
-
-
 def run(args, net=None):
     """The whole of ``evaluate.py`` after argument parsing; returns the result dict (or None).
 
@@ -290,7 +267,7 @@ def run(args, net=None):
     resolve_args(args)
     prepared = prepare(args)
     makedirs(args.output)
-    setup_logging(args.output, args.log_file, args.debug)
+    set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))
     if args.save_predictions:

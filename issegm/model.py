@@ -14,7 +14,7 @@ import re
 
 import mxnet as mx
 
-from util.mxutil import CheckpointError, check_params, load_params_from_file
+from util.mxutil import check_params, load_params_from_file
 from util.symbol import layers
 from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 

@@ -35,13 +35,14 @@ import time
 
 import numpy as np
 
-from issegm.datasets import get_dataset, list_path, read_list
+from issegm.datasets import get_dataset, list_path, read_list, sample_name
 from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
                                  mining_ids, pseudo_label, threshold_stats)
 from util.image import read_image, read_label, save_png
 from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
+from util.log import progress, set_logger
 
-__all__ = ['PhaseError', 'complete_args', 'default_log_file', 'set_logger', 'RoundPaths',
+__all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
            'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
            'lowres_to_probmap', 'apply_prior', 'load_spatial_prior', 'generate_pseudo_labels',
            'select_source', 'training_samples', 'retrain', 'make_dataiter', 'run', 'py2_str',
@@ -105,37 +106,6 @@ def default_log_file(args):
     return '%s%s.log' % (os.path.splitext(os.path.basename(args.weights or args.model))[0], suffix)
 
 
-def set_logger(output, log_file, debug=False):
-    """Log to ``{output}/{log_file}`` (appending, as the reference) and to stderr."""
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    fmt = logging.Formatter('%(asctime)-15s %(message)s')
-    path = os.path.abspath(os.path.join(output, log_file))
-    for h in list(root.handlers):
-        # One file handler per log file, even when phases run in one process.
-        if isinstance(h, logging.FileHandler) and h.baseFilename != path:
-            root.removeHandler(h)
-            h.close()
-    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == path for h in root.handlers):
-        makedirs(output)
-        fh = logging.FileHandler(path)
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
-    if not any(type(h) is logging.StreamHandler for h in root.handlers):
-        sh = logging.StreamHandler()
-        sh.setFormatter(fmt)
-        root.addHandler(sh)
-    # The training loop's messages (epochs, resume) belong in this phase's log,
-    # even if another script in this process routed them elsewhere.
-    for name in ('issegm.training', 'issegm.model'):
-        lg = logging.getLogger(name)
-        for h in list(lg.handlers):
-            lg.removeHandler(h)
-        lg.propagate = True
-        lg.setLevel(logging.NOTSET)
-    return logging.getLogger('cbst')
-
-
 # ---------------------------------------------------------------------------- paths
 class RoundPaths(object):
     """Output folders of round ``r`` under ``{output}/{r}/``, named as the reference."""
@@ -187,10 +157,6 @@ def target_dataset(dataset, dataset_tgt, classes):
     return info
 
 
-def sample_name(image_path):
-    return os.path.splitext(os.path.basename(image_path))[0]
-
-
 # ---------------------------------------------------------------------------- low-res maps
 def save_lowres(path, probs, im_hw, orig_hw):
     """Store the network output (C, h, w) float32 with the two sizes needed to upsample it again."""
@@ -236,11 +202,6 @@ def load_spatial_prior(dataset, num_classes):
     if prior.ndim != 3 or prior.shape[0] != num_classes:
         raise ValueError('%s: prior_array has shape %s, expected %d x H x W' % (path, prior.shape, num_classes))
     return prior
-
-
-def _progress(total, desc):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit='img', dynamic_ncols=True, disable=None, file=sys.stderr)
 
 
 def _write_pred(ids_folder, color_folder, name, train_ids, info):
@@ -371,7 +332,7 @@ def generate_pseudo_labels(args, predictor=None):
         predictor = _make_predictor(args, spec, get_contexts(args.gpus))
 
     # ---- pass 1: forward (or reload), argmax outputs, confidences, scores
-    bar = _progress(x_num, 'round %d pass 1/2 forward' % r)
+    bar = progress(x_num, 'round %d pass 1/2 forward' % r)
     start, forwarded = time.time(), 0
     for i, ((image, label), name) in enumerate(zip(items, names)):
         try:
@@ -435,7 +396,7 @@ def generate_pseudo_labels(args, predictor=None):
     old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
     reuse = old is not None and np.array_equal(old, thresh)
     save_npy_atomic(paths.thresholds_used, thresh)
-    bar = _progress(x_num, 'round %d pass 2/2 pseudo-labels' % r)
+    bar = progress(x_num, 'round %d pass 2/2 pseudo-labels' % r)
     for i, (image, name) in enumerate(zip([it[0] for it in items], names)):
         out = RoundPaths.png(paths.pseudo_labelIds, name)
         if reuse and os.path.exists(out):

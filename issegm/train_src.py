@@ -21,6 +21,8 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from issegm.cli import add_flags, parse, script_main  # noqa: E402
+
 logger = logging.getLogger('issegm.train_src')
 
 
@@ -29,86 +31,20 @@ class TrainSrcError(ValueError):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description='Train an FCRN on the source domain.')
-    p.add_argument('--gpus', default='0', help='The devices to use, e.g. 0,1,2,3 (CPU if none)')
-    p.add_argument('--dataset', default=None, help='The dataset to use, e.g. gta, synthia (default: from --model).')
-    p.add_argument('--split', default='train', help='The split to use, e.g. train, trainval.')
-    p.add_argument('--data-root', dest='data_root', default=None, type=str,
-                   help='The root data dir (default data/{dataset}).')
-    p.add_argument('--output', default=None, help='The output dir (default output).')
-    p.add_argument('--model', default=None,
-                   help='The unique label of this model (default: the weights name before _ep-).')
-    p.add_argument('--batch-images', dest='batch_images', default=None, type=int,
-                   help='The number of images per batch.')
-    p.add_argument('--crop-size', dest='crop_size', default=None, type=int,
-                   help='The size of network input during training.')
-    p.add_argument('--origin-size', dest='origin_size', default=None, type=int,
-                   help='The size of images to crop from.')
-    p.add_argument('--scale-rate-range', dest='scale_rate_range', default='0.7,1.3', type=str,
-                   help='The range of rescaling')
-    p.add_argument('--weights', default=None, help='The path of a pretrained model.')
-    #
-    p.add_argument('--lr-type', dest='lr_type', default=None, type=str,
-                   help='The learning rate scheduler: fixed (default) / step / linear / poly')
-    p.add_argument('--base-lr', dest='base_lr', default=None, type=float,
-                   help='The lr to start from (default 0.1).')
-    p.add_argument('--lr-steps', dest='lr_steps', default=None, type=str,
-                   help='The update counts at which step reduces the lr by 10, e.g. 20000,40000.')
-    p.add_argument('--weight-decay', dest='weight_decay', default=0.0005, type=float,
-                   help='The weight decay in sgd.')
-    #
-    p.add_argument('--from-epoch', dest='from_epoch', default=None, type=int, help='The epoch to start from.')
-    p.add_argument('--stop-epoch', dest='stop_epoch', default=None, type=int, help='The index of epoch to stop.')
-    p.add_argument('--to-epoch', dest='to_epoch', default=None, type=int, help='The number of epochs to run.')
-    #
-    p.add_argument('--phase', default='train', type=str, help='Phase of this call (train).')
-    # for testing (accepted as in the reference; evaluation is issegm/evaluate.py)
-    p.add_argument('--test-scales', dest='test_scales', default=None, type=str,
-                   help='Unused in training (use evaluate.py).')
-    p.add_argument('--test-flipping', dest='test_flipping', default=False, action='store_true',
-                   help='Unused in training (use evaluate.py).')
-    p.add_argument('--test-steps', dest='test_steps', default=1, type=int, help='Unused in training.')
-    p.add_argument('--save-predictions', dest='save_predictions', default=False, action='store_true',
-                   help='Unused in training.')
-    p.add_argument('--no-save-results', dest='save_results', default=True, action='store_false',
-                   help='Unused in training.')
-    #
-    p.add_argument('--kvstore', dest='kvstore', default='device', type=str,
-                   help='The type of kvstore, e.g., local/device.')
-    p.add_argument('--prefetch-threads', dest='prefetch_threads', default=1, type=int,
-                   help='The number of threads to fetch data.')
-    p.add_argument('--prefetcher', dest='prefetcher', default='thread', type=str,
-                   help='The type of prefetcher, e.g., process/thread.')
-    p.add_argument('--cache-images', dest='cache_images', default=None, type=int,
-                   help='If cache images, e.g., 0/1')
-    p.add_argument('--log-file', dest='log_file', default=None, type=str)
-    p.add_argument('--check-start', dest='check_start', default=1, type=int,
-                   help='The first epoch to snapshot (the reference ignores it: every epoch is saved).')
-    p.add_argument('--check-step', dest='check_step', default=4, type=int,
-                   help='The steps between adjacent snapshots (ignored likewise).')
-    p.add_argument('--debug', default=False, action='store_true', help='True means logging debug info.')
-    p.add_argument('--backward-do-mirror', dest='backward_do_mirror', default=False, action='store_true',
-                   help='True means less gpu memory usage.')
-    p.add_argument('--no-cudnn', dest='no_mxnet_cudnn_autotune_default', default=False, action='store_true',
-                   help='Turn off cuDNN autotuning.')
-    return p
+    parser = argparse.ArgumentParser(description='Train an FCRN on the source domain.')
+    add_flags(parser, ['--gpus', '--dataset', '--split', '--data-root', '--output', '--model',
+                       '--batch-images', '--crop-size', '--origin-size', '--scale-rate-range', '--weights',
+                       '--lr-type', '--base-lr', '--lr-steps', '--weight-decay', '--from-epoch',
+                       '--stop-epoch', '--to-epoch', '--phase', '--test-scales', '--test-flipping',
+                       '--test-steps', '--save-predictions', '--no-save-results', '--kvstore',
+                       '--prefetch-threads', '--prefetcher', '--cache-images', '--log-file', '--check-start',
+                       '--check-step', '--debug', '--backward-do-mirror', '--no-cudnn'],
+              origin_size=None, kvstore='device')
+    return parser
 
 
 def parse_args(argv=None):
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        parser.print_help()
-        sys.exit(1)
-    args = parser.parse_args(argv)
-    # Environment switches must be set before MXNet runs anything (reference).
-    if args.debug:
-        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
-    if args.backward_do_mirror:
-        os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
-    if args.no_mxnet_cudnn_autotune_default:
-        os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
-    return args
+    return parse(build_parser(), argv)
 
 
 def resolve_args(args):
@@ -198,23 +134,6 @@ def make_dataiter(args, spec, info):
                     cache_images=cache)
 
 
-def setup_logging(output, log_file, debug=False):
-    """Console + ``{output}/{log_file}`` for this script and the training loop."""
-    from util.io import makedirs
-    makedirs(output)
-    fmt = logging.Formatter('%(asctime)s %(message)s')
-    handlers = [logging.StreamHandler(sys.stderr), logging.FileHandler(os.path.join(output, log_file))]
-    for name in ('issegm.train_src', 'issegm.training', 'issegm.model'):
-        lg = logging.getLogger(name)
-        lg.setLevel(logging.DEBUG if debug else logging.INFO)
-        for h in list(lg.handlers):
-            lg.removeHandler(h)
-        for h in handlers:
-            h.setFormatter(fmt)
-            lg.addHandler(h)
-        lg.propagate = False
-
-
 def run(args, dataiter=None, batch_end_callback=None):
     """Resolve arguments, build the iterator, train; returns the checkpoint paths.
 
@@ -224,6 +143,7 @@ def run(args, dataiter=None, batch_end_callback=None):
     from issegm.datasets import DataError, get_dataset
     from issegm.training import train
     from util.device import get_contexts
+    from util.log import set_logger
     args, spec = resolve_args(args)
     try:
         info = get_dataset(args.dataset)
@@ -235,7 +155,7 @@ def run(args, dataiter=None, batch_end_callback=None):
     contexts = get_contexts(args.gpus)
     if dataiter is None:
         dataiter = make_dataiter(args, spec, info)
-    setup_logging(args.output, args.log_file, args.debug)
+    set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(spec._asdict()))
     prefix = os.path.join(args.output, '%s_ep' % args.model)
@@ -250,12 +170,7 @@ def main(argv=None):
     args = parse_args(argv)
     from issegm.datasets import DataError
     from util.mxutil import CheckpointError
-    try:
-        run(args)
-    except (TrainSrcError, CheckpointError, DataError) as exc:
-        print('train_src.py: error: %s' % exc, file=sys.stderr)
-        return 2
-    return 0
+    return script_main('train_src.py', run, args, (TrainSrcError, CheckpointError, DataError))
 
 
 if __name__ == '__main__':

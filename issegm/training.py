@@ -22,6 +22,7 @@ import numpy as np
 
 from issegm.model import get_module, get_symbol, head_initializer, load_weights
 from util.io import atomic_path
+from util.log import progress
 from util.mxutil import load_params_from_file, save_params
 
 __all__ = ['LR_POLICIES', 'FixedScheduler', 'LinearScheduler', 'PolyScheduler',
@@ -141,15 +142,6 @@ def last_checkpoint(prefix, upto=None):
     return best
 
 
-def _progress(total, desc):
-    try:
-        from tqdm import tqdm
-        return tqdm(total=total, desc=desc, unit='batch', leave=False, dynamic_ncols=True,
-                    disable=None)
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-
-
 def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
           stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
           weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
@@ -220,7 +212,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     for epoch in range(begin, stop_epoch):
         dataiter.reset()
         metric.reset()
-        bar = _progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch))
+        bar = progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch), unit='batch')
         start, seen = time.time(), 0
         for nbatch, batch in enumerate(dataiter):
             mod.forward_backward(batch)
@@ -228,14 +220,12 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
             mod.update_metric(metric, batch.label)
             seen += batch.data[0].shape[0]
             loss = metric.get()[1]
-            if bar is not None:
-                bar.set_postfix(loss='%.4f' % loss, img_s='%.1f' % (seen / (time.time() - start)),
-                                lr='%.2e' % mod._optimizer.learning_rate)
-                bar.update(1)
+            bar.set_postfix(loss='%.4f' % loss, img_s='%.1f' % (seen / (time.time() - start)),
+                            lr='%.2e' % mod._optimizer.learning_rate)
+            bar.update(1)
             if batch_end_callback is not None:
                 batch_end_callback(epoch, nbatch, loss, mod._optimizer.learning_rate)
-        if bar is not None:
-            bar.close()
+        bar.close()
         arg_now, aux_now = mod.get_params()
         path = checkpoint_path(prefix, epoch + 1)
         save_params(path, arg_now, aux_now)

@@ -1,0 +1,46 @@
+"""Logging and progress bars shared by every command."""
+import logging
+import os
+import sys
+
+from util.io import makedirs
+
+__all__ = ['set_logger', 'progress']
+
+_FORMAT = '%(asctime)-15s %(message)s'
+
+
+def set_logger(output, log_file, debug=False):
+    """Log to ``{output}/{log_file}`` (appending, as the reference) and to stderr.
+
+    Works on the root logger, so every module's messages (the training loop's
+    epochs, the checkpoint loader's notes) land in the log of the phase that
+    is running, and phases run one after another in one process each keep a
+    single file handler. Returns the ``cbst`` logger.
+    """
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    fmt = logging.Formatter(_FORMAT)
+    path = os.path.abspath(os.path.join(output or '', log_file)) if log_file else None
+    for h in list(root.handlers):
+        if isinstance(h, logging.FileHandler) and h.baseFilename != path:
+            root.removeHandler(h)
+            h.close()
+    if path and not any(isinstance(h, logging.FileHandler) and h.baseFilename == path
+                        for h in root.handlers):
+        makedirs(os.path.dirname(path))
+        handler = logging.FileHandler(path)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    return logging.getLogger('cbst')
+
+
+def progress(total, desc, unit='img'):
+    """A tqdm bar on stderr (shown on terminals, silent in logs and CI)."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None, leave=False,
+                file=sys.stderr)
