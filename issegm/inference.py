@@ -56,8 +56,14 @@ def _pool():
 def upsample_probs(probs, stride, im_hw, orig_hw):
     """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size."""
     probs = np.ascontiguousarray(probs, dtype=np.float32)
-    maps = list(_pool().map(lambda p: _upsample_one(p, stride, im_hw, orig_hw), probs))
-    return np.stack(maps).astype(np.float32, copy=False)
+    out = np.empty((probs.shape[0],) + tuple(orig_hw), np.float32)
+
+    def one(c):
+        # Each class lands in its slot: one full-resolution copy, not two.
+        out[c] = _upsample_one(probs[c], stride, im_hw, orig_hw)
+
+    list(_pool().map(one, range(probs.shape[0])))
+    return out
 
 
 class Predictor(object):
