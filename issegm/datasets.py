@@ -187,14 +187,16 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME):
         raise DataError('cannot read list file %s: %s' % (path, exc))
     items = []
     for lineno, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line:
+        if not line.strip():
             continue
-        fields = line.split('\t')
+        # Split before stripping: a leading tab means a missing image, not an image-only line.
+        fields = [f.strip() for f in line.split('\t')]
         if len(fields) > 2:
             raise DataError('%s line %d: expected "image<TAB>label", got %d tab-separated fields'
                             % (path, lineno, len(fields)))
         image = fields[0]
+        if not image:
+            raise DataError('%s line %d: no image path before the tab' % (path, lineno))
         label = fields[1] if len(fields) == 2 and fields[1] else None
         if check_exists:
             for kind, rel, root in (('image', image, data_root), ('label', label, label_root)):

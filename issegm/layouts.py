@@ -9,10 +9,10 @@ datasets is exercised on the same paths and encodings:
 * GTA-5: ``images/%05d.png`` and ``labels/%05d.png`` (palette PNG whose
   indices are Cityscapes label ids, as shipped);
 * SYNTHIA (RAND-CITYSCAPES): ``RGB/%07d.png`` and the raw
-  ``GT/LABELS/%07d.png``: a 16-bit, 3-channel PNG whose first channel holds
-  the SYNTHIA class id and whose second holds an instance id (written with
-  OpenCV, which stores BGR, so the class id sits in the file's first channel
-  as in the real data). ``issegm/prepare_data.py synthia`` converts it to the
+  ``GT/LABELS/%07d.png``: a 16-bit, 3-channel PNG whose first channel (R, in
+  the file's order) holds the SYNTHIA class id and whose second holds an
+  instance id, as in the real data. OpenCV writes and reads such files with
+  the channels reversed (B-G-R), so the class id is its index 2. ``issegm/prepare_data.py synthia`` converts it to the
   8-bit ``GT/labels/%07d.png`` that the lists name.
 
 Every writer returns the list entry ``(image_rel, label_rel)``.
@@ -59,8 +59,8 @@ def write_synthia_raw(root, index, image, synthia_ids, instance_ids=None):
     save_png(os.path.join(root, 'RGB/%07d.png' % index), image)
     ids = np.asarray(synthia_ids, np.uint16)
     inst = np.zeros_like(ids) if instance_ids is None else np.asarray(instance_ids, np.uint16)
-    # File channel order is what cv2 writes as B, G, R: class id first, as the real files.
-    raw = np.stack([ids, inst, np.zeros_like(ids)], axis=-1)
+    # cv2 arrays are B, G, R: index 2 is the file's first channel (R), the class id.
+    raw = np.stack([np.zeros_like(ids), inst, ids], axis=-1)
     path = os.path.join(root, 'GT/LABELS/%07d.png' % index)
     with atomic_path(path) as tmp:
         if not cv2.imwrite(tmp, raw):
@@ -77,7 +77,7 @@ def read_synthia_raw(path):
     raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ValueError('cannot read SYNTHIA label %s (missing or damaged)' % path)
-    ids = raw[..., 0] if raw.ndim == 3 else raw
+    ids = raw[..., 2] if raw.ndim == 3 else raw   # the file's first channel (cv2 gives B, G, R)
     if ids.max() > 255:
         raise ValueError('SYNTHIA label %s holds class id %d, beyond 8 bits' % (path, int(ids.max())))
     return ids.astype(np.uint8)

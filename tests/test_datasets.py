@@ -158,8 +158,6 @@ def test_malformed_lines_are_errors_naming_the_line(tmp_path):
         read_list(str(lst), str(root))
 
 
-@pytest.mark.xfail(strict=True, reason='datasets.read_list strips the line before splitting, so a leading '
-                   'tab vanishes and the label path is read as an image-only line (reported to the lead)')
 def test_line_without_image_is_an_error(tmp_path):
     root = tmp_path / 'cs'
     img, lab = np.zeros((4, 8, 3), np.uint8), np.full((4, 8), 7, np.uint8)

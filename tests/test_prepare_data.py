@@ -214,3 +214,19 @@ def test_cli_synthia_progress_and_list_dir(tmp_path):
     assert 'synthia labels' in run.stderr and '2/2' in run.stderr   # tqdm bar
     assert '2 converted now' in run.stdout
     assert len(read_list(str(tmp_path / 'l/train.lst'), str(root))) == 2
+
+
+def test_layouts_synthia_writer_puts_class_ids_in_the_files_first_channel(tmp_path):
+    """issegm.layouts (used by generators) writes the same file channels as the hand-encoded writer."""
+    import cv2
+    from issegm import layouts
+    rng = np.random.RandomState(3)
+    ids, inst = rng.randint(0, 23, (6, 9)).astype(np.uint8), rng.randint(0, 3000, (6, 9))
+    img = np.zeros((6, 9, 3), np.uint8)
+    layouts.write_synthia_raw(str(tmp_path / 'a'), 0, img, ids, inst)
+    write_synthia_raw(str(tmp_path / 'b'), 0, img, ids, inst)
+    a = cv2.imread(str(tmp_path / 'a/GT/LABELS/0000000.png'), cv2.IMREAD_UNCHANGED)
+    b = cv2.imread(str(tmp_path / 'b/GT/LABELS/0000000.png'), cv2.IMREAD_UNCHANGED)
+    assert a.dtype == np.uint16 and (a == b).all()
+    np.testing.assert_array_equal(prep.read_synthia_ids(str(tmp_path / 'a/GT/LABELS/0000000.png')), ids)
+    np.testing.assert_array_equal(layouts.read_synthia_raw(str(tmp_path / 'b/GT/LABELS/0000000.png')), ids)
