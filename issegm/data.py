@@ -24,8 +24,9 @@ Deliberate differences, none changing what is sampled:
   reference's threads share numpy's global generator, so its batches depend
   on thread timing); ``seed`` makes runs repeatable;
 * padding is exactly 0 after normalisation (the reference pads with the mean
-  colour truncated to integers, about -0.01 after normalisation): data pixels
-  that come wholly from the canvas are set to 0;
+  colour truncated to integers, about -0.01 after normalisation): every data
+  pixel whose nearest source pixel lies on the canvas is set to 0 (pixels on
+  the image side of the edge keep the filter's blend, as in the reference);
 * a corrupt image, a label whose size differs from its image, or label values
   outside the dataset's encoding stop the run with one line naming the file.
   We chose that over skipping: a skip silently changes the sampled
