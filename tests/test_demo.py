@@ -1,0 +1,42 @@
+"""The bundled default, shortened: one round on a few images through the real scripts."""
+import json
+import os
+
+from PIL import Image
+
+from issegm import demo
+
+
+def test_quick_demo_writes_table_plot_and_picture(tmp_path):
+    out = tmp_path / 'demo'
+    summary = demo.run_demo(str(out), 'quick')
+    table = (out / 'table.md').read_text().splitlines()
+    assert table[0].startswith('Case|mIoU|Road|Sidewalk|Building')
+    assert len(table[0].split('|')) == 2 + 19
+    rows = {line.split('|')[0]: line.split('|')[1:] for line in table[2:]}
+    assert list(rows) == ['Source', 'ST', 'CBST', 'CBST-SP']
+    for values in rows.values():
+        assert len(values) == 20 and all(0 <= float(v) <= 100 for v in values)
+    with Image.open(out / 'predictions.png') as im:
+        w, h = im.size
+    assert (w, h) == (4 * 256 + 12, 4 * 128 + 12)  # image | GT | source | CBST, 4 rows
+    with Image.open(out / 'mIoU_per_round.png') as im:
+        assert im.size[0] > 100
+    saved = json.loads((out / 'summary.json').read_text())
+    assert saved['mIoU_per_round']['CBST'] == summary['mIoU_per_round']['CBST']
+    assert len(saved['mIoU_per_round']['CBST']) == demo.PRESETS['quick']['rounds']
+    # The real scripts ran, in the reference layout, from the work folder.
+    assert (out / 'adapt' / 'CBST' / '0' / 'self_train' / 'pseudo_labelIds').is_dir()
+    assert (out / 'issegm' / 'data_list' / 'cityscapes' / 'train_training_gpu0.lst').is_file()
+    assert (out / 'spatial_prior' / 'gta' / 'prior_array.mat').is_file()
+
+
+def test_rerun_skips_finished_steps(tmp_path):
+    out = tmp_path / 'demo'
+    demo.run_demo(str(out), 'quick', methods=demo.METHODS[1:2])
+    first = os.path.getmtime(out / 'source' / ('%s_ep-0002.params' % demo.SOURCE_LABEL))
+    summary = demo.run_demo(str(out), 'quick', methods=demo.METHODS[1:2])
+    assert os.path.getmtime(out / 'source' / ('%s_ep-0002.params' % demo.SOURCE_LABEL)) == first
+    assert 'nothing to do' in (out / 'logs' / 'train_src.log').read_text()
+    assert 'round 0: already complete' in (out / 'logs' / 'solve_AO_CBST.log').read_text()
+    assert summary['mIoU_per_round']['CBST']
