@@ -292,6 +292,10 @@ class FileIter(mx.io.DataIter):
                                        split_tgt, data_root, data_root_tgt, gpus)
         if not samples:
             raise DataError('no training samples (empty source selection and target list)')
+        if len(samples) < batch_images:
+            # An epoch would hold no batch: training would run no step yet save its epochs.
+            raise DataError('%d training samples, fewer than one batch of %d (lower --batch-images or '
+                            'raise the source/target portions)' % (len(samples), batch_images))
         self.samples = [Sample(*s) for s in samples]
         crop = make_divisible(crop_size, feat_stride)
         st = bool(dataset_tgt)  # self-training: GTA-5 source pinned to 1024 x 2048 as the reference
