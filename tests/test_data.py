@@ -499,3 +499,13 @@ def test_fileiter_from_list_files(tmp_path, monkeypatch):
         assert all(b.data[0].shape == it.provide_data[0].shape for b in batches)
     finally:
         it.close()
+
+
+def test_fewer_samples_than_a_batch_is_an_error(tmp_path):
+    # Otherwise every epoch has no batch and a training phase would save untrained 'epochs'.
+    samples = _dataset(tmp_path, 2)
+    with pytest.raises(DataError, match='2 training samples, fewer than one batch of 3'):
+        _iter(samples, batch_images=3)
+    it = _iter(samples, batch_images=2)
+    assert it.batches_per_epoch == 1
+    it.close()
