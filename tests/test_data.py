@@ -509,3 +509,19 @@ def test_fewer_samples_than_a_batch_is_an_error(tmp_path):
     it = _iter(samples, batch_images=2)
     assert it.batches_per_epoch == 1
     it.close()
+
+
+@pytest.mark.parametrize('kind', ['thread', 'process'])
+def test_truncated_image_is_named_through_the_prefetcher(tmp_path, kind):
+    samples = _dataset(tmp_path, 4)
+    data = open(samples[2].image, 'rb').read()
+    with open(samples[2].image, 'wb') as f:   # a copy cut short, as after an interrupted download
+        f.write(data[:len(data) // 2])
+    it = _iter(samples, batch_images=1, prefetch_threads=2, prefetcher_type=kind, sampler='sequential')
+    try:
+        it.reset()
+        with pytest.raises(DataError, match='cannot read image .*000002_000019_leftImg8bit.png'):
+            for _ in it:
+                pass
+    finally:
+        it.close()
