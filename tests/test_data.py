@@ -525,3 +525,11 @@ def test_truncated_image_is_named_through_the_prefetcher(tmp_path, kind):
                 pass
     finally:
         it.close()
+
+
+def test_mine_port_is_the_chance_of_mining(tmp_path):
+    samples = _centred_rare_dataset(tmp_path)
+    it = _iter(samples, mine_port=0.3, mine_id=[18])
+    mined = [it.reader.make(k % 4, 2000 + k)[2].mined for k in range(300)]
+    # binomial(300, 0.3): sd 0.026; 4 sd
+    assert abs(np.mean(mined) - 0.3) < 0.11
