@@ -36,10 +36,11 @@ import time
 
 import cv2
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as _CS_LABELS
 
+from issegm.datasets import get_dataset
+from issegm.layouts import write_cityscapes, write_gta, write_list
+from issegm.metrics import ConfusionMatrix
 from util.image import save_png
-from util.io import atomic_write, makedirs
 
 __all__ = ['generate', 'render_scene', 'target_domain', 'image_rng', 'cityscapes_name',
            'write_gta', 'write_cityscapes', 'write_list', 'save_preview', 'colour_classifier_gap',
@@ -58,16 +59,8 @@ SCENE_CLASSES = (ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGET
 RARE_CLASSES = (POLE, LIGHT, SIGN, PERSON, RIDER, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE)
 
 
-def _cityscapes_palette():
-    """768-byte palette indexed by Cityscapes label id (the GTA-5 label PNG palette)."""
-    pal = np.zeros((256, 3), np.uint8)
-    for lab in _CS_LABELS:
-        if 0 <= lab.id < 256:
-            pal[lab.id] = lab.color
-    return pal.ravel()
-
-
-CITYSCAPES_PALETTE = _cityscapes_palette()
+# The GTA-5 label PNG palette: Cityscapes colours indexed by label id.
+CITYSCAPES_PALETTE = get_dataset('cityscapes').palette
 
 # ---------------------------------------------------------------------------
 # Domain descriptions. Colours are RGB albedos in [0, 255]; a list means one
@@ -608,28 +601,10 @@ def render_scene(rng, size=(128, 256), domain='source', gap=DEFAULT_GAP):
 # ---------------------------------------------------------------------------
 # A network-free check of the domain gap.
 # ---------------------------------------------------------------------------
-def _train_ids():
-    """Cityscapes label id -> train id table (255 = ignore) for the 19 classes."""
-    table = np.full(256, 255, np.uint8)
-    for lab in _CS_LABELS:
-        if 0 <= lab.id < 256 and 0 <= lab.trainId < 19:
-            table[lab.id] = lab.trainId
-    return table
-
-
-def _scores(conf):
-    """Pixel accuracy and mean IoU (over classes with ground truth) of a confusion matrix."""
-    tp = np.diag(conf).astype(np.float64)
-    gt, pred = conf.sum(1), conf.sum(0)
-    union = gt + pred - tp
-    has_gt = gt > 0
-    return tp.sum() / max(conf.sum(), 1), float(np.mean(tp[has_gt] / union[has_gt]))
-
-
-def _confusion(gt_train, pred, num_classes):
-    """Confusion matrix (rows ground truth) of two flat train-id arrays."""
-    return np.bincount(gt_train.astype(np.int64) * num_classes + pred,
-                       minlength=num_classes ** 2).reshape(num_classes, num_classes)
+def _scores(cm):
+    """Pixel accuracy and mean IoU over the classes that have ground truth."""
+    has_gt = cm.conf.sum(1) > 0
+    return cm.pixel_accuracy(), float(cm.class_iou()[has_gt].mean())
 
 
 def colour_classifier_gap(fit, tests, method='mean', num_classes=19, bins=16):
@@ -642,7 +617,7 @@ def colour_classifier_gap(fit, tests, method='mean', num_classes=19, bins=16):
     {name: (pixel accuracy, mean IoU)}: a network-free view of how far apart
     the domains are, since a colour model carries only what colour carries.
     """
-    lut = _train_ids()
+    lut = get_dataset('cityscapes').label2train
     nbin = bins ** 3
     sums = np.zeros((num_classes, 3))
     hist = np.zeros((nbin, num_classes), np.int64)
@@ -658,7 +633,7 @@ def colour_classifier_gap(fit, tests, method='mean', num_classes=19, bins=16):
     means = (sums[present] / counts[present, None]).astype(np.float32)
     out = {}
     for name, pairs in tests.items():
-        conf = np.zeros((num_classes, num_classes), np.int64)
+        cm = ConfusionMatrix(num_classes)
         for img, lab in pairs:
             t = lut[lab].ravel()
             keep = t < num_classes
@@ -669,8 +644,8 @@ def colour_classifier_gap(fit, tests, method='mean', num_classes=19, bins=16):
                 h = hist[_colour_bin(px, bins)]
                 seen = h.sum(1) > 0
                 pred = np.where(seen, h.argmax(1), pred)
-            conf += _confusion(t[keep], pred, num_classes)
-        out[name] = _scores(conf)
+            cm.update(t[keep], pred)
+        out[name] = _scores(cm)
     return out
 
 
@@ -698,33 +673,6 @@ def cityscapes_name(split, index):
     """(city, 'seq_frame') of target image ``index``: cities round-robin, frame 19 as in gtFine."""
     cities = TRAIN_CITIES if split == 'train' else VAL_CITIES
     return cities[index % len(cities)], '%06d_%06d' % (index // len(cities), 19)
-
-
-def write_gta(root, number, image, label_ids):
-    """GTA-5 layout: ``images/%05d.png`` (RGB) and ``labels/%05d.png`` (palette PNG of label ids).
-
-    Returns the list entry (image path, label path) relative to ``root``.
-    """
-    rel = ('images/%05d.png' % number, 'labels/%05d.png' % number)
-    save_png(os.path.join(root, rel[0]), image)
-    save_png(os.path.join(root, rel[1]), label_ids, palette=CITYSCAPES_PALETTE)
-    return rel
-
-
-def write_cityscapes(root, split, city, seq_name, image, label_ids):
-    """Cityscapes layout: leftImg8bit image and 8-bit ``_gtFine_labelIds`` map; returns the list entry."""
-    stem = '%s/%s/%s_%s' % (split, city, city, seq_name)
-    rel = ('leftImg8bit/%s_leftImg8bit.png' % stem, 'gtFine/%s_gtFine_labelIds.png' % stem)
-    save_png(os.path.join(root, rel[0]), image)
-    save_png(os.path.join(root, rel[1]), label_ids)
-    return rel
-
-
-def write_list(path, entries):
-    """List file: one ``image<TAB>label`` a line, written atomically."""
-    makedirs(os.path.dirname(path))
-    with atomic_write(path) as f:
-        f.writelines('%s\t%s\n' % entry for entry in entries)
 
 
 def generate(root, seed=0, n_source=150, n_source_val=20, n_target_train=60, n_target_val=30,
@@ -764,7 +712,7 @@ def generate(root, seed=0, n_source=150, n_source_val=20, n_target_train=60, n_t
         for i in range(count):
             image, label = render_scene(image_rng(seed, 'target', split, i), size, 'target', gap)
             city, seq = cityscapes_name(split, i)
-            entries.append(write_cityscapes(cs_root, split, city, seq, image, label))
+            entries.append(write_cityscapes(cs_root, split, city, seq, image, label, color=False))
             if keep:
                 pairs.setdefault(('cityscapes', split), []).append((image, label))
         lists[('cityscapes', split)] = entries
