@@ -32,6 +32,7 @@ from issegm.datasets import DataError, get_dataset, list_path, read_list, sample
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.log import set_logger
+from util.parallel import class_argmax
 
 __all__ = ['EvalError', 'resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
            'sample_name']
@@ -182,8 +183,7 @@ class Evaluation(object):
 
     def predict(self, image):
         """Train-id prediction (uint8 H x W) of one RGB image."""
-        probs = self.predictor.predict(image, self.scales)
-        return probs.argmax(0).astype(np.uint8)
+        return class_argmax(self.predictor.predict(image, self.scales)).astype(np.uint8, copy=False)
 
     def save(self, name, pred_train, label=None):
         label_ids = self.info.train2label[pred_train]

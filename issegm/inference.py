@@ -14,14 +14,12 @@ disk and redo the deterministic upsampling later:
   cuts the padding off, and resizes to the original image size with the
   reference interpolation rule.
 """
-import concurrent.futures
-import os
-
 import mxnet as mx
 import numpy as np
 from PIL import Image
 
 from util.image import longer_side_shape, normalize, resize
+from util.parallel import thread_pool
 
 __all__ = ['Predictor', 'upsample_probs', 'padded_shape']
 
@@ -41,18 +39,6 @@ def _upsample_one(prob, stride, im_hw, orig_hw):
     return up
 
 
-_POOL = None
-
-
-def _pool():
-    # One pool for the whole process: PIL releases the GIL while resampling,
-    # so threads spread the classes over the cores without pickling maps.
-    global _POOL
-    if _POOL is None:
-        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    return _POOL
-
-
 def upsample_probs(probs, stride, im_hw, orig_hw):
     """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size."""
     probs = np.ascontiguousarray(probs, dtype=np.float32)
@@ -62,7 +48,7 @@ def upsample_probs(probs, stride, im_hw, orig_hw):
         # Each class lands in its slot: one full-resolution copy, not two.
         out[c] = _upsample_one(probs[c], stride, im_hw, orig_hw)
 
-    list(_pool().map(one, range(probs.shape[0])))
+    list(thread_pool().map(one, range(probs.shape[0])))
     return out
 
 

@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from util.parallel import class_argmax
+
 __all__ = ['ConfidenceCollector', 'confidence_map', 'threshold_stats', 'class_thresholds',
            'pseudo_label', 'mining_ids', 'IGNORE_LABEL', 'SUBSAMPLE']
 
@@ -30,10 +32,8 @@ SUBSAMPLE = 4
 
 def confidence_map(probmap):
     """``(pred, conf)`` of a (C, H, W) probability map: argmax (uint8) and max (float32)."""
-    probmap = np.asarray(probmap)
-    pred = probmap.argmax(0)
-    conf = np.amax(probmap, axis=0).astype(np.float32, copy=False)
-    return pred.astype(np.uint8 if probmap.shape[0] <= 256 else np.int32), conf
+    pred, conf = class_argmax(np.asarray(probmap), with_max=True)
+    return pred, conf.astype(np.float32, copy=False)
 
 
 class ConfidenceCollector(object):

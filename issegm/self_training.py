@@ -41,6 +41,7 @@ from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_
 from util.image import read_image, read_label, save_png
 from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
 from util.log import progress, set_logger
+from util.parallel import class_argmax
 
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
            'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
@@ -340,13 +341,13 @@ def generate_pseudo_labels(args, predictor=None):
             if finished[i]:
                 probs, im_hw, orig_hw = load_lowres(low_path)
                 up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
-                pred_np = up.argmax(0)
+                pred_np = class_argmax(up)
             else:
                 rim = read_image(os.path.join(args.data_root_tgt, image))
                 probs, im_hw = predictor.predict_lowres(rim, scale)
                 orig_hw = rim.shape[:2]
                 up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
-                pred_np = up.argmax(0)
+                pred_np = class_argmax(up)
                 _write_pred(paths.nplabelIds, paths.npcolor, name, pred_np, info)
                 forwarded += 1
             probmap = up if prior is None else apply_prior(prior, up)
