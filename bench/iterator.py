@@ -11,7 +11,7 @@ block labels) in a temporary folder, then measures:
   the network at the same crop on this machine's CPU.
 
 The full network (``gta_rna-a1_cls19_s8``, ResNet-38, ~1.16 TFLOP forward at
-504 x 504) takes about 40 s a step here after a ~50 s first step, more than
+504 x 504) takes 40-48 s a step here (2 shared cores) after a ~50 s first step, more than
 the minute this benchmark allows itself, so by default the thin ``rna-t1`` is
 timed and scaled to A1 by the ratio of their convolution FLOPs (printed; an
 estimate -- the thin net uses the CPU less well, so it overstates A1: on the
