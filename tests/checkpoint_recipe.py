@@ -4,8 +4,11 @@ import os
 import mxnet as mx
 import numpy as np
 
-FIXTURES = os.path.normpath(os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
-                                         'fixtures', 'checkpoints'))
+# A copy of shared/fixtures/checkpoints, so that the suite needs nothing outside
+# the repository; test_fixtures.py checks it against shared/ when that is beside us.
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'checkpoints')
+SHARED_FIXTURES = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                                'shared', 'fixtures', 'checkpoints'))
 GOLDEN = os.path.join(FIXTURES, 'golden_rna-a1_cls19_s8_seed20181011_input7_96x128.npy')
 
 
