@@ -15,7 +15,8 @@ datasets is exercised on the same paths and encodings:
   the channels reversed (B-G-R), so the class id is its index 2. ``issegm/prepare_data.py synthia`` converts it to the
   8-bit ``GT/labels/%07d.png`` that the lists name.
 
-Every writer returns the list entry ``(image_rel, label_rel)``.
+Every writer returns the list entry ``(image_rel, label_rel)``. Raw SYNTHIA labels are read
+back by :func:`issegm.prepare_data.read_synthia_ids`.
 """
 import os
 
@@ -26,8 +27,7 @@ from issegm.datasets import get_dataset
 from util.image import save_png
 from util.io import atomic_path, atomic_write, makedirs
 
-__all__ = ['write_cityscapes', 'write_gta', 'write_synthia_raw', 'write_synthia', 'write_list',
-           'read_synthia_raw']
+__all__ = ['write_cityscapes', 'write_gta', 'write_synthia_raw', 'write_synthia', 'write_list']
 
 
 def write_cityscapes(root, split, city, seq_name, image_rgb_uint8, label_ids_uint8, color=True):
@@ -70,17 +70,6 @@ def write_synthia_raw(root, index, image, synthia_ids, instance_ids=None):
 
 # The brief's name for the raw writer.
 write_synthia = write_synthia_raw
-
-
-def read_synthia_raw(path):
-    """SYNTHIA class ids (uint8 HxW) from a raw 16-bit ``GT/LABELS`` PNG."""
-    raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise ValueError('cannot read SYNTHIA label %s (missing or damaged)' % path)
-    ids = raw[..., 2] if raw.ndim == 3 else raw   # the file's first channel (cv2 gives B, G, R)
-    if ids.max() > 255:
-        raise ValueError('SYNTHIA label %s holds class id %d, beyond 8 bits' % (path, int(ids.max())))
-    return ids.astype(np.uint8)
 
 
 def write_list(path, entries):

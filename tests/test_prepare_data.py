@@ -229,4 +229,4 @@ def test_layouts_synthia_writer_puts_class_ids_in_the_files_first_channel(tmp_pa
     b = cv2.imread(str(tmp_path / 'b/GT/LABELS/0000000.png'), cv2.IMREAD_UNCHANGED)
     assert a.dtype == np.uint16 and (a == b).all()
     np.testing.assert_array_equal(prep.read_synthia_ids(str(tmp_path / 'a/GT/LABELS/0000000.png')), ids)
-    np.testing.assert_array_equal(layouts.read_synthia_raw(str(tmp_path / 'b/GT/LABELS/0000000.png')), ids)
+    np.testing.assert_array_equal(prep.read_synthia_ids(str(tmp_path / 'b/GT/LABELS/0000000.png')), ids)
