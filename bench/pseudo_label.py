@@ -30,13 +30,16 @@ import tracemalloc
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the reference transcription the tests use
 
 from issegm.datasets import get_dataset  # noqa: E402
 from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
 from issegm.self_training import load_lowres, save_lowres, lowres_to_probmap  # noqa: E402
 from issegm.inference import padded_shape  # noqa: E402
 from util.image import longer_side_shape, save_png  # noqa: E402
+import reference_cbst  # noqa: E402
 
 STRIDE = 8
 
@@ -63,62 +66,28 @@ def write_labels(folder, name, label_train, info):
 
 # ---------------------------------------------------------------- reference approach
 def reference_pass1(lowres, im_hw, hw, folder, state):
-    num_classes = lowres[0].shape[0]
-    pools = [np.float32(0) for _ in range(num_classes)]
-    exists = np.zeros(num_classes, bool)
+    pools, exists = reference_cbst.new_pools(lowres[0].shape[0])
     os.makedirs(os.path.join(folder, 'probmap'), exist_ok=True)
     for i, low in enumerate(lowres):
         probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
-        pred = probmap.argmax(0)
-        conf = np.amax(probmap, axis=0)
-        for c in range(num_classes):
-            mask = pred == c
-            if mask.any():
-                exists[c] = True
-                vals = conf[mask].astype(np.float32)
-                pools[c] = np.append(pools[c], vals[0:vals.size:4])
+        reference_cbst.collect(pools, exists, probmap)
         np.save(os.path.join(folder, 'probmap', '%d.npy' % i), probmap.astype(np.float32))
-        del probmap, pred, conf, mask
+        del probmap
     state.update(pools=pools, exists=exists)
 
 
 def reference_thresholds(portion, policy, state):
     pools, exists = state.pop('pools'), state.pop('exists')
-    num_classes = len(pools)
-    cls_size, cls_thresh = np.zeros(num_classes), np.zeros(num_classes)
-    if policy == 'global':
-        pool = 0.0
-        for c in range(num_classes):
-            pool = np.append(pool, pools[c])
-        pool = sorted(pool, reverse=True)
-        k = int(math.floor(len(pool) * portion))
-        cls_size[:] = len(pool)
-        cls_thresh[:] = pool[k - 1]
-    else:
-        for c in range(num_classes):
-            if exists[c]:
-                pools[c] = sorted(pools[c], reverse=True)
-                cls_size[c] = len(pools[c])
-                k = int(math.floor(len(pools[c]) * portion))
-                if k != 0:
-                    cls_thresh[c] = pools[c][k - 1]
-                pools[c] = 0
+    cls_size, cls_thresh = reference_cbst.thresholds(pools, exists, portion, policy, release=True)
     state.update(cls_size=cls_size, cls_thresh=cls_thresh)
 
 
 def reference_pass2(num_images, folder, info, state):
-    cls_thresh = state['cls_thresh'].copy()
-    cls_thresh[cls_thresh == 0] = 1.0
     for i in range(num_images):
         probmap = np.load(os.path.join(folder, 'probmap', '%d.npy' % i))
-        rw = np.zeros(probmap.shape, np.single)
-        for c in range(probmap.shape[0]):
-            rw[c] = np.true_divide(probmap[c], cls_thresh[c])
-        rw_max = np.amax(rw, axis=0)
-        label = np.argmax(rw, axis=0).astype(np.uint8)
-        label[rw_max < 1] = 255
+        label, _ = reference_cbst.reference_labels(probmap, state['cls_thresh'])
         write_labels(folder, str(i), label, info)
-        del probmap, rw, rw_max
+        del probmap, label
 
 
 # ---------------------------------------------------------------- lean path

@@ -5,61 +5,13 @@ growth, ``sorted(..., reverse=True)``, Python indexing) and compared with the
 lean module on hand-made probability maps with ties, k = 0 and a class that is
 never predicted.
 """
-import math
 
 import numpy as np
 import pytest
 
 from issegm.pseudo_label import (ConfidenceCollector, class_thresholds, mining_ids, pseudo_label,
                                  threshold_stats, IGNORE_LABEL)
-
-
-def reference_stats(probmaps, portion, policy):
-    """Plain transcription of the reference procedure (behaviour, not code)."""
-    num_classes = probmaps[0].shape[0]
-    pools = [np.float32(0) for _ in range(num_classes)]
-    exists = np.zeros(num_classes, bool)
-    for probmap in probmaps:
-        probmap = probmap.astype(np.float32)
-        pred = probmap.argmax(0)
-        conf = np.amax(probmap, axis=0)
-        for c in range(num_classes):
-            mask = pred == c
-            if mask.any():
-                exists[c] = True
-                vals = conf[mask].astype(np.float32)
-                pools[c] = np.append(pools[c], vals[0:vals.size:4])
-    cls_size = np.zeros(num_classes)
-    cls_thresh = np.zeros(num_classes)
-    if policy == 'global':
-        pool = 0.0
-        for c in range(num_classes):
-            pool = np.append(pool, pools[c])
-        pool = sorted(pool, reverse=True)
-        k = int(math.floor(len(pool) * portion))
-        cls_size[:] = len(pool)
-        cls_thresh[:] = pool[k - 1]
-    else:
-        for c in range(num_classes):
-            if exists[c]:
-                pool = sorted(np.atleast_1d(pools[c]), reverse=True)
-                cls_size[c] = len(pool)
-                k = int(math.floor(len(pool) * portion))
-                if k != 0:
-                    cls_thresh[c] = pool[k - 1]
-    return cls_size, cls_thresh
-
-
-def reference_labels(probmap, cls_thresh):
-    thresh = cls_thresh.copy()
-    thresh[thresh == 0] = 1.0
-    rw = np.zeros(probmap.shape, np.single)
-    for c in range(probmap.shape[0]):
-        rw[c] = np.true_divide(probmap[c], thresh[c])  # float32 array / float64 scalar
-    label = rw.argmax(0).astype(np.uint8)
-    argmax = label.copy()
-    label[rw.max(0) < 1] = IGNORE_LABEL
-    return label, argmax
+from reference_cbst import reference_labels, reference_stats
 
 
 def make_probmaps(seed, num_images=3, num_classes=5, shape=(12, 17), levels=6, absent=(3,)):

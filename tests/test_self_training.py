@@ -17,7 +17,7 @@ from issegm.datasets import get_dataset
 from issegm.inference import padded_shape, upsample_probs
 from issegm.pseudo_label import IGNORE_LABEL
 from issegm.solve_ST import build_parser
-from test_pseudo_label import reference_labels, reference_stats
+from reference_cbst import reference_labels, reference_stats
 from util.image import longer_side_shape
 
 C = 19
