@@ -530,7 +530,7 @@ def retrain(args, dataiter_factory=None):
                      lr_policy=args.lr_type or 'fixed',
                      lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
-                     backward_do_mirror=args.backward_do_mirror)
+                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int)
     except Exception as exc:
         raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
                          'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \

@@ -122,6 +122,12 @@ class NllMetric(mx.metric.EvalMetric):
             self.num_inst += max(int(valid.sum()), 1)
 
 
+def _seed(seed, offset):
+    if seed is not None:
+        mx.random.seed(int(seed) + offset)
+        np.random.seed((int(seed) + offset) % 2 ** 32)
+
+
 def checkpoint_path(prefix, epoch):
     return '%s-%04d.params' % (prefix, epoch)
 
@@ -145,7 +151,7 @@ def last_checkpoint(prefix, upto=None):
 def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
           stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
           weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
-          backward_do_mirror=False, batch_end_callback=None):
+          backward_do_mirror=False, batch_end_callback=None, seed=0):
     """Train the network of ``label`` on ``dataiter``; checkpoint to ``{prefix}-%04d.params``.
 
     Parameters
@@ -164,6 +170,11 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         are trained; the learning-rate schedule spans ``from_epoch .. to_epoch``.
     resume : bool
         Continue from the last whole checkpoint in ``(from_epoch, stop_epoch]``.
+    seed : int
+        Seeds MXNet's generator (initialisation, dropout) and numpy's global
+        one (the iterator's permutations) before initialisation and at each
+        epoch from ``seed + epoch``, so runs repeat exactly and a resumed run
+        draws what an uninterrupted one would. None leaves them as they are.
 
     Returns the list of checkpoint paths written or found, in epoch order.
     """
@@ -198,6 +209,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         batches = dataiter.num_data // dataiter.batch_size
     scheduler = make_lr_scheduler(lr_policy, base_lr, begin * batches, to_epoch * batches,
                                   steps=lr_steps, factor=lr_factor)
+    _seed(seed, 0)
     mod = get_module(label, contexts)
     mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
     mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
@@ -210,6 +222,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
 
     metric = NllMetric()
     for epoch in range(begin, stop_epoch):
+        _seed(seed, epoch + 1)
         dataiter.reset()
         metric.reset()
         bar = progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch), unit='batch')

@@ -66,3 +66,40 @@ def test_training_lowers_the_loss(tmp_path):
     train(LABEL, _iter(4), str(tmp_path / (LABEL + '_ep')), to_epoch=6, base_lr=0.05,
           batch_end_callback=lambda e, b, loss, lr: losses.append(loss))
     assert losses[-1] < losses[0]
+
+
+def _file_iter(root):
+    """A real FileIter over a few toy GTA-5 images (shuffling, scale draws and flips included)."""
+    from issegm import toy
+    from issegm.data import SOURCE, FileIter, Sample
+    toy.generate(str(root), seed=1, n_source=6, n_source_val=0, n_target_train=0, n_target_val=0)
+    gta = os.path.join(str(root), 'gta')
+    samples = [Sample(os.path.join(gta, 'images/%05d.png' % k), os.path.join(gta, 'labels/%05d.png' % k),
+                      SOURCE) for k in range(1, 7)]
+    return FileIter('gta', samples=samples, batch_images=2, crop_size=32, origin_size=1914,
+                    scale_rate_range=(0.7, 1.3), feat_stride=8, meta={'mine_port': 0.5, 'mine_id': [5]})
+
+
+def test_runs_repeat_exactly_and_resume_draws_what_an_uninterrupted_run_draws(tmp_path):
+    it = _file_iter(tmp_path / 'data')
+    losses = {'a': [], 'c': []}
+
+    def log(name):
+        return lambda epoch, nbatch, loss, lr: losses[name].append((epoch, nbatch, loss))
+
+    a = train(LABEL, it, str(tmp_path / 'a' / (LABEL + '_ep')), to_epoch=2, base_lr=1e-2,
+              batch_end_callback=log('a'))
+    b = train(LABEL, it, str(tmp_path / 'b' / (LABEL + '_ep')), to_epoch=2, base_lr=1e-2)
+    wa, wb = (load_params_from_file(p[-1])[0]['conv1a_weight'].asnumpy() for p in (a, b))
+    assert np.array_equal(wa, wb)
+    # Stop after epoch 1, then resume: epoch 2 starts from the same weights and
+    # draws the same batch and dropout mask, so its first loss is the same.
+    c_prefix = str(tmp_path / 'c' / (LABEL + '_ep'))
+    train(LABEL, it, c_prefix, to_epoch=2, stop_epoch=1, base_lr=1e-2)
+    c = train(LABEL, it, c_prefix, to_epoch=2, base_lr=1e-2, batch_end_callback=log('c'))
+    assert np.array_equal(load_params_from_file(c[0])[0]['conv1a_weight'].asnumpy(),
+                          load_params_from_file(a[0])[0]['conv1a_weight'].asnumpy())
+    first_of_epoch2 = [loss for epoch, nbatch, loss in losses['a'] if (epoch, nbatch) == (1, 0)]
+    assert losses['c'][0][:2] == (1, 0) and [losses['c'][0][2]] == first_of_epoch2
+    d = train(LABEL, it, str(tmp_path / 'd' / (LABEL + '_ep')), to_epoch=2, base_lr=1e-2, seed=1)
+    assert not np.array_equal(load_params_from_file(d[-1])[0]['conv1a_weight'].asnumpy(), wa)
