@@ -234,6 +234,7 @@ def plot_rounds(per_round, path):
         else:
             ax.plot(range(1, len(values) + 1), values, marker='o', label=case)
     ax.set_xlabel('round')
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel('mIoU on target val (%)')
     ax.legend()
     ax.grid(alpha=0.3)
