@@ -161,19 +161,10 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
             '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher', 'thread',
             '--cache-images', '1', '--origin-size', '1914'])
         # The paper smooths with a 70 px window at 1024 x 2048: the same share of our width.
-        # ``--normalize class`` (each class map sums to 1) rather than the builder's default
-        # ``pixel``: with a per-pixel class distribution the rare classes' prior is tiny
-        # everywhere, so the only pixels where they win the prior-weighted argmax are those
-        # where every class's product is tiny; their class-balanced thresholds come out near
-        # 0 and in pass 2 (probability / threshold) they flood the image. On this benchmark
-        # that labelled 69% of the target pixels at 19% accuracy in round 0 (portion 0.2;
-        # person and traffic sign alone took 41%) and CBST-SP collapsed to 5.6 mIoU. Per-class
-        # scaling puts the classes on one footing: 20% labelled at 85% accuracy, no collapse.
         kernel = max(3, int(round(70. * w / 2048)) | 1)
         runner.run('spatial_prior', [
             _python(), _script('spatial_prior.py'), '--dataset', 'gta', '--split', 'train',
-            '--data-root', 'data/gta', '--shape', '%d,%d' % (h, w), '--kernel-size', str(kernel),
-            '--normalize', 'class'])
+            '--data-root', 'data/gta', '--shape', '%d,%d' % (h, w), '--kernel-size', str(kernel)])
         results = {'Source': [_evaluate(runner, 'evaluate_source', src_ckpt, 'eval/source', scale)]}
 
         for case, policy, prior in methods:

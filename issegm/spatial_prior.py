@@ -19,16 +19,21 @@ not reproducible from the paper alone; the choices below are ours:
   ``nearest``), applied to every class's count map. Smoothing counts
   (not ratios) keeps the estimate a weighted frequency.
 * Normalisation (``--normalize``):
-  ``pixel`` (default) -- divide by the smoothed count of labelled pixels, so
-  at every location the prior is a class distribution (sums to 1 over
-  classes): ``q_n(c) = p(c | n)``, the natural reading of a spatial prior that
-  multiplies ``p(c | image)``. Locations with no labelled pixel within reach
-  get the uniform 1/C.
-  ``class`` -- each class map sums to 1 over the image (``p(n | c)``), the
-  alternative reading; ``none`` -- smoothed hits per image.
-  With class-balanced thresholds a per-class constant cancels in the
-  pseudo-label ratios, but it changes the argmax used to pool confidences, so
-  the choice matters; ``pixel`` does not favour any class a priori.
+  ``class`` (default) -- each class map sums to 1 over the image
+  (``q_n(c) = p(n | c)``): where class c tends to be, relative to its own
+  spread. ``pixel`` -- divide by the smoothed count of labelled pixels, so at
+  every location the prior is a class distribution (``p(c | n)``; locations
+  with no labelled pixel within reach get 1/C). ``none`` -- smoothed hits per
+  image.
+  The default is ``class`` because ``pixel`` breaks class-balanced
+  thresholds: a rare class's prior is then tiny everywhere, so the only
+  pixels where it wins the prior-weighted argmax are those where every
+  class's product is tiny; its threshold (the k-th largest of those maxima)
+  comes out near 0, and in pass 2 (probability / threshold) the class floods
+  the image. On the bundled miniature benchmark that labelled 69% of the
+  target pixels at 19% accuracy in round 0 and CBST-SP fell to 5.6 mIoU;
+  with ``class``, 20% at 85% and no collapse. Per-class scaling cancels in
+  the thresholds' ratios and only reweights the argmax by location.
 
 CLI (from the repository root, ``PYTHONPATH=./``)::
 
@@ -81,7 +86,7 @@ class PriorAccumulator(object):
             self.counts[c] += lab == c
         self.num_images += 1
 
-    def finish(self, kernel_size=DEFAULT_KERNEL, sigma=None, normalize='pixel'):
+    def finish(self, kernel_size=DEFAULT_KERNEL, sigma=None, normalize='class'):
         """Smooth and normalise; returns float32 (classes, H, W)."""
         if normalize not in NORMALIZATIONS:
             raise ValueError('normalize must be one of %s, got %r' % (NORMALIZATIONS, normalize))
@@ -117,7 +122,7 @@ def smooth_map(counts, kernel_size=DEFAULT_KERNEL, sigma=None):
 
 
 def build_prior(labels, label2train, num_classes, shape=DEFAULT_SHAPE, kernel_size=DEFAULT_KERNEL,
-                sigma=None, normalize='pixel', progress=None):
+                sigma=None, normalize='class', progress=None):
     """Prior from an iterable of label-id maps or label file paths.
 
     ``label2train`` (uint8[256]) maps the files' label ids to train ids.
@@ -161,7 +166,7 @@ def parse_args(argv=None):
     p.add_argument('--kernel-size', dest='kernel_size', type=int, default=DEFAULT_KERNEL,
                    help='Gaussian window in prior pixels (paper: 70); <=1 disables smoothing')
     p.add_argument('--sigma', type=float, default=None, help='Gaussian sigma (default kernel/6)')
-    p.add_argument('--normalize', default='pixel', choices=NORMALIZATIONS,
+    p.add_argument('--normalize', default='class', choices=NORMALIZATIONS,
                    help='pixel: classes sum to 1 at each pixel; class: each map sums to 1; none')
     p.add_argument('--max-images', dest='max_images', type=int, default=None,
                    help='use only the first N list entries (quick look)')

@@ -27,7 +27,7 @@ def _layout(with_car):
 def test_layout_recovered_without_smoothing():
     info = get_dataset('gta')
     labels = [_layout(i % 2 == 0) for i in range(4)]     # car in half of the images
-    prior = sp.build_prior(labels, info.label2train, 19, shape=(16, 32), kernel_size=0)
+    prior = sp.build_prior(labels, info.label2train, 19, shape=(16, 32), kernel_size=0, normalize='pixel')
     assert prior.shape == (19, 16, 32) and prior.dtype == np.float32
     # nearest resize by 2: sky rows 0..5, void rows 6..7, car rows 10..13 x cols 12..19
     np.testing.assert_allclose(prior[SKY, :6], 1.0)
@@ -47,8 +47,8 @@ def test_layout_recovered_without_smoothing():
 def test_smoothing_spreads_but_keeps_the_peaks():
     info = get_dataset('gta')
     labels = [_layout(True), _layout(False)]
-    raw = sp.build_prior(labels, info.label2train, 19, shape=(32, 64), kernel_size=0)
-    smooth = sp.build_prior(labels, info.label2train, 19, shape=(32, 64), kernel_size=9)
+    raw = sp.build_prior(labels, info.label2train, 19, shape=(32, 64), kernel_size=0, normalize='pixel')
+    smooth = sp.build_prior(labels, info.label2train, 19, shape=(32, 64), kernel_size=9, normalize='pixel')
     np.testing.assert_allclose(smooth.sum(0), 1.0, rtol=1e-5)
     assert smooth.min() >= 0
     # the car prior leaks outside its block but peaks inside it
@@ -89,6 +89,13 @@ def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
                   '--shape', '8,16', '--kernel-size', '5'])
     assert rc == 0
     path = tmp_path / 'spatial_prior' / 'gta' / 'prior_array.mat'
+    # Default: per-class normalisation, each present class's map sums to 1.
+    default = scipy.io.loadmat(str(path))['prior_array']
+    sums = default.reshape(19, -1).sum(1)
+    assert np.allclose(sums[sums > 0], 1.0, rtol=1e-5) and sums[SKY] > 0
+    rc = sp.main(['--dataset', 'gta', '--split', 'mini', '--data-root', str(root),
+                  '--shape', '8,16', '--kernel-size', '5', '--normalize', 'pixel'])
+    assert rc == 0
     mat = scipy.io.loadmat(str(path))
     assert mat['prior_array'].shape == (19, 8, 16) and mat['prior_array'].dtype == np.float32
     np.testing.assert_allclose(mat['prior_array'].sum(0), 1.0, rtol=1e-5)
