@@ -26,7 +26,8 @@ look for them (as the reference does), or to ``--list-dir``.
   ``gtFine/.../*_gtFine_labelIds.png``; the full train split is written as
   ``train_full.lst`` (the published ``train.lst`` is the 505-image subset
   used for self-training) and the val split as ``val.lst``. The
-  ``cityscapes16`` lists are the same files.
+  ``cityscapes16`` lists are the same files and are written too (unless
+  ``--list-dir`` names one folder).
 
 A list that already exists with different content is not overwritten unless
 ``--force`` is given: the published lists in ``issegm/data_list`` fix which
@@ -270,7 +271,8 @@ def convert_synthia(root, quiet=False):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Prepare GTA-5 / SYNTHIA / Cityscapes roots for CBST.')
-    parser.add_argument('dataset', choices=['gta', 'synthia', 'cityscapes'])
+    parser.add_argument('dataset', choices=['gta', 'synthia', 'cityscapes', 'cityscapes16'],
+                        help='cityscapes writes the cityscapes16 lists too (the same files)')
     parser.add_argument('--data-root', required=True, help='the dataset root as downloaded')
     parser.add_argument('--output-root', default=None,
                         help='gta: write the pairs resized to 1052x1914 here (a new folder)')
@@ -299,8 +301,13 @@ def main(argv=None):
         if args.dataset == 'synthia':
             total, converted = convert_synthia(root, quiet=args.quiet)
             print('synthia: %d labels in GT/labels (%d converted now)' % (total, converted))
-        for path, n in make_lists(args.dataset, root, args.list_dir, force=args.force).items():
-            print('list %s: %d lines' % (path, n))
+        datasets = [args.dataset]
+        if args.dataset == 'cityscapes' and args.list_dir is None:
+            # The 16-class evaluation (SYNTHIA models) reads its own list folder.
+            datasets.append('cityscapes16')
+        for dataset in datasets:
+            for path, n in make_lists(dataset, root, args.list_dir, force=args.force).items():
+                print('list %s: %d lines' % (path, n))
     except DataError as exc:
         print('error: %s' % exc, file=sys.stderr)
         return 2

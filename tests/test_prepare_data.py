@@ -230,3 +230,15 @@ def test_layouts_synthia_writer_puts_class_ids_in_the_files_first_channel(tmp_pa
     assert a.dtype == np.uint16 and (a == b).all()
     np.testing.assert_array_equal(prep.read_synthia_ids(str(tmp_path / 'a/GT/LABELS/0000000.png')), ids)
     np.testing.assert_array_equal(prep.read_synthia_ids(str(tmp_path / 'b/GT/LABELS/0000000.png')), ids)
+
+
+def test_cli_cityscapes_writes_the_16_class_lists_too(tmp_path, monkeypatch):
+    root = tmp_path / 'cs'
+    img, lab = np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 7, np.uint8)
+    write_cityscapes(str(root), 'val', 'frankfurt', '000000_000294', img, lab)
+    monkeypatch.chdir(tmp_path)
+    assert prep.main(['cityscapes', '--data-root', str(root), '--quiet']) == 0
+    for dataset in ('cityscapes', 'cityscapes16'):
+        with open(os.path.join('issegm', 'data_list', dataset, 'val.lst')) as f:
+            assert f.read() == 'leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png\t' \
+                               'gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png\n'
