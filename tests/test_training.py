@@ -103,3 +103,25 @@ def test_runs_repeat_exactly_and_resume_draws_what_an_uninterrupted_run_draws(tm
     assert losses['c'][0][:2] == (1, 0) and [losses['c'][0][2]] == first_of_epoch2
     d = train(LABEL, it, str(tmp_path / 'd' / (LABEL + '_ep')), to_epoch=2, base_lr=1e-2, seed=1)
     assert not np.array_equal(load_params_from_file(d[-1])[0]['conv1a_weight'].asnumpy(), wa)
+
+
+def test_kill_in_the_middle_of_an_epoch_resumes_from_the_last_whole_one(tmp_path):
+    it = _file_iter(tmp_path / 'data')
+    prefix = str(tmp_path / 'run' / (LABEL + '_ep'))
+
+    def killer(epoch, nbatch, loss, lr):
+        if (epoch, nbatch) == (1, 1):  # second batch of epoch 2: a kill mid-epoch
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(LABEL, it, prefix, to_epoch=3, base_lr=1e-2, batch_end_callback=killer)
+    folder = os.path.dirname(prefix)
+    assert sorted(f for f in os.listdir(folder) if f.endswith('.params')) == [LABEL + '_ep-0001.params']
+    assert not [f for f in os.listdir(folder) if f.startswith('.')]  # no half-written file
+    ep1 = load_params_from_file(checkpoint_path(prefix, 1))[0]['conv1a_weight'].asnumpy()
+    seen = []
+    paths = train(LABEL, it, prefix, to_epoch=3, base_lr=1e-2,
+                  batch_end_callback=lambda e, b, loss, lr: seen.append((e, b)))
+    assert paths == [checkpoint_path(prefix, e) for e in (1, 2, 3)]
+    assert seen[0] == (1, 0)  # epoch 1 is not trained again
+    assert np.array_equal(load_params_from_file(paths[0])[0]['conv1a_weight'].asnumpy(), ep1)
