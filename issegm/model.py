@@ -18,7 +18,8 @@ from util.mxutil import check_params, load_params_from_file
 from util.symbol import layers
 from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 
-__all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'get_symbol',
+__all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'start_epoch',
+           'get_symbol',
            'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
            'CLASSIFIER_DATASET', 'head_param_names']
 
@@ -64,6 +65,22 @@ def epoch_from_weights(path):
         return int(stem.rsplit('-', 1)[1])
     except (IndexError, ValueError):
         raise ValueError('cannot read an epoch number from %s' % path)
+
+
+def start_epoch(weights, model):
+    """Epoch a training run starts from (spec section 2).
+
+    The number in the weights' name when their label is ``model`` (the run
+    continues), else 0 (a new model starts from them, e.g. source -> target).
+    """
+    if weights is None:
+        return 0
+    if '_ep-' not in os.path.basename(weights):
+        raise ValueError('cannot tell the starting epoch from %s: checkpoint names look like '
+                         '{label}_ep-0000.params; pass --from-epoch' % weights)
+    if label_from_weights(weights) != model:
+        return 0
+    return epoch_from_weights(weights)
 
 
 def _as_label(label):

@@ -72,22 +72,13 @@ def complete_args(args):
         raise ValueError('unknown --phase %r: use train or val' % (args.phase,))
     if args.output is None:
         args.output = os.path.dirname(args.weights) if args.phase == 'val' and args.weights else 'output'
-    if args.weights is not None:
-        base = os.path.basename(args.weights)
-        if args.model is None:
-            if '_ep-' not in base:
-                raise ValueError('cannot tell the model from --weights %s: pass --model' % args.weights)
-            args.model = base.rsplit('_ep-', 1)[0]
-        if args.phase == 'train' and args.from_epoch is None:
-            if '_ep-' not in base:
-                raise ValueError('cannot tell the starting epoch from --weights %s: pass --from-epoch'
-                                 % args.weights)
-            if base.split('_ep-')[0] == args.model:
-                args.from_epoch = int(os.path.splitext(base)[0].split('-')[-1])
+    from issegm.model import label_from_weights, start_epoch
+    if args.model is None and args.weights is not None:
+        args.model = label_from_weights(args.weights)
     if args.model is None:
         raise ValueError('missing --model (or --weights named {model}_ep-NNNN.params)')
     if args.from_epoch is None:
-        args.from_epoch = 0
+        args.from_epoch = start_epoch(args.weights, args.model) if args.phase == 'train' else 0
     if args.log_file is None:
         args.log_file = default_log_file(args)
     if args.with_prior not in ('True', 'False'):

@@ -57,7 +57,7 @@ def resolve_args(args):
       ``--base-lr`` omitted: 0.1; ``--output`` omitted: ``output``;
     * ``--log-file`` omitted: ``{model}.log``; ``--data-root``: ``data/{dataset}``.
     """
-    from issegm.model import epoch_from_weights, label_from_weights, parse_label
+    from issegm.model import label_from_weights, parse_label, start_epoch
     from issegm.training import LR_POLICIES
     if args.phase != 'train':
         raise TrainSrcError('train_src.py runs --phase train; evaluate with issegm/evaluate.py')
@@ -69,13 +69,10 @@ def resolve_args(args):
         if args.model is None:
             raise TrainSrcError('Missing argument: --model (or --weights named {label}_ep-NNNN.params)')
         spec = parse_label(args.model)
-        if args.weights is not None and args.from_epoch is None:
-            if label_from_weights(args.weights) == args.model:
-                args.from_epoch = epoch_from_weights(args.weights)
+        if args.from_epoch is None:
+            args.from_epoch = start_epoch(args.weights, args.model)
     except ValueError as exc:
         raise TrainSrcError(str(exc))
-    if args.from_epoch is None:
-        args.from_epoch = 0
     if args.to_epoch is None:
         raise TrainSrcError('--to-epoch is required (the number of epochs of the whole schedule)')
     if args.stop_epoch is None:

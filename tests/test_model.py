@@ -50,3 +50,12 @@ def test_output_shape(hw):
     out = net(mx.nd.zeros((2, 3) + hw))
     assert out.shape == (2, 19, hw[0] // 8, hw[1] // 8)
     assert np.allclose(out.sum(axis=1).asnumpy(), 1, atol=1e-5)
+
+
+def test_start_epoch_continues_only_the_same_model():
+    from issegm.model import start_epoch
+    assert start_epoch('out/0/cityscapes_rna-a1_cls19_s8_ep-0004.params', 'cityscapes_rna-a1_cls19_s8') == 4
+    assert start_epoch('models/gta_rna-a1_cls19_s8_ep-0000.params', 'cityscapes_rna-a1_cls19_s8') == 0
+    assert start_epoch(None, 'cityscapes_rna-a1_cls19_s8') == 0
+    with pytest.raises(ValueError, match='pass --from-epoch'):
+        start_epoch('weights.params', 'cityscapes_rna-a1_cls19_s8')
