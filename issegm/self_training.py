@@ -331,19 +331,22 @@ def generate_pseudo_labels(args, predictor=None):
             low_path = os.path.join(paths.probmap, name + '.npz')
             if finished[i]:
                 probs, im_hw, orig_hw = load_lowres(low_path)
-                up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
-                pred_np = class_argmax(up)
             else:
                 rim = read_image(os.path.join(args.data_root_tgt, image))
                 probs, im_hw = predictor.predict_lowres(rim, scale)
                 orig_hw = rim.shape[:2]
-                up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
+            up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
+            if prior is None:
+                # Without a prior the plain argmax is also the pooling prediction.
+                pred, conf = confidence_map(up)
+                pred_np = pred
+            else:
                 pred_np = class_argmax(up)
+                pred, conf = confidence_map(apply_prior(prior, up))
+            del up
+            if not finished[i]:
                 _write_pred(paths.nplabelIds, paths.npcolor, name, pred_np, info)
                 forwarded += 1
-            probmap = up if prior is None else apply_prior(prior, up)
-            del up
-            pred, conf = confidence_map(probmap)
             if with_prior:
                 _write_pred(paths.splabelIds, paths.spcolor, name, pred, info)
             # Written last: its presence means this image's pass 1 is done.
