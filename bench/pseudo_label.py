@@ -34,11 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the reference transcription the tests use
 
-from issegm.datasets import get_dataset  # noqa: E402
+from issegm.datasets import get_dataset, save_prediction  # noqa: E402
 from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
 from issegm.self_training import load_lowres, save_lowres, lowres_to_probmap  # noqa: E402
 from issegm.inference import padded_shape  # noqa: E402
-from util.image import longer_side_shape, save_png  # noqa: E402
+from util.image import longer_side_shape  # noqa: E402
 import reference_cbst  # noqa: E402
 
 STRIDE = 8
@@ -59,9 +59,8 @@ def make_lowres(num_images, num_classes, lowres_hw, seed):
 
 
 def write_labels(folder, name, label_train, info):
-    ids = info.train2label[label_train]
-    save_png(os.path.join(folder, 'pseudo_labelIds', name + '.png'), ids)
-    save_png(os.path.join(folder, 'pseudo_color', name + '.png'), ids, info.palette)
+    save_prediction(info, label_train, os.path.join(folder, 'pseudo_labelIds', name + '.png'),
+                    os.path.join(folder, 'pseudo_color', name + '.png'))
 
 
 # ---------------------------------------------------------------- reference approach

@@ -29,7 +29,8 @@ import os
 import numpy as np
 
 __all__ = ['DatasetInfo', 'DataError', 'DATASETS', 'get_dataset', 'list_path', 'read_list',
-           'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES', 'sample_name']
+           'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES', 'sample_name',
+           'save_prediction']
 
 IGNORE_LABEL = 255
 
@@ -153,6 +154,19 @@ def get_dataset(name):
     return info._replace(label2train=info.label2train.copy(), train2label=info.train2label.copy(),
                          palette=info.palette.copy(), class_names=list(info.class_names),
                          valid_label_ids=list(info.valid_label_ids))
+
+
+def save_prediction(info, train_ids, ids_path, color_path):
+    """Save a train-id map as a label-id PNG and a palette colour PNG; returns the label ids.
+
+    The colour file is written first and the label ids last, so the label-id
+    file's presence means both are there (self-training resumes on it).
+    """
+    from util.image import save_png
+    ids = info.train2label[train_ids]
+    save_png(color_path, ids, info.palette)
+    save_png(ids_path, ids)
+    return ids
 
 
 def sample_name(image_path):

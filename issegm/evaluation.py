@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from issegm import metrics
-from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name
+from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.log import set_logger
@@ -186,10 +186,9 @@ class Evaluation(object):
         return class_argmax(self.predictor.predict(image, self.scales)).astype(np.uint8, copy=False)
 
     def save(self, name, pred_train, label=None):
-        label_ids = self.info.train2label[pred_train]
         save_png(os.path.join(self.output, 'trainId', name + '.png'), pred_train)
-        save_png(os.path.join(self.output, 'labelId', name + '.png'), label_ids)
-        save_png(os.path.join(self.output, 'color', name + '.png'), label_ids, self.info.palette)
+        label_ids = save_prediction(self.info, pred_train, os.path.join(self.output, 'labelId', name + '.png'),
+                                    os.path.join(self.output, 'color', name + '.png'))
         if label is not None:
             # The reference's correctness map: 255 ignored, 127 right, 0 wrong.
             correct = np.where(~self.valid[label], 255, np.where(label == label_ids, 127, 0))

@@ -35,10 +35,10 @@ import time
 
 import numpy as np
 
-from issegm.datasets import get_dataset, list_path, read_list, sample_name
+from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
 from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
                                  mining_ids, pseudo_label, threshold_stats)
-from util.image import read_image, read_label, save_png
+from util.image import read_image, read_label
 from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
 from util.log import progress, set_logger
 from util.parallel import class_argmax
@@ -197,9 +197,7 @@ def load_spatial_prior(dataset, num_classes):
 
 
 def _write_pred(ids_folder, color_folder, name, train_ids, info):
-    ids = info.train2label[train_ids]
-    save_png(RoundPaths.png(color_folder, name), ids, info.palette)
-    save_png(RoundPaths.png(ids_folder, name), ids)
+    save_prediction(info, train_ids, RoundPaths.png(ids_folder, name), RoundPaths.png(color_folder, name))
 
 
 def _forward_config(args):
