@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
                                  mining_ids, pseudo_label, threshold_stats)
 from util.image import read_image, read_label
@@ -45,7 +46,7 @@ from util.parallel import class_argmax
 
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
            'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
-           'lowres_to_probmap', 'apply_prior', 'load_spatial_prior', 'generate_pseudo_labels',
+           'lowres_to_probmap', 'apply_prior', 'generate_pseudo_labels',
            'select_source', 'training_samples', 'retrain', 'make_dataiter', 'run', 'py2_str',
            'round_schedule', 'val_argv', 'train_argv', 'run_rounds']
 
@@ -183,19 +184,6 @@ def apply_prior(prior, probs):
     return np.multiply(prior, probs).astype(np.float32, copy=False)
 
 
-def load_spatial_prior(dataset, num_classes):
-    """``spatial_prior/{dataset}/prior_array.mat`` variable ``prior_array`` (source dataset name) as float32."""
-    import scipy.io
-    path = os.path.join('spatial_prior', dataset, 'prior_array.mat')
-    if not os.path.isfile(path):
-        raise FileNotFoundError('--with-prior True needs %s (build it with issegm/spatial_prior.py or '
-                                'download it; the folder is named after the SOURCE dataset)' % path)
-    prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
-    if prior.ndim != 3 or prior.shape[0] != num_classes:
-        raise ValueError('%s: prior_array has shape %s, expected %d x H x W' % (path, prior.shape, num_classes))
-    return prior
-
-
 def _write_pred(ids_folder, color_folder, name, train_ids, info):
     save_prediction(info, train_ids, RoundPaths.png(ids_folder, name), RoundPaths.png(color_folder, name))
 
@@ -299,7 +287,7 @@ def generate_pseudo_labels(args, predictor=None):
             os.remove(paths.thresholds_used)
     _write_json(fwd_path, _forward_config(args))
 
-    prior = load_spatial_prior(args.dataset, spec.classes) if with_prior else None
+    prior = load_prior(args.dataset, spec.classes) if with_prior else None
     has_gt = args.split_tgt in ('train', 'val') and all(label is not None for _, label in items)
     cm_np = ConfusionMatrix(spec.classes) if has_gt else None
     cm_sp = ConfusionMatrix(spec.classes) if has_gt and with_prior else None

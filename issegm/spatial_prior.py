@@ -148,9 +148,20 @@ def save_prior(path, prior):
     return path
 
 
-def load_prior(path):
-    """``prior_array`` as float32 (classes, H, W)."""
-    return scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+def load_prior(dataset, num_classes, root='spatial_prior'):
+    """``spatial_prior/{dataset}/prior_array.mat`` (``prior_array``) as float32 (classes, H, W).
+
+    ``dataset`` is the SOURCE dataset the prior was counted on; a missing file
+    or a prior for another class count is a one-line error.
+    """
+    path = prior_path(dataset, root)
+    if not os.path.isfile(path):
+        raise FileNotFoundError('--with-prior True needs %s (build it with issegm/spatial_prior.py or '
+                                'download it; the folder is named after the SOURCE dataset)' % path)
+    prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+    if prior.ndim != 3 or prior.shape[0] != num_classes:
+        raise ValueError('%s: prior_array has shape %s, expected %d x H x W' % (path, prior.shape, num_classes))
+    return prior
 
 
 def parse_args(argv=None):

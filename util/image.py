@@ -11,8 +11,8 @@ from PIL import Image
 
 from util.io import atomic_path
 
-__all__ = ['MEAN_RGB', 'STD_RGB', 'interp_method', 'resize', 'resize_longer',
-           'longer_side_shape', 'normalize', 'mean_color', 'save_png', 'read_image',
+__all__ = ['MEAN_RGB', 'STD_RGB', 'interp_method', 'resize',
+           'longer_side_shape', 'normalize', 'save_png', 'read_image',
            'read_label']
 
 # ImageNet statistics used by the released ResNet-38 weights.
@@ -59,21 +59,11 @@ def longer_side_shape(hw, size):
     return size, int(np.round(1. * size * w / h))
 
 
-def resize_longer(img, size):
-    """Scale an image so that its longer side equals ``size``."""
-    return resize(img, longer_side_shape(img.shape[:2], size))
-
-
 def normalize(img):
     """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order)."""
     data = img.astype(np.float32) * np.float32(1.0 / 255)
     data = (data - MEAN_RGB) / STD_RGB
     return np.ascontiguousarray(data.transpose(2, 0, 1), dtype=np.float32)
-
-
-def mean_color():
-    """The RGB colour that normalises to (about) zero: padding colour of the iterator."""
-    return MEAN_RGB * 255.
 
 
 def read_image(path):
