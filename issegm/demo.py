@@ -63,9 +63,10 @@ def _script(name):
 class Runner(object):
     """Runs the project's commands in ``workdir``, logging each to ``logs/{step}.log``."""
 
-    def __init__(self, workdir, progress):
+    def __init__(self, workdir, progress, gpus):
         self.workdir = workdir
         self.progress = progress
+        self.gpus = gpus
         self.env = dict(os.environ)
         self.env['PYTHONPATH'] = REPO + os.pathsep + self.env.get('PYTHONPATH', '')
         self.times = []
@@ -144,8 +145,7 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
     steps = 4 + len(methods) * (1 + p['rounds'])
     start = time.time()
     with tqdm(total=steps, unit='step', dynamic_ncols=True) as bar:
-        runner = Runner(workdir, bar)
-        runner.gpus = gpus
+        runner = Runner(workdir, bar, gpus)
         bar.set_description('generate benchmark')
         h, w = prepare_benchmark(workdir, p, seed)
         bar.update(1)
