@@ -181,9 +181,17 @@ class Evaluation(object):
             for sub in ('color', 'labelId', 'trainId'):
                 makedirs(os.path.join(output, sub))
 
+    def start(self, image):
+        """Launch the forwards of one RGB image (see :meth:`Predictor.start`)."""
+        return self.predictor.start(image, self.scales)
+
+    def finish(self, job):
+        """Train-id prediction (uint8 H x W) of a started image."""
+        return class_argmax(self.predictor.finish(job)).astype(np.uint8, copy=False)
+
     def predict(self, image):
         """Train-id prediction (uint8 H x W) of one RGB image."""
-        return class_argmax(self.predictor.predict(image, self.scales)).astype(np.uint8, copy=False)
+        return self.finish(self.start(image))
 
     def save(self, name, pred_train, label=None):
         save_png(os.path.join(self.output, 'trainId', name + '.png'), pred_train)
@@ -202,13 +210,17 @@ class Evaluation(object):
 
 
 def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None,
-                   background_save=True):
+                   background_save=True, overlap=True):
     """Run ``evaluation`` over the split; returns its confusion matrix.
 
-    With ``background_save`` the PNGs are written by one helper thread (at
-    most two images behind), so encoding overlaps the next forward pass;
-    any write error is raised here before the function returns.
+    The next image's forward is launched before this one is upsampled,
+    scored and saved (:func:`issegm.inference.ahead`), so on a GPU the
+    post-processing hides behind the network. With ``background_save`` the
+    PNGs are written by one helper thread (at most two images behind); any
+    write error is raised here before the function returns. ``overlap=False``
+    waits for each image before launching the next (for benchmarks).
     """
+    from issegm.inference import ahead
     x_num = len(prepared.items)
     start = time.time()
     timer = timer if timer is not None else {}
@@ -216,13 +228,26 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     timer.setdefault('other', 0.0)
     writer = concurrent.futures.ThreadPoolExecutor(1) if background_save and evaluation.save_results else None
     pending = collections.deque()
+
+    launch_seconds = [0.0]  # spent launching forwards; counted as predict, not other
+
+    def launch(record):
+        t0 = time.time()
+        try:
+            return evaluation.start(record[1])
+        finally:
+            launch_seconds[0] += time.time() - t0
+
     try:
         t_last = time.time()
-        for i, (image_rel, image, label) in enumerate(
-                _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)):
+        records = _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)
+        for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
+            image_rel, _, label = launched.item
             t0 = time.time()
-            timer['other'] += t0 - t_last
-            pred = evaluation.predict(image)
+            timer['other'] += t0 - t_last - launch_seconds[0]
+            timer['predict'] += launch_seconds[0]
+            launch_seconds[0] = 0.0
+            pred = evaluation.finish(launched.get())
             t1 = time.time()
             timer['predict'] += t1 - t0
             if label is not None:

@@ -233,6 +233,7 @@ def generate_pseudo_labels(args, predictor=None):
     ``predictor`` (an :class:`issegm.inference.Predictor`-like object) is built
     from ``--model``/``--weights`` when not given; tests pass a cheap one.
     """
+    from issegm.inference import ahead
     from issegm.metrics import ConfusionMatrix
     from issegm.model import parse_label
     spec = parse_label(args.model)
@@ -310,17 +311,25 @@ def generate_pseudo_labels(args, predictor=None):
         predictor = _make_predictor(args, spec, get_contexts(args.gpus))
 
     # ---- pass 1: forward (or reload), argmax outputs, confidences, scores
+    def launch(i):
+        # Image i+1 is read and its forward launched before image i is upsampled.
+        if finished[i]:
+            return None
+        return predictor.start(read_image(os.path.join(args.data_root_tgt, items[i][0])), [scale])
+
     bar = progress(x_num, 'round %d pass 1/2 forward' % r)
     start, forwarded = time.time(), 0
-    for i, ((image, label), name) in enumerate(zip(items, names)):
+    for launched in ahead(range(x_num), launch):
+        i = launched.item
+        (image, label), name = items[i], names[i]
         try:
             low_path = os.path.join(paths.probmap, name + '.npz')
             if finished[i]:
                 probs, im_hw, orig_hw = load_lowres(low_path)
             else:
-                rim = read_image(os.path.join(args.data_root_tgt, image))
-                probs, im_hw = predictor.predict_lowres(rim, scale)
-                orig_hw = rim.shape[:2]
+                job = launched.get()
+                (probs, im_hw), = job.lowres()
+                orig_hw = job.orig_hw
             up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
             if prior is None:
                 # Without a prior the plain argmax is also the pooling prediction.

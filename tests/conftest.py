@@ -1,11 +1,11 @@
-"""Shared fixtures. Tests run from any folder; the project root goes on sys.path."""
+"""Shared fixtures. Tests run from any folder; the project root, tests/ and bench/ go on sys.path."""
 import os
 import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, 'tests')):
+for path in (ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'bench')):
     if path not in sys.path:
         sys.path.insert(0, path)
 

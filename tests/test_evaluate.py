@@ -228,3 +228,27 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert not os.path.exists('bad')       # nothing written
+
+
+def test_next_image_is_forwarded_while_this_one_is_post_processed(city, tmp_path, monkeypatch):
+    import time
+    from standin import DeviceStandIn
+    device = DeviceStandIn(0.3)
+    spans = []
+    real = Predictor.upsample
+
+    def slow_upsample(self, *a):
+        start = time.perf_counter()
+        out = real(self, *a)
+        time.sleep(0.15)
+        spans.append((start, time.perf_counter()))
+        return out
+    monkeypatch.setattr(Predictor, 'upsample', slow_upsample)
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    open(weights, 'w').close()   # never read: the network is injected
+    res = evaluation.run(_args(city, weights, '--output', 'out'), net=device)
+    assert res['scores']['mean_iou'] >= 0
+    fwd = sorted(device.spans)
+    assert len(fwd) == 3 and len(spans) == 3
+    for i in range(2):
+        assert fwd[i + 1][0] < spans[i][1] - 0.1   # sequential code: forward i+1 after upsampling i

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from issegm.inference import Predictor, padded_shape, upsample_probs
+from issegm.inference import Predictor, ahead, padded_shape, upsample_probs
 from issegm.model import get_model
 from util.image import normalize
 
@@ -80,3 +80,70 @@ def test_multi_scale_with_one_scale_equals_single(net):
     two = p.predict(img, [64, 96])
     assert np.allclose(two, 0.5 * (p.predict(img, 64) + p.predict(img, 96)), atol=1e-6)
     assert two.shape == (19, 48, 80)
+
+
+def test_start_then_finish_is_predict_exactly(net):
+    img = _image(50, 90, seed=3)
+    p = Predictor(net, 19, 8, flip=True)
+    job = p.start(img, [64, 96])
+    assert job.orig_hw == (50, 90) and len(job.lowres()) == 2
+    np.testing.assert_array_equal(p.finish(job), p.predict(img, [64, 96]))
+    np.testing.assert_array_equal(p.start(img, [64]).lowres()[0][0], p.predict_lowres(img, 64)[0])
+
+
+def test_ahead_launches_the_next_item_before_yielding_this_one():
+    events = []
+
+    def launch(x):
+        events.append(('launch', x))
+        return x * 10
+
+    for launched in ahead(range(3), launch):
+        events.append(('use', launched.item, launched.get()))
+    assert events == [('launch', 0), ('launch', 1), ('use', 0, 0), ('launch', 2), ('use', 1, 10),
+                      ('use', 2, 20)]
+
+
+def test_ahead_reports_a_launch_error_at_its_own_item():
+    def launch(x):
+        if x == 2:
+            raise IOError('cannot read image 2')
+        return x
+
+    done = []
+    with pytest.raises(IOError, match='image 2'):
+        for launched in ahead(range(4), launch):
+            done.append(launched.get())
+    assert done == [0, 1]  # item 1 was finished although item 2's launch had already failed
+
+
+def test_the_forward_is_asynchronous_and_overlaps_the_upsampling(monkeypatch):
+    """With a device that takes 0.3 s a forward, image i+1 is on the device while image i is upsampled."""
+    import time
+    from standin import DeviceStandIn
+    device = DeviceStandIn(0.3)
+    p = Predictor(device, 19, 8)
+    spans = []
+    real = Predictor.upsample
+
+    def slow_upsample(self, *a):
+        start = time.perf_counter()
+        out = real(self, *a)
+        time.sleep(0.15)  # host work worth half a forward
+        spans.append((start, time.perf_counter()))
+        return out
+    monkeypatch.setattr(Predictor, 'upsample', slow_upsample)
+
+    t0 = time.perf_counter()
+    job = p.start(_image(64, 128), [128])
+    assert time.perf_counter() - t0 < 0.2  # returned before the device finished
+    p.finish(job)
+    device.spans.clear()
+    spans.clear()
+    for launched in ahead([_image(64, 128, seed=s) for s in range(3)], lambda im: p.start(im, [128])):
+        p.finish(launched.get())
+    fwd = sorted(device.spans)
+    assert len(fwd) == 3 and len(spans) == 3
+    for i in range(2):
+        # Sequential code would start forward i+1 only after upsampling i ended.
+        assert fwd[i + 1][0] < spans[i][1] - 0.1

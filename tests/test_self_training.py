@@ -6,6 +6,7 @@ probabilities, so these tests exercise everything after the forward pass
 without MXNet. The end-to-end runs with the real network are in test_solve.py.
 """
 import os
+import types
 
 import numpy as np
 import pytest
@@ -32,6 +33,11 @@ class FakePredictor(object):
     def __init__(self, fail_at=None):
         self.calls = 0
         self.fail_at = fail_at
+
+    def start(self, image, scales):
+        """Predictor.start's interface: the result is computed here, returned on lowres()."""
+        outs = [self.predict_lowres(image, s) for s in scales]
+        return types.SimpleNamespace(lowres=lambda: outs, orig_hw=image.shape[:2])
 
     def predict_lowres(self, image, scale):
         if self.fail_at is not None and self.calls == self.fail_at:
@@ -185,3 +191,25 @@ def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():
     small, large = st.select_source(1000, 0.03, 0), st.select_source(1000, 0.0325, 0)
     assert len(small) == 30 and len(large) == 32
     np.testing.assert_array_equal(large[:30], small)  # a larger portion extends the smaller one
+
+
+def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, monkeypatch):
+    import time
+    from issegm.inference import Predictor
+    from standin import DeviceStandIn
+    device = DeviceStandIn(0.3)
+    spans = []
+    real = st.lowres_to_probmap
+
+    def slow(*a, **k):
+        start = time.perf_counter()
+        out = real(*a, **k)
+        time.sleep(0.15)
+        spans.append((start, time.perf_counter()))
+        return out
+    monkeypatch.setattr(st, 'lowres_to_probmap', slow)
+    st.generate_pseudo_labels(val_args('out'), predictor=Predictor(device, C, 8))
+    fwd = sorted(device.spans)
+    assert len(fwd) == len(NAMES) and len(spans) == 2 * len(NAMES)  # pass 1 and pass 2
+    for i in range(len(NAMES) - 1):
+        assert fwd[i + 1][0] < spans[i][1] - 0.1
