@@ -6,6 +6,11 @@
 2. Times forward, and forward+backward+update, of the 19-class network on a
    ``batch x 3 x size x size`` batch through the training Module, printing
    seconds per iteration.
+3. Times the evaluation loop's core (forward, bicubic upsampling, argmax) on
+   ``--eval-images`` images of ``--eval-size`` with the next image's forward
+   launched first (as ``evaluate.py`` and pseudo-labelling do) and one image
+   at a time, and prints the host work the overlap hid. On a GPU the overlap
+   should bring the time an image close to the forward alone.
 
     python bench/gpu_check.py --gpus 0                 # on a GPU machine
     python bench/gpu_check.py --gpus cpu --size 64      # the same code on the CPU
@@ -67,6 +72,29 @@ def time_steps(label, contexts, batch, size, repeat):
     return run(False), run(True)
 
 
+def overlap_check(label, ctx, images, hw):
+    """Seconds an image of forward + upsampling + argmax, overlapped and one at a time, and the forward alone."""
+    from issegm.inference import Predictor, ahead
+    from util.parallel import class_argmax
+    predictor = Predictor(get_model(label, ctx=ctx), 19, 8, ctx=ctx)
+    rng = np.random.RandomState(0)
+    ims = [(rng.rand(*(tuple(hw) + (3,))) * 255).astype(np.uint8) for _ in range(images)]
+    scale = max(hw)
+    class_argmax(predictor.predict(ims[0], [scale]))   # warm-up: graph, memory plan
+
+    def loop(depth):
+        start = time.perf_counter()
+        for launched in ahead(ims, lambda im: predictor.start(im, [scale]), depth=depth):
+            class_argmax(predictor.finish(launched.get()))
+        return (time.perf_counter() - start) / images
+
+    start = time.perf_counter()
+    for im in ims:
+        predictor.start(im, [scale]).lowres()
+    forward = (time.perf_counter() - start) / images
+    return loop(1), loop(0), forward
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--gpus', default='0')
@@ -75,6 +103,8 @@ def main():
     parser.add_argument('--repeat', type=int, default=5)
     parser.add_argument('--arch', default='a1')
     parser.add_argument('--skip-golden', action='store_true')
+    parser.add_argument('--eval-images', type=int, default=4)
+    parser.add_argument('--eval-size', type=int, nargs=2, default=(1024, 2048), metavar=('H', 'W'))
     args = parser.parse_args()
     contexts = get_contexts(args.gpus)
     print('contexts: %s' % contexts)
@@ -88,6 +118,10 @@ def main():
     fwd, step = time_steps(label, contexts, args.batch, args.size, args.repeat)
     print('%s, batch %dx3x%dx%d: forward %.4f s/iter, forward+backward+update %.4f s/iter'
           % (label, args.batch, args.size, args.size, fwd, step))
+    overlapped, sequential, forward = overlap_check(label, contexts[0], args.eval_images, args.eval_size)
+    print('evaluation core at %dx%d (forward, upsampling, argmax): %.3f s an image with the next forward '
+          'launched first, %.3f s one at a time, %.3f s forward alone; overlapped/sequential = %.2f'
+          % (tuple(args.eval_size) + (overlapped, sequential, forward, overlapped / sequential)))
 
 
 if __name__ == '__main__':

@@ -8,8 +8,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_gpu_check_runs_on_cpu_fallback():
     out = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'gpu_check.py'), '--gpus', '0',
-                          '--arch', 't1', '--size', '64', '--repeat', '1', '--skip-golden'],
+                          '--arch', 't1', '--size', '64', '--repeat', '1', '--skip-golden',
+                           '--eval-images', '2', '--eval-size', '64', '128'],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert 'running on the CPU' in out.stderr
     assert 'forward+backward+update' in out.stdout
+    assert 'evaluation core at 64x128' in out.stdout and 'overlapped/sequential' in out.stdout
