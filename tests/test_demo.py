@@ -2,9 +2,10 @@
 import json
 import os
 
+import pytest
 from PIL import Image
 
-from issegm import demo
+from issegm import demo, toy
 
 
 def test_quick_demo_writes_table_plot_and_picture(tmp_path):
@@ -25,6 +26,18 @@ def test_quick_demo_writes_table_plot_and_picture(tmp_path):
     saved = json.loads((out / 'summary.json').read_text())
     assert saved['mIoU_per_round']['CBST'] == summary['mIoU_per_round']['CBST']
     assert len(saved['mIoU_per_round']['CBST']) == demo.PRESETS['quick']['rounds']
+    # gains against Source: the table's (last-round) mIoU, and the rare classes' mean IoU gain
+    gains = saved['gains']
+    assert gains['Source']['mIoU_gain'] == 0 and gains['Source']['rare_class_gain'] == 0
+    for case in ('ST', 'CBST', 'CBST-SP'):
+        assert abs(gains[case]['mIoU'] - float(rows[case][0])) < 0.051
+        assert abs(gains[case]['mIoU_gain'] - (float(rows[case][0]) - float(rows['Source'][0]))) < 0.11
+        assert gains[case]['best_round_mIoU'] == pytest.approx(max(saved['mIoU_per_round'][case]), abs=1e-6)
+    rare = saved['rare_classes']
+    assert len(rare) == len(toy.RARE_CLASSES) and 5 in rare and 11 in rare  # pole, person
+    cols = [float(rows['CBST'][1 + i]) - float(rows['Source'][1 + i]) for i in rare]
+    assert abs(gains['CBST']['rare_class_gain'] - sum(cols) / len(cols)) < 0.11
+    assert saved['verdict'].startswith('CBST vs Source: ') and ' vs ST ' in saved['verdict']
     # The real scripts ran, in the reference layout, from the work folder.
     assert (out / 'adapt' / 'CBST' / '0' / 'self_train' / 'pseudo_labelIds').is_dir()
     assert (out / 'issegm' / 'data_list' / 'cityscapes' / 'train_training_gpu0.lst').is_file()

@@ -145,6 +145,23 @@ def test_domains_differ_in_colour(scenes):
     assert res['target'][1] < 0.5 * res['source'][1]
 
 
+def test_gap_knob_darkens_and_cools_the_target_and_widens_the_colour_gap(scenes):
+    # the same target scenes (gap draws nothing from the generator) at three gaps
+    fit = scenes['source'][:45]
+    seen = {}
+    for gap in (0.0, toy.DEFAULT_GAP, 0.5):
+        pairs = [toy.render_scene(toy.image_rng(0, 'target', 'train', i), (64, 128), 'target', gap)
+                 for i in range(20)]
+        assert all(np.array_equal(lab, scenes['target'][i][1]) for i, (_, lab) in enumerate(pairs))
+        px = np.concatenate([img.reshape(-1, 3) for img, _ in pairs]).astype(np.float64)
+        acc = toy.colour_classifier_gap(fit, {'t': pairs}, method='histogram')['t'][0]
+        seen[gap] = (px.mean(), px[:, 2].mean() / px[:, 0].mean(), acc)
+    (b0, c0, a0), (b1, c1, a1), (b2, c2, a2) = seen[0.0], seen[toy.DEFAULT_GAP], seen[0.5]
+    assert b0 > b1 + 5 > b2 + 10                     # darker exposure
+    assert c0 + 0.05 < c1 < c2 - 0.05                # bluer cast
+    assert a0 > a1 + 0.1 > a2 + 0.2                  # a source colour model fails more and more
+
+
 def test_cli_writes_benchmark_and_preview(tmp_path, capsys):
     out, preview = str(tmp_path / 'cli'), str(tmp_path / 'preview.png')
     assert toy.main(['--out', out, '--n-source', '3', '--n-source-val', '1', '--n-target-train', '2',
