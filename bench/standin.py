@@ -17,7 +17,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['DeviceStandIn']
+__all__ = ['DeviceStandIn', 'with_host_delay']
 
 _REGISTRY = {}
 _IDS = itertools.count()
@@ -86,3 +86,18 @@ class DeviceStandIn(object):
     def __call__(self, data):
         return mx.nd.Custom(data, op_type='cbst_device_standin', owner_id=self._id,
                             num_classes=self.num_classes, stride=self.stride)
+
+
+def with_host_delay(fn, seconds, spans):
+    """``fn`` followed by ``seconds`` of host time; each call's ``(start, end)`` is appended to ``spans``.
+
+    Makes a step of the host loop (e.g. upsampling) long enough that whether
+    the device worked meanwhile shows in the spans.
+    """
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        time.sleep(seconds)
+        spans.append((start, time.perf_counter()))
+        return out
+    return wrapper

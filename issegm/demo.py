@@ -208,21 +208,22 @@ def rare_train_ids():
     return sorted(int(lut[lid]) for lid in RARE_CLASSES)
 
 
-def gains(results):
+def gains(scores):
     """Per case, against Source: the table's (last-round) mIoU and its gain, the best
-    round, and the mean IoU gain over the rare classes (all in points)."""
-    from issegm.metrics import load_results
+    round, and the mean IoU gain over the rare classes (all in points).
+
+    ``scores`` maps each case to its rounds' score dicts (``results.json``'s ``scores``).
+    """
     rare = rare_train_ids()
-    ious = {case: [np.asarray(load_results(p)['scores']['class_iou'], np.float64) * 100 for p in paths]
-            for case, paths in results.items()}
-    source = ious['Source'][0]
+    source = np.asarray(scores['Source'][0]['class_iou'], np.float64) * 100
     out = {}
-    for case, per_round in ious.items():
-        miou = [float(iou.mean()) for iou in per_round]
+    for case, per_round in scores.items():
+        miou = [s['mean_iou'] * 100 for s in per_round]
         best = int(np.argmax(miou))
-        out[case] = {'mIoU': miou[-1], 'mIoU_gain': miou[-1] - float(source.mean()),
+        last = np.asarray(per_round[-1]['class_iou'], np.float64) * 100
+        out[case] = {'mIoU': miou[-1], 'mIoU_gain': miou[-1] - scores['Source'][0]['mean_iou'] * 100,
                      'best_round': best + 1, 'best_round_mIoU': miou[best],
-                     'rare_class_gain': float((per_round[-1][rare] - source[rare]).mean())}
+                     'rare_class_gain': float((last[rare] - source[rare]).mean())}
     return out
 
 
@@ -240,13 +241,12 @@ def verdict(gain):
 def summarise(workdir, results, preset, seconds, times):
     """Write ``table.md``, ``summary.json``, ``mIoU_per_round.png`` and ``predictions.png``."""
     from issegm.metrics import load_results, markdown_table
-    rows = [(case, load_results(paths[-1])['scores']) for case, paths in results.items()]
-    table = markdown_table(rows)
+    scores = {case: [load_results(p)['scores'] for p in paths] for case, paths in results.items()}
+    table = markdown_table([(case, rounds[-1]) for case, rounds in scores.items()])
     with open(os.path.join(workdir, 'table.md'), 'w') as f:
         f.write(table)
-    per_round = {case: [load_results(p)['scores']['mean_iou'] * 100 for p in paths]
-                 for case, paths in results.items()}
-    gain = gains(results)
+    per_round = {case: [s['mean_iou'] * 100 for s in rounds] for case, rounds in scores.items()}
+    gain = gains(scores)
     summary = {'table': table, 'mIoU_per_round': per_round, 'gains': gain, 'verdict': verdict(gain),
                'rare_classes': rare_train_ids(), 'seconds': seconds,
                'step_seconds': dict(times), 'preset': preset,

@@ -229,27 +229,24 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     writer = concurrent.futures.ThreadPoolExecutor(1) if background_save and evaluation.save_results else None
     pending = collections.deque()
 
-    launch_seconds = [0.0]  # spent launching forwards; counted as predict, not other
+    predict_before = timer['predict']
 
-    def launch(record):
+    def predicting(fn, arg):
+        # Launches and finishes count as predict; everything else in the loop is other.
         t0 = time.time()
         try:
-            return evaluation.start(record[1])
+            return fn(arg)
         finally:
-            launch_seconds[0] += time.time() - t0
+            timer['predict'] += time.time() - t0
+
+    def launch(record):
+        return predicting(evaluation.start, record[1])
 
     try:
-        t_last = time.time()
         records = _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)
         for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
             image_rel, _, label = launched.item
-            t0 = time.time()
-            timer['other'] += t0 - t_last - launch_seconds[0]
-            timer['predict'] += launch_seconds[0]
-            launch_seconds[0] = 0.0
-            pred = evaluation.finish(launched.get())
-            t1 = time.time()
-            timer['predict'] += t1 - t0
+            pred = predicting(evaluation.finish, launched.get())
             if label is not None:
                 evaluation.score(pred, label, image_rel)
             if evaluation.save_results:
@@ -259,18 +256,15 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
                     pending.append(writer.submit(evaluation.save, sample_name(image_rel), pred, label))
                     while len(pending) > 2:
                         pending.popleft().result()
-            t_last = time.time()
-            timer['other'] += t_last - t1
             if (i + 1) % log_every == 0 or i + 1 == x_num:
                 speed = (i + 1) / max(time.time() - start, 1e-9)
                 msg = 'Done {}/{} with speed: {:.2f}/s'.format(i + 1, x_num, speed)
                 if label is not None:
                     msg += '; ' + evaluation.cm.summary()
                 logger.info(msg)
-        t_wait = time.time()
         while pending:
             pending.popleft().result()
-        timer['other'] += time.time() - t_wait
+        timer['other'] += time.time() - start - (timer['predict'] - predict_before)
     finally:
         if writer is not None:
             writer.shutdown(wait=True)

@@ -231,19 +231,10 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
 
 
 def test_next_image_is_forwarded_while_this_one_is_post_processed(city, tmp_path, monkeypatch):
-    import time
-    from standin import DeviceStandIn
+    from standin import DeviceStandIn, with_host_delay
     device = DeviceStandIn(0.3)
     spans = []
-    real = Predictor.upsample
-
-    def slow_upsample(self, *a):
-        start = time.perf_counter()
-        out = real(self, *a)
-        time.sleep(0.15)
-        spans.append((start, time.perf_counter()))
-        return out
-    monkeypatch.setattr(Predictor, 'upsample', slow_upsample)
+    monkeypatch.setattr(Predictor, 'upsample', with_host_delay(Predictor.upsample, 0.15, spans))
     weights = str(tmp_path / (LABEL + '_ep-0000.params'))
     open(weights, 'w').close()   # never read: the network is injected
     res = evaluation.run(_args(city, weights, '--output', 'out'), net=device)

@@ -120,19 +120,12 @@ def test_ahead_reports_a_launch_error_at_its_own_item():
 def test_the_forward_is_asynchronous_and_overlaps_the_upsampling(monkeypatch):
     """With a device that takes 0.3 s a forward, image i+1 is on the device while image i is upsampled."""
     import time
-    from standin import DeviceStandIn
+    from standin import DeviceStandIn, with_host_delay
     device = DeviceStandIn(0.3)
     p = Predictor(device, 19, 8)
     spans = []
-    real = Predictor.upsample
-
-    def slow_upsample(self, *a):
-        start = time.perf_counter()
-        out = real(self, *a)
-        time.sleep(0.15)  # host work worth half a forward
-        spans.append((start, time.perf_counter()))
-        return out
-    monkeypatch.setattr(Predictor, 'upsample', slow_upsample)
+    # host work worth half a forward
+    monkeypatch.setattr(Predictor, 'upsample', with_host_delay(Predictor.upsample, 0.15, spans))
 
     t0 = time.perf_counter()
     job = p.start(_image(64, 128), [128])

@@ -194,20 +194,11 @@ def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():
 
 
 def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, monkeypatch):
-    import time
     from issegm.inference import Predictor
-    from standin import DeviceStandIn
+    from standin import DeviceStandIn, with_host_delay
     device = DeviceStandIn(0.3)
     spans = []
-    real = st.lowres_to_probmap
-
-    def slow(*a, **k):
-        start = time.perf_counter()
-        out = real(*a, **k)
-        time.sleep(0.15)
-        spans.append((start, time.perf_counter()))
-        return out
-    monkeypatch.setattr(st, 'lowres_to_probmap', slow)
+    monkeypatch.setattr(st, 'lowres_to_probmap', with_host_delay(st.lowres_to_probmap, 0.15, spans))
     st.generate_pseudo_labels(val_args('out'), predictor=Predictor(device, C, 8))
     fwd = sorted(device.spans)
     assert len(fwd) == len(NAMES) and len(spans) == 2 * len(NAMES)  # pass 1 and pass 2

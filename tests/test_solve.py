@@ -220,16 +220,20 @@ def mtimes(pattern):
     return {p: os.path.getmtime(p) for p in glob.glob(pattern, recursive=True)}
 
 
-def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epoch(mini):
-    proc = ao_child(AO_FLAGS)
-    ckpt3 = 'ao/1/%s_ep-0003.params' % MODEL
+def kill_when_exists(proc, path, what, poll=0.02):
+    """SIGKILL ``proc``'s process group as soon as ``path`` exists (fails if it exits or 120 s pass first)."""
     deadline = time.time() + 120
-    while not os.path.exists(ckpt3):
+    while not os.path.exists(path):
         assert proc.poll() is None, proc.stderr.read()[-2000:]
-        assert time.time() < deadline, 'round 1 never reached its first epoch'
-        time.sleep(0.02)
+        assert time.time() < deadline, what
+        time.sleep(poll)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epoch(mini):
+    proc = ao_child(AO_FLAGS)
+    kill_when_exists(proc, 'ao/1/%s_ep-0003.params' % MODEL, 'round 1 never reached its first epoch')
     final = 'ao/1/%s_ep-0004.params' % MODEL
     assert not os.path.exists(final), 'the kill came too late to test resuming'
     before = mtimes('ao/0/**/*.png')
@@ -309,14 +313,8 @@ def test_solve_AO_with_self_training_script_two_rounds_killed_in_round_one_train
         '--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
     proc = subprocess.Popen(cmd, env=script_env(), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    started = 'ao/1/source_selected.lst'  # written when round 1's training phase starts
-    deadline = time.time() + 120
-    while not os.path.exists(started):
-        assert proc.poll() is None, proc.stderr.read()[-2000:]
-        assert time.time() < deadline, 'round 1 training never started'
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # source_selected.lst is written when round 1's training phase starts
+    kill_when_exists(proc, 'ao/1/source_selected.lst', 'round 1 training never started', poll=0.01)
     final = 'ao/1/%s_ep-0004.params' % MODEL
     assert not os.path.exists(final)
     done_before = (glob.glob('ao/0/**/*.png', recursive=True) + glob.glob('ao/1/self_train/**/*.png', recursive=True)
