@@ -24,12 +24,11 @@ import collections
 
 import mxnet as mx
 import numpy as np
-from PIL import Image
 
+from issegm.postprocess import upsample_probs
 from util.image import longer_side_shape, normalize, resize
-from util.parallel import thread_pool
 
-__all__ = ['Predictor', 'Job', 'ahead', 'Launched', 'upsample_probs', 'padded_shape']
+__all__ = ['Predictor', 'Inputs', 'Job', 'ahead', 'Launched', 'upsample_probs', 'padded_shape']
 
 
 def padded_shape(hw, stride):
@@ -37,27 +36,16 @@ def padded_shape(hw, stride):
     return tuple(int(-(-int(v) // stride) * stride) for v in hw)
 
 
-def _upsample_one(prob, stride, im_hw, orig_hw):
-    h, w = prob.shape
-    up = np.asarray(Image.fromarray(prob, mode='F').resize((w * stride, h * stride), Image.BICUBIC))
-    up = up[:im_hw[0], :im_hw[1]]
-    # The reference compares heights only: scaling keeps the aspect ratio.
-    if orig_hw[0] != im_hw[0]:
-        up = resize(up, orig_hw)
-    return up
+class Inputs(object):
+    """The network inputs of one image, prepared on the host (:meth:`Predictor.prepare`).
 
+    ``data``: per scale, the normalised zero-padded float32 (1, 3, H', W')
+    array; ``im_hws``: per scale, the scaled size before padding;
+    ``orig_hw``: the image size.
+    """
 
-def upsample_probs(probs, stride, im_hw, orig_hw):
-    """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size."""
-    probs = np.ascontiguousarray(probs, dtype=np.float32)
-    out = np.empty((probs.shape[0],) + tuple(orig_hw), np.float32)
-
-    def one(c):
-        # Each class lands in its slot: one full-resolution copy, not two.
-        out[c] = _upsample_one(probs[c], stride, im_hw, orig_hw)
-
-    list(thread_pool().map(one, range(probs.shape[0])))
-    return out
+    def __init__(self, data, im_hws, orig_hw):
+        self.data, self.im_hws, self.orig_hw = data, im_hws, tuple(orig_hw)
 
 
 class Job(object):
@@ -65,25 +53,33 @@ class Job(object):
 
     MXNet runs them asynchronously (on the GPU, or on the CPU engine's
     threads), so the caller can post-process the previous image meanwhile.
-    :meth:`lowres` waits for them.
+    :meth:`lowres_device` keeps the maps on the device (flipping averaged
+    there); :meth:`lowres` waits for them and copies them to the host.
     """
 
-    def __init__(self, outputs, im_hws, orig_hw, flip):
+    def __init__(self, outputs, im_hws, orig_hw, flip, stride=8):
         self._outputs = outputs      # per scale: [NDArray] or [NDArray, NDArray of the flipped input]
+        self._device = None
         self.im_hws = im_hws
         self.orig_hw = orig_hw
         self.flip = flip
+        self.stride = stride         # of the low-resolution maps
+
+    def lowres_device(self):
+        """Per scale ``(probs, (imh, imw))`` with ``probs`` a (C, h, w) NDArray on the network's context."""
+        if self._device is None:
+            self._device = []
+            for outs, im_hw in zip(self._outputs, self.im_hws):
+                probs = outs[0][0]
+                if self.flip:
+                    # The flipped input's output, flipped back, averaged (float32, as on the host).
+                    probs = 0.5 * (probs + mx.nd.flip(outs[1][0], axis=2))
+                self._device.append((probs, im_hw))
+        return self._device
 
     def lowres(self):
         """Per scale ``(probs, (imh, imw))``, as :meth:`Predictor.predict_lowres` returns them."""
-        out = []
-        for outs, im_hw in zip(self._outputs, self.im_hws):
-            probs = outs[0].asnumpy()[0]
-            if self.flip:
-                flipped = outs[1].asnumpy()[0]
-                probs = 0.5 * (probs + flipped[:, :, ::-1])
-            out.append((np.ascontiguousarray(probs, dtype=np.float32), im_hw))
-        return out
+        return [(np.ascontiguousarray(p.asnumpy(), dtype=np.float32), im_hw) for p, im_hw in self.lowres_device()]
 
 
 class Predictor(object):
@@ -121,19 +117,27 @@ class Predictor(object):
         data[0, :, :imh, :imw] = normalize(im)
         return data, (imh, imw)
 
-    def start(self, image, scales):
-        """Launch the forwards of ``image`` at each of ``scales``; returns a :class:`Job`."""
+    def prepare(self, image, scales):
+        """The host half of :meth:`start` (scale, normalise, pad): thread-safe, for reader threads."""
         scales = [scales] if np.isscalar(scales) else list(scales)
-        outputs, im_hws = [], []
-        for scale in scales:
-            data, im_hw = self._input(image, scale)
-            outs = [self.net(mx.nd.array(data, ctx=self.ctx))]
+        data, im_hws = zip(*[self._input(image, scale) for scale in scales])
+        return Inputs(list(data), list(im_hws), image.shape[:2])
+
+    def launch(self, inputs):
+        """Launch the forwards of prepared :class:`Inputs`; returns a :class:`Job` at once."""
+        outputs = []
+        for data in inputs.data:
+            data = mx.nd.array(data, ctx=self.ctx)
+            outs = [self.net(data)]
             if self.flip:
                 # The padded input is flipped as a whole, as in the reference.
-                outs.append(self.net(mx.nd.array(np.ascontiguousarray(data[:, :, :, ::-1]), ctx=self.ctx)))
+                outs.append(self.net(mx.nd.flip(data, axis=3)))
             outputs.append(outs)
-            im_hws.append(im_hw)
-        return Job(outputs, im_hws, image.shape[:2], self.flip)
+        return Job(outputs, inputs.im_hws, inputs.orig_hw, self.flip, self.stride)
+
+    def start(self, image, scales):
+        """Launch the forwards of ``image`` at each of ``scales``; returns a :class:`Job`."""
+        return self.launch(self.prepare(image, scales))
 
     def predict_lowres(self, image, scale):
         """Class probabilities at 1/stride of the scaled, padded image.
@@ -148,15 +152,10 @@ class Predictor(object):
         return upsample_probs(probs, self.stride, im_hw, orig_hw)
 
     def finish(self, job):
-        """Wait for ``job`` and return full-resolution probabilities averaged over its scales."""
-        total = None
-        lowres = job.lowres()
-        for probs, im_hw in lowres:
-            up = self.upsample(probs, im_hw, job.orig_hw)
-            total = up if total is None else total + up
-        if len(lowres) > 1:
-            total /= np.float32(len(lowres))
-        return total
+        """Wait for ``job`` and return full-resolution probabilities averaged over its scales (host, PIL)."""
+        from issegm.postprocess import Postprocessor
+        post = Postprocessor(self.num_classes, 'pil')
+        return post.probmap(post.source(job))
 
     def predict(self, image, scales):
         """Full-resolution float32 probabilities (C, H, W), averaged over ``scales``.

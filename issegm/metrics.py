@@ -37,10 +37,31 @@ import numpy as np
 
 from util.io import atomic_write
 
-__all__ = ['ConfusionMatrix', 'header_row', 'separator_row', 'format_row', 'markdown_table',
+__all__ = ['ConfusionMatrix', 'confusion_counts', 'header_row', 'separator_row', 'format_row', 'markdown_table',
            'save_results', 'load_results', 'merge_results', 'main']
 
 IGNORE_LABEL = 255
+
+
+def confusion_counts(gt, pred, num_classes):
+    """``(conf, pixels)`` of one image: (C, C) counts of (truth, prediction) and pixels per true class.
+
+    Ground truth outside ``0..C-1`` is skipped; a prediction outside the
+    classes counts in ``pixels`` (a miss) but in no column (reference behaviour).
+    """
+    gt = np.asarray(gt)
+    pred = np.asarray(pred)
+    if gt.shape != pred.shape:
+        raise ValueError('ground truth shape %s differs from prediction shape %s' % (gt.shape, pred.shape))
+    c = int(num_classes)
+    gt = gt.ravel().astype(np.int64)
+    pred = pred.ravel().astype(np.int64)
+    valid = (gt >= 0) & (gt < c)
+    gt = gt[valid]
+    pred = pred[valid]
+    pixels = np.bincount(gt, minlength=c)[:c]
+    ok = (pred >= 0) & (pred < c)
+    return np.bincount(gt[ok] * c + pred[ok], minlength=c * c).reshape(c, c), pixels
 
 
 class ConfusionMatrix(object):
@@ -63,20 +84,14 @@ class ConfusionMatrix(object):
 
     def update(self, gt, pred):
         """Add one image (or any batch of pixels). Returns ``self``."""
-        gt = np.asarray(gt)
-        pred = np.asarray(pred)
-        if gt.shape != pred.shape:
-            raise ValueError('ground truth shape %s differs from prediction shape %s' % (gt.shape, pred.shape))
+        return self.add(*confusion_counts(gt, pred, self.num_classes))
+
+    def add(self, conf, pixels=None):
+        """Add one image's counts: ``conf`` (C, C) or flat, ``pixels`` per true class (default its row sums)."""
         c = self.num_classes
-        gt = gt.ravel().astype(np.int64)
-        pred = pred.ravel().astype(np.int64)
-        valid = (gt >= 0) & (gt < c)
-        gt = gt[valid]
-        pred = pred[valid]
-        self.pixels += np.bincount(gt, minlength=c)[:c]
-        # Predictions outside the classes are misses with no column (reference behaviour).
-        ok = (pred >= 0) & (pred < c)
-        self.conf += np.bincount(gt[ok] * c + pred[ok], minlength=c * c).reshape(c, c)
+        conf = np.asarray(conf, dtype=np.int64).reshape(c, c)
+        self.conf += conf
+        self.pixels += conf.sum(1) if pixels is None else np.asarray(pixels, dtype=np.int64)
         self.num_images += 1
         return self
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from util.parallel import class_argmax
 
-__all__ = ['ConfidenceCollector', 'confidence_map', 'threshold_stats', 'class_thresholds',
+__all__ = ['ConfidenceCollector', 'kept_confidences', 'confidence_map', 'threshold_stats', 'class_thresholds',
            'pseudo_label', 'mining_ids', 'IGNORE_LABEL', 'SUBSAMPLE']
 
 IGNORE_LABEL = 255
@@ -55,27 +55,22 @@ class ConfidenceCollector(object):
 
     def add(self, pred, conf):
         """Add one image: ``pred`` (H, W) train ids of the argmax, ``conf`` (H, W) its max prob."""
-        pred = np.asarray(pred).ravel()
-        conf = np.asarray(conf, dtype=np.float32).ravel()
-        if pred.shape != conf.shape:
-            raise ValueError('pred %s and conf %s differ in size' % (pred.shape, conf.shape))
-        if pred.size and (pred.min() < 0 or pred.max() >= self.num_classes):
-            raise ValueError('pred holds ids outside 0..%d' % (self.num_classes - 1))
-        # One stable (radix, for uint8) sort groups the pixels by class while
-        # keeping their row-major order inside each class: one pass instead of
-        # one boolean mask per class.
-        order = np.argsort(pred.astype(np.uint8 if self.num_classes <= 256 else np.int32),
-                           kind='stable')
-        counts = np.bincount(pred, minlength=self.num_classes)
+        self.add_kept(*kept_confidences(pred, conf, self.num_classes))
+
+    def add_kept(self, values, counts):
+        """Add one image from :func:`kept_confidences`'s ``(values, counts)`` (or the device's)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        kept = -(-counts // SUBSAMPLE)
+        values = np.asarray(values, dtype=np.float32)
+        if counts.shape != (self.num_classes,) or kept.sum() > values.size:
+            raise ValueError('kept confidences: %d counts and %d values for %d classes'
+                             % (counts.size, values.size, self.num_classes))
         start = 0
-        for c in range(self.num_classes):
-            m = int(counts[c])
-            if m:
-                kept = conf[order[start:start + m:SUBSAMPLE]]
-                self._chunks[c].append(kept)
-                self._sizes[c] += kept.size
-                self.exists[c] = True
-            start += m
+        for c in np.nonzero(counts)[0]:
+            self._chunks[c].append(values[start:start + kept[c]])
+            self._sizes[c] += kept[c]
+            self.exists[c] = True
+            start += kept[c]
         self.num_images += 1
 
     def add_probmap(self, probmap):
@@ -106,6 +101,27 @@ class ConfidenceCollector(object):
         """
         parts = [np.zeros(1, np.float32)] + [chunk for chunks in self._chunks for chunk in chunks]
         return np.concatenate(parts)
+
+
+def kept_confidences(pred, conf, num_classes):
+    """``(values, counts)``: every 4th confidence of each class's pixels (row-major), class after class.
+
+    ``counts[c]`` pixels of ``pred`` are class c; their kept confidences are
+    the next ``ceil(counts[c] / 4)`` entries of ``values``.
+    """
+    pred = np.asarray(pred).ravel()
+    conf = np.asarray(conf, dtype=np.float32).ravel()
+    if pred.shape != conf.shape:
+        raise ValueError('pred %s and conf %s differ in size' % (pred.shape, conf.shape))
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+        raise ValueError('pred holds ids outside 0..%d' % (num_classes - 1))
+    # One stable (radix, for uint8) sort groups the pixels by class while
+    # keeping their row-major order inside each class.
+    order = np.argsort(pred.astype(np.uint8 if num_classes <= 256 else np.int32), kind='stable')
+    counts = np.bincount(pred, minlength=num_classes)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    keep = (np.arange(pred.size) - starts) % SUBSAMPLE == 0
+    return conf[order[keep]], counts
 
 
 def _kth_largest(values, k):

@@ -125,7 +125,8 @@ def test_the_forward_is_asynchronous_and_overlaps_the_upsampling(monkeypatch):
     p = Predictor(device, 19, 8)
     spans = []
     # host work worth half a forward
-    monkeypatch.setattr(Predictor, 'upsample', with_host_delay(Predictor.upsample, 0.15, spans))
+    from issegm.postprocess import HostOps
+    monkeypatch.setattr(HostOps, 'upsample', with_host_delay(HostOps.upsample, 0.15, spans))
 
     t0 = time.perf_counter()
     job = p.start(_image(64, 128), [128])

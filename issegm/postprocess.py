@@ -1,0 +1,498 @@
+"""Post-processing of the network's low-resolution output (spec 6.3-6.6 and 9), on the host or the device.
+
+Everything after the forward pass, written once as *recipes* over a small
+set of operations, and run by one of two backends:
+
+- ``pil`` (:class:`HostOps`): PIL bicubic upsampling and NumPy on the host,
+  as the reference computes it;
+- ``device`` (:class:`DeviceOps`): MXNet operators on the network's context.
+  PIL's separable resampling is two matrix products per class map,
+  ``A_h . X . A_w^T``, with PIL's own coefficients (:func:`resample_matrix`)
+  for the stride upsampling, the padding cut-off and the resize to the image
+  size composed into one pair (:func:`upsample_matrices`, cached); then
+  argmax, max, the spatial-prior product, the threshold ratios, the
+  confusion counts (a histogram) and the every-4th confidence subsampling
+  stay on the device. Only small results cross to the host: uint8 label
+  maps, the kept confidences, per-image counts.
+
+The recipes (:class:`Postprocessor`): :meth:`~Postprocessor.evaluate`
+(evaluation: prediction and confusion counts), :meth:`~Postprocessor.collect`
+(pseudo-label pass 1: plain and prior argmax, kept confidences, counts) and
+:meth:`~Postprocessor.label` (pass 2: pseudo-labels from class thresholds).
+Each returns a :class:`Pending` at once: the device backend has only queued
+its operators (MXNet runs them asynchronously), the host backend defers its
+work to :meth:`Pending.result`, so a loop launches image i+1 before it
+waits for image i either way.
+
+Same numbers: the matrices hold PIL's coefficients exactly (float64, cast to
+float32 on the device); the device's float32 products differ from PIL's
+float64 sums by float32 rounding (about 1e-7 of the largest value);
+predictions, thresholds and labels agree to that rounding.
+"""
+import collections
+import functools
+
+import numpy as np
+from PIL import Image
+
+from util.image import interp_method
+
+__all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
+           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'SUBSAMPLE']
+
+MODES = ('auto', 'pil', 'device')
+IGNORE_LABEL = 255
+# The reference keeps every 4th confidence of a class in each image.
+SUBSAMPLE = 4
+
+# A low-resolution class map: probs (C, h, w) on the backend, the scaled image
+# size before padding, and the stride of the map (its upsampling factor).
+LowRes = collections.namedtuple('LowRes', ['probs', 'im_hw', 'stride'])
+
+
+# ---------------------------------------------------------------------------- PIL's resampling as matrices
+def _bicubic(x):
+    a = -0.5
+    x = np.abs(x)
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+
+def _sinc(x):
+    safe = np.where(x == 0, 1.0, np.pi * x)
+    return np.where(x == 0, 1.0, np.sin(safe) / safe)
+
+
+def _lanczos(x):
+    return np.where((x >= -3) & (x < 3), _sinc(x) * _sinc(x / 3), 0.0)
+
+
+def _bilinear(x):
+    x = np.abs(x)
+    return np.where(x < 1, 1 - x, 0.0)
+
+
+# PIL filter -> (kernel, support at scale 1)
+_FILTERS = {Image.BICUBIC: (_bicubic, 2.0), Image.LANCZOS: (_lanczos, 3.0), Image.BILINEAR: (_bilinear, 1.0)}
+
+
+def resample_matrix(n_in, n_out, method):
+    """PIL's 1-D resampling from ``n_in`` to ``n_out`` samples as a float64 (n_out, n_in) matrix.
+
+    The coefficients of Pillow's ``ImagingResample`` (``precompute_coeffs``):
+    output sample ``i`` is centred at ``(i + 0.5) * n_in / n_out``; when
+    shrinking, the kernel is stretched by the scale (its support grows and
+    its argument is divided by the scale); taps run over the rounded window
+    inside the input; each row is normalised to sum to 1. Equal sizes are the
+    identity (PIL skips that pass).
+    """
+    n_in, n_out = int(n_in), int(n_out)
+    if n_in == n_out:
+        return np.eye(n_out)
+    kernel, base_support = _FILTERS[method]
+    scale = float(n_in) / n_out
+    filterscale = max(scale, 1.0)
+    support = base_support * filterscale
+    ksize = int(np.ceil(support)) * 2 + 1
+    center = (np.arange(n_out) + 0.5) * scale
+    # C's (int) cast truncates toward zero; negative starts are clamped to 0 anyway.
+    xmin = np.maximum(np.trunc(center - support + 0.5).astype(np.int64), 0)
+    xmax = np.minimum(np.trunc(center + support + 0.5).astype(np.int64), n_in)
+    taps = xmin[:, None] + np.arange(ksize)[None, :]
+    inside = taps < xmax[:, None]
+    weights = np.where(inside, kernel((taps - center[:, None] + 0.5) / filterscale), 0.0)
+    total = weights.sum(1, keepdims=True)
+    weights = np.where(total != 0, weights / np.where(total != 0, total, 1.0), weights)
+    out = np.zeros((n_out, n_in))
+    rows = np.broadcast_to(np.arange(n_out)[:, None], taps.shape)
+    out[rows[inside], taps[inside]] = weights[inside]
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def upsample_matrices(lowres_hw, stride, im_hw, orig_hw):
+    """``(A_h, A_w)``: the whole upsampling of a (h, w) map as ``A_h . X . A_w^T`` (float64, read-only).
+
+    Bicubic by ``stride``, the padding cut off to ``im_hw``, then (when the
+    heights differ, as the reference tests) the resize to ``orig_hw`` with
+    the reference filter rule (:func:`util.image.interp_method`).
+    """
+    (h, w), (imh, imw) = lowres_hw, im_hw
+    a_h = resample_matrix(h, h * stride, Image.BICUBIC)[:imh]
+    a_w = resample_matrix(w, w * stride, Image.BICUBIC)[:imw]
+    if orig_hw[0] != imh:
+        method = interp_method(im_hw, orig_hw)
+        a_h = resample_matrix(imh, orig_hw[0], method).dot(a_h)
+        a_w = resample_matrix(imw, orig_hw[1], method).dot(a_w)
+    a_h.flags.writeable = False
+    a_w.flags.writeable = False
+    return a_h, a_w
+
+
+# ---------------------------------------------------------------------------- host (PIL) operations
+def _upsample_one(prob, stride, im_hw, orig_hw):
+    from util.image import resize
+    h, w = prob.shape
+    up = np.asarray(Image.fromarray(prob, mode='F').resize((w * stride, h * stride), Image.BICUBIC))
+    up = up[:im_hw[0], :im_hw[1]]
+    # The reference compares heights only: scaling keeps the aspect ratio.
+    if orig_hw[0] != im_hw[0]:
+        up = resize(up, orig_hw)
+    return up
+
+
+def upsample_probs(probs, stride, im_hw, orig_hw):
+    """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size, with PIL."""
+    from util.parallel import thread_pool
+    probs = np.ascontiguousarray(probs, dtype=np.float32)
+    out = np.empty((probs.shape[0],) + tuple(orig_hw), np.float32)
+
+    def one(c):
+        # Each class lands in its slot: one full-resolution copy, not two.
+        out[c] = _upsample_one(probs[c], stride, im_hw, orig_hw)
+
+    list(thread_pool().map(one, range(probs.shape[0])))
+    return out
+
+
+def apply_prior(prior, probs):
+    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``)."""
+    if prior.shape != probs.shape:
+        raise ValueError('spatial prior has shape %s but the probability map is %s (classes x H x W); '
+                         'build the prior at the target image size' % (prior.shape, probs.shape))
+    return np.multiply(prior, probs).astype(np.float32, copy=False)
+
+
+class HostOps(object):
+    """The recipes' operations in PIL and NumPy on the host (the reference's arithmetic)."""
+
+    asynchronous = False
+
+    def __init__(self, num_classes, prior=None):
+        self.num_classes = int(num_classes)
+        self.prior = prior
+
+    def lowres_of(self, job):
+        return [LowRes(p, im_hw, job_stride(job)) for p, im_hw in job.lowres()]
+
+    def stored(self, probs):
+        return np.ascontiguousarray(probs, dtype=np.float32)
+
+    def upsample(self, probs, stride, im_hw, orig_hw):
+        return upsample_probs(probs, stride, im_hw, orig_hw)
+
+    def add(self, a, b):
+        a += b
+        return a
+
+    def divide(self, a, n):
+        a /= np.float32(n)
+        return a
+
+    def times_prior(self, probs):
+        return apply_prior(self.prior, probs)
+
+    def argmax(self, probs):
+        from util.parallel import class_argmax
+        return class_argmax(probs)
+
+    def argmax_max(self, probs):
+        from issegm.pseudo_label import confidence_map
+        return confidence_map(probs)
+
+    def confusion(self, gt, pred):
+        from issegm.metrics import confusion_counts
+        return confusion_counts(gt, pred, self.num_classes)[0]
+
+    def kept(self, pred, conf):
+        from issegm.pseudo_label import kept_confidences
+        return kept_confidences(pred, conf, self.num_classes)
+
+    def pseudo(self, probmap, thresholds):
+        from issegm.pseudo_label import pseudo_label
+        return pseudo_label(probmap, thresholds, return_argmax=True)
+
+    def fetch(self, x):
+        return x
+
+
+def job_stride(job):
+    """The stride of a job's low-resolution maps (``job.stride``; 8 for jobs that do not say)."""
+    return int(getattr(job, 'stride', 8))
+
+
+# ---------------------------------------------------------------------------- device (MXNet) operations
+class DeviceOps(object):
+    """The recipes' operations as MXNet operators on ``ctx`` (asynchronous; float32).
+
+    Counts what it launches: :attr:`flops` (multiply-adds x 2 of the matrix
+    products) and :attr:`bytes` (device memory read and written, operator by
+    operator), so that a benchmark can price the device work at an assumed
+    GPU speed.
+    """
+
+    asynchronous = True
+    BLOCK = 4096  # pixels per lane of the blocked prefix sum (kept confidences)
+
+    def __init__(self, num_classes, ctx=None, prior=None):
+        import mxnet as mx
+        self.mx = mx
+        self.num_classes = int(num_classes)
+        if self.num_classes > 255:
+            raise ValueError('the device post-processing stores labels as uint8 (at most 255 classes)')
+        self.ctx = ctx if ctx is not None else mx.cpu()
+        self.prior = None if prior is None else mx.nd.array(prior, ctx=self.ctx, dtype=np.float32)
+        self._matrices = collections.OrderedDict()
+        self.flops = 0
+        self.bytes = 0
+
+    def _count(self, nbytes, flops=0):
+        self.bytes += int(nbytes)
+        self.flops += int(flops)
+
+    def lowres_of(self, job):
+        if hasattr(job, 'lowres_device'):
+            return [LowRes(p, im_hw, job_stride(job)) for p, im_hw in job.lowres_device()]
+        return [LowRes(self.stored(p), im_hw, job_stride(job)) for p, im_hw in job.lowres()]
+
+    def stored(self, probs):
+        return self.mx.nd.array(probs, ctx=self.ctx, dtype=np.float32)
+
+    def _device_matrices(self, lowres_hw, stride, im_hw, orig_hw):
+        key = (tuple(lowres_hw), int(stride), tuple(im_hw), tuple(orig_hw))
+        mats = self._matrices.pop(key, None)
+        if mats is None:
+            a_h, a_w = upsample_matrices(*key)
+            c = self.num_classes
+            # batch_dot takes one matrix per class map: A_h repeated over the classes.
+            a_h = np.ascontiguousarray(np.broadcast_to(a_h.astype(np.float32), (c,) + a_h.shape))
+            mats = (self.mx.nd.array(a_h, ctx=self.ctx), self.mx.nd.array(a_w.T.astype(np.float32), ctx=self.ctx))
+        self._matrices[key] = mats
+        while len(self._matrices) > 8:  # GTA-5 images vary in size: keep the recent ones
+            self._matrices.popitem(last=False)
+        return mats
+
+    def upsample(self, probs, stride, im_hw, orig_hw):
+        nd = self.mx.nd
+        c, h, w = probs.shape
+        a_h, a_wt = self._device_matrices((h, w), stride, im_hw, orig_hw)
+        big_h, big_w = a_h.shape[1], a_wt.shape[1]
+        # Contract the axis whose product is cheaper first (wide images: the width).
+        width_first = h * w * big_w + big_h * h * big_w <= big_h * h * w + big_h * w * big_w
+        if width_first:
+            mid = nd.dot(probs.reshape((c * h, w)), a_wt).reshape((c, h, big_w))
+            out = nd.batch_dot(a_h, mid)
+            flops = 2 * c * (h * w * big_w + big_h * h * big_w)
+            mid_size = c * h * big_w
+        else:
+            mid = nd.batch_dot(a_h, probs)
+            out = nd.dot(mid.reshape((c * big_h, w)), a_wt).reshape((c, big_h, big_w))
+            flops = 2 * c * (big_h * h * w + big_h * w * big_w)
+            mid_size = c * big_h * w
+        self._count(4 * (2 * probs.size + a_h.size + a_wt.size + 2 * mid_size + out.size), flops)
+        return out
+
+    def add(self, a, b):
+        self._count(4 * 3 * a.size)
+        return a + b
+
+    def divide(self, a, n):
+        self._count(4 * 2 * a.size)
+        return a / float(n)
+
+    def times_prior(self, probs):
+        if self.prior.shape != probs.shape:
+            raise ValueError('spatial prior has shape %s but the probability map is %s (classes x H x W); '
+                             'build the prior at the target image size' % (self.prior.shape, probs.shape))
+        self._count(4 * 3 * probs.size)
+        return self.prior * probs
+
+    def argmax(self, probs):
+        # MXNet's argmax keeps the first maximum, as NumPy's (tested).
+        self._count(4 * probs.size + 5 * probs[0].size)
+        return self.mx.nd.argmax(probs, axis=0).astype(np.uint8)
+
+    def argmax_max(self, probs):
+        self._count(4 * probs.size + 4 * probs[0].size)
+        return self.argmax(probs), self.mx.nd.max(probs, axis=0)
+
+    def confusion(self, gt, pred):
+        """Flat (C*C,) counts of (ground truth, prediction) pairs; ``gt`` holds train ids (255 ignored)."""
+        nd, c = self.mx.nd, self.num_classes
+        gt = gt if isinstance(gt, nd.NDArray) else nd.array(gt, ctx=self.ctx, dtype=np.uint8)
+        g = gt.astype(np.float32)
+        key = nd.where(g < c, g * c + pred.astype(np.float32), -nd.ones_like(g))
+        self._count(2 * gt.size + 4 * 8 * gt.size)
+        # Integer keys, bins centred on them; -1 (ignored ground truth) falls outside.
+        return nd.histogram(key, bins=c * c, range=(-0.5, c * c - 0.5))[0]
+
+    def kept(self, pred, conf):
+        """``(values, counts)``: every 4th confidence of each class in row-major order, class after class.
+
+        ``counts[c]`` pixels were predicted as class c; its kept values are the
+        next ``ceil(counts[c] / 4)`` entries of ``values`` (the buffer is
+        longer; the tail is unused). Computed with a blocked prefix sum of the
+        one-hot prediction (each pixel's rank among its class's pixels) and
+        one scatter.
+        """
+        nd, c = self.mx.nd, self.num_classes
+        n = pred.size
+        lanes = -(-n // self.BLOCK)
+        flat = pred.reshape((-1,)).astype(np.int32)
+        padded = nd.concat(flat, nd.full((lanes * self.BLOCK - n,), c, ctx=self.ctx, dtype=np.int32), dim=0) \
+            if lanes * self.BLOCK > n else flat
+        # Class c's running count inside each block, then block offsets (exclusive).
+        onehot = nd.one_hot(padded, c, dtype=np.int32).reshape((lanes, self.BLOCK, c))
+        within = nd.cumsum(onehot, axis=1, dtype=np.int32)
+        totals = nd.slice_axis(within, axis=1, begin=self.BLOCK - 1, end=self.BLOCK).reshape((lanes, c))
+        before = nd.cumsum(totals, axis=0, dtype=np.int32) - totals
+        within = nd.pick(within.reshape((-1, c)), padded, axis=1, mode='clip')
+        lane = nd.repeat(nd.arange(lanes, ctx=self.ctx, dtype=np.int32), repeats=self.BLOCK)
+        rank = within + nd.take(before.reshape((-1,)), lane * c + nd.minimum(padded, c - 1)) - 1
+        rank = nd.slice_axis(rank, axis=0, begin=0, end=n)
+        counts = nd.sum(totals, axis=0)
+        # int32 division truncates, which is floor for these non-negative counts.
+        kept_counts = (counts + SUBSAMPLE - 1) / SUBSAMPLE
+        offsets = nd.cumsum(kept_counts, dtype=np.int32) - kept_counts
+        size = n // SUBSAMPLE + c + 1
+        dest = nd.where(rank % SUBSAMPLE == 0, nd.take(offsets, flat) + rank / SUBSAMPLE,
+                        nd.full((n,), size - 1, ctx=self.ctx, dtype=np.int32))
+        values = nd.scatter_nd(conf.reshape((-1,)), dest.reshape((1, -1)), shape=(size,))
+        m = lanes * self.BLOCK
+        self._count(4 * (m + 4 * m * c + 8 * m) + 4 * (6 * n) + 4 * size)
+        return values, counts
+
+    def pseudo(self, probmap, thresholds):
+        """``(label, argmax)``: argmax of the ratios to the thresholds; 255 where the best ratio is below 1."""
+        from issegm.pseudo_label import effective_thresholds
+        nd, c = self.mx.nd, self.num_classes
+        thresh = nd.array(effective_thresholds(thresholds).astype(np.float32).reshape((c, 1, 1)), ctx=self.ctx)
+        ratio = nd.broadcast_div(probmap, thresh)
+        argmax, best = self.argmax_max(ratio)
+        label = nd.where(best < 1, nd.full(best.shape, IGNORE_LABEL, ctx=self.ctx), argmax.astype(np.float32))
+        self._count(4 * 2 * probmap.size + 4 * 3 * best.size)
+        return label.astype(np.uint8), argmax
+
+    def fetch(self, x):
+        return x.asnumpy()
+
+
+# ---------------------------------------------------------------------------- recipes
+class Pending(object):
+    """One image's post-processing, launched; :meth:`result` waits and returns host arrays (a dict)."""
+
+    def __init__(self, ops, work):
+        self._ops = ops
+        self._work = None
+        self._out = None
+        if ops.asynchronous:
+            self._out = work()  # queues the operators; returns at once
+        else:
+            self._work = work
+
+    def result(self):
+        out = self._out if self._work is None else self._work()
+        fetch = self._ops.fetch
+        return {k: tuple(fetch(v) for v in val) if isinstance(val, tuple) else fetch(val)
+                for k, val in out.items()}
+
+
+class Postprocessor(object):
+    """The post-processing of evaluation and pseudo-labelling, on the host (``pil``) or the device.
+
+    Parameters
+    ----------
+    num_classes : int
+    mode : 'pil', 'device' or 'auto' (:func:`default_mode` of ``ctx``)
+    ctx : mx.Context of the network (device mode)
+    prior : float32 (C, H, W) spatial prior, or None
+    """
+
+    def __init__(self, num_classes, mode='auto', ctx=None, prior=None):
+        if mode == 'auto':
+            mode = default_mode(ctx)
+        if mode not in ('pil', 'device'):
+            raise ValueError('--postprocess takes pil, device or auto; got %r' % (mode,))
+        self.mode = mode
+        self.num_classes = int(num_classes)
+        self.ops = HostOps(num_classes, prior) if mode == 'pil' else DeviceOps(num_classes, ctx, prior)
+
+    def source(self, job=None, stored=None):
+        """``(lowres list, orig_hw)`` of a launched :class:`issegm.inference.Job` or a stored map.
+
+        ``stored`` is ``(probs, im_hw, orig_hw, stride)`` (see ``self_training.load_lowres``).
+        """
+        if job is not None:
+            return lambda: (self.ops.lowres_of(job), tuple(job.orig_hw))
+        probs, im_hw, orig_hw, stride = stored
+        return lambda: ([LowRes(self.ops.stored(probs), tuple(im_hw), int(stride))], tuple(orig_hw))
+
+    def probmap(self, source, prior=False):
+        """Full-resolution probabilities on the backend: upsampled, averaged over scales, times the prior."""
+        ops = self.ops
+        lowres, orig_hw = source()
+        total = None
+        for low in lowres:
+            up = ops.upsample(low.probs, low.stride, low.im_hw, orig_hw)
+            total = up if total is None else ops.add(total, up)
+        if len(lowres) > 1:
+            total = ops.divide(total, len(lowres))
+        return ops.times_prior(total) if prior else total
+
+    def evaluate(self, job, gt=None):
+        """Evaluation: ``{'pred'}`` (uint8 train ids) and with ``gt`` (train ids) ``'confusion'`` (C*C counts)."""
+        def work():
+            pred = self.ops.argmax(self.probmap(self.source(job)))
+            out = {'pred': pred}
+            if gt is not None:
+                out['confusion'] = self.ops.confusion(gt, pred)
+            return out
+        return Pending(self.ops, work)
+
+    def collect(self, source, gt=None):
+        """Pseudo-label pass 1 of one image (``source`` from :meth:`source`).
+
+        ``'pred_np'``: argmax of the upsampled probabilities; with a prior also
+        ``'pred_sp'``, the argmax after the prior product; ``'kept'``:
+        ``(values, counts)`` of the confidences the thresholds need (of the
+        prior argmax when there is a prior); with ``gt``, ``'confusion_np'``
+        (and ``'confusion_sp'``).
+        """
+        ops = self.ops
+
+        def work():
+            up = self.probmap(source)
+            if ops.prior is None:
+                pred, conf = ops.argmax_max(up)
+                out = {'pred_np': pred}
+            else:
+                out = {'pred_np': ops.argmax(up)}
+                pred, conf = ops.argmax_max(ops.times_prior(up))
+                out['pred_sp'] = pred
+            del up
+            out['kept'] = ops.kept(pred, conf)
+            if gt is not None:
+                out['confusion_np'] = ops.confusion(gt, out['pred_np'])
+                if 'pred_sp' in out:
+                    out['confusion_sp'] = ops.confusion(gt, pred)
+            return out
+        return Pending(ops, work)
+
+    def label(self, source, thresholds):
+        """Pseudo-label pass 2: ``{'label', 'argmax'}`` uint8 (255 where no class reaches its threshold)."""
+        def work():
+            probmap = self.probmap(source, prior=self.ops.prior is not None)
+            label, argmax = self.ops.pseudo(probmap, thresholds)
+            return {'label': label, 'argmax': argmax}
+        return Pending(self.ops, work)
+
+
+def default_mode(ctx):
+    """``device`` on a GPU; on a CPU context the faster path here (``bench/postprocess.py``)."""
+    if ctx is not None and getattr(ctx, 'device_type', 'cpu') == 'gpu':
+        return 'device'
+    return CPU_DEFAULT
+
+
+# Measured by bench/postprocess.py on the CPU (see README).
+CPU_DEFAULT = 'pil'
