@@ -48,6 +48,10 @@ FLAGS = {
                                              'several (1536,2048,2560) average the probabilities.'),
     '--test-flipping': dict(action='store_true', help='Average the predictions of the image and its mirror.'),
     '--test-steps': dict(default=1, type=int, help='Steps for predictions at a higher resolution (1 only).'),
+    '--postprocess': dict(default='auto', choices=('auto', 'pil', 'device'),
+                          help='Where upsampling, argmax, confidences and scores run: device (MXNet on the '
+                               "network's context), pil (PIL and NumPy on the host, as the reference), or auto "
+                               '(device on a GPU, the faster of the two on a CPU).'),
     '--save-predictions': dict(action='store_true', help='Accepted for compatibility; no effect.'),
     '--no-save-results': dict(dest='save_results', action='store_false', default=True,
                               help='Do not save the predicted label maps.'),

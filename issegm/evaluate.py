@@ -23,7 +23,7 @@ def build_parser():
     add_flags(parser, ['--gpus', '--dataset', '--split', '--data-root', '--output', '--model', '--weights',
                        '--phase', '--test-scales', '--test-flipping', '--test-steps', '--save-predictions',
                        '--no-save-results', '--prefetch-threads', '--cache-images', '--log-file', '--debug',
-                       '--no-cudnn'])
+                       '--no-cudnn', '--postprocess'])
     return parser
 
 

@@ -14,13 +14,15 @@ arguments) and ``{stem}_results.md`` (the paper-style Markdown row).
 Deliberate differences from the reference, all where it would fail:
 ``--test-scales`` with several values averages the upsampled probabilities
 over the scales (the reference asserts one scale); an omitted
-``--test-scales`` means the dataset's longer image side; ``--prefetch-threads``
-> 1 reads images ahead in threads (the reference asserts 1); scoring happens
-whenever the list has a label column (the reference keys it on the split
-name); ``--no-save-results`` skips the PNGs but still scores.
+``--test-scales`` means the dataset's longer image side; images are read
+ahead and PNGs written behind in threads, one per core (the reference reads
+in the loop and asserts ``--prefetch-threads`` 1; a larger value adds
+readers); scoring happens whenever the list has a label column (the
+reference keys it on the split name); ``--no-save-results`` skips the PNGs
+but still scores. ``--postprocess`` chooses where upsampling, argmax and
+scoring run (:mod:`issegm.postprocess`).
 """
 import collections
-import concurrent.futures
 import logging
 import os
 import time
@@ -32,7 +34,7 @@ from issegm.datasets import DataError, get_dataset, list_path, read_list, sample
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.log import set_logger
-from util.parallel import class_argmax
+from util.parallel import Writer, host_workers, prefetch
 
 __all__ = ['EvalError', 'resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
            'sample_name']
@@ -139,41 +141,26 @@ def _load_pair(data_root, image_rel, label_rel, with_label):
     return image, label
 
 
-def _prefetched(items, data_root, with_label, threads):
-    """Yield ``(image_rel, image, label)`` in order, reading up to ``threads`` ahead."""
-    if threads <= 1:
-        for image_rel, label_rel in items:
-            yield (image_rel,) + _load_pair(data_root, image_rel, label_rel, with_label)
-        return
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        pending = collections.deque()
-        it = iter(items)
-        for image_rel, label_rel in it:
-            pending.append((image_rel, pool.submit(_load_pair, data_root, image_rel, label_rel, with_label)))
-            if len(pending) >= threads:
-                break
-        while pending:
-            image_rel, fut = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt[0], pool.submit(_load_pair, data_root, nxt[0], nxt[1], with_label)))
-            yield (image_rel,) + fut.result()
-
-
 class Evaluation(object):
     """Per-image prediction, saving and scoring; usable without the CLI.
 
     ``predictor`` is an :class:`issegm.inference.Predictor`; ``info`` the
-    :class:`issegm.datasets.DatasetInfo`. ``timer`` (optional dict) receives
-    the seconds spent in ``predict`` (network + upsampling) and in the rest.
+    :class:`issegm.datasets.DatasetInfo`; ``postprocess`` the
+    :class:`issegm.postprocess.Postprocessor` mode (``pil``, ``device`` or
+    ``auto``). An image is prepared on the host (:meth:`prepare`, thread-safe),
+    launched (:meth:`start`: forwards, upsampling, argmax and confusion counts
+    queued on the device) and finished (:meth:`finish`: the uint8 prediction
+    comes back, the counts join :attr:`cm`).
     """
 
-    def __init__(self, predictor, info, scales, output, save_results=True):
+    def __init__(self, predictor, info, scales, output, save_results=True, postprocess='auto'):
+        from issegm.postprocess import Postprocessor
         self.predictor = predictor
         self.info = info
         self.scales = list(scales)
         self.output = output
         self.save_results = save_results
+        self.post = Postprocessor(info.num_classes, postprocess, ctx=getattr(predictor, 'ctx', None))
         self.cm = metrics.ConfusionMatrix(info.num_classes)
         self.valid = np.zeros(256, bool)
         self.valid[info.valid_label_ids] = True
@@ -181,17 +168,31 @@ class Evaluation(object):
             for sub in ('color', 'labelId', 'trainId'):
                 makedirs(os.path.join(output, sub))
 
-    def start(self, image):
-        """Launch the forwards of one RGB image (see :meth:`Predictor.start`)."""
-        return self.predictor.start(image, self.scales)
+    def prepare(self, image):
+        """Network inputs of one RGB image (host work: scaling, normalisation, padding)."""
+        return self.predictor.prepare(image, self.scales)
 
-    def finish(self, job):
-        """Train-id prediction (uint8 H x W) of a started image."""
-        return class_argmax(self.predictor.finish(job)).astype(np.uint8, copy=False)
+    def start(self, image, label=None, image_path=''):
+        """Launch one image (an RGB array or :meth:`prepare`'s inputs) and, with ``label`` (label ids), its score."""
+        inputs = image if hasattr(image, 'data') else self.prepare(image)
+        gt = None
+        if label is not None:
+            if label.shape != tuple(inputs.orig_hw):
+                raise EvalError('label of %s is %dx%d but the image is %dx%d' % (
+                    image_path, label.shape[0], label.shape[1], inputs.orig_hw[0], inputs.orig_hw[1]))
+            gt = np.take(self.info.label2train, label)
+        return self.post.evaluate(self.predictor.launch(inputs), gt)
 
-    def predict(self, image):
-        """Train-id prediction (uint8 H x W) of one RGB image."""
-        return self.finish(self.start(image))
+    def finish(self, pending):
+        """Train-id prediction (uint8 H x W) of a started image; its counts join :attr:`cm`."""
+        out = pending.result()
+        if 'confusion' in out:
+            self.cm.add(out['confusion'])
+        return out['pred'].astype(np.uint8, copy=False)
+
+    def predict(self, image, label=None):
+        """Train-id prediction (uint8 H x W) of one RGB image (scored when ``label`` is given)."""
+        return self.finish(self.start(image, label))
 
     def save(self, name, pred_train, label=None):
         save_png(os.path.join(self.output, 'trainId', name + '.png'), pred_train)
@@ -202,23 +203,18 @@ class Evaluation(object):
             correct = np.where(~self.valid[label], 255, np.where(label == label_ids, 127, 0))
             save_png(os.path.join(self.output, 'color', 'correct', name + '.png'), correct.astype(np.uint8))
 
-    def score(self, pred_train, label, image_path=''):
-        if label.shape != pred_train.shape:
-            raise EvalError('label of %s is %dx%d but the image is %dx%d' % (
-                image_path, label.shape[0], label.shape[1], pred_train.shape[0], pred_train.shape[1]))
-        self.cm.update(self.info.label2train[label], pred_train)
-
 
 def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None,
                    background_save=True, overlap=True):
     """Run ``evaluation`` over the split; returns its confusion matrix.
 
-    The next image's forward is launched before this one is upsampled,
-    scored and saved (:func:`issegm.inference.ahead`), so on a GPU the
-    post-processing hides behind the network. With ``background_save`` the
-    PNGs are written by one helper thread (at most two images behind); any
-    write error is raised here before the function returns. ``overlap=False``
-    waits for each image before launching the next (for benchmarks).
+    The host keeps up with the device: images are read and prepared by one
+    thread per core (at least ``prefetch_threads``) ahead of the loop, and
+    the PNGs are written by one thread per core behind it (``background_save``;
+    any write error is raised here). The loop only launches image i+1 (its
+    forwards and post-processing, :func:`issegm.inference.ahead`) before it
+    waits for image i's prediction. ``overlap=False`` waits for each image
+    before launching the next (for benchmarks).
     """
     from issegm.inference import ahead
     x_num = len(prepared.items)
@@ -226,48 +222,42 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     timer = timer if timer is not None else {}
     timer.setdefault('predict', 0.0)
     timer.setdefault('other', 0.0)
-    writer = concurrent.futures.ThreadPoolExecutor(1) if background_save and evaluation.save_results else None
-    pending = collections.deque()
-
     predict_before = timer['predict']
 
-    def predicting(fn, arg):
+    def predicting(fn, *args):
         # Launches and finishes count as predict; everything else in the loop is other.
         t0 = time.time()
         try:
-            return fn(arg)
+            return fn(*args)
         finally:
             timer['predict'] += time.time() - t0
 
-    def launch(record):
-        return predicting(evaluation.start, record[1])
+    def read(item):  # in a reader thread
+        image, label = _load_pair(data_root, item[0], item[1], prepared.has_gt)
+        return evaluation.prepare(image), label
 
-    try:
-        records = _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)
+    def launch(record):
+        (image_rel, _), future = record
+        inputs, label = future.result()
+        return predicting(evaluation.start, inputs, label, image_rel), label
+
+    readers = max(int(prefetch_threads), host_workers())
+    writers = host_workers() if background_save and evaluation.save_results else 0
+    with Writer(writers) as writer:
+        records = prefetch(read, prepared.items, readers)
         for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
-            image_rel, _, label = launched.item
-            pred = predicting(evaluation.finish, launched.get())
-            if label is not None:
-                evaluation.score(pred, label, image_rel)
+            (image_rel, _), _ = launched.item
+            pending, label = launched.get()
+            pred = predicting(evaluation.finish, pending)
             if evaluation.save_results:
-                if writer is None:
-                    evaluation.save(sample_name(image_rel), pred, label)
-                else:
-                    pending.append(writer.submit(evaluation.save, sample_name(image_rel), pred, label))
-                    while len(pending) > 2:
-                        pending.popleft().result()
+                writer.submit(evaluation.save, sample_name(image_rel), pred, label)
             if (i + 1) % log_every == 0 or i + 1 == x_num:
                 speed = (i + 1) / max(time.time() - start, 1e-9)
                 msg = 'Done {}/{} with speed: {:.2f}/s'.format(i + 1, x_num, speed)
                 if label is not None:
                     msg += '; ' + evaluation.cm.summary()
                 logger.info(msg)
-        while pending:
-            pending.popleft().result()
-        timer['other'] += time.time() - start - (timer['predict'] - predict_before)
-    finally:
-        if writer is not None:
-            writer.shutdown(wait=True)
+    timer['other'] += time.time() - start - (timer['predict'] - predict_before)
     logger.info('Done in %.2f s.', time.time() - start)
     return evaluation.cm
 
@@ -295,10 +285,13 @@ def run(args, net=None):
         net = get_model(prepared.spec, args.weights, ctx=ctx)
     predictor = Predictor(net, prepared.info.num_classes, prepared.spec.stride, flip=args.test_flipping,
                           ctx=ctx)
-    evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results)
+    evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results,
+                            postprocess=args.postprocess)
+    logger.info('post-processing: %s on %s', evaluation.post.mode, ctx)
     timer = {}
     cm = evaluate_split(evaluation, prepared, args.data_root, args.prefetch_threads, timer=timer)
-    logger.info('time: %.2f s predicting (network + upsampling), %.2f s other (read, argmax, save, score)',
+    logger.info('time: %.2f s predicting (network + post-processing), %.2f s other (waits on readers, '
+                'writers, logging)',
                 timer['predict'], timer['other'])
     if not prepared.has_gt:
         return None

@@ -495,4 +495,4 @@ def default_mode(ctx):
 
 
 # Measured by bench/postprocess.py on the CPU (see README).
-CPU_DEFAULT = 'pil'
+CPU_DEFAULT = 'device'

@@ -14,6 +14,11 @@ target image and writes class-balanced pseudo-labels in two passes:
    write ``self_train/pseudo_labelIds``, ``pseudo_color`` and, with ``cb``,
    ``rwlabelIds``/``rwcolor``.
 
+Everything after the forward (upsampling, prior, argmax, confidences,
+scores, thresholded labels) is :class:`issegm.postprocess.Postprocessor`, on
+the network's device or on the host (``--postprocess``); images and maps are
+read ahead and PNGs written behind in threads.
+
 ``--phase train`` (:func:`retrain`) selects the source images
 (``np.random.seed(seed); np.random.choice(N, n_src, replace=False)``), adds
 every target image with its pseudo-label and trains through
@@ -36,17 +41,17 @@ import time
 import numpy as np
 
 from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.postprocess import Postprocessor, job_stride
 from issegm.spatial_prior import load_prior
-from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
-                                 mining_ids, pseudo_label, threshold_stats)
+from issegm.pseudo_label import ConfidenceCollector, effective_thresholds, mining_ids, threshold_stats
 from util.image import read_image, read_label
 from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
 from util.log import progress, set_logger
-from util.parallel import class_argmax
+from util.parallel import Writer, prefetch
 
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
            'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
-           'lowres_to_probmap', 'apply_prior', 'generate_pseudo_labels',
+           'generate_pseudo_labels',
            'select_source', 'training_samples', 'retrain', 'make_dataiter', 'run', 'py2_str',
            'round_schedule', 'val_argv', 'train_argv', 'run_rounds']
 
@@ -151,37 +156,19 @@ def target_dataset(dataset, dataset_tgt, classes):
 
 
 # ---------------------------------------------------------------------------- low-res maps
-def save_lowres(path, probs, im_hw, orig_hw):
-    """Store the network output (C, h, w) float32 with the two sizes needed to upsample it again."""
+def save_lowres(path, probs, im_hw, orig_hw, stride):
+    """Store the network output (C, h, w) float32 with what is needed to upsample it again."""
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
             np.savez(f, probs=np.asarray(probs, np.float32), im_hw=np.asarray(im_hw, np.int64),
-                     orig_hw=np.asarray(orig_hw, np.int64))
+                     orig_hw=np.asarray(orig_hw, np.int64), stride=np.asarray(stride, np.int64))
 
 
 def load_lowres(path):
-    """``(probs, im_hw, orig_hw)`` written by :func:`save_lowres`."""
+    """``(probs, im_hw, orig_hw, stride)`` written by :func:`save_lowres`."""
     with np.load(path) as z:
-        return z['probs'], tuple(int(v) for v in z['im_hw']), tuple(int(v) for v in z['orig_hw'])
-
-
-def lowres_to_probmap(probs, im_hw, orig_hw, stride, prior=None):
-    """Full-resolution ``probmap`` (C, H, W) float32: deterministic upsampling, times the prior.
-
-    The same call in both passes gives bit-identical maps, which is what lets
-    pass 2 recompute instead of reading a stored full-resolution map.
-    """
-    from issegm.inference import upsample_probs
-    up = upsample_probs(probs, stride, im_hw, orig_hw)
-    return up if prior is None else apply_prior(prior, up)
-
-
-def apply_prior(prior, probs):
-    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``)."""
-    if prior.shape != probs.shape:
-        raise ValueError('spatial prior has shape %s but the probability map is %s (classes x H x W); '
-                         'build the prior at the target image size' % (prior.shape, probs.shape))
-    return np.multiply(prior, probs).astype(np.float32, copy=False)
+        return (z['probs'], tuple(int(v) for v in z['im_hw']), tuple(int(v) for v in z['orig_hw']),
+                int(z['stride']))
 
 
 def _write_pred(ids_folder, color_folder, name, train_ids, info):
@@ -233,8 +220,6 @@ def generate_pseudo_labels(args, predictor=None):
     ``predictor`` (an :class:`issegm.inference.Predictor`-like object) is built
     from ``--model``/``--weights`` when not given; tests pass a cheap one.
     """
-    from issegm.inference import ahead
-    from issegm.metrics import ConfusionMatrix
     from issegm.model import parse_label
     spec = parse_label(args.model)
     r = int(args.idx_round)
@@ -290,11 +275,6 @@ def generate_pseudo_labels(args, predictor=None):
 
     prior = load_prior(args.dataset, spec.classes) if with_prior else None
     has_gt = args.split_tgt in ('train', 'val') and all(label is not None for _, label in items)
-    cm_np = ConfusionMatrix(spec.classes) if has_gt else None
-    cm_sp = ConfusionMatrix(spec.classes) if has_gt and with_prior else None
-    collector = ConfidenceCollector(spec.classes)
-    stride = spec.stride
-    scale = _single_scale(args.test_scales)
     x_num = len(items)
 
     def pass1_done(name):
@@ -309,64 +289,12 @@ def generate_pseudo_labels(args, predictor=None):
         # Built before the loop so that a bad checkpoint is not blamed on an image.
         from util.device import get_contexts
         predictor = _make_predictor(args, spec, get_contexts(args.gpus))
+    post = Postprocessor(spec.classes, getattr(args, 'postprocess', 'auto'),
+                         ctx=getattr(predictor, 'ctx', None), prior=prior)
+    logger.info('round %d: post-processing %s', r, post.mode)
+    run = _Round(args, r, paths, info, items, names, post)
 
-    # ---- pass 1: forward (or reload), argmax outputs, confidences, scores
-    def launch(i):
-        # Image i+1 is read and its forward launched before image i is upsampled.
-        if finished[i]:
-            return None
-        return predictor.start(read_image(os.path.join(args.data_root_tgt, items[i][0])), [scale])
-
-    bar = progress(x_num, 'round %d pass 1/2 forward' % r)
-    start, forwarded = time.time(), 0
-    for launched in ahead(range(x_num), launch):
-        i = launched.item
-        (image, label), name = items[i], names[i]
-        try:
-            low_path = os.path.join(paths.probmap, name + '.npz')
-            if finished[i]:
-                probs, im_hw, orig_hw = load_lowres(low_path)
-            else:
-                job = launched.get()
-                (probs, im_hw), = job.lowres()
-                orig_hw = job.orig_hw
-            up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
-            if prior is None:
-                # Without a prior the plain argmax is also the pooling prediction.
-                pred, conf = confidence_map(up)
-                pred_np = pred
-            else:
-                pred_np = class_argmax(up)
-                pred, conf = confidence_map(apply_prior(prior, up))
-            del up
-            if not finished[i]:
-                _write_pred(paths.nplabelIds, paths.npcolor, name, pred_np, info)
-                forwarded += 1
-            if with_prior:
-                _write_pred(paths.splabelIds, paths.spcolor, name, pred, info)
-            # Written last: its presence means this image's pass 1 is done.
-            if not finished[i]:
-                save_lowres(low_path, probs, im_hw, orig_hw)
-            collector.add(pred, conf)
-            if has_gt:
-                gt = info.label2train[read_label(os.path.join(args.data_root_tgt, label))]
-                cm_np.update(gt, pred_np)
-                if cm_sp is not None:
-                    cm_sp.update(gt, pred)
-        except Exception as exc:
-            raise PhaseError('phase val (pseudo-labels) round %d pass 1 failed at image %d/%d %s: %s: %s; '
-                             'rerun the same command to resume (finished images are kept)'
-                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
-        bar.update(1)
-        speed = (i + 1) / max(time.time() - start, 1e-9)
-        logger.info('Done %d/%d with speed: %.2f/s', i + 1, x_num, speed)
-        if cm_sp is not None:
-            logger.info('with prior, %s', cm_sp.summary())
-        if cm_np is not None:
-            logger.info('no prior, %s', cm_np.summary())
-    bar.close()
-    logger.info('round %d pass 1: %d images forwarded, %d reloaded', r, forwarded, x_num - forwarded)
-
+    collector, cm_np, cm_sp = run.pass_one(predictor, finished, _single_scale(args.test_scales), has_gt)
     _write_training_list(train_list, items, paths)
 
     # ---- thresholds and statistics
@@ -381,32 +309,7 @@ def generate_pseudo_labels(args, predictor=None):
         logger.info('class sizes %s', cls_size)
     del collector
 
-    # ---- pass 2: labels from the thresholds
-    thresh = effective_thresholds(cls_thresh)
-    old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
-    reuse = old is not None and np.array_equal(old, thresh)
-    save_npy_atomic(paths.thresholds_used, thresh)
-    bar = progress(x_num, 'round %d pass 2/2 pseudo-labels' % r)
-    for i, (image, name) in enumerate(zip([it[0] for it in items], names)):
-        out = RoundPaths.png(paths.pseudo_labelIds, name)
-        if reuse and os.path.exists(out):
-            bar.update(1)
-            continue
-        try:
-            probs, im_hw, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'))
-            probmap = lowres_to_probmap(probs, im_hw, orig_hw, stride, prior)
-            label, rw = pseudo_label(probmap, thresh, return_argmax=True)
-            del probmap
-            if args.kc_policy == 'cb':
-                _write_pred(paths.rwlabelIds, paths.rwcolor, name, rw, info)
-            # pseudo_labelIds last: training reads it, and it marks the image done.
-            _write_pred(paths.pseudo_labelIds, paths.pseudo_color, name, label, info)
-        except Exception as exc:
-            raise PhaseError('phase val (pseudo-labels) round %d pass 2 failed at image %d/%d %s: %s: %s; '
-                             'rerun the same command to resume (finished images are kept)'
-                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
-        bar.update(1)
-    bar.close()
+    run.pass_two(effective_thresholds(cls_thresh))
 
     stats = {'cls_size': cls_size.tolist(), 'cls_thresh': cls_thresh.tolist(),
              'mine_id': mine_id.tolist(), 'mine_id_priority': mine_id_priority.tolist()}
@@ -419,6 +322,147 @@ def generate_pseudo_labels(args, predictor=None):
     shutil.rmtree(paths.probmap, ignore_errors=True)
     logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
     return stats
+
+
+class _Round(object):
+    """The two passes of one round's pseudo-labelling over the split (see :func:`generate_pseudo_labels`).
+
+    Each pass reads ahead in threads (images or stored low-resolution maps),
+    launches image i+1's forward and post-processing before waiting for
+    image i's small results, and writes PNGs behind in threads; a failure
+    names its image and says how to resume.
+    """
+
+    def __init__(self, args, r, paths, info, items, names, post):
+        self.args, self.r, self.paths, self.info = args, r, paths, info
+        self.items, self.names, self.post = items, names, post
+
+    def _fail(self, step, i, exc):
+        return PhaseError('phase val (pseudo-labels) round %d pass %d failed at image %d/%d %s: %s: %s; '
+                          'rerun the same command to resume (finished images are kept)'
+                          % (self.r, step, i + 1, len(self.items), self.items[i][0], type(exc).__name__, exc))
+
+    def _guarded(self, step, i, fn, *args):
+        def job():
+            try:
+                fn(*args)
+            except Exception as exc:
+                raise self._fail(step, i, exc) from exc
+        return job
+
+    def _npz(self, i):
+        return os.path.join(self.paths.probmap, self.names[i] + '.npz')
+
+    def pass_one(self, predictor, finished, scale, has_gt):
+        """Forward (or reload) every image: argmax maps, low-res maps, pooled confidences, scores."""
+        from issegm.inference import ahead
+        from issegm.metrics import ConfusionMatrix
+        args, paths, num_classes = self.args, self.paths, self.post.num_classes
+        with_prior = self.post.ops.prior is not None
+        collector = ConfidenceCollector(num_classes)
+        cm_np = ConfusionMatrix(num_classes) if has_gt else None
+        cm_sp = ConfusionMatrix(num_classes) if has_gt and with_prior else None
+
+        def read(i):  # in a reader thread
+            image, label = self.items[i]
+            if finished[i]:
+                data = load_lowres(self._npz(i))
+            else:
+                data = predictor.prepare(read_image(os.path.join(args.data_root_tgt, image)), [scale])
+            gt = np.take(self.info.label2train, read_label(os.path.join(args.data_root_tgt, label))) \
+                if has_gt else None
+            return data, gt
+
+        def launch(record):
+            # Image i+1's forward and post-processing are queued before image i's results are awaited.
+            i, future = record
+            data, gt = future.result()
+            job = None if finished[i] else predictor.launch(data)
+            orig_hw = data[2] if job is None else tuple(job.orig_hw)
+            if gt is not None and gt.shape != tuple(orig_hw):
+                raise ValueError('label is %dx%d but the image is %dx%d' % (gt.shape + tuple(orig_hw)))
+            source = self.post.source(job=job) if job is not None else self.post.source(stored=data)
+            return job, self.post.collect(source, gt)
+
+        def save(i, out, low):
+            name = self.names[i]
+            if low is not None:
+                _write_pred(paths.nplabelIds, paths.npcolor, name, out['pred_np'], self.info)
+            if with_prior and low is not None:
+                _write_pred(paths.splabelIds, paths.spcolor, name, out['pred_sp'], self.info)
+            # Written last: its presence means this image's pass 1 is done.
+            if low is not None:
+                save_lowres(self._npz(i), *low)
+
+        bar = progress(len(self.items), 'round %d pass 1/2 forward' % self.r)
+        start, forwarded = time.time(), 0
+        with Writer() as writer:
+            for launched in ahead(prefetch(read, range(len(self.items))), launch):
+                i = launched.item[0]
+                try:
+                    job, pending = launched.get()
+                    out = pending.result()
+                    low = None
+                    if job is not None:
+                        (probs, im_hw), = job.lowres()
+                        low = (probs, im_hw, job.orig_hw, job_stride(job))
+                        forwarded += 1
+                    collector.add_kept(*out['kept'])
+                    if cm_np is not None:
+                        cm_np.add(out['confusion_np'])
+                    if cm_sp is not None:
+                        cm_sp.add(out['confusion_sp'])
+                    writer.submit(self._guarded(1, i, save, i, out, low))
+                except PhaseError:
+                    raise
+                except Exception as exc:
+                    raise self._fail(1, i, exc) from exc
+                bar.update(1)
+                logger.info('Done %d/%d with speed: %.2f/s', i + 1, len(self.items),
+                            (i + 1) / max(time.time() - start, 1e-9))
+                if cm_sp is not None:
+                    logger.info('with prior, %s', cm_sp.summary())
+                if cm_np is not None:
+                    logger.info('no prior, %s', cm_np.summary())
+        bar.close()
+        logger.info('round %d pass 1: %d images forwarded, %d reloaded', self.r, forwarded,
+                    len(self.items) - forwarded)
+        return collector, cm_np, cm_sp
+
+    def pass_two(self, thresh):
+        """Pseudo-labels of every image from its stored low-res map and the class thresholds."""
+        from issegm.inference import ahead
+        paths = self.paths
+        old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
+        reuse = old is not None and np.array_equal(old, thresh)
+        save_npy_atomic(paths.thresholds_used, thresh)
+        todo = [i for i, name in enumerate(self.names)
+                if not (reuse and os.path.exists(RoundPaths.png(paths.pseudo_labelIds, name)))]
+
+        def launch(record):
+            i, future = record
+            return self.post.label(self.post.source(stored=future.result()), thresh)
+
+        def save(name, out):
+            if self.args.kc_policy == 'cb':
+                _write_pred(paths.rwlabelIds, paths.rwcolor, name, out['argmax'], self.info)
+            # pseudo_labelIds last: training reads it, and it marks the image done.
+            _write_pred(paths.pseudo_labelIds, paths.pseudo_color, name, out['label'], self.info)
+
+        bar = progress(len(self.items), 'round %d pass 2/2 pseudo-labels' % self.r)
+        bar.update(len(self.items) - len(todo))
+        with Writer() as writer:
+            for launched in ahead(prefetch(lambda i: load_lowres(self._npz(i)), todo), launch):
+                i = launched.item[0]
+                try:
+                    out = launched.get().result()
+                    writer.submit(self._guarded(2, i, save, self.names[i], out))
+                except PhaseError:
+                    raise
+                except Exception as exc:
+                    raise self._fail(2, i, exc) from exc
+                bar.update(1)
+        bar.close()
 
 
 def _single_scale(test_scales):

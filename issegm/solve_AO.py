@@ -52,7 +52,7 @@ def build_parser():
     parser.add_argument('--self-training-script', dest='self_training_script', default=None, type=str,
                         help='The solve_ST.py to run each phase with, as a subprocess (default: in this '
                              'process).')
-    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus'], kc_policy=None)
+    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--postprocess'], kc_policy=None)
     return parser
 
 

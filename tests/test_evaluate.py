@@ -234,10 +234,11 @@ def test_next_image_is_forwarded_while_this_one_is_post_processed(city, tmp_path
     from standin import DeviceStandIn, with_host_delay
     device = DeviceStandIn(0.3)
     spans = []
-    monkeypatch.setattr(Predictor, 'upsample', with_host_delay(Predictor.upsample, 0.15, spans))
+    from issegm.postprocess import HostOps
+    monkeypatch.setattr(HostOps, 'upsample', with_host_delay(HostOps.upsample, 0.15, spans))
     weights = str(tmp_path / (LABEL + '_ep-0000.params'))
     open(weights, 'w').close()   # never read: the network is injected
-    res = evaluation.run(_args(city, weights, '--output', 'out'), net=device)
+    res = evaluation.run(_args(city, weights, '--output', 'out', '--postprocess', 'pil'), net=device)
     assert res['scores']['mean_iou'] >= 0
     fwd = sorted(device.spans)
     assert len(fwd) == 3 and len(spans) == 3

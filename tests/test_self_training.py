@@ -34,6 +34,12 @@ class FakePredictor(object):
         self.calls = 0
         self.fail_at = fail_at
 
+    def prepare(self, image, scales):
+        return image, list(scales)
+
+    def launch(self, inputs):
+        return self.start(*inputs)
+
     def start(self, image, scales):
         """Predictor.start's interface: the result is computed here, returned on lowres()."""
         outs = [self.predict_lowres(image, s) for s in scales]
@@ -105,8 +111,26 @@ def read_png(path):
     return np.asarray(Image.open(path))
 
 
+class Agreement(object):
+    """Pixel agreement of label maps: exact for the PIL path, >= 99.99 % over the run for the device path."""
+
+    def __init__(self, exact):
+        self.exact, self.same, self.total = exact, 0, 0
+
+    def __call__(self, got, want):
+        assert got.shape == want.shape
+        if self.exact:
+            np.testing.assert_array_equal(got, want)
+        self.same += int((got == want).sum())
+        self.total += got.size
+
+    def check(self):
+        assert self.same >= 0.9999 * self.total, (self.same, self.total)
+
+
+@pytest.mark.parametrize('mode', ['pil', 'device'])
 @pytest.mark.parametrize('policy,prior', [('cb', 'False'), ('global', 'False'), ('cb', 'True')])
-def test_lean_path_equals_full_resolution_path(layout, policy, prior):
+def test_lean_path_equals_full_resolution_path(layout, policy, prior, mode):
     info = get_dataset('cityscapes')
     prior_array = None
     if prior == 'True':
@@ -115,38 +139,43 @@ def test_lean_path_equals_full_resolution_path(layout, policy, prior):
         os.makedirs('spatial_prior/gta')
         scipy.io.savemat('spatial_prior/gta/prior_array.mat', {'prior_array': prior_array})
     args = val_args('out', policy, prior)
+    args.postprocess = mode
     assert st.run(args, predictor=FakePredictor()) == 0
     stats = st._load_json('out/0/pseudo_label.done.json')['stats']
     ups, maps, ref_size, ref_thresh = full_resolution_path(prior_array, policy)
 
-    np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+    thresh = np.load('out/stats/cls_thresh.npy')
+    if mode == 'pil':
+        np.testing.assert_array_equal(thresh, ref_thresh)
+        assert stats['cls_thresh'] == ref_thresh.tolist()
+    else:
+        # float32 matrix products instead of PIL's float64 sums: the same values to rounding
+        np.testing.assert_allclose(thresh, ref_thresh, rtol=1e-5, atol=0)
+        assert (thresh != ref_thresh).any()  # really the other path
     np.testing.assert_array_equal(np.load('out/stats/cls_size.npy'), ref_size)
     share = ref_size / ref_size.sum()
     np.testing.assert_array_equal(np.load('out/stats/mine_id.npy'), np.argsort(share)[:3])
     np.testing.assert_array_equal(np.load('out/stats/mine_id_priority.npy'), np.nonzero(share < 0.001)[0])
-    assert stats['cls_thresh'] == ref_thresh.tolist()
     if policy == 'cb':
         assert ref_size[3] == 0 and ref_thresh[3] == 0  # never predicted: no threshold
+    agree = Agreement(mode == 'pil')
     ignored = 0
     for name, up, probmap in zip(NAMES, ups, maps):
         label, argmax = reference_labels(probmap, ref_thresh)
         ids = info.train2label[label]
         ignored += (label == IGNORE_LABEL).sum()
-        got = read_png('out/0/self_train/pseudo_labelIds/%s.png' % name)
-        np.testing.assert_array_equal(got, ids)
+        agree(read_png('out/0/self_train/pseudo_labelIds/%s.png' % name), ids)
         col = Image.open('out/0/self_train/pseudo_color/%s.png' % name)
         assert col.mode == 'P'
-        np.testing.assert_array_equal(np.asarray(col), ids)
+        agree(np.asarray(col), ids)
         if policy == 'cb':
-            np.testing.assert_array_equal(read_png('out/0/self_train/rwlabelIds/%s.png' % name),
-                                          info.train2label[argmax])
+            agree(read_png('out/0/self_train/rwlabelIds/%s.png' % name), info.train2label[argmax])
         else:
             assert not os.path.exists('out/0/self_train/rwlabelIds')
-        np.testing.assert_array_equal(read_png('out/0/results/nplabelIds/%s.png' % name),
-                                      info.train2label[up.argmax(0)])
+        agree(read_png('out/0/results/nplabelIds/%s.png' % name), info.train2label[up.argmax(0)])
         if prior == 'True':
-            np.testing.assert_array_equal(read_png('out/0/self_train/splabelIds/%s.png' % name),
-                                          info.train2label[probmap.argmax(0)])
+            agree(read_png('out/0/self_train/splabelIds/%s.png' % name), info.train2label[probmap.argmax(0)])
+    agree.check()
     assert 0 < ignored < len(NAMES) * SHAPE[0] * SHAPE[1]  # the portion really selects
     with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
         lines = f.read().splitlines()
@@ -157,29 +186,38 @@ def test_lean_path_equals_full_resolution_path(layout, policy, prior):
     assert os.path.exists('out/gta_rna-a1_cls19_s8_ep-0000_train.log')
 
 
-def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout):
-    args = val_args('out')
+@pytest.mark.parametrize('mode', ['pil', 'device'])
+def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout, mode):
+    def args_of(output, **kw):
+        args = val_args(output, **kw)
+        args.postprocess = mode
+        return args
+
+    st.generate_pseudo_labels(args_of('ref'), predictor=FakePredictor())  # uninterrupted
+    ref_size, ref_thresh = np.load('ref/stats/cls_size.npy'), np.load('ref/stats/cls_thresh.npy')
+    ref_labels = [read_png('ref/0/self_train/pseudo_labelIds/%s.png' % name) for name in NAMES]
     with pytest.raises(st.PhaseError) as err:
-        st.generate_pseudo_labels(args, predictor=FakePredictor(fail_at=2))
+        st.generate_pseudo_labels(args_of('out'), predictor=FakePredictor(fail_at=2))
     msg = str(err.value)
     assert 'phase val' in msg and 'image 3/4' in msg and NAMES[2] in msg and 'rerun' in msg
     assert '\n' not in msg
     counting = FakePredictor()
-    st.generate_pseudo_labels(val_args('out'), predictor=counting)
+    st.generate_pseudo_labels(args_of('out'), predictor=counting)
     assert counting.calls == 2  # images 1 and 2 were reloaded, not forwarded
-    _, _, ref_size, ref_thresh = full_resolution_path()
     np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
     np.testing.assert_array_equal(np.load('out/stats/cls_size.npy'), ref_size)
+    for name, ref in zip(NAMES, ref_labels):
+        np.testing.assert_array_equal(read_png('out/0/self_train/pseudo_labelIds/%s.png' % name), ref)
 
     # A complete round is not regenerated: no forward at all, stats restored.
     os.remove('out/stats/cls_thresh.npy')
     again = FakePredictor()
-    st.generate_pseudo_labels(val_args('out'), predictor=again)
+    st.generate_pseudo_labels(args_of('out'), predictor=again)
     assert again.calls == 0
     np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
     # Other settings for the same round: regenerated.
     other = FakePredictor()
-    st.generate_pseudo_labels(val_args('out', portion='0.5'), predictor=other)
+    st.generate_pseudo_labels(args_of('out', portion='0.5'), predictor=other)
     assert other.calls == len(NAMES)
     assert not np.array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
 
@@ -198,8 +236,11 @@ def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, mo
     from standin import DeviceStandIn, with_host_delay
     device = DeviceStandIn(0.3)
     spans = []
-    monkeypatch.setattr(st, 'lowres_to_probmap', with_host_delay(st.lowres_to_probmap, 0.15, spans))
-    st.generate_pseudo_labels(val_args('out'), predictor=Predictor(device, C, 8))
+    from issegm.postprocess import HostOps
+    monkeypatch.setattr(HostOps, 'upsample', with_host_delay(HostOps.upsample, 0.15, spans))
+    args = val_args('out')
+    args.postprocess = 'pil'
+    st.generate_pseudo_labels(args, predictor=Predictor(device, C, 8))
     fwd = sorted(device.spans)
     assert len(fwd) == len(NAMES) and len(spans) == 2 * len(NAMES)  # pass 1 and pass 2
     for i in range(len(NAMES) - 1):

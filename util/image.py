@@ -59,11 +59,25 @@ def longer_side_shape(hw, size):
     return size, int(np.round(1. * size * w / h))
 
 
-def normalize(img):
-    """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order)."""
+def _reference_normalize(img):
+    # The reference's arithmetic: float32 scaling, then float64 mean and std.
     data = img.astype(np.float32) * np.float32(1.0 / 255)
     data = (data - MEAN_RGB) / STD_RGB
     return np.ascontiguousarray(data.transpose(2, 0, 1), dtype=np.float32)
+
+
+# The normalised value of each byte in each channel, computed as the reference
+# computes it: looking it up gives the same bits at a fraction of the cost.
+_NORMALIZED = _reference_normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2))[:, :, 0]
+
+
+def normalize(img):
+    """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order and rounding)."""
+    img = np.asarray(img, dtype=np.uint8)
+    out = np.empty((3,) + img.shape[:2], np.float32)
+    for c in range(3):
+        np.take(_NORMALIZED[c], img[:, :, c], out=out[c])
+    return out
 
 
 def read_image(path):
