@@ -118,6 +118,8 @@ def upsample_matrices(lowres_hw, stride, im_hw, orig_hw):
     the reference filter rule (:func:`util.image.interp_method`).
     """
     (h, w), (imh, imw) = lowres_hw, im_hw
+    if imh > h * stride or imw > w * stride:
+        raise ValueError('a %dx%d map at stride %d does not cover the %dx%d image' % (h, w, stride, imh, imw))
     a_h = resample_matrix(h, h * stride, Image.BICUBIC)[:imh]
     a_w = resample_matrix(w, w * stride, Image.BICUBIC)[:imw]
     if orig_hw[0] != imh:
