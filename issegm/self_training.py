@@ -686,7 +686,9 @@ def val_argv(args, rnd):
         ('--mine-thresh', args.mine_thresh),
         ('--test-scales', args.test_scales), ('--gpus', args.gpus), ('--init-tgt-port', rnd['tgt_port']),
         ('--idx-round', rnd['round']), ('--no-cudnn', True), ('--test-flipping', True),
-        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy)])
+        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy),
+        # Ours; passed only when chosen, so that the default command stays the reference's.
+        ('--postprocess', None if getattr(args, 'postprocess', 'auto') == 'auto' else args.postprocess)])
 
 
 def train_argv(args, rnd):

@@ -244,3 +244,34 @@ def test_next_image_is_forwarded_while_this_one_is_post_processed(city, tmp_path
     assert len(fwd) == 3 and len(spans) == 3
     for i in range(2):
         assert fwd[i + 1][0] < spans[i][1] - 0.1   # sequential code: forward i+1 after upsampling i
+
+
+class LinearNet(object):
+    """Softmax of a fixed random linear map of each 8x8 cell's mean colour: varied, input-dependent maps."""
+
+    def __init__(self, seed=0):
+        self.weight = mx.nd.array(np.random.RandomState(seed).randn(19, 3) * 3)
+
+    def __call__(self, data):
+        pooled = mx.nd.Pooling(data, kernel=(8, 8), stride=(8, 8), pool_type='avg')
+        _, _, h, w = pooled.shape
+        logits = mx.nd.dot(self.weight, pooled.reshape((3, -1))).reshape((1, 19, h, w))
+        return mx.nd.softmax(logits, axis=1)
+
+
+@pytest.mark.parametrize('extra', [[], ['--test-flipping', '--test-scales', '320,448']])
+def test_device_and_pil_post_processing_agree(city, t1_weights, extra):
+    net = LinearNet()
+    res = {mode: evaluation.run(_args(city, t1_weights, '--output', mode, '--postprocess', mode, *extra), net=net)
+           for mode in ('pil', 'device')}
+    same = total = 0
+    for i in range(3):
+        name = 'lindau_%06d_000019_leftImg8bit.png' % i
+        a, b = (np.asarray(Image.open(os.path.join(mode, 'trainId', name))) for mode in ('pil', 'device'))
+        assert len(np.unique(a)) > 3          # a real prediction
+        same += int((a == b).sum())
+        total += a.size
+    assert same >= 0.9999 * total
+    conf = {mode: np.array(r['scores']['confusion']) for mode, r in res.items()}
+    assert np.abs(conf['pil'] - conf['device']).sum() <= 2 * (total - same)
+    assert 'post-processing: device' in open(os.path.join('device', LABEL + '_ep-0003.log')).read()

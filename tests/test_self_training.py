@@ -245,3 +245,12 @@ def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, mo
     assert len(fwd) == len(NAMES) and len(spans) == 2 * len(NAMES)  # pass 1 and pass 2
     for i in range(len(NAMES) - 1):
         assert fwd[i + 1][0] < spans[i][1] - 0.1
+
+
+def test_solve_AO_passes_postprocess_on_only_when_chosen():
+    from issegm.solve_AO import build_parser
+    argv = ['--model', 'cityscapes_rna-a1_cls19_s8', '--weights', 'w.params', '--base-lr', '1e-4']
+    rnd = {'round': 0, 'weights': 'w.params', 'tgt_port': '0.2'}
+    assert '--postprocess' not in st.val_argv(build_parser().parse_args(argv), rnd)  # the reference's command
+    got = st.val_argv(build_parser().parse_args(argv + ['--postprocess', 'pil']), rnd)
+    assert got[got.index('--postprocess') + 1] == 'pil'

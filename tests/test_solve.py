@@ -100,7 +100,7 @@ def test_solve_ST_val_as_a_script_with_spatial_prior(mini):
            '--output', 'st', '--model', MODEL, '--phase', 'val', '--weights',
            'models/%s_ep-0000.params' % SRC_MODEL, '--mine-id-number', '3', '--test-scales', '96',
            '--gpus', '0', '--init-tgt-port', '0.2', '--idx-round', '0', '--no-cudnn', '--test-flipping',
-           '--with-prior', 'True', '--kc-policy', 'cb']
+           '--with-prior', 'True', '--kc-policy', 'cb', '--postprocess', 'device']
     proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for sub in ('results/nplabelIds', 'results/npcolor', 'self_train/pseudo_labelIds', 'self_train/pseudo_color',
@@ -115,7 +115,7 @@ def test_solve_ST_val_as_a_script_with_spatial_prior(mini):
     assert np.load('st/stats/mine_id.npy').shape == (3,)
     assert os.path.exists('issegm/data_list/cityscapes/train_training_gpu0.lst')
     log = open('st/%s_ep-0000_train.log' % SRC_MODEL).read()
-    assert 'Kc determination done' in log and 'pixel acc' in log
+    assert 'Kc determination done' in log and 'pixel acc' in log and 'post-processing device' in log
     assert not os.path.exists('st/0/probmap')
     # the prior dominates the near-uniform untrained network: only its favoured classes remain
     sp = np.stack([np.asarray(Image.open(p)) for p in glob.glob('st/0/self_train/splabelIds/*.png')])
