@@ -35,13 +35,20 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the reference transcription the tests use
 
 from issegm.datasets import get_dataset, save_prediction  # noqa: E402
+from issegm.postprocess import Postprocessor  # noqa: E402
 from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
-from issegm.self_training import load_lowres, save_lowres, lowres_to_probmap  # noqa: E402
+from issegm.self_training import load_lowres, save_lowres  # noqa: E402
 from issegm.inference import padded_shape  # noqa: E402
 from util.image import longer_side_shape  # noqa: E402
 import reference_cbst  # noqa: E402
 
 STRIDE = 8
+
+
+def lowres_to_probmap(low, im_hw, hw, stride):
+    """The deterministic upsampling of both paths (PIL, on the host)."""
+    post = Postprocessor(low.shape[0], 'pil')
+    return post.probmap(post.source(stored=(low, im_hw, hw, stride)))
 
 
 def make_lowres(num_images, num_classes, lowres_hw, seed):
@@ -93,7 +100,7 @@ def reference_pass2(num_images, folder, info, state):
 def lean_pass1(lowres, im_hw, hw, folder, state):
     col = ConfidenceCollector(lowres[0].shape[0])
     for i, low in enumerate(lowres):
-        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, im_hw, hw)
+        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, im_hw, hw, STRIDE)
         probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
         col.add(*confidence_map(probmap))
         del probmap
@@ -107,8 +114,8 @@ def lean_thresholds(portion, policy, state):
 
 def lean_pass2(num_images, folder, info, state):
     for i in range(num_images):
-        low, im_hw, orig_hw = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i))
-        probmap = lowres_to_probmap(low, im_hw, orig_hw, STRIDE)
+        low, im_hw, orig_hw, stride = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i))
+        probmap = lowres_to_probmap(low, im_hw, orig_hw, stride)
         write_labels(folder, str(i), pseudo_label(probmap, state['cls_thresh']), info)
         del probmap
 

@@ -497,4 +497,4 @@ def default_mode(ctx):
 
 
 # Measured by bench/postprocess.py on the CPU (see README).
-CPU_DEFAULT = 'device'
+CPU_DEFAULT = 'pil'

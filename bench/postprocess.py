@@ -1,0 +1,117 @@
+"""Post-processing on this CPU: the PIL path against the device path run on the CPU context.
+
+Times the three recipes of :class:`issegm.postprocess.Postprocessor` on
+full-size maps (19 classes, network output at 1/8 of a 1024 x 2048 image,
+test scale 2048 for evaluation and 1850 for pseudo-labels as in the
+published commands), each image waited for before the next, and prints
+seconds an image per path and their ratio: the faster path is what
+``--postprocess auto`` uses on a CPU (``issegm.postprocess.CPU_DEFAULT``).
+Also prints the device path's counted FLOPs and bytes per image, and how
+far its numbers are from PIL's on these maps (largest probability
+difference, relative to the largest value; label agreement).
+
+    python bench/postprocess.py [--images 3] [--prior]
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from issegm.inference import padded_shape  # noqa: E402
+from issegm.postprocess import CPU_DEFAULT, Postprocessor  # noqa: E402
+from util.image import longer_side_shape  # noqa: E402
+
+C, STRIDE, HW = 19, 8, (1024, 2048)
+
+
+def smooth_lowres(low_hw, rng):
+    """Softmax of smooth random class scores (blobs a few cells wide), as a network's output looks."""
+    h, w = low_hw
+    coarse = rng.randn(C, h // 4 + 1, w // 4 + 1).astype(np.float32) * 3
+    logits = np.repeat(np.repeat(coarse, 4, 1), 4, 2)[:, :h, :w] + rng.randn(C, h, w).astype(np.float32)
+    p = np.exp(logits - logits.max(0))
+    return (p / p.sum(0)).astype(np.float32)
+
+
+class StoredJob(object):
+    """A finished forward: what the recipes read from :class:`issegm.inference.Job`."""
+
+    def __init__(self, probs, im_hw):
+        self.probs, self.im_hw, self.orig_hw, self.stride = probs, im_hw, HW, STRIDE
+
+    def lowres(self):
+        return [(self.probs, self.im_hw)]
+
+
+def cases(images, prior, rng):
+    """Per recipe: a name and a function (postprocessor, image index) -> Pending."""
+    eval_hw = longer_side_shape(HW, 2048)
+    st_hw = longer_side_shape(HW, 1850)
+    low = lambda hw: tuple(v // STRIDE for v in padded_shape(hw, STRIDE))  # noqa: E731
+    ev = [StoredJob(smooth_lowres(low(eval_hw), rng), eval_hw) for _ in range(images)]
+    st = [(smooth_lowres(low(st_hw), rng), st_hw, HW, STRIDE) for _ in range(images)]
+    gts = [rng.randint(0, C, HW).astype(np.uint8) for _ in range(images)]
+    thresh = rng.uniform(0.3, 0.9, C)
+    return [('evaluation (upsample, argmax, confusion)', lambda post, i: post.evaluate(ev[i], gts[i])),
+            ('pseudo-label pass 1 (upsample, %sargmax, kept confidences, confusion)' % ('prior, ' if prior else ''),
+             lambda post, i: post.collect(post.source(stored=st[i]), gts[i])),
+            ('pseudo-label pass 2 (upsample, %sratios, labels)' % ('prior, ' if prior else ''),
+             lambda post, i: post.label(post.source(stored=st[i]), thresh))]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--images', type=int, default=3)
+    parser.add_argument('--prior', action='store_true', help='with a spatial prior (CBST-SP)')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    rng = np.random.RandomState(args.seed)
+    prior = rng.uniform(0, 1, (C,) + HW).astype(np.float32) if args.prior else None
+    posts = {mode: Postprocessor(C, mode, prior=prior) for mode in ('pil', 'device')}
+    print('%d images of %dx%d, %d classes, %d CPU cores; each image waited for before the next'
+          % (args.images, HW[0], HW[1], C, os.cpu_count()))
+    print('%-70s %9s %9s %8s' % ('seconds an image', 'pil', 'device', 'dev/pil'))
+    totals = {'pil': 0.0, 'device': 0.0}
+    outputs = {}
+    for name, recipe in cases(args.images, args.prior, rng):
+        secs = {}
+        for mode, post in posts.items():
+            recipe(post, 0).result()  # warm-up: matrices, memory
+            flops, nbytes = getattr(post.ops, 'flops', 0), getattr(post.ops, 'bytes', 0)
+            t0 = time.perf_counter()
+            outputs[name, mode] = [recipe(post, i).result() for i in range(args.images)]
+            secs[mode] = (time.perf_counter() - t0) / args.images
+            totals[mode] += secs[mode]
+            if mode == 'device':
+                counted = ((post.ops.flops - flops) / args.images, (post.ops.bytes - nbytes) / args.images)
+        print('%-70s %9.3f %9.3f %8.2f' % (name, secs['pil'], secs['device'], secs['device'] / secs['pil']))
+        print('    device work counted: %.1f GFLOP, %.2f GB of device memory traffic an image'
+              % (counted[0] / 1e9, counted[1] / 1e9))
+    print('%-70s %9.3f %9.3f %8.2f' % ('all three', totals['pil'], totals['device'], totals['device'] / totals['pil']))
+    faster = min(totals, key=totals.get)
+    print('faster on this CPU: %s (CPU_DEFAULT in issegm/postprocess.py is %s)' % (faster, CPU_DEFAULT))
+
+    # how close the two paths are on these maps
+    same = total = 0
+    for (name, mode), outs in outputs.items():
+        if mode != 'device':
+            continue
+        for got, want in zip(outs, outputs[name, 'pil']):
+            for key in want:
+                if key.startswith('pred') or key in ('label', 'argmax'):
+                    same += int((got[key] == want[key]).sum())
+                    total += want[key].size
+    job = StoredJob(smooth_lowres((128, 256), rng), longer_side_shape(HW, 2048))
+    maps = {mode: post.ops.fetch(post.probmap(post.source(job))) for mode, post in posts.items()}
+    err = np.abs(maps['device'] - maps['pil']).max() / np.abs(maps['pil']).max()
+    print('device vs pil: largest probability difference %.2e of the largest value; label maps agree on '
+          '%.5f%% of %d pixels' % (err, 100.0 * same / total, total))
+
+
+if __name__ == '__main__':
+    main()
