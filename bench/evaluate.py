@@ -1,26 +1,32 @@
 """Evaluation throughput on full-size (1024 x 2048) images, network vs everything else.
 
 Generates a few 1024 x 2048 Cityscapes-like images and label maps as PNG
-files, then runs the project's evaluation loop (``issegm.evaluation``: read,
-``Predictor`` forward + bicubic upsampling, argmax, the three prediction PNGs
-and the correctness map, confusion-matrix update) twice:
+files, then runs the project's evaluation loop (``issegm.evaluation``:
+images read and prepared ahead in threads, ``Predictor`` forwards, the
+post-processing of ``--postprocess`` -- upsampling, argmax, confusion
+counts --, the four PNGs written behind in threads):
 
-1. **Components, on this CPU**, with a width-reduced network (``rna-t1``, the
-   CPU stand-in for ResNet-38) whose forward is timed synchronously: seconds
-   per image of the network, upsampling, scoring and the rest.
-2. **Next to a GPU-class forward.** No GPU can run MXNet here, so the network
-   is replaced by :class:`bench.standin.DeviceStandIn`: an asynchronous MXNet
-   operator that occupies a "device" for a set time without using the CPU,
-   as a GPU forward does. Its time is the ResNet-38 A1 forward at this size
-   under an ASSUMED sustained GPU rate (counted convolution FLOPs /
-   ``--gpu-tflops``; both printed). The loop runs with the next image's
-   forward launched before this image's post-processing (the default) and,
-   for comparison, without; the non-network share is MEASURED in that run as
-   (cycle - device time) / cycle, where the cycle is the steady-state time
+1. **On this CPU**, with a width-reduced network (``rna-t1``, the CPU
+   stand-in for ResNet-38) whose forward is timed synchronously: seconds an
+   image of the network and of everything else, for both post-processing
+   paths.
+2. **Next to a GPU.** No GPU can run MXNet here, so the device is played by
+   :mod:`bench.standin`: the network by :class:`DeviceStandIn`, an
+   asynchronous operator that occupies the device for the ResNet-38 A1
+   forward's time at an ASSUMED sustained rate (counted convolution FLOPs /
+   ``--gpu-tflops``) without using the CPU; the device post-processing by
+   :class:`PostprocessStandIn`, priced from the FLOPs and bytes the real
+   device operators count (``/ --gpu-tflops`` and ``/ --gpu-gbps``), on the
+   same device after the forwards. Everything the host does stays real:
+   decoding, preparing and uploading images, launching, copying the uint8
+   prediction back, PNG encoding (and, for ``pil``, the whole host
+   post-processing). The non-network share is MEASURED in that run as
+   (cycle - network time) / cycle, where the cycle is the steady-state time
    from one image's last forward ending to the next one's (the whole run's
-   figure, with the pipeline's fill and drain, is printed too).
+   figure, with the pipeline's fill and drain, is printed too); the host
+   CPU time an image (all threads) says how much host work remains.
 
-    python bench/evaluate.py [--images 6] [--flip] [--gpu-tflops 7]
+    python bench/evaluate.py [--images 6] [--flip] [--gpu-tflops 100] [--gpu-gbps 1500]
 """
 import argparse
 import ast
@@ -29,6 +35,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,7 +49,7 @@ from issegm import evaluation  # noqa: E402
 from issegm.datasets import get_dataset  # noqa: E402
 from issegm.inference import Predictor  # noqa: E402
 from issegm.model import get_model, get_scores_symbol  # noqa: E402
-from standin import DeviceStandIn  # noqa: E402
+from standin import DeviceStandIn, PostprocessStandIn  # noqa: E402
 
 
 def conv_flops(label, hw):
@@ -78,7 +85,11 @@ class TimedNet(object):
         return out
 
 
+_PARTS_LOCK = threading.Lock()
+
+
 def _timed(obj, name, acc):
+    """Sum the wall time of ``obj.name`` calls into ``acc[name]`` (from any thread)."""
     fn = getattr(obj, name)
 
     def wrapper(*a, **k):
@@ -86,7 +97,8 @@ def _timed(obj, name, acc):
         try:
             return fn(*a, **k)
         finally:
-            acc[name] += time.perf_counter() - start
+            with _PARTS_LOCK:
+                acc[name] += time.perf_counter() - start
     setattr(obj, name, wrapper)
 
 
@@ -109,14 +121,18 @@ def make_data(root, n, hw=(1024, 2048), seed=0):
     return items
 
 
-def run_loop(net, info, items, root, out, args, overlap=True):
-    """One warm-up image, then the timed loop over the others; returns (wall seconds, per-part seconds)."""
+def run_loop(net, info, items, root, out, args, mode, overlap=True, post=None):
+    """One warm-up image, then the timed loop over the others.
+
+    Returns (wall seconds, host CPU seconds, per-part seconds summed over threads).
+    """
     predictor = Predictor(net, info.num_classes, 8, flip=args.flip)
     parts = collections.defaultdict(float)
-    ev = evaluation.Evaluation(predictor, info, [args.scale], out)
-    _timed(predictor, 'upsample', parts)
-    _timed(ev, 'save', parts)
-    _timed(ev, 'score', parts)
+    ev = evaluation.Evaluation(predictor, info, [args.scale], out, postprocess=mode)
+    if post is not None:
+        ev.post = post
+    for name in ('prepare', 'save', 'finish'):
+        _timed(ev, name, parts)
     prep = evaluation.Prepared(info, None, items[:1], [args.scale], True)
     evaluation.evaluate_split(ev, prep, root, log_every=10 ** 9)   # warm-up: graph build, memory plan
     parts.clear()
@@ -126,10 +142,49 @@ def run_loop(net, info, items, root, out, args, overlap=True):
         net.seconds, net.calls = 0.0, 0
     else:
         del net.spans[:]
-    start = time.perf_counter()
+    if post is not None:
+        del post.spans[:]
+    start, cpu = time.perf_counter(), time.process_time()
     evaluation.evaluate_split(ev, prep, root, log_every=10 ** 9, background_save=not args.foreground_save,
                               overlap=overlap)
-    return time.perf_counter() - start, parts
+    return time.perf_counter() - start, time.process_time() - cpu, parts
+
+
+def cpu_components(info, items, root, tmp, args, label, mode):
+    net = TimedNet(get_model(label))
+    total, cpu, parts = run_loop(net, info, items, root, os.path.join(tmp, 'cpu-' + mode), args, mode)
+    n = args.images
+    network = net.seconds
+    print('%-8s total %.3f s an image: network %.3f (%d calls), everything else %.3f; host CPU %.3f s an image; '
+          'in threads: prepare %.3f, PNGs %.3f; waiting for post-processing %.3f'
+          % (mode, total / n, network / n, net.calls, (total - network) / n, cpu / n, parts['prepare'] / n,
+             parts['save'] / n, parts['finish'] / n))
+    return total
+
+
+def gpu_run(info, items, root, tmp, args, mode, overlap, gpu_step, forwards):
+    n = args.images
+    device = DeviceStandIn(gpu_step, info.num_classes, 8)
+    post = PostprocessStandIn(device, info.num_classes, args.gpu_tflops, args.gpu_gbps) if mode == 'device' else None
+    wall, cpu, _ = run_loop(device, info, items, root, os.path.join(tmp, 'gpu-%s-%d' % (mode, overlap)), args, mode,
+                            overlap=overlap, post=post)
+    spans = sorted(device.spans)
+    busy = sum(e - s for s, e in spans) / n
+    post_busy = sum(e - s for s, e in post.spans) / n if post is not None else 0.0
+    # Steady state: time between the ends of consecutive images' last forwards. The
+    # first image's read and the last one's post-processing (pipeline fill and drain)
+    # happen once a split, not once an image.
+    cycle = (spans[-1][1] - spans[forwards - 1][1]) / (n - 1)
+    share = (cycle - busy) / cycle
+    print('%-6s %-13s steady %.3f s an image (network %.3f, device post-processing %.4f), %.2f images/s, '
+          'non-network share %.1f%%; host CPU %.3f s an image; whole run incl. fill and drain %.3f s an image (%.1f%%)'
+          % (mode, 'overlapped:' if overlap else 'sequential:', cycle, busy, post_busy, 1. / cycle, 100 * share,
+             cpu / n, wall / n, 100 * (wall / n - busy) / (wall / n)))
+    if post is not None and post.priced:
+        flops, nbytes, seconds = post.priced[0]
+        print('       device post-processing counted: %.1f GFLOP and %.2f GB an image -> %.4f s at %.0f TFLOP/s '
+              'and %.0f GB/s' % (flops / 1e9, nbytes / 1e9, seconds, args.gpu_tflops, args.gpu_gbps))
+    return share
 
 
 def main():
@@ -139,11 +194,16 @@ def main():
     parser.add_argument('--flip', action='store_true', help='--test-flipping (two forwards an image)')
     parser.add_argument('--scale', type=int, default=2048)
     parser.add_argument('--foreground-save', action='store_true',
-                        help='write PNGs in the main loop instead of the background writer thread')
+                        help='write PNGs in the main loop instead of the writer threads')
     parser.add_argument('--gpu-tflops', type=float, default=7.0,
-                        help='ASSUMED sustained fp32 rate of the GPU for ResNet-38 convolutions '
-                             '(V100 peak 15.7; ~45%% sustained)')
+                        help='ASSUMED sustained fp32 rate of the GPU (V100 peak 15.7, ~45%% sustained; '
+                             '100 for the newest GPUs)')
+    parser.add_argument('--gpu-gbps', type=float, default=900.0,
+                        help='ASSUMED sustained device memory bandwidth in GB/s (V100 900, A100 1555, H100 3350)')
+    parser.add_argument('--paths', default='pil,device', help='post-processing paths to run')
+    parser.add_argument('--skip-cpu', action='store_true', help='skip part 1 (the CPU components)')
     args = parser.parse_args()
+    modes = args.paths.split(',')
 
     info = get_dataset('cityscapes')
     label = 'cityscapes_rna-%s_cls19_s8' % args.arch
@@ -152,55 +212,30 @@ def main():
         root = os.path.join(tmp, 'cityscapes')
         t0 = time.perf_counter()
         items = make_data(root, n + 1)
-        print('generated %d images of 1024x2048 in %.1f s' % (len(items), time.perf_counter() - t0))
+        print('generated %d images of 1024x2048 in %.1f s; %d CPU cores' % (len(items), time.perf_counter() - t0,
+                                                                             os.cpu_count()))
+        if not args.skip_cpu:
+            print('\n1. on this CPU: network %s on %s, scale %d, flip %s, %d images, forward synchronised'
+                  % (label, mx.cpu(), args.scale, args.flip, n))
+            totals = {mode: cpu_components(info, items, root, tmp, args, label, mode) for mode in modes}
+            if len(totals) == 2:
+                print('device/pil time an image on this CPU: %.2f' % (totals['device'] / totals['pil']))
 
-        # 1. components with the thin network, forward synchronised
-        net = TimedNet(get_model(label))
-        total, parts = run_loop(net, info, items, root, os.path.join(tmp, 'out1'), args)
-        network = net.seconds
-        other = total - network
-        bg = not args.foreground_save
-        rest = other - parts['upsample'] - parts['score'] - (0 if bg else parts['save'])
-        print('\n1. components: network %s on %s, scale %d, flip %s, %d images, forward synchronised'
-              % (label, mx.cpu(), args.scale, args.flip, n))
-        print('%-42s %10s %8s' % ('per image', 'seconds', 'share'))
-        rows = [('network forward (%d calls)' % net.calls, network),
-                ('upsampling (bicubic, 19 maps)', parts['upsample']), ('confusion update', parts['score'])]
-        rows += [] if bg else [('saving 4 PNGs', parts['save'])]
-        rows += [('read, argmax, other%s' % (' (+ waits on writer)' if bg else ''), rest)]
-        for name, sec in rows:
-            print('%-42s %10.3f %7.1f%%' % (name, sec / n, 100 * sec / total))
-        print('%-42s %10.3f %7.1f%%' % ('total', total / n, 100.))
-        if bg:
-            print('(saving 4 PNGs: %.3f s an image in the writer thread, overlapped with the loop)'
-                  % (parts['save'] / n))
-        print('non-network work on this CPU: %.3f s an image' % (other / n))
-
-        # 2. next to a GPU-class forward: the device stand-in
         flops = conv_flops('cityscapes_rna-a1_cls19_s8', (1024, 2048))
         forwards = 2 if args.flip else 1
         gpu_step = flops / (args.gpu_tflops * 1e12)
-        print('\n2. next to a GPU-class forward')
+        print('\n2. next to a GPU: device stand-ins (bench/standin.py)')
         print('ResNet-38 A1 at 1024x2048: %.2f TFLOP a forward (counted convolutions)' % (flops / 1e12))
-        print('ASSUMED GPU forward: %.3f s (%.1f TFLOP/s sustained, --gpu-tflops); %d forward(s) an image'
-              % (gpu_step, args.gpu_tflops, forwards))
+        print('ASSUMED GPU: %.1f TFLOP/s sustained (--gpu-tflops) -> %.3f s a forward, %d forward(s) an image; '
+              '%.0f GB/s (--gpu-gbps)' % (args.gpu_tflops, gpu_step, forwards, args.gpu_gbps))
         shares = {}
-        for overlap in (False, True):
-            device = DeviceStandIn(gpu_step, info.num_classes, 8)
-            wall, _ = run_loop(device, info, items, root, os.path.join(tmp, 'out2'), args, overlap=overlap)
-            spans = sorted(device.spans)
-            busy = sum(e - s for s, e in spans) / n
-            # Steady state: time between the ends of consecutive images' last forwards. The
-            # first image's read and the last one's post-processing (pipeline fill and drain)
-            # happen once a split, not once an image.
-            cycle = (spans[-1][1] - spans[forwards - 1][1]) / (n - 1)
-            shares[overlap] = (cycle - busy) / cycle
-            print('%-30s steady %.3f s an image (device busy %.3f), %.2f images/s, non-network share %.1f%%; '
-                  'whole run of %d images incl. fill and drain %.3f s an image (%.1f%%)'
-                  % ('next forward launched first:' if overlap else 'one image at a time:', cycle, busy,
-                     1. / cycle, 100 * shares[overlap], n, wall / n, 100 * (wall / n - busy) / (wall / n)))
-        print('MEASURED non-network share, steady state: %.1f%% with the overlap (target <= 15%%), %.1f%% '
-              'without' % (100 * shares[True], 100 * shares[False]))
+        for mode in modes:
+            for overlap in (False, True):
+                shares[mode, overlap] = gpu_run(info, items, root, tmp, args, mode, overlap, gpu_step, forwards)
+        for mode in modes:
+            print('MEASURED non-network share, steady state, %s post-processing: %.1f%% with the overlap '
+                  '(target <= 15%%), %.1f%% without' % (mode, 100 * shares[mode, True], 100 * shares[mode, False]))
+
 
 if __name__ == '__main__':
     main()

@@ -6,11 +6,16 @@
 2. Times forward, and forward+backward+update, of the 19-class network on a
    ``batch x 3 x size x size`` batch through the training Module, printing
    seconds per iteration.
-3. Times the evaluation loop's core (forward, bicubic upsampling, argmax) on
-   ``--eval-images`` images of ``--eval-size`` with the next image's forward
-   launched first (as ``evaluate.py`` and pseudo-labelling do) and one image
-   at a time, and prints the host work the overlap hid. On a GPU the overlap
-   should bring the time an image close to the forward alone.
+3. Times the evaluation loop's core (forward, upsampling, argmax) on
+   ``--eval-images`` images of ``--eval-size`` for both post-processing
+   paths (``pil`` on the host, ``device`` on the network's context), with
+   the next image's forward launched first (as ``evaluate.py`` and
+   pseudo-labelling do) and one image at a time, next to the forward alone.
+   On a GPU the device path should bring the time an image close to the
+   forward alone. Then checks that the two paths agree: upsampled
+   probabilities to 1e-5 of the largest value, predictions on >= 99.99 %
+   of the pixels (a failure here on an Ampere or newer GPU can mean TF32
+   matrix products: rerun with ``NVIDIA_TF32_OVERRIDE=0``).
 
     python bench/gpu_check.py --gpus 0                 # on a GPU machine
     python bench/gpu_check.py --gpus cpu --size 64      # the same code on the CPU
@@ -72,20 +77,22 @@ def time_steps(label, contexts, batch, size, repeat):
     return run(False), run(True)
 
 
-def overlap_check(label, ctx, images, hw):
-    """Seconds an image of forward + upsampling + argmax, overlapped and one at a time, and the forward alone."""
+def overlap_check(label, ctx, images, hw, mode):
+    """Seconds an image of forward + post-processing (``mode``), overlapped and one at a time, and the forward alone."""
     from issegm.inference import Predictor, ahead
-    from util.parallel import class_argmax
+    from issegm.postprocess import Postprocessor
     predictor = Predictor(get_model(label, ctx=ctx), 19, 8, ctx=ctx)
+    post = Postprocessor(19, mode, ctx=ctx)
     rng = np.random.RandomState(0)
     ims = [(rng.rand(*(tuple(hw) + (3,))) * 255).astype(np.uint8) for _ in range(images)]
     scale = max(hw)
-    class_argmax(predictor.predict(ims[0], [scale]))   # warm-up: graph, memory plan
+    launch = lambda im: post.evaluate(predictor.start(im, [scale]))  # noqa: E731
+    preds = [launch(ims[0]).result()['pred']]   # warm-up: graph, memory plan, matrices
 
     def loop(depth):
         start = time.perf_counter()
-        for launched in ahead(ims, lambda im: predictor.start(im, [scale]), depth=depth):
-            class_argmax(predictor.finish(launched.get()))
+        for launched in ahead(ims, launch, depth=depth):
+            preds.append(launched.get().result()['pred'])
         return (time.perf_counter() - start) / images
 
     start = time.perf_counter()
@@ -93,6 +100,23 @@ def overlap_check(label, ctx, images, hw):
         predictor.start(im, [scale]).lowres()
     forward = (time.perf_counter() - start) / images
     return loop(1), loop(0), forward
+
+
+def agreement_check(label, ctx, hw):
+    """(largest probability difference / largest value, pixel agreement) of the two paths on one image."""
+    from issegm.inference import Predictor
+    from issegm.postprocess import Postprocessor
+    predictor = Predictor(get_model(label, ctx=ctx), 19, 8, flip=True, ctx=ctx)
+    image = (np.random.RandomState(1).rand(*(tuple(hw) + (3,))) * 255).astype(np.uint8)
+    # a smaller test scale: the resize to the image size is part of the check
+    job = predictor.start(image, [int(max(hw) * 0.9)])
+    maps, preds = {}, {}
+    for mode in ('pil', 'device'):
+        post = Postprocessor(19, mode, ctx=ctx)
+        maps[mode] = post.ops.fetch(post.probmap(post.source(job)))
+        preds[mode] = post.evaluate(job).result()['pred']
+    err = float(np.abs(maps['device'] - maps['pil']).max() / np.abs(maps['pil']).max())
+    return err, float((preds['device'] == preds['pil']).mean())
 
 
 def main():
@@ -118,11 +142,21 @@ def main():
     fwd, step = time_steps(label, contexts, args.batch, args.size, args.repeat)
     print('%s, batch %dx3x%dx%d: forward %.4f s/iter, forward+backward+update %.4f s/iter'
           % (label, args.batch, args.size, args.size, fwd, step))
-    overlapped, sequential, forward = overlap_check(label, contexts[0], args.eval_images, args.eval_size)
-    print('evaluation core at %dx%d (forward, upsampling, argmax): %.3f s an image with the next forward '
-          'launched first, %.3f s one at a time, %.3f s forward alone; overlapped/sequential = %.2f'
-          % (tuple(args.eval_size) + (overlapped, sequential, forward, overlapped / sequential)))
-
+    times = {}
+    for mode in ('pil', 'device'):
+        overlapped, sequential, forward = overlap_check(label, contexts[0], args.eval_images, args.eval_size, mode)
+        times[mode] = overlapped
+        print('evaluation core at %dx%d, %s post-processing (forward, upsampling, argmax): %.3f s an image with the '
+              'next forward launched first, %.3f s one at a time, %.3f s forward alone; overlapped/sequential = %.2f'
+              % (tuple(args.eval_size) + (mode, overlapped, sequential, forward, overlapped / sequential)))
+    print('device/pil time an image (overlapped): %.2f' % (times['device'] / times['pil']))
+    err, agree = agreement_check(label, contexts[0], args.eval_size)
+    ok = err <= 1e-5 and agree >= 0.9999
+    print('device vs pil: largest probability difference %.2e of the largest value, predictions agree on %.4f%% '
+          'of the pixels -> %s' % (err, 100 * agree, 'OK' if ok else 'FAIL (on Ampere or newer GPUs try '
+                                                                  'NVIDIA_TF32_OVERRIDE=0)'))
+    if not ok:
+        sys.exit(1)
 
 if __name__ == '__main__':
     main()

@@ -1,14 +1,17 @@
-"""A stand-in for a GPU forward pass: an MXNet operator that takes a set wall time without using the CPU.
+"""Stand-ins for GPU work: MXNet operators that take a set wall time without using the CPU.
 
 No GPU can run MXNet on our machines, yet the evaluation benchmark must say
-how much of an image's time the CPU work would take next to a GPU-class
-forward. :class:`DeviceStandIn` is a network-shaped callable whose forward is
+how much of an image's time the CPU work would take next to GPU-class device
+work. :class:`DeviceStandIn` is a network-shaped callable whose forward is
 a custom operator that sleeps ``seconds`` on MXNet's operator thread, then
 writes probabilities of the network's output shape. Like a GPU forward it is
 asynchronous (the call returns at once; ``asnumpy`` waits) and leaves the
 CPU cores free, so whatever CPU work overlaps it shows in the wall time.
+:class:`PostprocessStandIn` does the same for the device post-processing
+(:class:`issegm.postprocess.Postprocessor` in ``device`` mode), priced from
+the FLOPs and bytes the real device operators count, on the same device.
 
-Every forward records its ``(start, end)`` times in :attr:`DeviceStandIn.spans`.
+Every operator records its ``(start, end)`` times in ``spans``.
 """
 import itertools
 import threading
@@ -17,7 +20,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['DeviceStandIn', 'with_host_delay']
+__all__ = ['DeviceStandIn', 'PostprocessStandIn', 'with_host_delay']
 
 _REGISTRY = {}
 _IDS = itertools.count()
@@ -32,11 +35,12 @@ class _SleepOp(mx.operator.CustomOp):
     def forward(self, is_train, req, in_data, out_data, aux):
         with self.owner.device:  # one device: forwards run one after another
             start = time.perf_counter()
-            data = in_data[0].asnumpy()
             s = self.owner.stride
-            # Probabilities that depend on the input (so flipping matters), cheaply.
-            pooled = data[:, 0, ::s, ::s][:, None]
-            logits = pooled * np.arange(self.owner.num_classes, dtype=np.float32)[None, :, None, None] * 0.1
+            # Probabilities that depend on the input (so flipping matters) and vary over
+            # the classes as a network's do, cheaply: a fixed linear map of the colours
+            # sampled at the stride (only the samples are copied).
+            pooled = mx.nd.slice(in_data[0], begin=(None,) * 4, end=(None,) * 4, step=(1, 1, s, s)).asnumpy()
+            logits = np.einsum('kc,nchw->nkhw', self.owner.weight, pooled)
             e = np.exp(logits - logits.max(1, keepdims=True))
             self.assign(out_data[0], req[0], mx.nd.array(e / e.sum(1, keepdims=True)))
             # The rest of the set time is idle, as the host is while a GPU computes.
@@ -80,12 +84,117 @@ class DeviceStandIn(object):
         self.stride = int(stride)
         self.spans = []
         self.device = threading.Lock()
+        self.weight = np.random.RandomState(0).randn(self.num_classes, 3).astype(np.float32) * 2
         self._id = next(_IDS)
         _REGISTRY[self._id] = self
 
     def __call__(self, data):
         return mx.nd.Custom(data, op_type='cbst_device_standin', owner_id=self._id,
                             num_classes=self.num_classes, stride=self.stride)
+
+
+class _PostOp(mx.operator.CustomOp):
+    def __init__(self, owner, entry):
+        super(_PostOp, self).__init__()
+        self.owner, self.entry = owner, entry
+
+    def forward(self, is_train, req, in_data, out_data, aux):
+        with self.owner.device.device:  # the network's device: one thing at a time
+            start = time.perf_counter()
+            for i, value in enumerate(self.entry['outputs']):
+                self.assign(out_data[i], req[i], value)
+            time.sleep(max(0.0, self.entry['seconds'] - (time.perf_counter() - start)))
+            end = time.perf_counter()
+        with _LOCK:
+            self.owner.spans.append((start, end))
+
+    def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
+        raise NotImplementedError('the post-processing stand-in only runs forward')
+
+
+@mx.operator.register('cbst_post_standin')
+class _PostProp(mx.operator.CustomOpProp):
+    def __init__(self, owner_id, entry):
+        super(_PostProp, self).__init__(need_top_grad=False)
+        self.owner = _REGISTRY[int(owner_id)]
+        self.entry = self.owner.entries[int(entry)]
+
+    def list_arguments(self):
+        return ['lowres', 'gt']
+
+    def list_outputs(self):
+        return ['out%d' % i for i in range(len(self.entry['outputs']))]
+
+    def infer_shape(self, in_shape):
+        return in_shape, [v.shape for v in self.entry['outputs']], []
+
+    def infer_type(self, in_type):
+        return in_type, [v.dtype for v in self.entry['outputs']], []
+
+    def create_operator(self, ctx, shapes, dtypes):
+        return _PostOp(self.owner, self.entry)
+
+
+class _Launched(object):
+    def __init__(self, keys, outputs):
+        self.keys, self.outputs = keys, outputs
+
+    def result(self):
+        return {k: v.asnumpy() for k, v in zip(self.keys, self.outputs)}
+
+
+class PostprocessStandIn(object):
+    """:class:`issegm.postprocess.Postprocessor` (device mode, evaluation) at an assumed GPU speed.
+
+    The first image of each size runs the real device operators (on the CPU
+    context, once) to count their FLOPs and bytes and to get real outputs;
+    afterwards each image is one operator on ``device``'s timeline, after its
+    forwards, that takes ``flops / (tflops 1e12) + bytes / (gbps 1e9)``
+    seconds of wall time without the CPU and returns those outputs. The
+    host's part stays real: the ground truth's upload, the small results'
+    copy back. :attr:`priced` lists ``(flops, bytes, seconds)`` per size.
+    """
+
+    mode = 'device'
+
+    def __init__(self, device, num_classes, tflops, gbps):
+        self.device, self.num_classes = device, int(num_classes)
+        self.tflops, self.gbps = float(tflops), float(gbps)
+        self.entries, self.priced, self.spans = [], [], []
+        self._keys = {}
+        self._id = next(_IDS)
+        _REGISTRY[self._id] = self
+
+    def _price(self, job, gt):
+        from issegm.postprocess import Postprocessor
+
+        class Stored(object):
+            orig_hw, stride = job.orig_hw, job.stride
+
+            def lowres(self):
+                return [(p.asnumpy(), im_hw) for p, im_hw in job.lowres_device()]
+
+        post = Postprocessor(self.num_classes, 'device', ctx=mx.cpu())
+        out = post.evaluate(Stored(), gt).result()
+        flops, nbytes = post.ops.flops, post.ops.bytes
+        seconds = flops / (self.tflops * 1e12) + nbytes / (self.gbps * 1e9)
+        self.priced.append((flops, nbytes, seconds))
+        keys = sorted(out)
+        return {'keys': keys, 'outputs': [mx.nd.array(out[k], dtype=out[k].dtype) for k in keys],
+                'seconds': seconds}
+
+    def evaluate(self, job, gt=None):
+        lowres = job.lowres_device()
+        key = (tuple((p.shape, im_hw) for p, im_hw in lowres), tuple(job.orig_hw), gt is None)
+        if key not in self._keys:
+            self._keys[key] = len(self.entries)
+            self.entries.append(self._price(job, gt))
+        index = self._keys[key]
+        # The host's share stays real: the ground truth goes to the device.
+        gt_nd = mx.nd.array(gt, dtype=np.uint8) if gt is not None else mx.nd.zeros((1,), dtype=np.uint8)
+        outs = mx.nd.Custom(lowres[0][0], gt_nd, op_type='cbst_post_standin', owner_id=self._id, entry=index)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return _Launched(self.entries[index]['keys'], outs)
 
 
 def with_host_delay(fn, seconds, spans):

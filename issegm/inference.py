@@ -114,7 +114,7 @@ class Predictor(object):
         im = resize(image, longer_side_shape(image.shape[:2], int(scale)))
         imh, imw = im.shape[:2]
         data = np.zeros((1, 3) + padded_shape((imh, imw), self.stride), np.float32)
-        data[0, :, :imh, :imw] = normalize(im)
+        normalize(im, out=data[0, :, :imh, :imw])
         return data, (imh, imw)
 
     def prepare(self, image, scales):

@@ -2,7 +2,9 @@
 # For users with a CUDA 11.2 GPU: install the GPU build of MXNet into its own
 # environment (.venv-gpu), check the golden forward pass on the GPU, and time
 # the 19-class network on a 2x3x504x504 batch and the evaluation loop on
-# 1024x2048 images with and without the next forward launched first.
+# 1024x2048 images with and without the next forward launched first, for
+# both post-processing paths (pil on the host, device on the GPU), and check
+# that the two paths give the same numbers on the GPU.
 #   bash scripts/gpu_check.sh [GPU_ID]
 set -euo pipefail
 cd "$(dirname "$0")/.."

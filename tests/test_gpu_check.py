@@ -14,4 +14,7 @@ def test_gpu_check_runs_on_cpu_fallback():
     assert out.returncode == 0, out.stderr
     assert 'running on the CPU' in out.stderr
     assert 'forward+backward+update' in out.stdout
-    assert 'evaluation core at 64x128' in out.stdout and 'overlapped/sequential' in out.stdout
+    for mode in ('pil', 'device'):
+        assert 'evaluation core at 64x128, %s post-processing' % mode in out.stdout
+    assert 'overlapped/sequential' in out.stdout and 'device/pil time an image' in out.stdout
+    assert 'device vs pil' in out.stdout and '-> OK' in out.stdout

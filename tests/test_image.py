@@ -13,3 +13,7 @@ def test_normalize_equals_the_reference_arithmetic_bit_for_bit():
     got = normalize(img)
     assert got.dtype == np.float32 and got.shape == (3, 37, 300) and got.flags.c_contiguous
     np.testing.assert_array_equal(got.view(np.uint32), ref.astype(np.float32).view(np.uint32))
+    padded = np.zeros((3, 40, 304), np.float32)
+    normalize(img, out=padded[:, :37, :300])
+    np.testing.assert_array_equal(padded[:, :37, :300], got)
+    assert not padded[:, 37:].any() and not padded[:, :, 300:].any()

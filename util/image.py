@@ -71,12 +71,15 @@ def _reference_normalize(img):
 _NORMALIZED = _reference_normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None, None], 3, axis=2))[:, :, 0]
 
 
-def normalize(img):
-    """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order and rounding)."""
+def normalize(img, out=None):
+    """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order and rounding).
+
+    ``out`` (float32 3xHxW, e.g. a view into a padded batch) receives the result.
+    """
     img = np.asarray(img, dtype=np.uint8)
-    out = np.empty((3,) + img.shape[:2], np.float32)
+    out = np.empty((3,) + img.shape[:2], np.float32) if out is None else out
     for c in range(3):
-        np.take(_NORMALIZED[c], img[:, :, c], out=out[c])
+        out[c] = _NORMALIZED[c][img[:, :, c]]
     return out
 
 
