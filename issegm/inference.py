@@ -10,15 +10,18 @@ disk and redo the deterministic upsampling later:
   stride, runs the network (and, with flipping, the horizontally flipped
   padded input, whose output is flipped back and averaged), and returns the
   class probabilities at 1/stride resolution;
-- :meth:`Predictor.upsample` resizes each class map bicubically by the stride,
-  cuts the padding off, and resizes to the original image size with the
-  reference interpolation rule.
+- the upsampling (bicubic by the stride, the padding cut off, the resize to
+  the original image size with the reference interpolation rule) and all
+  that follows is :mod:`issegm.postprocess`, on the host or on the device;
+  :meth:`Predictor.finish` / :meth:`Predictor.predict` return the host
+  (PIL) result.
 
-Loops over images keep the device busy: :meth:`Predictor.start` only
-launches the forwards (MXNet runs them asynchronously) and :func:`ahead`
-launches image i+1 before image i is upsampled, scored and saved, so on a GPU
-that host work hides behind the next forward. The numbers are the same as
-one image at a time.
+Loops over images keep the device busy: :meth:`Predictor.prepare` is the
+host work (scaling, normalising, padding; thread-safe, for reader threads),
+:meth:`Predictor.launch` only launches the forwards (MXNet runs them
+asynchronously) and :func:`ahead` launches image i+1 before image i's results
+are awaited, so on a GPU the host work hides behind the next forward. The
+numbers are the same as one image at a time.
 """
 import collections
 
@@ -146,10 +149,6 @@ class Predictor(object):
         where H' x W' is the padded size, and the scaled size before padding.
         """
         return self.start(image, [scale]).lowres()[0]
-
-    def upsample(self, probs, im_hw, orig_hw):
-        """Deterministic upsampling of :meth:`predict_lowres` output to ``orig_hw``."""
-        return upsample_probs(probs, self.stride, im_hw, orig_hw)
 
     def finish(self, job):
         """Wait for ``job`` and return full-resolution probabilities averaged over its scales (host, PIL)."""
