@@ -311,7 +311,7 @@ class DeviceOps(object):
 
     def argmax(self, probs):
         # MXNet's argmax keeps the first maximum, as NumPy's (tested).
-        self._count(4 * probs.size + 5 * probs[0].size)
+        self._count(4 * probs.size + 9 * probs[0].size)
         return self.mx.nd.argmax(probs, axis=0).astype(np.uint8)
 
     def argmax_max(self, probs):
@@ -344,7 +344,7 @@ class DeviceOps(object):
         padded = nd.concat(flat, nd.full((lanes * self.BLOCK - n,), c, ctx=self.ctx, dtype=np.int32), dim=0) \
             if lanes * self.BLOCK > n else flat
         # Class c's running count inside each block, then block offsets (exclusive).
-        onehot = nd.one_hot(padded, c, dtype=np.int32).reshape((lanes, self.BLOCK, c))
+        onehot = nd.one_hot(padded, c, dtype=np.uint8).reshape((lanes, self.BLOCK, c))
         within = nd.cumsum(onehot, axis=1, dtype=np.int32)
         totals = nd.slice_axis(within, axis=1, begin=self.BLOCK - 1, end=self.BLOCK).reshape((lanes, c))
         before = nd.cumsum(totals, axis=0, dtype=np.int32) - totals
@@ -361,7 +361,8 @@ class DeviceOps(object):
                         nd.full((n,), size - 1, ctx=self.ctx, dtype=np.int32))
         values = nd.scatter_nd(conf.reshape((-1,)), dest.reshape((1, -1)), shape=(size,))
         m = lanes * self.BLOCK
-        self._count(4 * (m + 4 * m * c + 8 * m) + 4 * (6 * n) + 4 * size)
+        # one-hot (1 byte), blocked sums (4 bytes) written and read, picks, takes, the scatter
+        self._count(m * c * (1 + 1 + 4 + 4) + 4 * (8 * m + 6 * n) + 4 * size)
         return values, counts
 
     def pseudo(self, probmap, thresholds):
