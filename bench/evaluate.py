@@ -49,7 +49,8 @@ from issegm import evaluation  # noqa: E402
 from issegm.datasets import get_dataset  # noqa: E402
 from issegm.inference import Predictor  # noqa: E402
 from issegm.model import get_model, get_scores_symbol  # noqa: E402
-from standin import DeviceStandIn, PostprocessStandIn  # noqa: E402
+from standin import DeviceStandIn, PostprocessStandIn, class_colours  # noqa: E402
+from util.parallel import class_argmax  # noqa: E402
 
 
 def conv_flops(label, hw):
@@ -103,15 +104,25 @@ def _timed(obj, name, acc):
 
 
 def make_data(root, n, hw=(1024, 2048), seed=0):
-    """Smooth random street-like images and label maps (label ids) as PNGs; returns list items."""
+    """Street-like scenes as PNGs; returns the list items.
+
+    Label maps (label ids) are regions of the 19 classes with curved borders,
+    tens to hundreds of pixels across (the argmax of smooth random fields);
+    images paint each class in the colour the device stand-in recognises,
+    with shading and sensor noise. So the stand-in's predictions, and their
+    PNGs, look like a trained network's rather than like noise.
+    """
     info = get_dataset('cityscapes')
     rng = np.random.RandomState(seed)
+    colours = class_colours(info.num_classes)
     items = []
     for i in range(n):
-        coarse = rng.randint(0, 19, (hw[0] // 64, hw[1] // 64)).astype(np.uint8)
-        train = np.kron(coarse, np.ones((64, 64), np.uint8))
-        img = (rng.rand(hw[0] // 16, hw[1] // 16, 3) * 255).astype(np.uint8)
-        img = np.asarray(Image.fromarray(img).resize((hw[1], hw[0]), Image.BICUBIC))
+        coarse = rng.randn(info.num_classes, hw[0] // 128 + 1, hw[1] // 128 + 1).astype(np.float32)
+        fields = np.stack([np.asarray(Image.fromarray(f, 'F').resize((hw[1], hw[0]), Image.BICUBIC)) for f in coarse])
+        train = class_argmax(fields)
+        shade = np.asarray(Image.fromarray(rng.uniform(0.7, 1.1, (8, 16)).astype(np.float32), 'F')
+                           .resize((hw[1], hw[0]), Image.BICUBIC))[:, :, None]
+        img = np.clip(colours[train] * shade + rng.normal(0, 4, hw + (3,)), 0, 255).astype(np.uint8)
         im_rel = 'leftImg8bit/val/bench/bench_%06d_000019_leftImg8bit.png' % i
         gt_rel = 'gtFine/val/bench/bench_%06d_000019_gtFine_labelIds.png' % i
         for rel, arr in ((im_rel, img), (gt_rel, info.train2label[train])):
@@ -119,6 +130,12 @@ def make_data(root, n, hw=(1024, 2048), seed=0):
             Image.fromarray(arr).save(os.path.join(root, rel))
         items.append((im_rel, gt_rel))
     return items
+
+
+def png_kbytes(folder):
+    """Mean size in KB of the PNGs under ``folder``."""
+    sizes = [os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs if f.endswith('.png')]
+    return sum(sizes) / max(1, len(sizes)) / 1024.0
 
 
 def run_loop(net, info, items, root, out, args, mode, overlap=True, post=None):

@@ -20,7 +20,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-__all__ = ['DeviceStandIn', 'PostprocessStandIn', 'with_host_delay']
+__all__ = ['DeviceStandIn', 'PostprocessStandIn', 'class_colours', 'with_host_delay']
 
 _REGISTRY = {}
 _IDS = itertools.count()
@@ -36,11 +36,13 @@ class _SleepOp(mx.operator.CustomOp):
         with self.owner.device:  # one device: forwards run one after another
             start = time.perf_counter()
             s = self.owner.stride
-            # Probabilities that depend on the input (so flipping matters) and vary over
-            # the classes as a network's do, cheaply: a fixed linear map of the colours
-            # sampled at the stride (only the samples are copied).
+            # Probabilities that depend on the input (so flipping matters) and follow the
+            # scene's regions as a trained network's do, cheaply, from the colours sampled
+            # at the stride (only the samples are copied).
             pooled = mx.nd.slice(in_data[0], begin=(None,) * 4, end=(None,) * 4, step=(1, 1, s, s)).asnumpy()
-            logits = np.einsum('kc,nchw->nkhw', self.owner.weight, pooled)
+            # Scores fall with the distance to each class's colour: painted scenes are recognised.
+            dist = ((pooled[:, None] - self.owner.colours[None, :, :, None, None]) ** 2).sum(2)
+            logits = -4.0 * dist
             e = np.exp(logits - logits.max(1, keepdims=True))
             self.assign(out_data[0], req[0], mx.nd.array(e / e.sum(1, keepdims=True)))
             # The rest of the set time is idle, as the host is while a GPU computes.
@@ -71,6 +73,11 @@ class _SleepProp(mx.operator.CustomOpProp):
         return _SleepOp(self.owner)
 
 
+def class_colours(num_classes):
+    """A fixed, well-spread RGB colour (0-255, float) per class: what the stand-in network recognises."""
+    return np.random.RandomState(0).uniform(20, 235, (num_classes, 3))
+
+
 class DeviceStandIn(object):
     """Callable like :func:`issegm.model.get_model`'s network: NCHW data -> (N, C, H/stride, W/stride).
 
@@ -79,12 +86,14 @@ class DeviceStandIn(object):
     """
 
     def __init__(self, seconds, num_classes=19, stride=8):
+        from util.image import MEAN_RGB, STD_RGB
         self.seconds = float(seconds)
         self.num_classes = int(num_classes)
         self.stride = int(stride)
         self.spans = []
         self.device = threading.Lock()
-        self.weight = np.random.RandomState(0).randn(self.num_classes, 3).astype(np.float32) * 2
+        # Each class "looks like" one colour (normalised as the network's input is).
+        self.colours = ((class_colours(self.num_classes) / 255.0 - MEAN_RGB) / STD_RGB).astype(np.float32)
         self._id = next(_IDS)
         _REGISTRY[self._id] = self
 
