@@ -132,9 +132,10 @@ def make_data(root, n, hw=(1024, 2048), seed=0):
     return items
 
 
-def png_kbytes(folder):
-    """Mean size in KB of the PNGs under ``folder``."""
-    sizes = [os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs if f.endswith('.png')]
+def png_kbytes(folder, recursive=True):
+    """Mean size in KB of the PNGs in ``folder`` (and below it)."""
+    walk = os.walk(folder) if recursive else [(folder, None, os.listdir(folder))]
+    sizes = [os.path.getsize(os.path.join(d, f)) for d, _, fs in walk for f in fs if f.endswith('.png')]
     return sum(sizes) / max(1, len(sizes)) / 1024.0
 
 
@@ -183,8 +184,8 @@ def gpu_run(info, items, root, tmp, args, mode, overlap, gpu_step, forwards):
     n = args.images
     device = DeviceStandIn(gpu_step, info.num_classes, 8)
     post = PostprocessStandIn(device, info.num_classes, args.gpu_tflops, args.gpu_gbps) if mode == 'device' else None
-    wall, cpu, _ = run_loop(device, info, items, root, os.path.join(tmp, 'gpu-%s-%d' % (mode, overlap)), args, mode,
-                            overlap=overlap, post=post)
+    out = os.path.join(tmp, 'gpu-%s-%d' % (mode, overlap))
+    wall, cpu, _ = run_loop(device, info, items, root, out, args, mode, overlap=overlap, post=post)
     spans = sorted(device.spans)
     busy = sum(e - s for s, e in spans) / n
     post_busy = sum(e - s for s, e in post.spans) / n if post is not None else 0.0
@@ -197,6 +198,9 @@ def gpu_run(info, items, root, tmp, args, mode, overlap, gpu_step, forwards):
           'non-network share %.1f%%; host CPU %.3f s an image; whole run incl. fill and drain %.3f s an image (%.1f%%)'
           % (mode, 'overlapped:' if overlap else 'sequential:', cycle, busy, post_busy, 1. / cycle, 100 * share,
              cpu / n, wall / n, 100 * (wall / n - busy) / (wall / n)))
+    if not overlap:
+        print('       prediction PNGs written: %.0f KB an image (labelId), %.0f KB (color)'
+              % (png_kbytes(os.path.join(out, 'labelId')), png_kbytes(os.path.join(out, 'color'), recursive=False)))
     if post is not None and post.priced:
         flops, nbytes, seconds = post.priced[0]
         print('       device post-processing counted: %.1f GFLOP and %.2f GB an image -> %.4f s at %.0f TFLOP/s '
@@ -229,8 +233,9 @@ def main():
         root = os.path.join(tmp, 'cityscapes')
         t0 = time.perf_counter()
         items = make_data(root, n + 1)
-        print('generated %d images of 1024x2048 in %.1f s; %d CPU cores' % (len(items), time.perf_counter() - t0,
-                                                                             os.cpu_count()))
+        print('generated %d images of 1024x2048 in %.1f s (PNGs of %.0f KB an image, labels %.0f KB); %d CPU cores'
+              % (len(items), time.perf_counter() - t0, png_kbytes(os.path.join(root, 'leftImg8bit')),
+                 png_kbytes(os.path.join(root, 'gtFine')), os.cpu_count()))
         if not args.skip_cpu:
             print('\n1. on this CPU: network %s on %s, scale %d, flip %s, %d images, forward synchronised'
                   % (label, mx.cpu(), args.scale, args.flip, n))

@@ -8,6 +8,8 @@ reference script had another (:func:`add_flags`).
 import os
 import sys
 
+from issegm.postprocess import MODES
+
 __all__ = ['FLAGS', 'add_flags', 'parse', 'apply_env_switches', 'script_main']
 
 FLAGS = {
@@ -48,7 +50,7 @@ FLAGS = {
                                              'several (1536,2048,2560) average the probabilities.'),
     '--test-flipping': dict(action='store_true', help='Average the predictions of the image and its mirror.'),
     '--test-steps': dict(default=1, type=int, help='Steps for predictions at a higher resolution (1 only).'),
-    '--postprocess': dict(default='auto', choices=('auto', 'pil', 'device'),
+    '--postprocess': dict(default='auto', choices=MODES,
                           help='Where upsampling, argmax, confidences and scores run: device (MXNet on the '
                                "network's context), pil (PIL and NumPy on the host, as the reference), or auto "
                                '(device on a GPU, the faster of the two on a CPU).'),

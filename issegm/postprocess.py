@@ -35,15 +35,13 @@ import functools
 import numpy as np
 from PIL import Image
 
+from issegm.pseudo_label import IGNORE_LABEL, SUBSAMPLE
 from util.image import interp_method
 
 __all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
-           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'SUBSAMPLE']
+           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'job_stride']
 
 MODES = ('auto', 'pil', 'device')
-IGNORE_LABEL = 255
-# The reference keeps every 4th confidence of a class in each image.
-SUBSAMPLE = 4
 
 # A low-resolution class map: probs (C, h, w) on the backend, the scaled image
 # size before padding, and the stride of the map (its upsampling factor).
