@@ -222,7 +222,8 @@ def main():
     parser.add_argument('--gpu-gbps', type=float, default=900.0,
                         help='ASSUMED sustained device memory bandwidth in GB/s (V100 900, A100 1555, H100 3350)')
     parser.add_argument('--paths', default='pil,device', help='post-processing paths to run')
-    parser.add_argument('--skip-cpu', action='store_true', help='skip part 1 (the CPU components)')
+    parser.add_argument('--skip-cpu', action='store_true', help='skip part 1 (on this CPU)')
+    parser.add_argument('--skip-gpu', action='store_true', help='skip part 2 (next to a GPU)')
     args = parser.parse_args()
     modes = args.paths.split(',')
 
@@ -243,6 +244,8 @@ def main():
             if len(totals) == 2:
                 print('device/pil time an image on this CPU: %.2f' % (totals['device'] / totals['pil']))
 
+        if args.skip_gpu:
+            return
         flops = conv_flops('cityscapes_rna-a1_cls19_s8', (1024, 2048))
         forwards = 2 if args.flip else 1
         gpu_step = flops / (args.gpu_tflops * 1e12)

@@ -10,7 +10,7 @@ Also prints the device path's counted FLOPs and bytes per image, and how
 far its numbers are from PIL's on these maps (largest probability
 difference, relative to the largest value; label agreement).
 
-    python bench/postprocess.py [--images 3] [--prior]
+    python bench/postprocess.py [--images 2] [--rounds 3] [--prior]
 """
 import argparse
 import os
@@ -66,33 +66,41 @@ def cases(images, prior, rng):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--images', type=int, default=3)
+    parser.add_argument('--images', type=int, default=2)
     parser.add_argument('--prior', action='store_true', help='with a spatial prior (CBST-SP)')
+    parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     rng = np.random.RandomState(args.seed)
     prior = rng.uniform(0, 1, (C,) + HW).astype(np.float32) if args.prior else None
     posts = {mode: Postprocessor(C, mode, prior=prior) for mode in ('pil', 'device')}
-    print('%d images of %dx%d, %d classes, %d CPU cores; each image waited for before the next'
-          % (args.images, HW[0], HW[1], C, os.cpu_count()))
-    print('%-70s %9s %9s %8s' % ('seconds an image', 'pil', 'device', 'dev/pil'))
+    print('%d images of %dx%d, %d classes, %d CPU cores; each image waited for before the next; median of %d '
+          'rounds (the paths alternate within a round)' % (args.images, HW[0], HW[1], C, os.cpu_count(), args.rounds))
+    print('%-68s %13s %13s %8s' % ('seconds an image: wall (CPU of all threads)', 'pil', 'device', 'dev/pil'))
     totals = {'pil': 0.0, 'device': 0.0}
     outputs = {}
     for name, recipe in cases(args.images, args.prior, rng):
-        secs = {}
+        wall, cpu = {m: [] for m in posts}, {m: [] for m in posts}
         for mode, post in posts.items():
             recipe(post, 0).result()  # warm-up: matrices, memory
-            flops, nbytes = getattr(post.ops, 'flops', 0), getattr(post.ops, 'bytes', 0)
-            t0 = time.perf_counter()
-            outputs[name, mode] = [recipe(post, i).result() for i in range(args.images)]
-            secs[mode] = (time.perf_counter() - t0) / args.images
-            totals[mode] += secs[mode]
-            if mode == 'device':
-                counted = ((post.ops.flops - flops) / args.images, (post.ops.bytes - nbytes) / args.images)
-        print('%-70s %9.3f %9.3f %8.2f' % (name, secs['pil'], secs['device'], secs['device'] / secs['pil']))
+        flops, nbytes = posts['device'].ops.flops, posts['device'].ops.bytes
+        for _ in range(args.rounds):
+            for mode, post in posts.items():
+                t0, c0 = time.perf_counter(), time.process_time()
+                outputs[name, mode] = [recipe(post, i).result() for i in range(args.images)]
+                wall[mode].append((time.perf_counter() - t0) / args.images)
+                cpu[mode].append((time.process_time() - c0) / args.images)
+        med = {m: float(np.median(wall[m])) for m in posts}
+        for m in posts:
+            totals[m] += med[m]
+        print('%-68s %6.3f (%4.2f) %6.3f (%4.2f) %8.2f'
+              % (name, med['pil'], np.median(cpu['pil']), med['device'], np.median(cpu['device']),
+                 med['device'] / med['pil']))
+        runs = args.rounds * args.images
         print('    device work counted: %.1f GFLOP, %.2f GB of device memory traffic an image'
-              % (counted[0] / 1e9, counted[1] / 1e9))
-    print('%-70s %9.3f %9.3f %8.2f' % ('all three', totals['pil'], totals['device'], totals['device'] / totals['pil']))
+              % ((posts['device'].ops.flops - flops) / runs / 1e9, (posts['device'].ops.bytes - nbytes) / runs / 1e9))
+    print('%-68s %13.3f %13.3f %8.2f' % ('all three', totals['pil'], totals['device'],
+                                         totals['device'] / totals['pil']))
     faster = min(totals, key=totals.get)
     print('faster on this CPU: %s (CPU_DEFAULT in issegm/postprocess.py is %s)' % (faster, CPU_DEFAULT))
 
