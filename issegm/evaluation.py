@@ -23,6 +23,7 @@ but still scores. ``--postprocess`` chooses where upsampling, argmax and
 scoring run (:mod:`issegm.postprocess`).
 """
 import collections
+import contextlib
 import logging
 import os
 import time
@@ -243,8 +244,8 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
 
     readers = max(int(prefetch_threads), host_workers())
     writers = host_workers() if background_save and evaluation.save_results else 0
-    with Writer(writers) as writer:
-        records = prefetch(read, prepared.items, readers)
+    # closing(): a failure stops the readers at once.
+    with Writer(writers) as writer, contextlib.closing(prefetch(read, prepared.items, readers)) as records:
         for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
             (image_rel, _), _ = launched.item
             pending, label = launched.get()

@@ -30,6 +30,7 @@ confidences are the same); a round whose pseudo-labels are complete (marker
 ``{output}/{r}/pseudo_label.done.json``, written last) is not regenerated;
 training continues from the last whole epoch checkpoint.
 """
+import contextlib
 import json
 import logging
 import math
@@ -396,8 +397,8 @@ class _Round(object):
 
         bar = progress(len(self.items), 'round %d pass 1/2 forward' % self.r)
         start, forwarded = time.time(), 0
-        with Writer() as writer:
-            for launched in ahead(prefetch(read, range(len(self.items))), launch):
+        with Writer() as writer, contextlib.closing(prefetch(read, range(len(self.items)))) as records:
+            for launched in ahead(records, launch):
                 i = launched.item[0]
                 try:
                     job, pending = launched.get()
@@ -451,8 +452,8 @@ class _Round(object):
 
         bar = progress(len(self.items), 'round %d pass 2/2 pseudo-labels' % self.r)
         bar.update(len(self.items) - len(todo))
-        with Writer() as writer:
-            for launched in ahead(prefetch(lambda i: load_lowres(self._npz(i)), todo), launch):
+        with Writer() as writer, contextlib.closing(prefetch(lambda i: load_lowres(self._npz(i)), todo)) as records:
+            for launched in ahead(records, launch):
                 i = launched.item[0]
                 try:
                     out = launched.get().result()
