@@ -201,8 +201,9 @@ class Evaluation(object):
                                     os.path.join(self.output, 'color', name + '.png'))
         if label is not None:
             # The reference's correctness map: 255 ignored, 127 right, 0 wrong.
-            correct = np.where(~self.valid[label], 255, np.where(label == label_ids, 127, 0))
-            save_png(os.path.join(self.output, 'color', 'correct', name + '.png'), correct.astype(np.uint8))
+            correct = np.where(label == label_ids, np.uint8(127), np.uint8(0))
+            correct[~self.valid[label]] = 255
+            save_png(os.path.join(self.output, 'color', 'correct', name + '.png'), correct)
 
 
 def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None,
