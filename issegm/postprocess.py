@@ -35,8 +35,11 @@ import functools
 import numpy as np
 from PIL import Image
 
-from issegm.pseudo_label import IGNORE_LABEL, SUBSAMPLE
-from util.image import interp_method
+from issegm.metrics import confusion_counts
+from issegm.pseudo_label import (IGNORE_LABEL, SUBSAMPLE, confidence_map, effective_thresholds, kept_confidences,
+                                 pseudo_label)
+from util.image import interp_method, resize
+from util.parallel import class_argmax, thread_pool
 
 __all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
            'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'job_stride']
@@ -131,7 +134,6 @@ def upsample_matrices(lowres_hw, stride, im_hw, orig_hw):
 
 # ---------------------------------------------------------------------------- host (PIL) operations
 def _upsample_one(prob, stride, im_hw, orig_hw):
-    from util.image import resize
     h, w = prob.shape
     up = np.asarray(Image.fromarray(prob, mode='F').resize((w * stride, h * stride), Image.BICUBIC))
     up = up[:im_hw[0], :im_hw[1]]
@@ -143,7 +145,6 @@ def _upsample_one(prob, stride, im_hw, orig_hw):
 
 def upsample_probs(probs, stride, im_hw, orig_hw):
     """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size, with PIL."""
-    from util.parallel import thread_pool
     probs = np.ascontiguousarray(probs, dtype=np.float32)
     out = np.empty((probs.shape[0],) + tuple(orig_hw), np.float32)
 
@@ -193,23 +194,18 @@ class HostOps(object):
         return apply_prior(self.prior, probs)
 
     def argmax(self, probs):
-        from util.parallel import class_argmax
         return class_argmax(probs)
 
     def argmax_max(self, probs):
-        from issegm.pseudo_label import confidence_map
         return confidence_map(probs)
 
     def confusion(self, gt, pred):
-        from issegm.metrics import confusion_counts
         return confusion_counts(gt, pred, self.num_classes)[0]
 
     def kept(self, pred, conf):
-        from issegm.pseudo_label import kept_confidences
         return kept_confidences(pred, conf, self.num_classes)
 
     def pseudo(self, probmap, thresholds):
-        from issegm.pseudo_label import pseudo_label
         return pseudo_label(probmap, thresholds, return_argmax=True)
 
     def fetch(self, x):
@@ -365,7 +361,6 @@ class DeviceOps(object):
 
     def pseudo(self, probmap, thresholds):
         """``(label, argmax)``: argmax of the ratios to the thresholds; 255 where the best ratio is below 1."""
-        from issegm.pseudo_label import effective_thresholds
         nd, c = self.mx.nd, self.num_classes
         thresh = nd.array(effective_thresholds(thresholds).astype(np.float32).reshape((c, 1, 1)), ctx=self.ctx)
         ratio = nd.broadcast_div(probmap, thresh)
