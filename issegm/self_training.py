@@ -286,12 +286,16 @@ def generate_pseudo_labels(args, predictor=None):
         return all(os.path.exists(p) for p in needed)
 
     finished = [pass1_done(name) for name in names]
-    if predictor is None and not all(finished):
-        # Built before the loop so that a bad checkpoint is not blamed on an image.
+    if predictor is None:
         from util.device import get_contexts
-        predictor = _make_predictor(args, spec, get_contexts(args.gpus))
-    post = Postprocessor(spec.classes, getattr(args, 'postprocess', 'auto'),
-                         ctx=getattr(predictor, 'ctx', None), prior=prior)
+        contexts = get_contexts(args.gpus)
+        # Built before the loop so that a bad checkpoint is not blamed on an image.
+        predictor = _make_predictor(args, spec, contexts) if not all(finished) else None
+        ctx = contexts[0]
+    else:
+        ctx = getattr(predictor, 'ctx', None)
+    # Reloaded maps are post-processed where new ones would be: the same numbers on resume.
+    post = Postprocessor(spec.classes, getattr(args, 'postprocess', 'auto'), ctx=ctx, prior=prior)
     logger.info('round %d: post-processing %s', r, post.mode)
     run = _Round(args, r, paths, info, items, names, post)
 
