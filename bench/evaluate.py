@@ -103,6 +103,18 @@ def _timed(obj, name, acc):
     setattr(obj, name, wrapper)
 
 
+def cpu_available(seconds=1.0):
+    """Share of a core a busy thread of this process gets now (CPU time / wall time of a spin).
+
+    1.0 on an idle machine; less when other jobs share the cores, and then
+    every host figure below is slower than on an idle machine.
+    """
+    start, cpu = time.perf_counter(), time.thread_time()
+    while time.perf_counter() - start < seconds:
+        sum(range(1000))
+    return (time.thread_time() - cpu) / (time.perf_counter() - start)
+
+
 def make_data(root, n, hw=(1024, 2048), seed=0):
     """Street-like scenes as PNGs; returns the list items.
 
@@ -234,9 +246,11 @@ def main():
         root = os.path.join(tmp, 'cityscapes')
         t0 = time.perf_counter()
         items = make_data(root, n + 1)
-        print('generated %d images of 1024x2048 in %.1f s (PNGs of %.0f KB an image, labels %.0f KB); %d CPU cores'
+        print('generated %d images of 1024x2048 in %.1f s (PNGs of %.0f KB an image, labels %.0f KB); %d CPU cores; '
+              'a busy thread gets %.0f%% of a core now (100%% on an idle machine; the load average is %s)'
               % (len(items), time.perf_counter() - t0, png_kbytes(os.path.join(root, 'leftImg8bit')),
-                 png_kbytes(os.path.join(root, 'gtFine')), os.cpu_count()))
+                 png_kbytes(os.path.join(root, 'gtFine')), os.cpu_count(), 100 * cpu_available(),
+                 ' '.join('%.1f' % v for v in os.getloadavg())))
         if not args.skip_cpu:
             print('\n1. on this CPU: network %s on %s, scale %d, flip %s, %d images, forward synchronised'
                   % (label, mx.cpu(), args.scale, args.flip, n))
@@ -249,7 +263,8 @@ def main():
         flops = conv_flops('cityscapes_rna-a1_cls19_s8', (1024, 2048))
         forwards = 2 if args.flip else 1
         gpu_step = flops / (args.gpu_tflops * 1e12)
-        print('\n2. next to a GPU: device stand-ins (bench/standin.py)')
+        print('\n2. next to a GPU: device stand-ins (bench/standin.py); a busy thread gets %.0f%% of a core now'
+              % (100 * cpu_available()))
         print('ResNet-38 A1 at 1024x2048: %.2f TFLOP a forward (counted convolutions)' % (flops / 1e12))
         print('ASSUMED GPU: %.1f TFLOP/s sustained (--gpu-tflops) -> %.3f s a forward, %d forward(s) an image; '
               '%.0f GB/s (--gpu-gbps)' % (args.gpu_tflops, gpu_step, forwards, args.gpu_gbps))
