@@ -8,8 +8,11 @@ samples (images with pseudo-labels), as the reference's ``FileIter`` does:
 2. a per-domain scale: ``target_size`` drawn uniformly from
    ``[int(lo * origin), int(hi * origin)]``, ``rate = target_size / max(max_shape)``,
    and the crop taken from the image is ``int(T / rate)`` pixels;
-3. the image sits on a square canvas in the mean colour at offset
-   ``d0 = max(1, int(ls // 2))`` (``ls = stride / rate``); labels on a 255 canvas;
+3. the image sits on a square canvas at offset ``d0 = max(1, int(ls // 2))``
+   (``ls = stride / rate``); labels on a 255 canvas. The canvas holds the
+   mean colour truncated to integers, (123, 116, 103), as the reference's
+   ``astype(np.uint8)`` of its float canvas leaves it, so padded pixels
+   normalise to about (-0.0116, -0.0049, -0.0092), not 0;
 4. with probability ``mine_port``, the crop is centred on a pixel of a rare
    class (``mine_id_priority`` first, else ``mine_id``) found where a centred
    crop stays inside the image; otherwise the top-left corner is uniform;
@@ -23,10 +26,6 @@ Deliberate differences, none changing what is sampled:
   permutation draw, so batches are the same for any number of workers (the
   reference's threads share numpy's global generator, so its batches depend
   on thread timing); ``seed`` makes runs repeatable;
-* padding is exactly 0 after normalisation (the reference pads with the mean
-  colour truncated to integers, about -0.01 after normalisation): every data
-  pixel whose nearest source pixel lies on the canvas is set to 0 (pixels on
-  the image side of the edge keep the filter's blend, as in the reference);
 * a corrupt image, a label whose size differs from its image, or label values
   outside the dataset's encoding stop the run with one line naming the file.
   We chose that over skipping: a skip silently changes the sampled
@@ -200,8 +199,6 @@ class SampleReader(object):
         canvas[d0:d0 + h, d0:d0 + w] = image
         canvas_label = np.full((side, side), _IGNORE, np.uint8)
         canvas_label[d0:d0 + h, d0:d0 + w] = label
-        inside = np.zeros((side, side), np.uint8)
-        inside[d0:d0 + h, d0:d0 + w] = 1
 
         centre = None
         if rng.rand() < self.mine_port:
@@ -218,15 +215,12 @@ class SampleReader(object):
             canvas = np.pad(canvas, ((0, extra), (0, extra), (0, 0)), mode='edge')
             canvas[side:], canvas[:, side:] = self.mean, self.mean
             canvas_label = np.pad(canvas_label, ((0, extra), (0, extra)), constant_values=_IGNORE)
-            inside = np.pad(inside, ((0, extra), (0, extra)))
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         data_crop = resize(canvas[window], (T, T))
         label_crop = resize(canvas_label[window], (T, T), nearest=True)[s // 2::s, s // 2::s]
-        inside_crop = resize(inside[window], (T, T), nearest=True)
         if flip:
-            data_crop, label_crop, inside_crop = data_crop[:, ::-1], label_crop[:, ::-1], inside_crop[:, ::-1]
+            data_crop, label_crop = data_crop[:, ::-1], label_crop[:, ::-1]
         data = normalize(data_crop)
-        data[:, inside_crop == 0] = 0.
         geometry = Geometry(rate, crop, d0, y0, x0, flip, centre is not None)
         return data, label_crop.astype(np.float32).ravel(), geometry
 
