@@ -6,8 +6,10 @@ samples (images with pseudo-labels), as the reference's ``FileIter`` does:
 
 1. ``T`` = crop size rounded up to a multiple of the stride;
 2. a per-domain scale: ``target_size`` drawn uniformly from
-   ``[int(lo * origin), int(hi * origin)]``, ``rate = target_size / max(max_shape)``,
-   and the crop taken from the image is ``int(T / rate)`` pixels;
+   ``[int(lo * origin), int(hi * origin)]``, ``rate = target_size / max(max_shape)``
+   in self-training (the reference's ``data.py``) but ``target_size / max(h, w)``
+   of each image in source training (its ``data_src.py``), and the crop taken
+   from the image is ``int(T / rate)`` pixels;
 3. the image sits on a square canvas at offset ``d0 = max(1, int(ls // 2))``
    (``ls = stride / rate``); labels on a 255 canvas. The canvas holds the
    mean colour truncated to integers, (123, 116, 103), as the reference's
@@ -97,11 +99,16 @@ def parse_split_file(dataset, split, num_sel_source=None, num_source=None, seed_
 
 
 class SampleReader(object):
-    """Makes training samples; holds no MXNet state, so it can live in worker processes."""
+    """Makes training samples; holds no MXNet state, so it can live in worker processes.
+
+    ``rate_from_image`` chooses the scale rule: ``target_size / max(h, w)`` of
+    each image (source training) instead of ``target_size / max(max_shape)``
+    (self-training).
+    """
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
                  scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), max_label_ids=(255, 255),
-                 cache_images=False):
+                 cache_images=False, rate_from_image=False):
         self.samples = list(samples)
         self.label2train = label2train      # per domain, np.uint8[256]
         self.max_shapes = max_shapes        # per domain, (h, w)
@@ -114,6 +121,7 @@ class SampleReader(object):
         self.mine_id_priority = [int(c) for c in np.asarray(mine_id_priority).ravel()]
         self.max_label_ids = max_label_ids  # per domain: the largest id of the encoding
         self.cache = {} if cache_images else None
+        self.rate_from_image = bool(rate_from_image)
         self.mean = np.asarray(MEAN_RGB * 255).astype(np.uint8)  # as the reference: truncated
 
     # -- files -------------------------------------------------------------------------
@@ -156,12 +164,12 @@ class SampleReader(object):
         return image, self.label2train[sample.domain][raw]
 
     # -- geometry ----------------------------------------------------------------------
-    def _scale(self, domain, rng):
+    def _scale(self, domain, hw, rng):
         lo, hi = [int(r * self.origin_sizes[domain]) for r in self.scale_rate_range]
         longest = float(max(self.max_shapes[domain]))
-        max_crop = int(self.crop_size / (lo / longest))
+        max_crop = int(self.crop_size / (lo / longest))  # sizes the canvas only
         target_size = rng.randint(lo, hi + 1)
-        return target_size / longest, max_crop
+        return target_size / float(max(hw) if self.rate_from_image else longest), max_crop
 
     def _mine_centre(self, canvas_label, d0, h, w, crop, ls, rng):
         """Centre on a pixel of a rare class present where a centred crop fits, or None."""
@@ -188,7 +196,7 @@ class SampleReader(object):
         image, label = self.load(sample)
         h, w = label.shape
         T, s = self.crop_size, self.stride
-        rate, max_crop = self._scale(sample.domain, rng)
+        rate, max_crop = self._scale(sample.domain, (h, w), rng)
         crop = int(T / rate)
         ls = s / rate
         d0 = max(1, int(ls // 2))
@@ -257,6 +265,11 @@ class FileIter(mx.io.DataIter):
     it lacks comes from the dataset registry. ``samples`` (a list of
     :class:`Sample`) replaces the list files; ``seed`` makes every epoch
     repeatable (default: numpy's global generator, as the reference).
+
+    Without ``dataset_tgt`` it is the reference's source-training iterator
+    (``data_src.py``): each image's scale rate comes from its own size, and
+    the max shape is the dataset's own. With it, the self-training one
+    (``data.py``): rates come from the max shapes, GTA-5's pinned to 1024 x 2048.
     """
 
     def __init__(self, dataset, split=None, data_root='', num_sel_source=None, num_source=None,
@@ -304,7 +317,8 @@ class FileIter(mx.io.DataIter):
             crop, feat_stride, tuple(scale_rate_range or (1., 1.)),
             mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
             mine_id_priority=meta.get('mine_id_priority', ()),
-            max_label_ids=(_max_label_id(src), _max_label_id(tgt)), cache_images=bool(cache_images))
+            max_label_ids=(_max_label_id(src), _max_label_id(tgt)), cache_images=bool(cache_images),
+            rate_from_image=not st)
         self.batch_size = batch_images
         self.crop_size = crop
         self.stride = feat_stride

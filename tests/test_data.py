@@ -107,6 +107,56 @@ def test_padding_is_the_truncated_mean(tmp_path):
     assert padded > 1000
 
 
+def _sized_samples(tmp_path, sizes, domain=SOURCE):
+    samples = []
+    for k, (h, w) in enumerate(sizes):
+        rel = write_cityscapes(str(tmp_path), 'train', 'ulm', '%06d_000019' % k,
+                               np.full((h, w, 3), 90, np.uint8), np.full((h, w), 7, np.uint8), color=False)
+        samples.append(Sample(str(tmp_path / rel[0]), str(tmp_path / rel[1]), domain))
+    return samples
+
+
+def _drawn_target_sizes(it, sizes, longest_of):
+    """``rate * longest`` per made sample; an integer target size when ``longest`` is the rule's."""
+    out = []
+    for seed in range(8):
+        for k, hw in enumerate(sizes):
+            g = it.reader.make(k, seed)[2]
+            assert g.crop == int(T / g.rate)
+            out.append(g.rate * longest_of(hw))
+    return np.array(out)
+
+
+def test_source_training_draws_each_image_rate_from_its_own_size(tmp_path):
+    # Reference data_src.py: rate = target_size / max(h, w) of the image; target_size an
+    # integer in [int(0.7 * origin), int(1.3 * origin)]. GTA-5's max shape (1052 x 1914) plays no part.
+    sizes = [(48, 96), (40, 64), (72, 56)]
+    it = FileIter('gta', samples=_sized_samples(tmp_path, sizes), batch_images=1, crop_size=T, feat_stride=S,
+                  origin_size=96, scale_rate_range=(0.7, 1.3), seed=0)
+    try:
+        t = _drawn_target_sizes(it, sizes, max)
+    finally:
+        it.close()
+    np.testing.assert_allclose(t, np.round(t), atol=1e-9)
+    assert t.min() >= int(0.7 * 96) and t.max() <= int(1.3 * 96) and len(set(np.round(t))) > 5
+
+
+def test_self_training_draws_rates_from_the_max_shape(tmp_path):
+    # Reference data.py: rate = target_size / max(max_shape); GTA-5 as source pinned to 1024 x 2048.
+    sizes = [(48, 96), (40, 64)]
+    samples = _sized_samples(tmp_path, sizes) + _sized_samples(tmp_path / 't', sizes, TARGET)
+    it = FileIter('gta', dataset_tgt='cityscapes', samples=samples, batch_images=1, crop_size=T,
+                  feat_stride=S, origin_size=1914, origin_size_tgt=2048, scale_rate_range=(0.7, 1.3), seed=0)
+    try:
+        t = _drawn_target_sizes(it, sizes * 2, lambda hw: 2048)
+    finally:
+        it.close()
+    np.testing.assert_allclose(t, np.round(t), atol=1e-6)
+    src, tgt = t.reshape(8, 4)[:, :2], t.reshape(8, 4)[:, 2:]
+    assert src.min() >= int(0.7 * 1914) and src.max() <= int(1.3 * 1914)
+    assert tgt.min() >= int(0.7 * 2048) and tgt.max() <= int(1.3 * 2048)
+
+
 def _dataset(tmp_path, n, rare_every_image=True, seed=0):
     """n Cityscapes-layout samples: road (id 7) with one 6x6 bicycle (id 33) block each."""
     rng = np.random.RandomState(seed)
