@@ -21,12 +21,17 @@ from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 __all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'start_epoch',
            'get_symbol',
            'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
-           'CLASSIFIER_DATASET', 'head_param_names']
+           'CLASSIFIER_DATASET', 'TRAIN_WORKSPACE_MB', 'TEST_WORKSPACE_MB', 'head_param_names']
 
 logger = logging.getLogger(__name__)
 
 #: Dataset part of the ImageNet classifier's label; its head is not a segmentation head.
 CLASSIFIER_DATASET = 'ilsvrc-cls'
+
+#: Convolution workspace (MB) of training and of testing symbols, the reference's
+#: ``mx_workspace``: it bounds the cuDNN algorithms MXNet may choose on a GPU.
+TRAIN_WORKSPACE_MB = 1650
+TEST_WORKSPACE_MB = 8192
 
 ModelLabel = collections.namedtuple('ModelLabel', ['dataset', 'net_type', 'net_name', 'classes',
                                                    'stride'])
@@ -87,19 +92,29 @@ def _as_label(label):
     return parse_label(label) if isinstance(label, str) else label
 
 
-def get_symbol(label, workspace=None):
-    """The training/inference symbol (ending in ``softmax``) for a model label."""
+def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
+    """The training symbol (ending in ``softmax``) for a model label.
+
+    ``workspace`` (MB) goes to every convolution; testing symbols use
+    :data:`TEST_WORKSPACE_MB`, as the reference.
+    """
     spec = _as_label(label)
-    if workspace is not None:
-        layers.cfg['workspace'] = int(workspace)
-    if spec.dataset == CLASSIFIER_DATASET:
-        return rna_model(spec.net_name, spec.classes)
-    return fcrna_model(spec.net_name, spec.classes, spec.stride)
+    saved = layers.cfg['workspace']
+    layers.cfg['workspace'] = int(workspace)
+    try:
+        if spec.dataset == CLASSIFIER_DATASET:
+            return rna_model(spec.net_name, spec.classes)
+        return fcrna_model(spec.net_name, spec.classes, spec.stride)
+    finally:
+        layers.cfg['workspace'] = saved
 
 
 def get_scores_symbol(label):
-    """Probabilities without a label input: softmax over classes of the last layer's scores."""
-    sym = get_symbol(label)
+    """Probabilities without a label input: softmax over classes of the last layer's scores.
+
+    The testing symbol: convolutions get the reference's test workspace.
+    """
+    sym = get_symbol(label, workspace=TEST_WORKSPACE_MB)
     scores = sym.get_internals()['linear%d_output' % _as_label(label).classes]
     return mx.sym.softmax(scores, axis=1, name='prob')
 

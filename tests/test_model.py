@@ -59,3 +59,20 @@ def test_start_epoch_continues_only_the_same_model():
     assert start_epoch(None, 'cityscapes_rna-a1_cls19_s8') == 0
     with pytest.raises(ValueError, match='pass --from-epoch'):
         start_epoch('weights.params', 'cityscapes_rna-a1_cls19_s8')
+
+
+def _conv_workspaces(sym):
+    return {name: int(attrs['workspace']) for name, attrs in sym.attr_dict().items()
+            if 'workspace' in attrs and 'num_filter' in attrs}
+
+
+def test_convolution_workspace_is_the_reference_one():
+    # Reference: mx_workspace 1650 MB when training, 8192 MB when testing (--phase val, evaluate.py).
+    label = 'cityscapes_rna-t1_cls19_s8'
+    test_net = get_model(label)
+    train_sym = get_module(label, [mx.cpu()]).symbol
+    for sym, mb in ((train_sym, 1650), (test_net._cached_graph[1], 8192)):
+        ws = _conv_workspaces(sym)
+        assert len(ws) > 10 and set(ws.values()) == {mb}
+    # Building one does not leak into the other.
+    assert set(_conv_workspaces(get_module(label, [mx.cpu()]).symbol).values()) == {1650}
