@@ -211,6 +211,24 @@ def test_stored_map_carries_its_stride(tmp_path):
     assert st.load_lowres(str(tmp_path / 'old.npz'), 8)[0].stride == 8
 
 
+def test_mine_thresh_reaches_the_pseudo_label_phase(layout):
+    # Ours on purpose (README): the reference's solve_AO.py never passes --mine-thresh to the
+    # pseudo-label phase, which then always uses 0.001.
+    from issegm.solve_AO import build_parser as solve_ao_parser
+    ao = solve_ao_parser().parse_args([
+        '--num-round', '1', '--test-scales', str(SCALE), '--dataset', 'gta', '--dataset-tgt', 'cityscapes',
+        '--split-tgt', 'train', '--data-root-tgt', 'cs', '--output', 'out', '--model', 'cityscapes_rna-a1_cls19_s8',
+        '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params', '--init-tgt-port', '0.2',
+        '--mine-id-number', '3', '--mine-thresh', '0.05', '--kc-policy', 'cb', '--gpus', '0', '--base-lr', '1e-4'])
+    argv = st.val_argv(ao, st.round_schedule(ao)[0])
+    assert argv[argv.index('--mine-thresh') + 1] == '0.05'
+    assert st.run(build_parser().parse_args(argv), predictor=FakePredictor()) == 0
+    share = np.load('out/stats/cls_size.npy') / np.load('out/stats/cls_size.npy').sum()
+    priority = np.load('out/stats/mine_id_priority.npy')
+    np.testing.assert_array_equal(priority, np.nonzero(share < 0.05)[0])
+    assert set(priority) > set(np.nonzero(share < 0.001)[0])   # not the reference's fixed 0.001
+
+
 def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():
     np.random.seed(0)
     expected = np.random.choice(1000, 30, replace=False)
