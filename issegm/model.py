@@ -109,14 +109,23 @@ def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
         layers.cfg['workspace'] = saved
 
 
-def get_scores_symbol(label):
+def get_scores_symbol(label, softmax_dtype='float32'):
     """Probabilities without a label input: softmax over classes of the last layer's scores.
 
     The testing symbol: convolutions get the reference's test workspace.
+    ``softmax_dtype='float64'`` computes the softmax in float64 and rounds it
+    to float32, as the reference's ``evaluate.py`` does (its network ends in
+    the bootstrapping softmax, a float64 numpy operator); ``'float32'`` equals
+    ``SoftmaxOutput``'s forward, which its pseudo-label phase uses.
     """
     sym = get_symbol(label, workspace=TEST_WORKSPACE_MB)
     scores = sym.get_internals()['linear%d_output' % _as_label(label).classes]
-    return mx.sym.softmax(scores, axis=1, name='prob')
+    if softmax_dtype == 'float32':
+        return mx.sym.softmax(scores, axis=1, name='prob')
+    if softmax_dtype != 'float64':
+        raise ValueError('softmax_dtype is float32 or float64, not %r' % (softmax_dtype,))
+    prob = mx.sym.softmax(mx.sym.cast(scores, dtype='float64'), axis=1, name='prob64')
+    return mx.sym.cast(prob, dtype='float32', name='prob')
 
 
 def head_param_names(label):
@@ -183,17 +192,19 @@ def _init_param(param, ctx):
     param.initialize(init, ctx=ctx)
 
 
-def get_model(label, weights=None, ctx=None):
+def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
     """A Gluon block computing softmax probabilities (N, classes, H/s, W/s) from normalised NCHW data.
 
     ``weights`` is a ``.params`` path (checked against the network); without
     it the parameters are initialised as for training from scratch. ``ctx`` is
-    a context or a list of them (default: CPU). The block is hybridised with
-    static memory, so repeated calls at one input size run as a bare executor.
+    a context or a list of them (default: CPU). ``softmax_dtype``: see
+    :func:`get_scores_symbol` (evaluation uses float64, pseudo-labelling
+    float32, as the reference). The block is hybridised with static memory,
+    so repeated calls at one input size run as a bare executor.
     """
     spec = _as_label(label)
     ctx = ctx if ctx is not None else mx.cpu()
-    sym = get_scores_symbol(spec)
+    sym = get_scores_symbol(spec, softmax_dtype)
     net = mx.gluon.SymbolBlock(sym, mx.sym.var('data', dtype='float32'))
     params = net.collect_params()
     full = get_symbol(spec)

@@ -76,3 +76,30 @@ def test_convolution_workspace_is_the_reference_one():
         assert len(ws) > 10 and set(ws.values()) == {mb}
     # Building one does not leak into the other.
     assert set(_conv_workspaces(get_module(label, [mx.cpu()]).symbol).values()) == {1650}
+
+
+def test_test_time_softmax_precisions():
+    # float32 (default): SoftmaxOutput's forward, the reference's pseudo-label network.
+    # float64: the reference evaluate.py's bootstrapping softmax, float64 numpy rounded to float32.
+    label = 'cityscapes_rna-t1_cls19_s8'
+    n32 = get_model(label)
+    n64 = get_model(label, softmax_dtype='float64')
+    for p32, p64 in zip(n32.collect_params().values(), n64.collect_params().values()):
+        p64.set_data(p32.data())
+    x = mx.nd.array(np.random.RandomState(1).randn(1, 3, 48, 64).astype(np.float32))
+    # The logits, computed the same way (a hybridised block over the same parameters).
+    scores = mx.gluon.SymbolBlock(n32._cached_graph[1].get_internals()['linear19_output'],
+                                  mx.sym.var('data', dtype='float32'), params=n32.collect_params())
+    scores.hybridize(static_alloc=True, static_shape=True)
+    logits = scores(x)
+    want32 = mx.nd.SoftmaxOutput(logits, mx.nd.zeros((1, 48)), multi_output=True).asnumpy()
+    z = logits.asnumpy().astype(np.float64)
+    e = np.exp(z - z.max(1, keepdims=True))
+    want64 = (e / e.sum(1, keepdims=True)).astype(np.float32)
+    got32, got64 = n32(x).asnumpy(), n64(x).asnumpy()
+    assert got64.dtype == np.float32
+    np.testing.assert_array_equal(got32, want32)
+    np.testing.assert_array_equal(got64, want64)
+    assert (got32 != got64).any()
+    with pytest.raises(ValueError, match='float32 or float64'):
+        get_model(label, softmax_dtype='float16')
