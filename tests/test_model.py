@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from checkpoint_recipe import GOLDEN, golden_input
-from issegm.model import epoch_from_weights, get_model, get_module, label_from_weights, parse_label
+from issegm.model import (epoch_from_weights, get_model, get_module, label_from_weights, parse_label,
+                          subgraph_backend)
 
 
 def test_parse_label():
@@ -90,7 +91,7 @@ def test_test_time_softmax_precisions():
     # The logits, computed the same way (a hybridised block over the same parameters).
     scores = mx.gluon.SymbolBlock(n32._cached_graph[1].get_internals()['linear19_output'],
                                   mx.sym.var('data', dtype='float32'), params=n32.collect_params())
-    scores.hybridize(static_alloc=True, static_shape=True)
+    scores.hybridize(static_alloc=True, static_shape=True, backend=subgraph_backend([mx.cpu()]))
     logits = scores(x)
     want32 = mx.nd.SoftmaxOutput(logits, mx.nd.zeros((1, 48)), multi_output=True).asnumpy()
     z = logits.asnumpy().astype(np.float64)
@@ -103,3 +104,19 @@ def test_test_time_softmax_precisions():
     assert (got32 != got64).any()
     with pytest.raises(ValueError, match='float32 or float64'):
         get_model(label, softmax_dtype='float16')
+
+
+def test_get_model_computes_what_a_bare_executor_computes():
+    # On the CPU Symbol.bind fuses conv + BN + ReLU (MKL-DNN subgraph); get_model's block must
+    # run the same graph (bench/forward.py times the two against each other).
+    from issegm.model import get_scores_symbol
+    label = 'cityscapes_rna-t1_cls19_s8'
+    net = get_model(label)
+    params = {n: p.data() for n, p in net.collect_params().items()}
+    sym = get_scores_symbol(label)
+    x = mx.nd.array(np.random.RandomState(2).randn(1, 3, 64, 96).astype(np.float32))
+    args = {n: params[n] for n in sym.list_arguments() if n != 'data'}
+    args['data'] = x
+    exe = sym.bind(mx.cpu(), args=args, grad_req='null',
+                   aux_states={n: params[n] for n in sym.list_auxiliary_states()})
+    np.testing.assert_array_equal(net(x).asnumpy(), exe.forward(is_train=False)[0].asnumpy())
