@@ -38,7 +38,7 @@ from util.image import longer_side_shape, normalize, resize
 from util.parallel import thread_pool
 
 __all__ = ['Predictor', 'Job', 'LowRes', 'ahead', 'Launched', 'upsample_probs', 'padded_shape',
-           'check_steps', 'window_offsets']
+           'check_steps']
 
 #: A network output before upsampling: class probabilities (C, h, w) float32 at
 #: ``stride`` pixels of the scaled image per cell (the network's stride, or
@@ -58,16 +58,6 @@ def check_steps(steps, stride):
         divisors = ', '.join(str(d) for d in range(1, stride + 1) if stride % d == 0)
         raise ValueError('--test-steps %d does not divide the network stride %d; use one of %s'
                          % (steps, stride, divisors))
-
-
-def window_offsets(stride, steps):
-    """Offsets, relative to the image, of the ``steps`` sub-stride windows along one axis.
-
-    The window k starts at ``sub // 2 + k * sub`` in a canvas holding the image
-    at ``stride // 2`` (``sub = stride // steps``); one step gives offset 0.
-    """
-    sub = stride // steps
-    return [sub // 2 + k * sub - stride // 2 for k in range(steps)]
 
 
 def _upsample_one(prob, stride, im_hw, orig_hw):
@@ -127,15 +117,13 @@ class Job(object):
         out = []
         n = self.steps
         for windows, im_hw in zip(self._outputs, self.im_hws):
-            if n == 1:
-                probs = self._window(windows[0])
-            else:
-                first = self._window(windows[0])
-                c, h, w = first.shape
+            maps = [self._window(outs) for outs in windows]
+            probs = maps[0]
+            if n > 1:
+                c, h, w = probs.shape
                 probs = np.empty((c, h * n, w * n), np.float32)
-                for k, outs in enumerate(windows):
-                    ky, kx = divmod(k, n)
-                    probs[:, ky::n, kx::n] = first if k == 0 else self._window(outs)
+                for k, window in enumerate(maps):
+                    probs[:, k // n::n, k % n::n] = window
             out.append(LowRes(np.ascontiguousarray(probs, dtype=np.float32), im_hw, self.stride))
         return out
 
@@ -183,13 +171,13 @@ class Predictor(object):
             data = np.zeros(shape, np.float32)
             data[0, :, :imh, :imw] = im
             return [data], (imh, imw)
-        s = self.stride
+        s, sub = self.stride, self.map_stride
         canvas = np.zeros((3, imh + s, imw + s), np.float32)
         canvas[:, s // 2:s // 2 + imh, s // 2:s // 2 + imw] = im
-        offsets = [s // 2 + o for o in window_offsets(s, self.steps)]
+        starts = [sub // 2 + k * sub for k in range(self.steps)]   # one step: the image itself
         inputs = []
-        for oy in offsets:
-            for ox in offsets:
+        for oy in starts:
+            for ox in starts:
                 data = np.zeros(shape, np.float32)
                 data[0, :, :imh, :imw] = canvas[:, oy:oy + imh, ox:ox + imw]
                 inputs.append(data)
