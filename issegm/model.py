@@ -198,11 +198,11 @@ def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
     ``weights`` is a ``.params`` path (checked against the network); without
     it the parameters are initialised as for training from scratch. ``ctx`` is
     a context or a list of them (default: CPU). ``softmax_dtype``: see
-    :func:`get_scores_symbol` (evaluation uses float64, pseudo-labelling
-    float32, as the reference). The block is hybridised with static memory,
-    so repeated calls at one input size run as a bare executor; on the CPU
-    with the same MKL-DNN subgraph fusion (conv + BN + ReLU) that a bare
-    executor applies, see :func:`subgraph_backend`.
+    :func:`get_scores_symbol`; both scripts use float32 (no prediction
+    changed with float64, ``bench/softmax_precision.py``). The block is
+    hybridised with static memory, so repeated calls at one input size run
+    as a bare executor; on the CPU with the same MKL-DNN subgraph fusion
+    (conv + BN + ReLU) that a bare executor applies, see :func:`subgraph_backend`.
     """
     spec = _as_label(label)
     ctx = ctx if ctx is not None else mx.cpu()
@@ -235,9 +235,10 @@ def subgraph_backend(contexts):
 
     ``Symbol.bind`` on the CPU fuses with the MKL-DNN subgraph backend
     (``MXNET_SUBGRAPH_BACKEND``, default MKLDNN in MKL-DNN builds; ``NONE``
-    turns it off); a hybridised block does not unless told. Unfused, the
-    forward was 10-60% slower at 256 x 256 and not bit-equal to the executor.
-    None on GPUs, where MXNet partitions nothing by default.
+    turns it off); a hybridised block does not unless told. Unfused, the block
+    ran another graph than the executor (outputs apart by ~1e-4 with random
+    weights), with BN and ReLU as extra passes over memory. None on GPUs,
+    where MXNet partitions nothing by default.
     """
     if any(c.device_type != 'cpu' for c in contexts) or not mx.runtime.Features().is_enabled('MKLDNN'):
         return None
