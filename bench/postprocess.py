@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from issegm.inference import padded_shape  # noqa: E402
-from issegm.postprocess import CPU_DEFAULT, Postprocessor  # noqa: E402
+from issegm.postprocess import CPU_DEFAULT, LowRes, Postprocessor  # noqa: E402
 from util.image import longer_side_shape  # noqa: E402
 
 C, STRIDE, HW = 19, 8, (1024, 2048)
@@ -42,10 +42,10 @@ class StoredJob(object):
     """A finished forward: what the recipes read from :class:`issegm.inference.Job`."""
 
     def __init__(self, probs, im_hw):
-        self.probs, self.im_hw, self.orig_hw, self.stride = probs, im_hw, HW, STRIDE
+        self.low, self.orig_hw = LowRes(probs, im_hw, STRIDE), HW
 
     def lowres(self):
-        return [(self.probs, self.im_hw)]
+        return [self.low]
 
 
 def cases(images, prior, rng):
@@ -54,7 +54,7 @@ def cases(images, prior, rng):
     st_hw = longer_side_shape(HW, 1850)
     low = lambda hw: tuple(v // STRIDE for v in padded_shape(hw, STRIDE))  # noqa: E731
     ev = [StoredJob(smooth_lowres(low(eval_hw), rng), eval_hw) for _ in range(images)]
-    st = [(smooth_lowres(low(st_hw), rng), st_hw, HW, STRIDE) for _ in range(images)]
+    st = [(LowRes(smooth_lowres(low(st_hw), rng), st_hw, STRIDE), HW) for _ in range(images)]
     gts = [rng.randint(0, C, HW).astype(np.uint8) for _ in range(images)]
     thresh = rng.uniform(0.3, 0.9, C)
     return [('evaluation (upsample, argmax, confusion)', lambda post, i: post.evaluate(ev[i], gts[i])),

@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the reference transcription t
 from issegm.datasets import get_dataset, save_prediction  # noqa: E402
 from issegm.postprocess import Postprocessor  # noqa: E402
 from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
+from issegm.inference import LowRes  # noqa: E402
 from issegm.self_training import load_lowres, save_lowres  # noqa: E402
 from issegm.inference import padded_shape  # noqa: E402
 from util.image import longer_side_shape  # noqa: E402
@@ -45,24 +46,10 @@ import reference_cbst  # noqa: E402
 STRIDE = 8
 
 
-def lowres_to_probmap(low, im_hw, hw, stride):
-    """The deterministic upsampling of both paths (PIL, on the host)."""
-    post = Postprocessor(low.shape[0], 'pil')
-    return post.probmap(post.source(stored=(low, im_hw, hw, stride)))
-
-
-def make_lowres(num_images, num_classes, lowres_hw, seed):
-    """Smooth random class scores at 1/8 resolution -> softmax probabilities (float32)."""
-    rng = np.random.RandomState(seed)
-    h, w = lowres_hw
-    out = []
-    for _ in range(num_images):
-        coarse = rng.randn(num_classes, h // 4 + 1, w // 4 + 1).astype(np.float32) * 3
-        logits = np.repeat(np.repeat(coarse, 4, 1), 4, 2)[:, :h, :w]
-        logits += rng.randn(num_classes, h, w).astype(np.float32)
-        p = np.exp(logits - logits.max(0))
-        out.append((p / p.sum(0)).astype(np.float32))
-    return out
+def lowres_to_probmap(low, orig_hw):
+    """The deterministic upsampling of both paths (PIL, on the host) of a ``LowRes``."""
+    post = Postprocessor(low.probs.shape[0], 'pil')
+    return post.probmap(post.source(stored=(low, orig_hw)))
 
 
 def write_labels(folder, name, label_train, info):
@@ -75,7 +62,7 @@ def reference_pass1(lowres, im_hw, hw, folder, state):
     pools, exists = reference_cbst.new_pools(lowres[0].shape[0])
     os.makedirs(os.path.join(folder, 'probmap'), exist_ok=True)
     for i, low in enumerate(lowres):
-        probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
+        probmap = lowres_to_probmap(LowRes(low, im_hw, STRIDE), hw)
         reference_cbst.collect(pools, exists, probmap)
         np.save(os.path.join(folder, 'probmap', '%d.npy' % i), probmap.astype(np.float32))
         del probmap
@@ -100,8 +87,9 @@ def reference_pass2(num_images, folder, info, state):
 def lean_pass1(lowres, im_hw, hw, folder, state):
     col = ConfidenceCollector(lowres[0].shape[0])
     for i, low in enumerate(lowres):
-        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, im_hw, hw, STRIDE)
-        probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
+        low = LowRes(low, im_hw, STRIDE)
+        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, hw)
+        probmap = lowres_to_probmap(low, hw)
         col.add(*confidence_map(probmap))
         del probmap
     state.update(collector=col)
@@ -114,8 +102,8 @@ def lean_thresholds(portion, policy, state):
 
 def lean_pass2(num_images, folder, info, state):
     for i in range(num_images):
-        low, im_hw, orig_hw, stride = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i))
-        probmap = lowres_to_probmap(low, im_hw, orig_hw, stride)
+        low, orig_hw = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), STRIDE)
+        probmap = lowres_to_probmap(low, orig_hw)
         write_labels(folder, str(i), pseudo_label(probmap, state['cls_thresh']), info)
         del probmap
 

@@ -178,10 +178,10 @@ class PostprocessStandIn(object):
         from issegm.postprocess import Postprocessor
 
         class Stored(object):
-            orig_hw, stride = job.orig_hw, job.stride
+            orig_hw = job.orig_hw
 
             def lowres(self):
-                return [(p.asnumpy(), im_hw) for p, im_hw in job.lowres_device()]
+                return [low._replace(probs=low.probs.asnumpy()) for low in job.lowres_device()]
 
         post = Postprocessor(self.num_classes, 'device', ctx=mx.cpu())
         out = post.evaluate(Stored(), gt).result()
@@ -194,14 +194,14 @@ class PostprocessStandIn(object):
 
     def evaluate(self, job, gt=None):
         lowres = job.lowres_device()
-        key = (tuple((p.shape, im_hw) for p, im_hw in lowres), tuple(job.orig_hw), gt is None)
+        key = (tuple((low.probs.shape, low.im_hw, low.stride) for low in lowres), tuple(job.orig_hw), gt is None)
         if key not in self._keys:
             self._keys[key] = len(self.entries)
             self.entries.append(self._price(job, gt))
         index = self._keys[key]
         # The host's share stays real: the ground truth goes to the device.
         gt_nd = mx.nd.array(gt, dtype=np.uint8) if gt is not None else mx.nd.zeros((1,), dtype=np.uint8)
-        outs = mx.nd.Custom(lowres[0][0], gt_nd, op_type='cbst_post_standin', owner_id=self._id, entry=index)
+        outs = mx.nd.Custom(lowres[0].probs, gt_nd, op_type='cbst_post_standin', owner_id=self._id, entry=index)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         return _Launched(self.entries[index]['keys'], outs)
 

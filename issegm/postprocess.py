@@ -42,12 +42,14 @@ from util.image import interp_method, resize
 from util.parallel import class_argmax, thread_pool
 
 __all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
-           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'job_stride']
+           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode']
 
 MODES = ('auto', 'pil', 'device')
 
-# A low-resolution class map: probs (C, h, w) on the backend, the scaled image
-# size before padding, and the stride of the map (its upsampling factor).
+#: A network output before upsampling: class probabilities (C, h, w) float32 (a
+#: NumPy array, or an NDArray on the device) at ``stride`` pixels of the scaled
+#: image per cell (the network's stride, or stride / steps for sub-stride
+#: prediction), and the scaled image's size ``im_hw`` before padding.
 LowRes = collections.namedtuple('LowRes', ['probs', 'im_hw', 'stride'])
 
 
@@ -174,7 +176,7 @@ class HostOps(object):
         self.prior = prior
 
     def lowres_of(self, job):
-        return [LowRes(p, im_hw, job_stride(job)) for p, im_hw in job.lowres()]
+        return [LowRes(*low) for low in job.lowres()]
 
     def stored(self, probs):
         return np.ascontiguousarray(probs, dtype=np.float32)
@@ -212,11 +214,6 @@ class HostOps(object):
         return x
 
 
-def job_stride(job):
-    """The stride of a job's low-resolution maps (``job.stride``; 8 for jobs that do not say)."""
-    return int(getattr(job, 'stride', 8))
-
-
 # ---------------------------------------------------------------------------- device (MXNet) operations
 class DeviceOps(object):
     """The recipes' operations as MXNet operators on ``ctx`` (asynchronous; float32).
@@ -248,8 +245,8 @@ class DeviceOps(object):
 
     def lowres_of(self, job):
         if hasattr(job, 'lowres_device'):
-            return [LowRes(p, im_hw, job_stride(job)) for p, im_hw in job.lowres_device()]
-        return [LowRes(self.stored(p), im_hw, job_stride(job)) for p, im_hw in job.lowres()]
+            return job.lowres_device()
+        return [LowRes(self.stored(low[0]), low[1], low[2]) for low in job.lowres()]
 
     def stored(self, probs):
         return self.mx.nd.array(probs, ctx=self.ctx, dtype=np.float32)
@@ -416,12 +413,12 @@ class Postprocessor(object):
     def source(self, job=None, stored=None):
         """``(lowres list, orig_hw)`` of a launched :class:`issegm.inference.Job` or a stored map.
 
-        ``stored`` is ``(probs, im_hw, orig_hw, stride)`` (see ``self_training.load_lowres``).
+        ``stored`` is ``(LowRes, orig_hw)`` as ``self_training.load_lowres`` returns it.
         """
         if job is not None:
             return lambda: (self.ops.lowres_of(job), tuple(job.orig_hw))
-        probs, im_hw, orig_hw, stride = stored
-        return lambda: ([LowRes(self.ops.stored(probs), tuple(im_hw), int(stride))], tuple(orig_hw))
+        low, orig_hw = stored
+        return lambda: ([LowRes(self.ops.stored(low.probs), tuple(low.im_hw), int(low.stride))], tuple(orig_hw))
 
     def probmap(self, source, prior=False):
         """Full-resolution probabilities on the backend: upsampled, averaged over scales, times the prior."""

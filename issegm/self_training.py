@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
-from issegm.postprocess import Postprocessor, job_stride
+from issegm.postprocess import Postprocessor
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import ConfidenceCollector, effective_thresholds, mining_ids, threshold_stats
 from util.image import read_image, read_label
@@ -157,19 +157,24 @@ def target_dataset(dataset, dataset_tgt, classes):
 
 
 # ---------------------------------------------------------------------------- low-res maps
-def save_lowres(path, probs, im_hw, orig_hw, stride):
-    """Store the network output (C, h, w) float32 with what is needed to upsample it again."""
+def save_lowres(path, low, orig_hw):
+    """Store a :class:`issegm.inference.LowRes` (probabilities, scaled size, their stride) and the image size."""
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            np.savez(f, probs=np.asarray(probs, np.float32), im_hw=np.asarray(im_hw, np.int64),
-                     orig_hw=np.asarray(orig_hw, np.int64), stride=np.asarray(stride, np.int64))
+            np.savez(f, probs=np.asarray(low.probs, np.float32), im_hw=np.asarray(low.im_hw, np.int64),
+                     stride=np.int64(low.stride), orig_hw=np.asarray(orig_hw, np.int64))
 
 
-def load_lowres(path):
-    """``(probs, im_hw, orig_hw, stride)`` written by :func:`save_lowres`."""
+def load_lowres(path, net_stride):
+    """``(LowRes, orig_hw)`` written by :func:`save_lowres`.
+
+    Maps stored before their stride was (no sub-stride steps then) are at ``net_stride``.
+    """
+    from issegm.inference import LowRes
     with np.load(path) as z:
-        return (z['probs'], tuple(int(v) for v in z['im_hw']), tuple(int(v) for v in z['orig_hw']),
-                int(z['stride']))
+        stride = int(z['stride']) if 'stride' in z.files else int(net_stride)
+        low = LowRes(z['probs'], tuple(int(v) for v in z['im_hw']), stride)
+        return low, tuple(int(v) for v in z['orig_hw'])
 
 
 def _write_pred(ids_folder, color_folder, name, train_ids, info):
@@ -177,8 +182,12 @@ def _write_pred(ids_folder, color_folder, name, train_ids, info):
 
 
 def _forward_config(args):
-    return {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
-            'test_flipping': bool(args.test_flipping)}
+    config = {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
+              'test_flipping': bool(args.test_flipping)}
+    if int(args.test_steps) != 1:
+        # Only when set: rounds recorded before the flag worked stay complete.
+        config['test_steps'] = int(args.test_steps)
+    return config
 
 
 def _load_json(path):
@@ -211,7 +220,8 @@ def _make_predictor(args, spec, contexts):
     from issegm.inference import Predictor
     from issegm.model import get_model
     net = get_model(args.model, weights=args.weights, ctx=contexts[0])
-    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0])
+    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0],
+                     steps=int(args.test_steps))
 
 
 # ---------------------------------------------------------------------------- phase val
@@ -221,8 +231,10 @@ def generate_pseudo_labels(args, predictor=None):
     ``predictor`` (an :class:`issegm.inference.Predictor`-like object) is built
     from ``--model``/``--weights`` when not given; tests pass a cheap one.
     """
+    from issegm.inference import check_steps
     from issegm.model import parse_label
     spec = parse_label(args.model)
+    check_steps(int(args.test_steps), spec.stride)
     r = int(args.idx_round)
     paths = RoundPaths(args.output, r)
     info = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
@@ -297,7 +309,7 @@ def generate_pseudo_labels(args, predictor=None):
     # Reloaded maps are post-processed where new ones would be: the same numbers on resume.
     post = Postprocessor(spec.classes, getattr(args, 'postprocess', 'auto'), ctx=ctx, prior=prior)
     logger.info('round %d: post-processing %s', r, post.mode)
-    run = _Round(args, r, paths, info, items, names, post)
+    run = _Round(args, r, paths, info, items, names, post, spec.stride)
 
     collector, cm_np, cm_sp = run.pass_one(predictor, finished, _single_scale(args.test_scales), has_gt)
     _write_training_list(train_list, items, paths)
@@ -338,9 +350,10 @@ class _Round(object):
     names its image and says how to resume.
     """
 
-    def __init__(self, args, r, paths, info, items, names, post):
+    def __init__(self, args, r, paths, info, items, names, post, net_stride):
         self.args, self.r, self.paths, self.info = args, r, paths, info
         self.items, self.names, self.post = items, names, post
+        self.net_stride = net_stride   # of maps stored before they carried their stride
 
     def _fail(self, step, i, exc):
         return PhaseError('phase val (pseudo-labels) round %d pass %d failed at image %d/%d %s: %s: %s; '
@@ -371,7 +384,7 @@ class _Round(object):
         def read(i):  # in a reader thread
             image, label = self.items[i]
             if finished[i]:
-                data = load_lowres(self._npz(i))
+                data = load_lowres(self._npz(i), self.net_stride)
             else:
                 data = predictor.prepare(read_image(os.path.join(args.data_root_tgt, image)), [scale])
             gt = np.take(self.info.label2train, read_label(os.path.join(args.data_root_tgt, label))) \
@@ -383,7 +396,7 @@ class _Round(object):
             i, future = record
             data, gt = future.result()
             job = None if finished[i] else predictor.launch(data)
-            orig_hw = data[2] if job is None else tuple(job.orig_hw)
+            orig_hw = data[1] if job is None else tuple(job.orig_hw)
             if gt is not None and gt.shape != tuple(orig_hw):
                 raise ValueError('label is %dx%d but the image is %dx%d' % (gt.shape + tuple(orig_hw)))
             source = self.post.source(job=job) if job is not None else self.post.source(stored=data)
@@ -409,8 +422,7 @@ class _Round(object):
                     out = pending.result()
                     low = None
                     if job is not None:
-                        (probs, im_hw), = job.lowres()
-                        low = (probs, im_hw, job.orig_hw, job_stride(job))
+                        low = job.lowres()[0], job.orig_hw   # the map carries its (sub-)stride
                         forwarded += 1
                     collector.add_kept(*out['kept'])
                     if cm_np is not None:
@@ -456,7 +468,8 @@ class _Round(object):
 
         bar = progress(len(self.items), 'round %d pass 2/2 pseudo-labels' % self.r)
         bar.update(len(self.items) - len(todo))
-        with Writer() as writer, contextlib.closing(prefetch(lambda i: load_lowres(self._npz(i)), todo)) as records:
+        with Writer() as writer, contextlib.closing(prefetch(lambda i: load_lowres(self._npz(i), self.net_stride), todo)) \
+                as records:
             for launched in ahead(records, launch):
                 i = launched.item[0]
                 try:
@@ -604,8 +617,6 @@ def run(args, predictor=None, dataiter_factory=None):
         os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
     if args.no_mxnet_cudnn_autotune_default:
         os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
-    if args.test_steps != 1:
-        raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
     complete_args(args)
     makedirs(args.output)
     log = set_logger(args.output, args.log_file, args.debug)

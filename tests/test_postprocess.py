@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from issegm.metrics import confusion_counts
-from issegm.postprocess import (DeviceOps, HostOps, Postprocessor, default_mode, resample_matrix,
+from issegm.postprocess import (DeviceOps, HostOps, LowRes, Postprocessor, default_mode, resample_matrix,
                                 upsample_matrices, upsample_probs)
 from issegm.pseudo_label import kept_confidences, pseudo_label
 
@@ -122,10 +122,10 @@ def test_device_pseudo_labels_equal_host_ones():
 
 
 class StoredJob(object):
-    """A launched job whose two scales' maps are given (what Predictor.start returns, minus the network)."""
+    """A launched job whose maps (one per scale) are given: what Predictor.start returns, minus the network."""
 
     def __init__(self, maps, orig_hw, stride=8):
-        self.maps, self.orig_hw, self.stride = maps, orig_hw, stride
+        self.maps, self.orig_hw = [LowRes(p, im_hw, stride) for p, im_hw in maps], orig_hw
 
     def lowres(self):
         return self.maps
@@ -141,7 +141,7 @@ def test_the_two_paths_agree_on_every_recipe():
     out = {}
     for mode in ('pil', 'device'):
         post = Postprocessor(C, mode, prior=prior)
-        stored = (maps[0][0], maps[0][1], orig_hw, 8)
+        stored = (LowRes(maps[0][0], maps[0][1], 8), orig_hw)
         out[mode] = (post.evaluate(job, gt).result(), post.collect(post.source(stored=stored), gt).result(),
                      post.label(post.source(stored=stored), thresh).result())
     (ev_p, col_p, lab_p), (ev_d, col_d, lab_d) = out['pil'], out['device']
@@ -180,8 +180,8 @@ def test_host_work_waits_for_result_device_work_is_queued_at_once():
     pending = Postprocessor(C, 'pil').evaluate(job)
     assert calls == []                   # deferred: the loop can launch the next image first
     assert pending.result()['pred'].shape == (40, 80) and calls == ['lowres']
-    device_job = types.SimpleNamespace(orig_hw=(40, 80), stride=8,
-                                       lowres_device=lambda: [(mx.nd.array(job.maps[0][0]), (36, 72))])
+    device_job = types.SimpleNamespace(orig_hw=(40, 80),
+                                       lowres_device=lambda: [LowRes(mx.nd.array(job.maps[0].probs), (36, 72), 8)])
     post = Postprocessor(C, 'device')
     pending = post.evaluate(device_job)
     assert post.ops.flops > 0            # the operators were launched by evaluate() itself
