@@ -215,12 +215,12 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     The host keeps up with the device: images are read and prepared by one
     thread per core (at least ``prefetch_threads``) ahead of the loop, and
     the PNGs are written by one thread per core behind it (``background_save``;
-    any write error is raised here). The loop only launches image i+1 (its
-    forwards and post-processing, :func:`issegm.inference.ahead`) before it
-    waits for image i's prediction. ``overlap=False`` waits for each image
+    any write error is raised here). The loop only launches images i+1 and
+    i+2 (their forwards and post-processing, :func:`issegm.inference.ahead`)
+    before it waits for image i's prediction. ``overlap=False`` waits for each image
     before launching the next (for benchmarks).
     """
-    from issegm.inference import ahead
+    from issegm.inference import LOOP_DEPTH, ahead
     x_num = len(prepared.items)
     start = time.time()
     timer = timer if timer is not None else {}
@@ -249,7 +249,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     writers = host_workers() if background_save and evaluation.save_results else 0
     # closing(): a failure stops the readers at once.
     with Writer(writers) as writer, contextlib.closing(prefetch(read, prepared.items, readers)) as records:
-        for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
+        for i, launched in enumerate(ahead(records, launch, depth=LOOP_DEPTH if overlap else 0)):
             (image_rel, _), _ = launched.item
             pending, label = launched.get()
             pred = predicting(evaluation.finish, pending)

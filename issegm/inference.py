@@ -41,7 +41,11 @@ from issegm.postprocess import LowRes, upsample_probs
 from util.image import longer_side_shape, normalize, resize
 
 __all__ = ['Predictor', 'Inputs', 'Job', 'LowRes', 'ahead', 'Launched', 'upsample_probs', 'padded_shape',
-           'check_steps']
+           'check_steps', 'LOOP_DEPTH']
+
+#: Images a loop keeps launched beyond the one it waits for: two, so that a
+#: late host step (a slow read, a busy core) does not leave the device idle.
+LOOP_DEPTH = 2
 
 
 def padded_shape(hw, stride):

@@ -373,7 +373,7 @@ class _Round(object):
 
     def pass_one(self, predictor, finished, scale, has_gt):
         """Forward (or reload) every image: argmax maps, low-res maps, pooled confidences, scores."""
-        from issegm.inference import ahead
+        from issegm.inference import LOOP_DEPTH, ahead
         from issegm.metrics import ConfusionMatrix
         args, paths, num_classes = self.args, self.paths, self.post.num_classes
         with_prior = self.post.ops.prior is not None
@@ -415,7 +415,7 @@ class _Round(object):
         bar = progress(len(self.items), 'round %d pass 1/2 forward' % self.r)
         start, forwarded = time.time(), 0
         with Writer() as writer, contextlib.closing(prefetch(read, range(len(self.items)))) as records:
-            for launched in ahead(records, launch):
+            for launched in ahead(records, launch, depth=LOOP_DEPTH):
                 i = launched.item[0]
                 try:
                     job, pending = launched.get()
@@ -448,7 +448,7 @@ class _Round(object):
 
     def pass_two(self, thresh):
         """Pseudo-labels of every image from its stored low-res map and the class thresholds."""
-        from issegm.inference import ahead
+        from issegm.inference import LOOP_DEPTH, ahead
         paths = self.paths
         old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
         reuse = old is not None and np.array_equal(old, thresh)
@@ -470,7 +470,7 @@ class _Round(object):
         bar.update(len(self.items) - len(todo))
         with Writer() as writer, contextlib.closing(prefetch(lambda i: load_lowres(self._npz(i), self.net_stride), todo)) \
                 as records:
-            for launched in ahead(records, launch):
+            for launched in ahead(records, launch, depth=LOOP_DEPTH):
                 i = launched.item[0]
                 try:
                     out = launched.get().result()
