@@ -52,6 +52,20 @@ def lowres_to_probmap(low, orig_hw):
     return post.probmap(post.source(stored=(low, orig_hw)))
 
 
+def make_lowres(num_images, num_classes, lowres_hw, seed):
+    """Smooth random class scores at 1/8 resolution -> softmax probabilities (float32)."""
+    rng = np.random.RandomState(seed)
+    h, w = lowres_hw
+    out = []
+    for _ in range(num_images):
+        coarse = rng.randn(num_classes, h // 4 + 1, w // 4 + 1).astype(np.float32) * 3
+        logits = np.repeat(np.repeat(coarse, 4, 1), 4, 2)[:, :h, :w]
+        logits += rng.randn(num_classes, h, w).astype(np.float32)
+        p = np.exp(logits - logits.max(0))
+        out.append((p / p.sum(0)).astype(np.float32))
+    return out
+
+
 def write_labels(folder, name, label_train, info):
     save_prediction(info, label_train, os.path.join(folder, 'pseudo_labelIds', name + '.png'),
                     os.path.join(folder, 'pseudo_color', name + '.png'))
