@@ -20,7 +20,7 @@ from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 
 __all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'start_epoch',
            'get_symbol',
-           'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
+           'get_scores', 'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
            'CLASSIFIER_DATASET', 'head_param_names']
 
 logger = logging.getLogger(__name__)
@@ -97,11 +97,14 @@ def get_symbol(label, workspace=None):
     return fcrna_model(spec.net_name, spec.classes, spec.stride)
 
 
+def get_scores(label):
+    """The network's class scores (logits, before the softmax) as a symbol without a label input."""
+    return get_symbol(label).get_internals()['linear%d_output' % _as_label(label).classes]
+
+
 def get_scores_symbol(label):
     """Probabilities without a label input: softmax over classes of the last layer's scores."""
-    sym = get_symbol(label)
-    scores = sym.get_internals()['linear%d_output' % _as_label(label).classes]
-    return mx.sym.softmax(scores, axis=1, name='prob')
+    return mx.sym.softmax(get_scores(label), axis=1, name='prob')
 
 
 def head_param_names(label):
@@ -201,8 +204,13 @@ def get_model(label, weights=None, ctx=None):
     return net
 
 
-def get_module(label, contexts, fixed_param_names=None):
-    """An ``mx.mod.Module`` over the training symbol of ``label`` (data ``data``, label ``softmax_label``)."""
+def get_module(label, contexts, fixed_param_names=None, symbol=None, label_names=('softmax_label',)):
+    """An ``mx.mod.Module`` over the training symbol of ``label`` (data ``data``, label ``softmax_label``).
+
+    ``symbol`` / ``label_names`` replace the network's SoftmaxOutput head and its
+    label (the CRST loss, :func:`issegm.crst.training_symbol`).
+    """
     contexts = contexts if isinstance(contexts, (list, tuple)) else [contexts]
-    return mx.mod.Module(get_symbol(label), data_names=('data',), label_names=('softmax_label',),
-                         context=list(contexts), fixed_param_names=fixed_param_names)
+    return mx.mod.Module(get_symbol(label) if symbol is None else symbol, data_names=('data',),
+                         label_names=tuple(label_names), context=list(contexts),
+                         fixed_param_names=fixed_param_names)
