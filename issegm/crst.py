@@ -248,8 +248,11 @@ def training_symbol(model_label, weights):
     from issegm.model import get_scores, parse_label
     scores = get_scores(model_label)
     classes = parse_label(model_label).classes
-    loss = loss_symbol(scores, mx.sym.var('softmax_label'), mx.sym.var(DOMAIN_NAME), classes, weights,
-                       weights.soft)
+    is_source = mx.sym.var(DOMAIN_NAME)
+    loss = loss_symbol(scores, mx.sym.var('softmax_label'), is_source, classes, weights, weights.soft)
+    if not weights.regularisers:
+        # LRENT alone reads no domain; the iterator still feeds it, so the graph takes it (times 0).
+        loss = loss + 0. * mx.sym.sum(is_source)
     probs = mx.sym.BlockGrad(mx.sym.softmax(scores, axis=1), name='prob')
     return mx.sym.Group([probs, mx.sym.MakeLoss(loss, name='crst_loss')])
 
@@ -295,7 +298,8 @@ class SoftNllMetric(mx.metric.EvalMetric):
     """
 
     def __init__(self):
-        super(SoftNllMetric, self).__init__('loss')
+        # Picked by name: iterators may list the labels in another order.
+        super(SoftNllMetric, self).__init__('loss', output_names=['prob_output'], label_names=['softmax_label'])
 
     def update(self, labels, preds):
         label = labels[0].asnumpy()

@@ -319,3 +319,30 @@ def test_soft_nll_metric_hard_and_soft():
     flat = probs.reshape(C, -1)
     expected = -np.mean([np.log(flat[int(k), i]) for i, k in enumerate(hard[0]) if k != 255])
     assert values == pytest.approx([expected, expected], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- training with the objective
+def _crst_iter(with_domain, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.randn(8, 3, 32, 32).astype(np.float32)
+    y = rng.randint(0, 19, (8, 16)).astype(np.float32)
+    y[:, :3] = 255
+    labels = {'softmax_label': y}
+    if with_domain:
+        labels[crst.DOMAIN_NAME] = (np.arange(8) % 2).astype(np.float32)
+    return mx.io.NDArrayIter(x, labels, batch_size=4)
+
+
+def test_training_with_the_objective_is_cbst_at_zero_weights_and_moves_with_them(tmp_path):
+    from issegm.training import train
+    from util.mxutil import load_params_from_file
+    label = 'gta_rna-t1_cls19_s8'
+    runs = {}
+    for name, objective in (('cbst', None), ('zero', crst.Objective(crst.CrstWeights(0, 0, 0, 0, 0))),
+                            ('mr', crst.Objective(crst.CrstWeights(0.5, 0.5, 0.5, 0, 0.5)))):
+        path = train(label, _crst_iter(objective is not None), str(tmp_path / name / (label + '_ep')),
+                     to_epoch=1, base_lr=0.1, objective=objective)[-1]
+        runs[name] = load_params_from_file(path)[0]['linear19_weight'].asnumpy()
+    # The same update as the SoftmaxOutput head (up to float rounding), another one with regularisers.
+    np.testing.assert_allclose(runs['zero'], runs['cbst'], rtol=1e-4, atol=1e-6)
+    assert np.abs(runs['mr'] - runs['cbst']).max() > 100 * np.abs(runs['zero'] - runs['cbst']).max()
