@@ -210,10 +210,10 @@ AO_CHILD = ('import sys, test_solve; from issegm import self_training, solve_AO;
             'self_training.make_dataiter = test_solve.slow_factory; sys.exit(solve_AO.main(sys.argv[1:]))')
 
 
-def ao_child(argv):
+def ao_child(argv, code=AO_CHILD):
     env = script_env()
     env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
-    return subprocess.Popen([sys.executable, '-c', AO_CHILD] + argv, env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, '-c', code] + argv, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -366,11 +366,7 @@ def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
     from issegm.datasets import get_dataset
     from issegm.self_training import load_lowres, lowres_to_probmap
     assert CRST_AO_FLAGS[CRST_AO_FLAGS.index('--num-round') + 1] == '1'
-    env = script_env()
-    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
-    child = [sys.executable, '-c', SLOW_AO_CHILD] + CRST_AO_FLAGS
-    proc = subprocess.Popen(child, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
     kill_when_exists(proc, 'ao/0/%s_ep-0001.params' % MODEL, 'CRST training never finished an epoch')
     final = 'ao/0/%s_ep-0002.params' % MODEL
     assert not os.path.exists(final), 'the kill came too late to test resuming'
@@ -380,8 +376,8 @@ def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
     before.update(mtimes('ao/0/*.params'))
     assert len(before) == 4 * 6 + 4 + 2 + 1  # PNGs, low-res maps, marker + recipe, epoch 1
 
-    proc = subprocess.run(child, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
     assert os.path.exists(final)
     assert mtimes('ao/0/**/*.png') == {p: t for p, t in before.items() if p.endswith('.png')}
     assert {p: os.path.getmtime(p) for p in before} == before  # only the missing epoch was redone
