@@ -228,9 +228,9 @@ def loss_symbol(scores, label, is_source, num_classes, weights, soft):
     if not regs:
         return total
     src = mx.sym.reshape(is_source, shape=(-1, 1))
-    # Samples whose weight is non-zero: every target sample, source ones only with --mr-weight-src.
-    chosen = 1. - src if weights.src == 0 else src * 0. + 1.
-    n_reg = mx.sym.maximum(mx.sym.sum(mx.sym.broadcast_mul(valid, chosen)), 1.)
+    # N_X: labelled pixels of the samples whose weight is non-zero (source ones only with --mr-weight-src).
+    regularised = valid if weights.src else mx.sym.broadcast_mul(valid, 1. - src)
+    n_reg = mx.sym.maximum(mx.sym.sum(regularised), 1.)
     prob = None
     for name, w in regs:
         if name == 'kld':
@@ -433,17 +433,6 @@ class SoftLabelStore(object):
             raise FileNotFoundError('%d of %d target images have no low-resolution map in %s (first: %s.npz); '
                                     'run --phase val of this round again' % (len(missing), len(names),
                                                                               self.folder, missing[0]))
-
-    def probmap(self, name):
-        """The full-resolution probability map of ``name``, as the pseudo-label phase computed it."""
-        from issegm.self_training import apply_prior, load_lowres, lowres_to_probmap
-        probs, im_hw, orig_hw = load_lowres(self.path(name))
-        up = lowres_to_probmap(probs, im_hw, orig_hw, self.stride)
-        return up if self.prior is None else apply_prior(self.prior, up)
-
-    def full(self, name):
-        """The full-resolution soft labels of ``name`` (C, H, W): what CRST stores (for checks)."""
-        return soft_pseudo_labels(self.probmap(name), self.thresholds, self.alpha)[0]
 
     def window(self, name, top, left, crop):
         """float32 (C, crop, crop): soft labels of the image rows/cols ``[top, top+crop) x [left, left+crop)``.
