@@ -54,7 +54,7 @@ FLAG_NAMES = tuple(CRST_FLAGS)
 DOMAIN_NAME = 'is_source'
 #: Per-round recipe of the LRENT soft labels, beside the round's low-resolution maps.
 RECIPE = 'soft_labels.json'
-# log(x + 1e-32) as CRST writes it, so that zero probabilities stay finite.
+# log(p + 1e-32) as CRST writes it, so that zero probabilities stay finite.
 _EPS = 1e-32
 
 #: The five weights; ``kld``/``ent``/``l2``/``lr_ent``/``src`` are the flags in :data:`FLAG_NAMES` order.
@@ -109,7 +109,7 @@ def describe(weights):
 
 # ---------------------------------------------------------------------------- soft pseudo-labels
 def _soft(probs, thresh, alpha):
-    """Soft labels (float64, shape of ``probs``) of contiguous class maps ``probs`` (C, ...).
+    """Soft labels (float64, shape of ``probs``) of class maps ``probs`` (C, ...), and which pixels LRENT keeps.
 
     Pixel by pixel with exactly rounded operations and libm's ``pow`` on
     contiguous data, so a window of an image gives the same numbers as the
@@ -118,9 +118,16 @@ def _soft(probs, thresh, alpha):
     below alpha ~ 0.01); pixels with no probability get all-zero vectors.
     Bicubic upsampling (spec 6.3) overshoots slightly below 0 near sharp
     edges, where CRST's bilinear maps cannot: such values count as 0.
+
+    The selection ``sum_k [-y_k log p_k + alpha y_k log y_k] >= sum_k [-y_k log lambda_k]``
+    (ignore) is evaluated in its equivalent form: the left side minus the
+    right is ``-alpha log Z`` with ``Z = sum_k (p_k / lambda_k)^(1/alpha)``,
+    so a pixel is kept where ``Z > 1`` -- one logarithm per pixel instead of
+    two per class (CRST adds 1e-32 inside its logarithms; that moves the
+    sides by less than 1e-15).
     """
     shape = (-1,) + (1,) * (probs.ndim - 1)
-    ratio = _nonnegative(probs) / np.asarray(thresh, np.float64).reshape(shape)
+    ratio = np.maximum(np.ascontiguousarray(probs, np.float64), 0.) / np.asarray(thresh, np.float64).reshape(shape)
     top = ratio.max(axis=0)
     alive = top > 0
     ratio /= np.where(alive, top, 1.)
@@ -128,28 +135,39 @@ def _soft(probs, thresh, alpha):
     total = ratio.sum(axis=0)
     ratio /= np.where(alive, total, 1.)
     ratio *= alive
-    return ratio
-
-
-def _nonnegative(probs):
-    return np.maximum(np.ascontiguousarray(probs, np.float64), 0.)
+    with np.errstate(divide='ignore'):
+        # log Z = log(total) + log(top) / alpha, since the ratios were divided by top before the power.
+        keep = alive & (np.log(np.where(alive, total, 1.)) + np.log(np.where(alive, top, 1.)) / alpha > 0)
+    return ratio, keep
 
 
 def _lrent_rows(probs, thresh, alpha):
-    """``(soft float32, argmax uint8, keep bool)`` of a contiguous block of rows."""
-    soft = _soft(probs, thresh, alpha).astype(np.float32)
-    label = soft.argmax(axis=0).astype(np.uint8)
-    y = soft.astype(np.float64)
-    p = _nonnegative(probs)
-    shape = (-1,) + (1,) * (probs.ndim - 1)
-    reg = (-y * np.log(p + _EPS) + alpha * y * np.log(y + _EPS)).sum(axis=0)
-    sel = (-y * np.log(np.asarray(thresh, np.float64).reshape(shape) + _EPS)).sum(axis=0)
-    return soft, label, reg < sel
+    """``(soft float32, argmax uint8, keep bool)`` of a block of rows."""
+    soft, keep = _soft(probs, thresh, alpha)
+    soft = soft.astype(np.float32)
+    return soft, soft.argmax(axis=0).astype(np.uint8), keep
 
 
-def _row_blocks(h, w, classes, budget=1 << 22):
-    rows = max(1, budget // max(1, w * classes))
-    return [slice(y, min(h, y + rows)) for y in range(0, h, rows)]
+def _lrent_blocks(probs, thresh, alpha, each):
+    """Run ``each(rows, soft, label, keep)`` over blocks of rows, spread over the cores."""
+    from util.parallel import thread_pool
+    c, h, w = probs.shape
+    rows = max(1, (1 << 21) // max(1, w * c))
+
+    def one(y):
+        block = slice(y, min(h, y + rows))
+        each(block, *_lrent_rows(probs[:, block], thresh, alpha))
+    list(thread_pool().map(one, range(0, h, rows)))
+
+
+def _checked(probs, cls_thresh, alpha):
+    probs, thresh = np.asarray(probs), np.asarray(cls_thresh, np.float64)
+    if probs.ndim != 3 or thresh.shape != (probs.shape[0],):
+        raise ValueError('thresholds of shape %s for probabilities of shape %s (expected C and C x H x W)'
+                         % (thresh.shape, probs.shape))
+    if not alpha > 0:
+        raise ValueError('alpha (--lr-weight-ent) must be > 0, got %r' % (alpha,))
+    return probs, thresh
 
 
 def soft_pseudo_labels(probs, cls_thresh, alpha):
@@ -168,36 +186,34 @@ def soft_pseudo_labels(probs, cls_thresh, alpha):
     vector sums to 1) and uint8 (H, W) train ids, the argmax of ``soft``, 255
     where the LRENT selection ignores the pixel.
     """
-    probs = np.asarray(probs)
-    thresh = np.asarray(cls_thresh, np.float64)
+    probs, thresh = _checked(probs, cls_thresh, alpha)
     c, h, w = probs.shape
-    if thresh.shape != (c,):
-        raise ValueError('%d thresholds for %d classes' % (thresh.size, c))
-    if not alpha > 0:
-        raise ValueError('alpha (--lr-weight-ent) must be > 0, got %r' % (alpha,))
     soft = np.empty(probs.shape, np.float32)
     hard = np.empty((h, w), np.uint8)
-    for rows in _row_blocks(h, w, c):
-        soft[:, rows], label, keep = _lrent_rows(np.ascontiguousarray(probs[:, rows]), thresh, alpha)
+
+    def each(rows, soft_rows, label, keep):
+        soft[:, rows] = soft_rows
         label[~keep] = IGNORE_LABEL
         hard[rows] = label
+    _lrent_blocks(probs, thresh, alpha, each)
     return soft, hard
 
 
 def lrent_pseudo_label(probs, cls_thresh, alpha, return_argmax=False):
-    """The hard LRENT labels alone, row block by row block (no full-size soft map kept).
+    """The hard LRENT labels alone, block by block (no full-size soft map kept).
 
     The counterpart of :func:`issegm.pseudo_label.pseudo_label` for the
     pseudo-label phase: train ids with 255 where ignored, and with
     ``return_argmax`` the argmax of the soft labels (``rwlabelIds``).
     """
-    probs = np.asarray(probs)
-    thresh = np.asarray(cls_thresh, np.float64)
+    probs, thresh = _checked(probs, cls_thresh, alpha)
     c, h, w = probs.shape
     label = np.empty((h, w), np.uint8)
     keep = np.empty((h, w), bool)
-    for rows in _row_blocks(h, w, c):
-        _, label[rows], keep[rows] = _lrent_rows(np.ascontiguousarray(probs[:, rows]), thresh, alpha)
+
+    def each(rows, _, label_rows, keep_rows):
+        label[rows], keep[rows] = label_rows, keep_rows
+    _lrent_blocks(probs, thresh, alpha, each)
     rw = label.copy() if return_argmax else None
     label[~keep] = IGNORE_LABEL
     return (label, rw) if return_argmax else label
@@ -449,7 +465,7 @@ class SoftLabelStore(object):
         up = lowres_to_probmap(probs, im_hw, orig_hw, self.stride)[:, rows[0], cols[0]]
         if self.prior is not None:
             up = apply_prior(self.prior[:, rows[0], cols[0]], up)
-        out[:, rows[1], cols[1]] = _soft(np.ascontiguousarray(up), self.thresholds, self.alpha)
+        out[:, rows[1], cols[1]] = _soft(up, self.thresholds, self.alpha)[0]
         return out
 
 

@@ -151,8 +151,9 @@ def probability_map(shape, seed):
 
 @pytest.mark.parametrize('alpha', [0.1, 0.25, 0.5, 1.0, 2.0])
 def test_soft_pseudo_labels_match_crst_formula(alpha):
-    probs = probability_map((5, 9, 11), seed=int(alpha * 100))
-    thresh = np.array([0.9, 0.5, 0.3, 0.7, 0.95])
+    probs = probability_map((19, 30, 40), seed=int(alpha * 100))
+    probs[:, :10] = 0.5 * probs[:, :10] + 0.5 / 19  # flatter, as from a network still unsure
+    thresh = np.random.RandomState(7).uniform(0.05, 0.95, 19)
     soft, hard = crst.soft_pseudo_labels(probs, thresh, alpha)
     ref_soft, ref_hard = reference_lrent(probs, thresh, alpha)
     assert soft.dtype == np.float32 and soft.shape == probs.shape and hard.dtype == np.uint8
@@ -162,6 +163,8 @@ def test_soft_pseudo_labels_match_crst_formula(alpha):
     assert (hard != 255).any() and (hard == 255).any() == (alpha < 1)
     label, rw = crst.lrent_pseudo_label(probs, thresh, alpha, return_argmax=True)
     assert np.array_equal(label, hard) and np.array_equal(rw, soft.argmax(axis=0))
+    with pytest.raises(ValueError, match='thresholds of shape'):
+        crst.soft_pseudo_labels(probs, thresh[:5], alpha)
 
 
 def test_soft_pseudo_labels_small_alpha_and_empty_pixels():
