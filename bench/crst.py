@@ -48,7 +48,7 @@ def crst_npy_bytes(shape=SHAPE, classes=CLASSES):
 def ours_bytes(folder, alpha=0.25):
     """Bytes per image we keep: one low-resolution map, plus the round's recipe shared by IMAGES images."""
     from issegm.crst import RECIPE, SoftLabelStore
-    from issegm.inference import padded_shape
+    from issegm.inference import LowRes, padded_shape
     from issegm.self_training import save_lowres
     from util.image import longer_side_shape
     im_hw = longer_side_shape(SHAPE, TEST_SCALE)
@@ -56,7 +56,7 @@ def ours_bytes(folder, alpha=0.25):
     rng = np.random.RandomState(0)
     probs = rng.dirichlet(np.ones(CLASSES), size=low_hw).transpose(2, 0, 1).astype(np.float32)
     path = os.path.join(folder, 'probmap', 'frankfurt_000000_000294_leftImg8bit.npz')
-    save_lowres(path, probs, im_hw, SHAPE)
+    save_lowres(path, LowRes(probs, im_hw, STRIDE), SHAPE)
     SoftLabelStore.save_recipe(folder, os.path.dirname(path), rng.uniform(0.1, 1, CLASSES), alpha, STRIDE)
     recipe = os.path.getsize(os.path.join(folder, RECIPE))
     return os.path.getsize(path), recipe, path, low_hw

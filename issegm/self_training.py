@@ -153,28 +153,34 @@ def target_dataset(dataset, dataset_tgt, classes):
 
 
 # ---------------------------------------------------------------------------- low-res maps
-def save_lowres(path, probs, im_hw, orig_hw):
-    """Store the network output (C, h, w) float32 with the two sizes needed to upsample it again."""
+def save_lowres(path, low, orig_hw):
+    """Store a :class:`issegm.inference.LowRes` (probabilities, scaled size, their stride) and the image size."""
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            np.savez(f, probs=np.asarray(probs, np.float32), im_hw=np.asarray(im_hw, np.int64),
-                     orig_hw=np.asarray(orig_hw, np.int64))
+            np.savez(f, probs=np.asarray(low.probs, np.float32), im_hw=np.asarray(low.im_hw, np.int64),
+                     stride=np.int64(low.stride), orig_hw=np.asarray(orig_hw, np.int64))
 
 
-def load_lowres(path):
-    """``(probs, im_hw, orig_hw)`` written by :func:`save_lowres`."""
+def load_lowres(path, net_stride):
+    """``(LowRes, orig_hw)`` written by :func:`save_lowres`.
+
+    Maps stored before their stride was (no sub-stride steps then) are at ``net_stride``.
+    """
+    from issegm.inference import LowRes
     with np.load(path) as z:
-        return z['probs'], tuple(int(v) for v in z['im_hw']), tuple(int(v) for v in z['orig_hw'])
+        stride = int(z['stride']) if 'stride' in z.files else int(net_stride)
+        low = LowRes(z['probs'], tuple(int(v) for v in z['im_hw']), stride)
+        return low, tuple(int(v) for v in z['orig_hw'])
 
 
-def lowres_to_probmap(probs, im_hw, orig_hw, stride, prior=None):
-    """Full-resolution ``probmap`` (C, H, W) float32: deterministic upsampling, times the prior.
+def lowres_to_probmap(low, orig_hw, prior=None):
+    """Full-resolution ``probmap`` (C, H, W) float32 of a ``LowRes``: deterministic upsampling, times the prior.
 
     The same call in both passes gives bit-identical maps, which is what lets
     pass 2 recompute instead of reading a stored full-resolution map.
     """
     from issegm.inference import upsample_probs
-    up = upsample_probs(probs, stride, im_hw, orig_hw)
+    up = upsample_probs(low.probs, low.stride, low.im_hw, orig_hw)
     return up if prior is None else apply_prior(prior, up)
 
 
@@ -191,8 +197,12 @@ def _write_pred(ids_folder, color_folder, name, train_ids, info):
 
 
 def _forward_config(args):
-    return {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
-            'test_flipping': bool(args.test_flipping)}
+    config = {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
+              'test_flipping': bool(args.test_flipping)}
+    if int(args.test_steps) != 1:
+        # Only when set: rounds recorded before the flag worked stay complete.
+        config['test_steps'] = int(args.test_steps)
+    return config
 
 
 def _load_json(path):
@@ -225,7 +235,8 @@ def _make_predictor(args, spec, contexts):
     from issegm.inference import Predictor
     from issegm.model import get_model
     net = get_model(args.model, weights=args.weights, ctx=contexts[0])
-    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0])
+    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0],
+                     steps=int(args.test_steps))
 
 
 # ---------------------------------------------------------------------------- phase val
@@ -235,10 +246,11 @@ def generate_pseudo_labels(args, predictor=None):
     ``predictor`` (an :class:`issegm.inference.Predictor`-like object) is built
     from ``--model``/``--weights`` when not given; tests pass a cheap one.
     """
-    from issegm.inference import ahead
+    from issegm.inference import ahead, check_steps
     from issegm.metrics import ConfusionMatrix
     from issegm.model import parse_label
     spec = parse_label(args.model)
+    check_steps(int(args.test_steps), spec.stride)
     r = int(args.idx_round)
     paths = RoundPaths(args.output, r)
     info = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
@@ -332,12 +344,12 @@ def generate_pseudo_labels(args, predictor=None):
         try:
             low_path = os.path.join(paths.probmap, name + '.npz')
             if finished[i]:
-                probs, im_hw, orig_hw = load_lowres(low_path)
+                low, orig_hw = load_lowres(low_path, stride)
             else:
                 job = launched.get()
-                (probs, im_hw), = job.lowres()
+                low, = job.lowres()
                 orig_hw = job.orig_hw
-            up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
+            up = lowres_to_probmap(low, orig_hw)
             if prior is None:
                 # Without a prior the plain argmax is also the pooling prediction.
                 pred, conf = confidence_map(up)
@@ -353,7 +365,7 @@ def generate_pseudo_labels(args, predictor=None):
                 _write_pred(paths.splabelIds, paths.spcolor, name, pred, info)
             # Written last: its presence means this image's pass 1 is done.
             if not finished[i]:
-                save_lowres(low_path, probs, im_hw, orig_hw)
+                save_lowres(low_path, low, orig_hw)
             collector.add(pred, conf)
             if has_gt:
                 gt = info.label2train[read_label(os.path.join(args.data_root_tgt, label))]
@@ -402,8 +414,8 @@ def generate_pseudo_labels(args, predictor=None):
             bar.update(1)
             continue
         try:
-            probs, im_hw, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'))
-            probmap = lowres_to_probmap(probs, im_hw, orig_hw, stride, prior)
+            low, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'), stride)
+            probmap = lowres_to_probmap(low, orig_hw, prior)
             if alpha:
                 from issegm.crst import lrent_pseudo_label
                 label, rw = lrent_pseudo_label(probmap, thresh, alpha, return_argmax=True)
@@ -583,8 +595,6 @@ def run(args, predictor=None, dataiter_factory=None):
         os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
     if args.no_mxnet_cudnn_autotune_default:
         os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
-    if args.test_steps != 1:
-        raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
     complete_args(args)
     makedirs(args.output)
     log = set_logger(args.output, args.log_file, args.debug)

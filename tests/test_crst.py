@@ -198,6 +198,7 @@ H, W, T, S = 40, 56, 32, 8
 def write_round(root, names, with_prior, alpha=0.5):
     """A pseudo-label round as the val phase leaves it for LRENT: low-res maps, recipe, pseudo-labels."""
     from issegm.datasets import get_dataset
+    from issegm.inference import LowRes
     from issegm.self_training import lowres_to_probmap, save_lowres
     info = get_dataset('cityscapes')
     rng = np.random.RandomState(0)
@@ -216,9 +217,9 @@ def write_round(root, names, with_prior, alpha=0.5):
         os.makedirs(os.path.dirname(image_path), exist_ok=True)
         Image.fromarray(image).save(image_path)
         im_hw = (30, 42)  # tested at 42 px: both upsampling steps of the val phase
-        lowres = probability_map((19, 4, 6), seed=len(samples) + 5)
-        save_lowres(os.path.join(round_dir, 'probmap', name + '.npz'), lowres, im_hw, (H, W))
-        probmap = lowres_to_probmap(lowres, im_hw, (H, W), S, prior)
+        low = LowRes(probability_map((19, 4, 6), seed=len(samples) + 5), im_hw, S)
+        save_lowres(os.path.join(round_dir, 'probmap', name + '.npz'), low, (H, W))
+        probmap = lowres_to_probmap(low, (H, W), prior)
         hard = crst.soft_pseudo_labels(probmap, thresh, alpha)[1]
         label_path = os.path.join(round_dir, 'self_train', 'pseudo_labelIds', name + '.png')
         os.makedirs(os.path.dirname(label_path), exist_ok=True)

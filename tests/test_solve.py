@@ -124,6 +124,28 @@ def test_solve_ST_val_as_a_script_with_spatial_prior(mini):
     assert 'with prior, pixel acc' in log
 
 
+def test_solve_ST_val_with_sub_stride_steps(mini):
+    from issegm import solve_ST
+    from issegm.datasets import get_dataset
+    from issegm.inference import Predictor
+    from issegm.model import get_model
+    weights = 'models/%s_ep-0000.params' % SRC_MODEL
+    argv = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root-tgt', 'cityscapes', '--split-tgt',
+            'train', '--output', 'st', '--model', MODEL, '--phase', 'val', '--weights', weights,
+            '--test-scales', '96', '--gpus', '0', '--init-tgt-port', '0.2', '--idx-round', '0', '--test-flipping',
+            '--with-prior', 'False', '--kc-policy', 'cb']
+    assert solve_ST.main(argv + ['--test-steps', '3']) == 1      # not a divisor of the stride
+    assert solve_ST.main(argv + ['--test-steps', '2']) == 0
+    name = 'aachen_000001_000019_leftImg8bit'
+    got = np.asarray(Image.open('st/0/results/nplabelIds/%s.png' % name))
+    img = np.asarray(Image.open('cityscapes/leftImg8bit/train/aachen/%s.png' % name).convert('RGB'))
+    net = get_model(MODEL, weights)
+    two = Predictor(net, 19, 8, flip=True, steps=2).predict(img, [96]).argmax(0)
+    train2label = get_dataset('cityscapes').train2label
+    np.testing.assert_array_equal(got, train2label[two])
+    assert not np.array_equal(two, Predictor(net, 19, 8, flip=True).predict(img, [96]).argmax(0))
+
+
 def test_solve_ST_without_arguments_prints_help():
     from issegm import solve_ST
     assert solve_ST.main([]) == 1
@@ -396,8 +418,8 @@ def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
     info = get_dataset('cityscapes')
     ignored = 0
     for npz in sorted(glob.glob('ao/0/probmap/*.npz')):
-        probs, im_hw, orig_hw = load_lowres(npz)
-        hard = soft_pseudo_labels(lowres_to_probmap(probs, im_hw, orig_hw, 8), recipe['thresholds'], 0.25)[1]
+        low, orig_hw = load_lowres(npz, 8)
+        hard = soft_pseudo_labels(lowres_to_probmap(low, orig_hw), recipe['thresholds'], 0.25)[1]
         name = os.path.basename(npz)[:-4] + '.png'
         saved = np.asarray(Image.open('ao/0/self_train/pseudo_labelIds/' + name))
         assert np.array_equal(saved, info.train2label[hard])
