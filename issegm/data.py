@@ -108,8 +108,10 @@ class SampleReader(object):
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
                  scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), max_label_ids=(255, 255),
-                 cache_images=False, rate_from_image=False):
+                 cache_images=False, rate_from_image=False, targets=None):
         self.samples = list(samples)
+        # CRST (issegm.crst.TrainingTargets): labels for its loss, plus each sample's domain.
+        self.targets = targets
         self.label2train = label2train      # per domain, np.uint8[256]
         self.max_shapes = max_shapes        # per domain, (h, w)
         self.origin_sizes = origin_sizes    # per domain
@@ -233,9 +235,15 @@ class SampleReader(object):
         return data, label_crop.astype(np.float32).ravel(), geometry
 
     def batch(self, indices, seeds):
-        """Stacked data and labels of the samples ``indices``."""
-        made = [self.make(i, s)[:2] for i, s in zip(indices, seeds)]
-        return np.stack([m[0] for m in made]), np.stack([m[1] for m in made])
+        """Stacked data and labels of the samples ``indices`` (and, with ``targets``, 1 for source samples)."""
+        made = [self.make(i, s) for i, s in zip(indices, seeds)]
+        data = np.stack([m[0] for m in made])
+        if self.targets is None:
+            return data, np.stack([m[1] for m in made])
+        samples = [self.samples[i] for i in indices]
+        labels = [self.targets(sample, label, geometry, self.crop_size, self.stride, sample.domain == TARGET)
+                  for sample, (_, label, geometry) in zip(samples, made)]
+        return data, np.stack(labels), np.array([s.domain == SOURCE for s in samples], np.float32)
 
 
 _WORKER_READER = None
@@ -265,6 +273,8 @@ class FileIter(mx.io.DataIter):
     it lacks comes from the dataset registry. ``samples`` (a list of
     :class:`Sample`) replaces the list files; ``seed`` makes every epoch
     repeatable (default: numpy's global generator, as the reference).
+    ``targets`` (:class:`issegm.crst.TrainingTargets`) makes the labels of the
+    CRST loss and adds the label ``is_source``; None is CBST.
 
     Without ``dataset_tgt`` it is the reference's source-training iterator
     (``data_src.py``): each image's scale rate comes from its own size, and
@@ -278,7 +288,7 @@ class FileIter(mx.io.DataIter):
                  rgb_mean=None, feat_stride=8, label_stride=None, label_steps=1, origin_size=None,
                  origin_size_tgt=None, crop_size=0, scale_rate_range=None, crops_per_image=1,
                  transformer=None, transformer_image=None, prefetch_threads=1, prefetcher_type='thread',
-                 samples=None, seed=None, prefetcher=None, cache_images=None):
+                 samples=None, seed=None, prefetcher=None, cache_images=None, targets=None):
         super(FileIter, self).__init__(batch_images)
         if crop_size <= 0:
             raise ValueError('--crop-size must be positive')
@@ -318,7 +328,8 @@ class FileIter(mx.io.DataIter):
             mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
             mine_id_priority=meta.get('mine_id_priority', ()),
             max_label_ids=(_max_label_id(src), _max_label_id(tgt)), cache_images=bool(cache_images),
-            rate_from_image=not st)
+            rate_from_image=not st, targets=targets)
+        self.targets = targets
         self.batch_size = batch_images
         self.crop_size = crop
         self.stride = feat_stride
@@ -350,7 +361,11 @@ class FileIter(mx.io.DataIter):
     @property
     def provide_label(self):
         n = (self.crop_size // self.stride) ** 2
-        return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+        if self.targets is None:
+            return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+        from issegm.crst import DOMAIN_NAME
+        return [mx.io.DataDesc(self._label_name, self.targets.label_shape(self.batch_size, n)),
+                mx.io.DataDesc(DOMAIN_NAME, (self.batch_size,))]
 
     # -- epochs ------------------------------------------------------------------------
     def _pool(self):
@@ -394,10 +409,10 @@ class FileIter(mx.io.DataIter):
             self.reset()
         if self._cursor >= len(self._batches):
             raise StopIteration
-        data, label = self._pending.popleft().result()
+        data, *labels = self._pending.popleft().result()
         self._cursor += 1
         self._fill()
-        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(label)], pad=0,
+        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(l) for l in labels], pad=0,
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
     def epoch_indices(self):

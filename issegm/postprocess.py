@@ -471,13 +471,28 @@ class Postprocessor(object):
             return out
         return Pending(ops, work)
 
-    def label(self, source, thresholds):
-        """Pseudo-label pass 2: ``{'label', 'argmax'}`` uint8 (255 where no class reaches its threshold)."""
+    def label(self, source, thresholds, alpha=0.):
+        """Pseudo-label pass 2: ``{'label', 'argmax'}`` uint8 (255 where no class reaches its threshold).
+
+        ``alpha`` > 0 is CRST-LRENT (:func:`issegm.crst.lrent_pseudo_label`),
+        float64 on the host: the full-resolution map comes back from the
+        device, and the work waits for :meth:`Pending.result`.
+        """
+        ops = self.ops
+        prior = ops.prior is not None
+        if alpha:
+            from issegm.crst import lrent_pseudo_label
+
+            def lrent():
+                probmap = ops.fetch(self.probmap(source, prior=prior))
+                label, argmax = lrent_pseudo_label(probmap, thresholds, alpha, return_argmax=True)
+                return {'label': label, 'argmax': argmax}
+            return Pending(HostOps(self.num_classes), lrent)
+
         def work():
-            probmap = self.probmap(source, prior=self.ops.prior is not None)
-            label, argmax = self.ops.pseudo(probmap, thresholds)
+            label, argmax = ops.pseudo(self.probmap(source, prior=prior), thresholds)
             return {'label': label, 'argmax': argmax}
-        return Pending(self.ops, work)
+        return Pending(ops, work)
 
 
 def default_mode(ctx):

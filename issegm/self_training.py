@@ -94,6 +94,8 @@ def complete_args(args):
         raise ValueError("--kc-policy takes 'cb' or 'global', got %r" % (args.kc_policy,))
     if args.data_root is None:
         args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
+    from issegm.crst import weights_from_args
+    weights_from_args(args)  # CRST flags: checked before any work
     return args
 
 
@@ -247,11 +249,15 @@ def generate_pseudo_labels(args, predictor=None):
                          % list_path(args.dataset_tgt, args.split_tgt))
     with_prior = args.with_prior == 'True'
     portion = float(args.init_tgt_port)
+    from issegm.crst import weights_from_args
+    alpha = weights_from_args(args).lr_ent  # CRST-LRENT when > 0
     train_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
     config = dict(_forward_config(args), init_tgt_port=portion, kc_policy=args.kc_policy,
                   with_prior=with_prior, dataset=args.dataset, dataset_tgt=args.dataset_tgt,
                   split_tgt=args.split_tgt, mine_id_number=int(args.mine_id_number),
                   mine_thresh=float(args.mine_thresh), images=len(items))
+    if alpha:
+        config['lr_weight_ent'] = alpha
 
     done = _load_json(paths.marker)
     if done is not None and done.get('config') == config:
@@ -262,7 +268,8 @@ def generate_pseudo_labels(args, predictor=None):
         st = done['stats']
         _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
                      np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
-        shutil.rmtree(paths.probmap, ignore_errors=True)
+        if not alpha:  # with LRENT the maps are the soft labels' store
+            shutil.rmtree(paths.probmap, ignore_errors=True)
         return st
     if done is not None:
         logger.warning('round %d: %s was made with other settings; regenerating', r, paths.marker)
@@ -326,7 +333,8 @@ def generate_pseudo_labels(args, predictor=None):
         logger.info('class sizes %s', cls_size)
     del collector
 
-    run.pass_two(effective_thresholds(cls_thresh))
+    thresh = effective_thresholds(cls_thresh)
+    run.pass_two(thresh, alpha)
 
     stats = {'cls_size': cls_size.tolist(), 'cls_thresh': cls_thresh.tolist(),
              'mine_id': mine_id.tolist(), 'mine_id_priority': mine_id_priority.tolist()}
@@ -334,9 +342,15 @@ def generate_pseudo_labels(args, predictor=None):
         stats['scores_np'] = {k: cm_np.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
     if cm_sp is not None:
         stats['scores_sp'] = {k: cm_sp.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
+    if alpha:
+        # CRST-LRENT: the low-resolution maps stay; training recomputes its soft labels from them.
+        from issegm.crst import SoftLabelStore
+        SoftLabelStore.save_recipe(paths.round_dir, paths.probmap, thresh, alpha, spec.stride,
+                                   prior_dataset=args.dataset if with_prior else None)
     _write_json(paths.marker, {'config': config, 'stats': stats})
-    # As the reference, the maps are dropped once the round's labels exist.
-    shutil.rmtree(paths.probmap, ignore_errors=True)
+    if not alpha:
+        # As the reference, the maps are dropped once the round's labels exist.
+        shutil.rmtree(paths.probmap, ignore_errors=True)
     logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
     return stats
 
@@ -446,19 +460,21 @@ class _Round(object):
                     len(self.items) - forwarded)
         return collector, cm_np, cm_sp
 
-    def pass_two(self, thresh):
-        """Pseudo-labels of every image from its stored low-res map and the class thresholds."""
+    def pass_two(self, thresh, alpha=0.):
+        """Pseudo-labels of every image from its stored low-res map and the class thresholds (LRENT: and alpha)."""
         from issegm.inference import LOOP_DEPTH, ahead
         paths = self.paths
+        # What decides the labels: the thresholds, and alpha with LRENT (so that labels of another rule are redone).
+        rule = np.append(thresh, alpha) if alpha else thresh
         old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
-        reuse = old is not None and np.array_equal(old, thresh)
-        save_npy_atomic(paths.thresholds_used, thresh)
+        reuse = old is not None and np.array_equal(old, rule)
+        save_npy_atomic(paths.thresholds_used, rule)
         todo = [i for i, name in enumerate(self.names)
                 if not (reuse and os.path.exists(RoundPaths.png(paths.pseudo_labelIds, name)))]
 
         def launch(record):
             i, future = record
-            return self.post.label(self.post.source(stored=future.result()), thresh)
+            return self.post.label(self.post.source(stored=future.result()), thresh, alpha)
 
         def save(name, out):
             if self.args.kc_policy == 'cb':
@@ -573,6 +589,10 @@ def retrain(args, dataiter_factory=None):
     logger.info('round %d: %d source images (portion %s, seed %d) + %d target images; mine_id %s, '
                 'mine_id_priority %s', r, len(source), args.init_src_port, args.seed_int, len(target),
                 mine_id, mine_id_priority)
+    from issegm.crst import Objective, describe, weights_from_args
+    weights = weights_from_args(args)
+    for line in describe(weights):
+        logger.info('round %d: %s', r, line)
     dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
     try:
         return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
@@ -581,7 +601,8 @@ def retrain(args, dataiter_factory=None):
                      lr_policy=args.lr_type or 'fixed',
                      lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
-                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int)
+                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int,
+                     objective=Objective(weights) if weights.active else None)
     except Exception as exc:
         raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
                          'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \
@@ -598,6 +619,9 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     tgt = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
     # The reference caches images in training unless --cache-images says otherwise.
     cache = True if args.cache_images is None else bool(args.cache_images)
+    from issegm.crst import training_targets
+    targets = training_targets(args, spec.classes, RoundPaths(args.output, args.idx_round).round_dir,
+                               [sample_name(image) for image, _ in target])
     return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples,
                     batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
@@ -605,7 +629,8 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
                     cache_images=cache,
                     meta={'mine_port': args.mine_port, 'mine_id': mine_id,
-                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus})
+                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus},
+                    targets=targets)
 
 
 # ---------------------------------------------------------------------------- entry
@@ -704,7 +729,8 @@ def val_argv(args, rnd):
         ('--idx-round', rnd['round']), ('--no-cudnn', True), ('--test-flipping', True),
         ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy),
         # Ours; passed only when chosen, so that the default command stays the reference's.
-        ('--postprocess', None if getattr(args, 'postprocess', 'auto') == 'auto' else args.postprocess)])
+        ('--postprocess', None if getattr(args, 'postprocess', 'auto') == 'auto' else args.postprocess)]) \
+        + _crst_argv(args)
 
 
 def train_argv(args, rnd):
@@ -720,7 +746,14 @@ def train_argv(args, rnd):
         ('--prefetcher', 'process'), ('--mine-id-address', os.path.join(args.output, 'stats')),
         ('--mine-port', args.mine_port), ('--mine-thresh', args.mine_thresh), ('--cache-images', 0),
         ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
-        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')])
+        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')]) \
+        + _crst_argv(args)
+
+
+def _crst_argv(args):
+    """The non-zero CRST flags, forwarded to both phases (none for CBST: the reference's commands)."""
+    from issegm.crst import flag_argv
+    return flag_argv(args)
 
 
 def _run_phase(args, argv, what):
@@ -752,6 +785,9 @@ def run_rounds(args):
         raise ValueError('solve_AO needs --model')
     if args.weights is None:
         raise ValueError('solve_AO needs --weights (the source model)')
+    from issegm.crst import describe, weights_from_args
+    for line in describe(weights_from_args(args)):
+        log.info('%s', line)
     try:
         for rnd in round_schedule(args):
             r = rnd['round']

@@ -151,7 +151,7 @@ def last_checkpoint(prefix, upto=None):
 def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
           stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
           weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
-          backward_do_mirror=False, batch_end_callback=None, seed=0):
+          backward_do_mirror=False, batch_end_callback=None, seed=0, objective=None):
     """Train the network of ``label`` on ``dataiter``; checkpoint to ``{prefix}-%04d.params``.
 
     Parameters
@@ -175,6 +175,9 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         one (the iterator's permutations) before initialisation and at each
         epoch from ``seed + epoch``, so runs repeat exactly and a resumed run
         draws what an uninterrupted one would. None leaves them as they are.
+    objective : issegm.crst.Objective
+        Another loss than the network's SoftmaxOutput (CRST): gives the
+        Module and the logged metric. The checkpoints are the same network's.
 
     Returns the list of checkpoint paths written or found, in epoch order.
     """
@@ -210,7 +213,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     scheduler = make_lr_scheduler(lr_policy, base_lr, begin * batches, to_epoch * batches,
                                   steps=lr_steps, factor=lr_factor)
     _seed(seed, 0)
-    mod = get_module(label, contexts)
+    mod = get_module(label, contexts) if objective is None else objective.module(label, contexts)
     mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
     mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
                     allow_missing=bool(missing))
@@ -220,7 +223,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     with atomic_path(prefix + '-symbol.json') as tmp:
         symbol.save(tmp)
 
-    metric = NllMetric()
+    metric = NllMetric() if objective is None else objective.metric()
     for epoch in range(begin, stop_epoch):
         _seed(seed, epoch + 1)
         dataiter.reset()
