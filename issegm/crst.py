@@ -456,14 +456,13 @@ class SoftLabelStore(object):
         Coordinates are in the image (negative or past its end on the
         canvas margins, which get all-zero vectors).
         """
-        from issegm.postprocess import apply_prior, upsample_probs
-        from issegm.self_training import load_lowres
+        from issegm.self_training import apply_prior, load_lowres, lowres_to_probmap
         low, orig_hw = load_lowres(self.path(name), self.stride)
         out = np.zeros((self.num_classes, crop, crop), np.float32)
         rows, cols = _on_image(top, crop, orig_hw[0]), _on_image(left, crop, orig_hw[1])
         if rows is None or cols is None:
             return out
-        up = upsample_probs(low.probs, low.stride, low.im_hw, orig_hw)[:, rows[0], cols[0]]
+        up = lowres_to_probmap(low, orig_hw)[:, rows[0], cols[0]]
         if self.prior is not None:
             up = apply_prior(self.prior[:, rows[0], cols[0]], up)
         out[:, rows[1], cols[1]] = _soft(up, self.thresholds, self.alpha)[0]

@@ -42,7 +42,7 @@ import time
 import numpy as np
 
 from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
-from issegm.postprocess import Postprocessor
+from issegm.postprocess import Postprocessor, apply_prior
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import ConfidenceCollector, effective_thresholds, mining_ids, threshold_stats
 from util.image import read_image, read_label
@@ -52,7 +52,7 @@ from util.parallel import Writer, prefetch
 
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
            'target_dataset', 'training_list_path', 'save_lowres', 'load_lowres',
-           'generate_pseudo_labels',
+           'lowres_to_probmap', 'apply_prior', 'generate_pseudo_labels',
            'select_source', 'training_samples', 'retrain', 'make_dataiter', 'run', 'py2_str',
            'round_schedule', 'val_argv', 'train_argv', 'run_rounds']
 
@@ -177,6 +177,16 @@ def load_lowres(path, net_stride):
         stride = int(z['stride']) if 'stride' in z.files else int(net_stride)
         low = LowRes(z['probs'], tuple(int(v) for v in z['im_hw']), stride)
         return low, tuple(int(v) for v in z['orig_hw'])
+
+
+def lowres_to_probmap(low, orig_hw, prior=None):
+    """Full-resolution ``probmap`` (C, H, W) float32 of a stored ``LowRes`` on the host (PIL), times the prior.
+
+    The host recipe of :class:`issegm.postprocess.Postprocessor`, for callers
+    that need the whole map (CRST's soft labels, tests).
+    """
+    post = Postprocessor(low.probs.shape[0], 'pil', prior=prior)
+    return post.probmap(post.source(stored=(low, orig_hw)), prior=prior is not None)
 
 
 def _write_pred(ids_folder, color_folder, name, train_ids, info):

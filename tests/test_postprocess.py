@@ -201,3 +201,16 @@ def test_host_ops_are_the_reference_functions():
     ops = HostOps(C)
     np.testing.assert_array_equal(ops.upsample(probs, 8, (36, 72), (40, 80)),
                                   upsample_probs(probs, 8, (36, 72), (40, 80)))
+
+
+def test_lrent_labels_take_the_crst_rule_on_either_path():
+    from issegm.crst import lrent_pseudo_label
+    low = LowRes(smooth_probs((5, 9), 11), (36, 72), 8)
+    thresh = np.random.RandomState(12).uniform(0.2, 0.5, C)
+    want = lrent_pseudo_label(upsample_probs(low.probs, 8, (36, 72), (40, 80)), thresh, 0.5, return_argmax=True)
+    for mode in ('pil', 'device'):
+        post = Postprocessor(C, mode)
+        out = post.label(post.source(stored=(low, (40, 80))), thresh, alpha=0.5).result()
+        same = np.mean([(out[k] == w).mean() for k, w in zip(('label', 'argmax'), want)])
+        assert same == 1.0 if mode == 'pil' else same >= 0.9999
+    assert (want[0] == 255).any() and (want[0] != 255).any()
