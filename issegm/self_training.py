@@ -457,7 +457,7 @@ def _load_mining(address):
 
 
 def training_samples(args):
-    """``(source_items, target_items)`` of this round as ``(image, label)`` paths ready to open.
+    """``(source_items, target_items, num_source)`` of this round; items are ``(image, label)`` paths.
 
     Source paths are joined to ``--data-root``; target images to
     ``--data-root-tgt`` and target labels are the pseudo-label paths of the
@@ -482,7 +482,7 @@ def training_samples(args):
     if missing:
         raise FileNotFoundError('%s lists %d pseudo-labels that do not exist (first: %s); run --phase val '
                                 'of round %d first' % (tgt_list, len(missing), missing[0], args.idx_round))
-    return source, target
+    return source, target, len(src)
 
 
 def retrain(args, dataiter_factory=None):
@@ -506,12 +506,15 @@ def retrain(args, dataiter_factory=None):
         logger.info('round %d: already trained to epoch %d (%s); nothing to do', r, stop_epoch, final)
         return [final]
     contexts = get_contexts(args.gpus)
-    source, target = training_samples(args)
+    source, target, num_source = training_samples(args)
     mine_id, mine_id_priority = _load_mining(args.mine_id_address)
     logger.info('round %d: %d source images (portion %s, seed %d) + %d target images; mine_id %s, '
                 'mine_id_priority %s', r, len(source), args.init_src_port, args.seed_int, len(target),
                 mine_id, mine_id_priority)
     dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
+    # The reference's schedule counts (whole source list) // batch updates an epoch, whatever
+    # the round's real epoch length.
+    schedule_batches = max(1, num_source // int(args.batch_images or 1))
     try:
         return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
                      from_epoch=int(args.from_epoch), to_epoch=int(args.to_epoch), stop_epoch=stop_epoch,
@@ -519,7 +522,8 @@ def retrain(args, dataiter_factory=None):
                      lr_policy=args.lr_type or 'fixed',
                      lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
-                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int)
+                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int,
+                     schedule_batches=schedule_batches)
     except Exception as exc:
         raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
                          'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \

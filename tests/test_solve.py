@@ -339,3 +339,31 @@ def test_solve_AO_with_self_training_script_two_rounds_killed_in_round_one_train
     # the pseudo-labels of the last round drive training: label ids, 0 where not selected
     labs = np.stack([np.asarray(Image.open(p)) for p in sorted(glob.glob('ao/1/self_train/pseudo_labelIds/*.png'))])
     assert labs.shape == (4,) + SHAPE and (labs == 0).any() and (labs != 0).any()
+
+
+def test_solve_ST_train_schedule_counts_the_whole_source_list_per_epoch(mini):
+    """11.4(c): linear/poly decay over to_epoch * (source list length // batch) updates, as the reference."""
+    from issegm import self_training as st
+    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
+              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
+              '--gpus', '0']
+    assert st.run(st_args(*common, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+    seen = []
+    from issegm import training
+    real_train = training.train
+
+    def spy(*a, **kw):
+        kw['batch_end_callback'] = lambda e, b, loss, lr: seen.append(lr)
+        return real_train(*a, **kw)
+
+    training.train = spy
+    try:
+        # 1 source image (0.2 of 6) + 4 targets = 2 batches of 2 an epoch; the list has 6 lines: 3 for the schedule
+        assert st.run(st_args(*common, '--phase', 'train', '--batch-images', '2', '--crop-size', '32',
+                              '--init-src-port', '0.2', '--base-lr', '0.01', '--lr-type', 'linear',
+                              '--mine-id-address', 'out/stats', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                              '--to-epoch', '2', '--idx-round', '0'), dataiter_factory=ndarray_factory) == 0
+    finally:
+        training.train = real_train
+    assert seen == pytest.approx([0.01 * (1 - n / 7.) for n in (1, 2, 3, 4)])
