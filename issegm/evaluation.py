@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from issegm import metrics
-from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.log import set_logger
@@ -65,7 +65,12 @@ def resolve_args(args):
     * ``--log-file`` omitted: ``{weights stem}[_{split} unless val].log``;
     * ``--data-root`` omitted: ``data/{dataset}``.
     """
+    from issegm.cli import FlagError, check_flags
     from issegm.model import label_from_weights, parse_label
+    try:
+        check_flags(args)
+    except FlagError as exc:
+        raise EvalError(str(exc))
     if args.phase not in ('val', 'test'):
         raise EvalError('evaluate.py runs --phase val (scores and predictions) or test '
                         '(predictions only); got --phase %s' % args.phase)
@@ -175,6 +180,7 @@ class Evaluation(object):
         self.output = output
         self.save_results = save_results
         self.cm = metrics.ConfusionMatrix(info.num_classes)
+        self.audit = LabelAudit(info)  # unknown ids are ignored by the scores, and reported once
         self.valid = np.zeros(256, bool)
         self.valid[info.valid_label_ids] = True
         if save_results:
@@ -242,12 +248,14 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     def launch(record):
         return predicting(evaluation.start, record[1])
 
+    label_of = dict(prepared.items)
     try:
         records = _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)
         for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
             image_rel, _, label = launched.item
             pred = predicting(evaluation.finish, launched.get())
             if label is not None:
+                evaluation.audit.check(os.path.join(data_root, label_of[image_rel]), label)
                 evaluation.score(pred, label, image_rel)
             if evaluation.save_results:
                 if writer is None:
@@ -268,6 +276,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     finally:
         if writer is not None:
             writer.shutdown(wait=True)
+    evaluation.audit.report(logger)
     logger.info('Done in %.2f s.', time.time() - start)
     return evaluation.cm
 
@@ -282,9 +291,12 @@ def run(args, net=None):
     from issegm.model import get_model
     from util.device import get_contexts
 
+    from issegm.run_guard import lock_output, remove_debris
     resolve_args(args)
     prepared = prepare(args)
-    makedirs(args.output)
+    if lock_output(args.output):
+        for sub in ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')):
+            remove_debris(os.path.join(args.output, sub), recursive=False)
     set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))

@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
                                  mining_ids, pseudo_label, threshold_stats)
@@ -56,7 +56,22 @@ MARKER = 'pseudo_label.done.json'
 
 
 class PhaseError(RuntimeError):
-    """A phase failed; the message says where and how to resume (one line)."""
+    """A phase failed; the message says where and how to resume (one line).
+
+    ``code`` is the exit code: 1 when the same command continues once the
+    cause is fixed, 2 when the command must change.
+    """
+
+    def __init__(self, message, code=1):
+        super(PhaseError, self).__init__(message)
+        self.code = code
+
+
+def _image_failure(r, step, i, n, image, exc):
+    from issegm.cli import describe_failure
+    return PhaseError('phase val (pseudo-labels) round %d %s failed at image %d/%d %s: %s; then rerun the same '
+                      'command to resume (finished images are kept)'
+                      % (r, step, i + 1, n, image, describe_failure(exc)[1]))
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -123,6 +138,17 @@ class RoundPaths(object):
         self.marker = os.path.join(self.round_dir, MARKER)
         self.thresholds_used = os.path.join(self.round_dir, 'pseudo_label_thresholds.npy')
         self.source_selected = os.path.join(self.round_dir, 'source_selected.lst')
+        # The round's own copy of the target training list: training reads this one, so runs
+        # in one working folder never train on each other's pseudo-labels.
+        self.training_list = os.path.join(self.round_dir, 'target_training.lst')
+
+    def discard_pseudo_labels(self):
+        """Remove this round's pseudo-label phase outputs (``--restart``)."""
+        for folder in (os.path.dirname(self.nplabelIds), os.path.dirname(self.pseudo_labelIds), self.probmap):
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in (self.marker, self.thresholds_used, self.training_list):
+            if os.path.exists(path):
+                os.remove(path)
 
     @staticmethod
     def png(folder, name):
@@ -214,9 +240,11 @@ def _write_stats(stats_dir, cls_size, cls_thresh, mine_id, mine_id_priority):
 
 
 def _write_training_list(path, items, paths):
-    with atomic_write(path) as f:
-        for image, _ in items:
-            f.write('%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))))
+    """The target training list, as the reference writes it, and the round's own copy."""
+    lines = ['%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))) for image, _ in items]
+    for target in (paths.training_list, path):
+        with atomic_write(target) as f:
+            f.writelines(lines)
 
 
 def _make_predictor(args, spec, contexts):
@@ -293,6 +321,7 @@ def generate_pseudo_labels(args, predictor=None):
     cm_np = ConfusionMatrix(spec.classes) if has_gt else None
     cm_sp = ConfusionMatrix(spec.classes) if has_gt and with_prior else None
     collector = ConfidenceCollector(spec.classes)
+    audit = LabelAudit(info)
     stride = spec.stride
     scale = _single_scale(args.test_scales)
     x_num = len(items)
@@ -349,14 +378,15 @@ def generate_pseudo_labels(args, predictor=None):
                 save_lowres(low_path, probs, im_hw, orig_hw)
             collector.add(pred, conf)
             if has_gt:
-                gt = info.label2train[read_label(os.path.join(args.data_root_tgt, label))]
+                gt_path = os.path.join(args.data_root_tgt, label)
+                gt_ids = read_label(gt_path)
+                audit.check(gt_path, gt_ids)
+                gt = info.label2train[gt_ids]
                 cm_np.update(gt, pred_np)
                 if cm_sp is not None:
                     cm_sp.update(gt, pred)
         except Exception as exc:
-            raise PhaseError('phase val (pseudo-labels) round %d pass 1 failed at image %d/%d %s: %s: %s; '
-                             'rerun the same command to resume (finished images are kept)'
-                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
+            raise _image_failure(r, 'pass 1', i, x_num, image, exc) from exc
         bar.update(1)
         speed = (i + 1) / max(time.time() - start, 1e-9)
         logger.info('Done %d/%d with speed: %.2f/s', i + 1, x_num, speed)
@@ -365,6 +395,7 @@ def generate_pseudo_labels(args, predictor=None):
         if cm_np is not None:
             logger.info('no prior, %s', cm_np.summary())
     bar.close()
+    audit.report(logger)
     logger.info('round %d pass 1: %d images forwarded, %d reloaded', r, forwarded, x_num - forwarded)
 
     _write_training_list(train_list, items, paths)
@@ -402,9 +433,7 @@ def generate_pseudo_labels(args, predictor=None):
             # pseudo_labelIds last: training reads it, and it marks the image done.
             _write_pred(paths.pseudo_labelIds, paths.pseudo_color, name, label, info)
         except Exception as exc:
-            raise PhaseError('phase val (pseudo-labels) round %d pass 2 failed at image %d/%d %s: %s: %s; '
-                             'rerun the same command to resume (finished images are kept)'
-                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
+            raise _image_failure(r, 'pass 2', i, x_num, image, exc) from exc
         bar.update(1)
     bar.close()
 
@@ -475,7 +504,12 @@ def training_samples(args):
             f.write('%s\t%s\n' % (image, label) if label is not None else '%s\n' % image)
     source = [(os.path.join(args.data_root, src[i][0]), os.path.join(args.data_root, src[i][1]))
               for i in idx]
-    tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+    tgt_list = paths.training_list
+    if not os.path.exists(tgt_list):
+        # Rounds made before the per-round copy existed.
+        tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+        logger.warning('%s not found: reading the shared %s (another run in this working folder may '
+                       'have rewritten it)', paths.training_list, tgt_list)
     target = [(os.path.join(args.data_root_tgt, image), label)
               for image, label in read_list(tgt_list, args.data_root_tgt, check_exists=False)]
     missing = [label for _, label in target if not os.path.isfile(label)]
@@ -492,7 +526,7 @@ def retrain(args, dataiter_factory=None):
     builds the iterator (default :func:`make_dataiter`); tests pass a cheap one.
     """
     from issegm.model import parse_label
-    from issegm.training import train
+    from issegm.training import DivergenceError, train
     from util.device import get_contexts
     spec = parse_label(args.model)
     if args.to_epoch is None:
@@ -524,9 +558,12 @@ def retrain(args, dataiter_factory=None):
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
                      backward_do_mirror=args.backward_do_mirror, seed=args.seed_int,
                      schedule_batches=schedule_batches)
+    except DivergenceError as exc:
+        raise PhaseError('phase train round %d: %s' % (r, exc), code=2) from exc
     except Exception as exc:
-        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
-                         'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \
+        from issegm.cli import describe_failure
+        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s; then rerun the same '
+                         'command to resume from the last whole epoch' % (r, prefix, describe_failure(exc)[1])) \
             from exc
 
 
@@ -551,33 +588,62 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
 
 
 # ---------------------------------------------------------------------------- entry
+def _guard_phase(args):
+    """Lock ``--output``; refuse a rerun of this round's phase with other settings (or restart it)."""
+    from issegm.preflight import train_settings, val_settings
+    from issegm.run_guard import guard
+    from issegm.training import remove_checkpoints
+    paths = RoundPaths(args.output, args.idx_round)
+    if args.phase == 'val':
+        guard(paths.round_dir, 'pseudo_labels', val_settings(args), restart=args.restart,
+              discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round)
+        return
+    from util.device import get_contexts
+
+    def discard():
+        remove_checkpoints(os.path.join(paths.round_dir, '%s_ep' % args.model))
+        if os.path.exists(paths.source_selected):
+            os.remove(paths.source_selected)
+
+    guard(paths.round_dir, 'training', train_settings(args, len(get_contexts(args.gpus)), paths.marker),
+          restart=args.restart, discard=discard, what='training of round %d' % args.idx_round)
+
+
 def run(args, predictor=None, dataiter_factory=None):
-    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code."""
-    if args.debug:
-        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
-    if args.backward_do_mirror:
-        os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
-    if args.no_mxnet_cudnn_autotune_default:
-        os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
+    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code.
+
+    Failures are one line in the log and on stderr; the exit code is 1 when
+    the same command can continue after the cause is fixed, 2 when the
+    command or its input must change (:func:`issegm.cli.describe_failure`).
+    """
+    from issegm.cli import apply_env_switches, check_flags, describe_failure
+    from issegm.preflight import check_utf8
+    from issegm.run_guard import lock_output, remove_debris
+    apply_env_switches(args)
     if args.test_steps != 1:
         raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
+    check_flags(args)
     complete_args(args)
-    makedirs(args.output)
+    check_utf8(args)
+    if lock_output(args.output):
+        remove_debris(args.output)
     log = set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
-    from issegm.datasets import DataError
     try:
+        _guard_phase(args)
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
         else:
             retrain(args, dataiter_factory=dataiter_factory)
     except PhaseError as exc:
         log.error('%s', exc)
-        return 1
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        # Raised before any per-image work (arguments, lists, files): one line.
-        log.error('phase %s round %s could not start: %s', args.phase, args.idx_round, exc)
-        return 1
+        return exc.code
+    except Exception as exc:
+        if args.debug:
+            log.exception('phase %s round %s failed', args.phase, args.idx_round)
+        code, line = describe_failure(exc)
+        log.error('phase %s round %s: %s', args.phase, args.idx_round, line)
+        return code
     return 0
 
 
@@ -606,6 +672,8 @@ def round_schedule(args):
                          % (args.source_sample_policy,))
     if args.base_lr is None:
         raise ValueError('solve_AO needs --base-lr')
+    if args.model is None or args.weights is None:
+        raise ValueError('solve_AO needs --model and --weights (the source model)')
     weights, to_epoch = args.weights, args.epr
     lr, tgt_port, src_port = args.base_lr, args.init_tgt_port, args.init_src_port
     rounds = []
@@ -665,37 +733,85 @@ def train_argv(args, rnd):
         ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')])
 
 
-def _run_phase(args, argv, what):
+def _die_with_parent():
+    # Runs in the child before exec: the kernel sends it SIGTERM when solve_AO dies, even by SIGKILL.
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_child(cmd):
+    """Run ``cmd`` under this run's lock; ending this process (signal or exception) ends the child."""
     import subprocess
+    from issegm.run_guard import child_lock_env
+    env, fds = child_lock_env()
+    proc = subprocess.Popen(cmd, env=env, pass_fds=fds, preexec_fn=_die_with_parent)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def _run_phase(args, argv, what):
     if args.self_training_script:
         cmd = [sys.executable, args.self_training_script] + argv
         logger.info('running %s', ' '.join(cmd))
-        code = subprocess.call(cmd)
+        code = _run_child(cmd)
     else:
         from issegm import solve_ST
         logger.info('running solve_ST %s', ' '.join(argv))
         code = solve_ST.main(argv)
+    if code == 2:
+        raise PhaseError('%s failed (see its error above); no later phase was started' % what, code=2)
     if code:
-        raise PhaseError('%s failed (exit code %s); rerun the same solve_AO command to continue from there'
-                         % (what, code))
+        raise PhaseError('%s failed (exit code %s); once its cause is fixed, rerun the same solve_AO command '
+                         'to continue from there' % (what, code))
+
+
+def _discard_rounds(output):
+    """Remove the round folders and statistics of ``output`` (``solve_AO --restart``)."""
+    for name in os.listdir(output):
+        if name.isdigit() or name == 'stats':
+            shutil.rmtree(os.path.join(output, name))
+            logger.info('removed %s', os.path.join(output, name))
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def run_rounds(args):
     """The body of ``solve_AO.py``: for each round, pseudo-labels then retraining.
 
-    A round whose final checkpoint exists is skipped whole; inside a round,
-    each phase resumes by itself, so rerunning after a kill continues.
-    Returns an exit code.
+    Every flag and list of the whole run is checked first
+    (:func:`issegm.preflight.check_rounds`); the output is locked and its
+    settings compared with the recorded ones. A round whose final checkpoint
+    exists is skipped whole; inside a round, each phase resumes by itself, so
+    rerunning after a kill continues. Returns an exit code.
     """
-    makedirs(args.output)
+    import signal
+    from issegm.cli import check_flags, describe_failure
+    from issegm.preflight import check_rounds, rounds_settings
+    from issegm.run_guard import guard
+    from util.device import get_contexts
+    check_flags(args)
+    rounds = round_schedule(args)
+    check_rounds(args, rounds)
+    guard(args.output, 'solve_AO', rounds_settings(args, len(get_contexts(args.gpus))), restart=args.restart,
+          discard=lambda: _discard_rounds(args.output), what='self-training rounds')
     log = set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
-    if args.model is None:
-        raise ValueError('solve_AO needs --model')
-    if args.weights is None:
-        raise ValueError('solve_AO needs --weights (the source model)')
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        for rnd in round_schedule(args):
+        for rnd in rounds:
             r = rnd['round']
             log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
                      r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
@@ -709,6 +825,13 @@ def run_rounds(args):
     except PhaseError as exc:
         log = set_logger(args.output, 'solve_AO.log')
         log.error('%s', exc)
-        return 1
+        return exc.code
+    except Exception as exc:
+        log = set_logger(args.output, 'solve_AO.log')
+        if args.debug:
+            log.exception('solve_AO failed')
+        code, line = describe_failure(exc)
+        log.error('%s', line)
+        return code
     log.info('all %d rounds done', args.num_round)
     return 0

@@ -20,7 +20,6 @@ The logged metric is the reference's: the mean negative log-probability of
 the true class over non-ignored pixels.
 """
 import glob
-import hashlib
 import logging
 import math
 import os
@@ -33,13 +32,14 @@ import mxnet as mx
 import numpy as np
 
 from issegm.model import get_module, get_symbol, head_initializer, load_weights
+from issegm.run_guard import file_digest
 from util.io import atomic_path
 from util.log import progress
 from util.mxutil import CheckpointError, load_params_from_file, params_dict
 
 __all__ = ['LR_POLICIES', 'FixedScheduler', 'LinearScheduler', 'PolyScheduler',
            'make_lr_scheduler', 'NllMetric', 'last_checkpoint', 'checkpoint_path', 'states_path',
-           'save_checkpoint', 'load_states', 'DivergenceError', 'train']
+           'save_checkpoint', 'load_states', 'remove_checkpoints', 'DivergenceError', 'train']
 
 logger = logging.getLogger(__name__)
 
@@ -166,19 +166,22 @@ def last_checkpoint(prefix, upto=None):
     return best
 
 
+def remove_checkpoints(prefix):
+    """Delete the checkpoints (``.params``, ``.states``) and symbol of ``prefix`` (before a restart)."""
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4,}\.(params|states)|symbol\.json)$')
+    removed = [p for p in glob.glob(glob.escape(prefix) + '-*') if pattern.match(os.path.basename(p))]
+    for path in removed:
+        os.remove(path)
+    if removed:
+        logger.info('removed %d checkpoint file(s) of %s', len(removed), prefix)
+    return removed
+
+
 # ---------------------------------------------------------------------------- states
 # Everything a resumed run needs beyond the weights lives in these two
 # functions, so that another way of keeping optimizer state (a distributed
 # kvstore) changes only them.
 STATES_FORMAT = 'cbst-mx-states/1'
-
-
-def _file_digest(path):
-    sha = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def save_checkpoint(mod, prefix, epoch, num_update, arg_params, aux_params):
@@ -199,7 +202,7 @@ def save_checkpoint(mod, prefix, epoch, num_update, arg_params, aux_params):
                 optimizer = f.read()
             state = {'format': STATES_FORMAT, 'epoch': int(epoch), 'num_update': int(num_update),
                      'optimizer': optimizer, 'numpy_random': np.random.get_state(),
-                     'params_sha256': _file_digest(params_tmp)}
+                     'params_sha256': file_digest(params_tmp)}
             with open(opt_tmp, 'wb') as f:
                 pickle.dump(state, f, protocol=4)
     return params
@@ -227,7 +230,7 @@ def load_states(prefix, epoch):
     if not ok:
         raise CheckpointError('%s is not an optimizer state this program wrote (damaged?); delete it to '
                               'resume from %s with momentum 0' % (path, params))
-    if state['params_sha256'] != _file_digest(params):
+    if state['params_sha256'] != file_digest(params):
         raise CheckpointError('%s was saved with other weights than %s (files from two runs mixed?); '
                               'delete the pair to resume from the epoch before' % (path, params))
     return state

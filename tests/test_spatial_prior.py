@@ -104,3 +104,32 @@ def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
 
     assert sp.main(['--dataset', 'gta', '--split', 'missing', '--data-root', str(root)]) == 2
     assert 'missing.lst' in capsys.readouterr().err
+
+
+def test_cli_ignores_unknown_label_ids_with_one_warning_and_refuses_a_16_bit_label(tmp_path, monkeypatch, capsys):
+    root = tmp_path / 'gta'
+    (root / 'labels').mkdir(parents=True)
+    lines = []
+    for i in range(2):
+        lab = _layout(True)
+        if i == 1:
+            lab[:4] = 250
+        Image.fromarray(lab).save(str(root / 'labels' / ('%05d.png' % i)))
+        Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(str(root / ('%05d.jpg' % i)))
+        lines.append('%05d.jpg\tlabels/%05d.png' % (i, i))
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('issegm/data_list/gta')
+    with open('issegm/data_list/gta/mini.lst', 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    argv = ['--dataset', 'gta', '--split', 'mini', '--data-root', str(root), '--shape', '8,16', '--kernel-size', '1',
+            '--normalize', 'none']
+    assert sp.main(argv) == 0
+    err = [l for l in capsys.readouterr().err.splitlines() if 'outside' in l]
+    assert len(err) == 1 and 'labels/00001.png (250)' in err[0]
+    # The 250 rows count for no class: the top rows hold only image 0's classes.
+    prior = scipy.io.loadmat('spatial_prior/gta/prior_array.mat')['prior_array']
+    assert prior[:, 0].sum(0) == pytest.approx(np.full(16, 0.5))
+    Image.fromarray(np.zeros((32, 64), np.uint16)).save(str(root / 'labels' / '00000.png'))
+    assert sp.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '00000.png has shape' in err[0]

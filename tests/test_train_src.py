@@ -111,7 +111,7 @@ def test_lr_policies(tmp_path, imagenet_weights):
 
 
 @pytest.mark.parametrize('extra,needle', [
-    (['--to-epoch', '2', '--lr-type', 'cosine'], '--lr-type cosine unknown'),
+    (['--to-epoch', '2', '--lr-type', 'cosine'], '--lr-type cosine: expected fixed, step, linear or poly'),
     (['--to-epoch', '2', '--lr-type', 'step'], 'needs --lr-steps'),
     ([], '--to-epoch is required'),
     (['--to-epoch', '2', '--kvstore', 'dist'], '--kvstore must be'),
