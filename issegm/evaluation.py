@@ -287,16 +287,18 @@ def run(args, net=None):
     ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
     it must map normalised NCHW data to probabilities at 1/stride.
     """
+    from issegm.run_guard import locked
+    resolve_args(args)
+    prepared = prepare(args)
+    # The output may be a checkpoint's folder: clean only the folders evaluation writes.
+    with locked(args.output, ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')), False):
+        return _run_locked(args, prepared, net)
+
+
+def _run_locked(args, prepared, net):
     from issegm.inference import Predictor
     from issegm.model import get_model
     from util.device import get_contexts
-
-    from issegm.run_guard import lock_output, remove_debris
-    resolve_args(args)
-    prepared = prepare(args)
-    if lock_output(args.output):
-        for sub in ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')):
-            remove_debris(os.path.join(args.output, sub), recursive=False)
     set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))

@@ -14,6 +14,7 @@
 * :func:`remove_debris` deletes the temporary files (``.name.XXXXXXXX.tmp.ext``,
   see :func:`util.io.atomic_path`) that a killed run left.
 """
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -26,7 +27,7 @@ import time
 
 from util.io import atomic_write, makedirs
 
-__all__ = ['RunRefused', 'lock_output', 'guard', 'child_lock_env', 'check_settings', 'forget_settings',
+__all__ = ['RunRefused', 'lock_output', 'release_output', 'locked', 'settle', 'child_lock_env', 'check_settings', 'forget_settings',
            'remove_debris', 'file_digest', 'environment', 'RUN_FILE']
 
 logger = logging.getLogger(__name__)
@@ -86,19 +87,43 @@ def lock_output(folder, flag='--output'):
     return fresh
 
 
-def guard(folder, section, settings, restart=False, discard=None, what='this run'):
-    """Everything a script does before writing into ``folder``: lock it, clear debris, compare settings.
+@contextlib.contextmanager
+def locked(folder, debris=('',), recursive=True):
+    """Hold ``folder``'s lock for the ``with`` block; on taking it, clear the ``debris`` subfolders.
+
+    Inside a run that holds it already (an in-process phase, a child of
+    ``solve_AO``) this neither locks nor cleans.
+    """
+    fresh = lock_output(folder)
+    try:
+        if fresh:
+            for sub in debris:
+                remove_debris(os.path.join(folder, sub), recursive)
+        yield fresh
+    finally:
+        if fresh:
+            release_output(folder)
+
+
+def settle(folder, section, settings, restart=False, discard=None, what='this run'):
+    """Compare ``settings`` with those recorded in ``folder`` (under its run's lock), or restart.
 
     With ``restart``, ``discard()`` removes the earlier work and its recorded
     settings are forgotten first.
     """
-    if lock_output(folder):
-        remove_debris(folder)
     if restart:
         if discard is not None:
             discard()
         forget_settings(folder, section)
     check_settings(folder, section, settings, what)
+
+
+def release_output(folder):
+    """Give up the lock :func:`lock_output` took on ``folder`` (in-process callers, at the end of a run)."""
+    path = os.path.realpath(os.path.join(folder, LOCK_FILE))
+    fd = _HELD.pop(path, None)
+    if fd is not None and fd != _inherited(path):
+        os.close(fd)
 
 
 def child_lock_env(env=None):

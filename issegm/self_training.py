@@ -591,12 +591,12 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
 def _guard_phase(args):
     """Lock ``--output``; refuse a rerun of this round's phase with other settings (or restart it)."""
     from issegm.preflight import train_settings, val_settings
-    from issegm.run_guard import guard
+    from issegm.run_guard import settle
     from issegm.training import remove_checkpoints
     paths = RoundPaths(args.output, args.idx_round)
     if args.phase == 'val':
-        guard(paths.round_dir, 'pseudo_labels', val_settings(args), restart=args.restart,
-              discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round)
+        settle(paths.round_dir, 'pseudo_labels', val_settings(args), restart=args.restart,
+               discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round)
         return
     from util.device import get_contexts
 
@@ -605,8 +605,8 @@ def _guard_phase(args):
         if os.path.exists(paths.source_selected):
             os.remove(paths.source_selected)
 
-    guard(paths.round_dir, 'training', train_settings(args, len(get_contexts(args.gpus)), paths.marker),
-          restart=args.restart, discard=discard, what='training of round %d' % args.idx_round)
+    settle(paths.round_dir, 'training', train_settings(args, len(get_contexts(args.gpus)), paths.marker),
+           restart=args.restart, discard=discard, what='training of round %d' % args.idx_round)
 
 
 def run(args, predictor=None, dataiter_factory=None):
@@ -616,17 +616,21 @@ def run(args, predictor=None, dataiter_factory=None):
     the same command can continue after the cause is fixed, 2 when the
     command or its input must change (:func:`issegm.cli.describe_failure`).
     """
-    from issegm.cli import apply_env_switches, check_flags, describe_failure
+    from issegm.cli import apply_env_switches, check_flags
     from issegm.preflight import check_utf8
-    from issegm.run_guard import lock_output, remove_debris
+    from issegm.run_guard import locked
     apply_env_switches(args)
     if args.test_steps != 1:
         raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
     check_flags(args)
     complete_args(args)
     check_utf8(args)
-    if lock_output(args.output):
-        remove_debris(args.output)
+    with locked(args.output):
+        return _run_phase_locked(args, predictor, dataiter_factory)
+
+
+def _run_phase_locked(args, predictor, dataiter_factory):
+    from issegm.cli import describe_failure
     log = set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
     try:
@@ -797,16 +801,22 @@ def run_rounds(args):
     exists is skipped whole; inside a round, each phase resumes by itself, so
     rerunning after a kill continues. Returns an exit code.
     """
-    import signal
-    from issegm.cli import check_flags, describe_failure
+    from issegm.cli import check_flags
     from issegm.preflight import check_rounds, rounds_settings
-    from issegm.run_guard import guard
+    from issegm.run_guard import locked, settle
     from util.device import get_contexts
     check_flags(args)
     rounds = round_schedule(args)
     check_rounds(args, rounds)
-    guard(args.output, 'solve_AO', rounds_settings(args, len(get_contexts(args.gpus))), restart=args.restart,
-          discard=lambda: _discard_rounds(args.output), what='self-training rounds')
+    with locked(args.output):
+        settle(args.output, 'solve_AO', rounds_settings(args, len(get_contexts(args.gpus))), restart=args.restart,
+               discard=lambda: _discard_rounds(args.output), what='self-training rounds')
+        return _rounds_locked(args, rounds)
+
+
+def _rounds_locked(args, rounds):
+    import signal
+    from issegm.cli import describe_failure
     log = set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
     signal.signal(signal.SIGTERM, _terminate)

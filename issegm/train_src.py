@@ -170,10 +170,9 @@ def run(args, dataiter=None, batch_end_callback=None):
     ``batch_end_callback(epoch, nbatch, loss, lr)`` is passed to the loop.
     """
     from issegm.datasets import DataError, get_dataset
-    from issegm.run_guard import guard
-    from issegm.training import remove_checkpoints, train
+    from issegm.run_guard import locked, settle
+    from issegm.training import remove_checkpoints
     from util.device import get_contexts
-    from util.log import set_logger
     args, spec = resolve_args(args)
     try:
         info = get_dataset(args.dataset)
@@ -184,8 +183,15 @@ def run(args, dataiter=None, batch_end_callback=None):
                             % (args.model, spec.classes, info.name, info.num_classes))
     contexts = get_contexts(args.gpus)
     prefix = os.path.join(args.output, '%s_ep' % args.model)
-    guard(args.output, 'train_src', settings(args, len(contexts)), restart=args.restart,
-          discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model)
+    with locked(args.output):
+        settle(args.output, 'train_src', settings(args, len(contexts)), restart=args.restart,
+               discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model)
+        return _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback)
+
+
+def _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback):
+    from issegm.training import train
+    from util.log import set_logger
     if dataiter is None:
         dataiter = make_dataiter(args, spec, info)
     set_logger(args.output, args.log_file, args.debug)

@@ -367,3 +367,229 @@ def test_solve_ST_train_schedule_counts_the_whole_source_list_per_epoch(mini):
     finally:
         training.train = real_train
     assert seen == pytest.approx([0.01 * (1 - n / 7.) for n in (1, 2, 3, 4)])
+
+
+# ---------------------------------------------------------------------------- exact resume, guards (issue 10)
+def ao_cmd(flags, output):
+    flags = list(flags)
+    flags[flags.index('--output') + 1] = output
+    return [sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + flags + [
+        '--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
+
+
+def outputs(folder):
+    """Every checkpoint, state-free number and pseudo-label of a run, by path below ``folder``."""
+    found = {}
+    for path in glob.glob(os.path.join(folder, '*', '*.params')):
+        found[os.path.relpath(path, folder)] = {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+    for path in glob.glob(os.path.join(folder, '*', '*', '*', '*.png')) + glob.glob(os.path.join(folder, 'stats', '*')):
+        found[os.path.relpath(path, folder)] = np.asarray(Image.open(path)) if path.endswith('.png') else np.load(path)
+    return found
+
+
+def assert_same_outputs(a, b):
+    assert sorted(a) == sorted(b)
+    for key in a:
+        if isinstance(a[key], dict):
+            assert a[key].keys() == b[key].keys() and all(np.array_equal(a[key][k], b[key][k]) for k in a[key]), key
+        else:
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_solve_AO_killed_after_a_checkpoint_and_rerun_equals_the_uninterrupted_run(mini):
+    """Issue 10: the published command shape (solve_ST subprocesses, real FileIter), SIGKILL to the group
+    inside round 1 right after epoch 3's checkpoint; the rerun ends bit for bit where one run ends."""
+    whole = subprocess.run(ao_cmd(AO_FLAGS, 'whole'), env=script_env(), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kill_when_exists(proc, 'ao/1/%s_ep-0003.params' % MODEL, 'round 1 never saved epoch 3', poll=0.005)
+    assert not os.path.exists('ao/1/%s_ep-0004.params' % MODEL), 'the kill came too late'
+    assert os.path.exists('ao/1/%s_ep-0003.states' % MODEL)
+    open('ao/1/.%s_ep-0004.abcd1234.tmp.params' % MODEL, 'w').close()   # what a kill inside a write leaves
+    rerun = subprocess.run(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert_same_outputs(outputs('ao'), outputs('whole'))
+    assert 'resuming' in open('ao/%s.log' % MODEL).read()
+    assert not glob.glob('ao/**/.*.tmp*', recursive=True)
+    # Each round trains from its own copy of the target list; the shared reference file names the last run's.
+    with open('ao/1/target_training.lst') as f:
+        assert all('\tao/1/self_train/pseudo_labelIds/' in line for line in f)
+    with open('whole/1/target_training.lst') as f:
+        assert all('\twhole/1/self_train/pseudo_labelIds/' in line for line in f)
+
+
+def test_solve_AO_changed_settings_are_refused_and_restart_starts_again(mini):
+    flags = [f if f != '2' or AO_FLAGS[i - 1] != '--num-round' else '1' for i, f in enumerate(AO_FLAGS)]
+    flags[flags.index('--epoch-per-round') + 1] = '1'
+    from issegm import solve_AO
+    assert solve_AO.main(flags) == 0
+    before = mtimes('ao/**/*.png')
+    changed = list(flags)
+    changed[changed.index('--init-tgt-port') + 1] = '0.5'
+    changed[changed.index('--base-lr') + 1] = '0.05'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + changed, env=script_env(),
+                          capture_output=True, text=True, timeout=120)
+    err = [line for line in proc.stderr.strip().splitlines() if 'no GPU found' not in line]
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert '--init-tgt-port 0.2 (now 0.5)' in err[0] and '--base-lr 0.0001 (now 0.05)' in err[0]
+    assert 'another --output, or add --restart' in err[0]
+    assert mtimes('ao/**/*.png') == before
+    # Settings that change no number: a later --num-round, threads, the way phases run.
+    more = [f if f != '1' or flags[i - 1] != '--prefetch-threads' else '2' for i, f in enumerate(flags)]
+    assert solve_AO.main(more) == 0
+    # --restart: the rounds are made again, pseudo-labels as the reference's procedure makes them at 0.5.
+    assert solve_AO.main(changed + ['--restart']) == 0
+    expected = oracle_pseudo_labels('models/%s_ep-0000.params' % SRC_MODEL, 0.5)
+    for name, ids in expected.items():
+        np.testing.assert_array_equal(np.asarray(Image.open('ao/0/self_train/pseudo_labelIds/%s.png' % name)), ids)
+
+
+def oracle_pseudo_labels(weights, portion, scale=64, flip=True):
+    """Pseudo-label ids of the miniature target list by the reference's procedure (tests/reference_cbst.py)."""
+    from issegm.datasets import get_dataset, read_list, sample_name
+    from issegm.inference import Predictor, upsample_probs
+    from issegm.model import get_model
+    from reference_cbst import reference_labels, reference_stats
+    from util.image import read_image
+    predictor = Predictor(get_model(MODEL, weights), 19, 8, flip=flip)
+    maps, names = [], []
+    for image_rel, _ in read_list('issegm/data_list/cityscapes/train.lst', 'cityscapes'):
+        image = read_image(os.path.join('cityscapes', image_rel))
+        (probs, im_hw), = predictor.start(image, [scale]).lowres()
+        maps.append(upsample_probs(probs, 8, im_hw, image.shape[:2]))
+        names.append(sample_name(image_rel))
+    _, thresh = reference_stats(maps, portion, 'cb')
+    info = get_dataset('cityscapes')
+    return {n: info.train2label[reference_labels(m, thresh)[0]] for n, m in zip(names, maps)}
+
+
+VAL_CHILD = ('import os, sys, time, test_solve; from issegm import self_training, solve_ST\n'
+             'real = self_training.pseudo_label\n'
+             'calls = []\n'
+             'def paused(*a, **k):\n'
+             '    calls.append(1)\n'
+             '    if len(calls) == 2:\n'
+             '        open(os.path.join(sys.argv[sys.argv.index("--output") + 1], "pass2_paused"), "w").close()\n'
+             '        time.sleep(600)\n'
+             '    return real(*a, **k)\n'
+             'self_training.pseudo_label = paused\n'
+             'sys.exit(solve_ST.main(sys.argv[1:]))')
+
+
+def val_flags(output, port):
+    return ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes',
+            '--split-tgt', 'train', '--output', output, '--model', MODEL, '--phase', 'val', '--weights',
+            'models/%s_ep-0000.params' % SRC_MODEL, '--test-scales', '64', '--gpus', '0', '--init-tgt-port', port,
+            '--idx-round', '0', '--test-flipping', '--kc-policy', 'cb']
+
+
+def test_solve_ST_val_killed_in_pass_two_then_a_new_port_through_restart_matches_the_oracle(mini):
+    """Issue 16: SIGKILL once pass 2 has written one image; the rerun completes the round as one run does.
+    Then a new --init-tgt-port into the same round folder: refused, and with --restart regenerated."""
+    from issegm import solve_ST
+    env = script_env()
+    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
+    proc = subprocess.Popen([sys.executable, '-c', VAL_CHILD] + val_flags('st', '0.2'), env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kill_when_exists(proc, 'st/pass2_paused', 'pass 2 never started')
+    assert len(os.listdir('st/0/self_train/pseudo_labelIds')) == 1 and not os.path.exists('st/0/pseudo_label.done.json')
+    assert solve_ST.main(val_flags('st', '0.2')) == 0
+    assert solve_ST.main(val_flags('whole', '0.2')) == 0
+    a, b = outputs('st'), outputs('whole')
+    assert_same_outputs(a, b)
+    expected = oracle_pseudo_labels('models/%s_ep-0000.params' % SRC_MODEL, 0.2)
+    for name, ids in expected.items():
+        np.testing.assert_array_equal(a['0/self_train/pseudo_labelIds/%s.png' % name], ids)
+    # A new portion into the finished round: refused with the difference, then regenerated with --restart.
+    assert solve_ST.main(val_flags('st', '0.5')) == 2
+    assert solve_ST.main(val_flags('st', '0.5') + ['--restart']) == 0
+    expected = oracle_pseudo_labels('models/%s_ep-0000.params' % SRC_MODEL, 0.5)
+    for name, ids in expected.items():
+        got = np.asarray(Image.open('st/0/self_train/pseudo_labelIds/%s.png' % name))
+        np.testing.assert_array_equal(got, ids)
+    assert not np.array_equal(np.load('st/stats/cls_thresh.npy'), b['stats/cls_thresh.npy'])
+
+
+def _with(flags, **changes):
+    flags = list(flags)
+    for flag, value in changes.items():
+        flag = '--' + flag.replace('_', '-')
+        if value is None:
+            i = flags.index(flag)
+            del flags[i:i + 2]
+        elif flag in flags:
+            flags[flags.index(flag) + 1] = value
+        else:
+            flags += [flag, value]
+    return flags
+
+
+@pytest.mark.parametrize('changes,needle', [
+    ({'init_tgt_port': '-0.1'}, '--init-tgt-port -0.1: expected a portion in (0, 1]'),
+    ({'init_tgt_port': '1.5'}, '--init-tgt-port 1.5: expected a portion in (0, 1]'),
+    ({'init_src_port': '2'}, '--init-src-port 2.0: expected a portion in [0, 1]'),
+    ({'num_round': '0'}, '--num-round 0: expected at least 1 round'),
+    ({'test_scales': '8'}, '--test-scales 8: expected comma-separated longer sides of at least 32 pixels'),
+    ({'batch_images': '0'}, '--batch-images 0: expected a positive number of images'),
+    ({'epoch_per_round': '0'}, '--epoch-per-round 0: expected at least 1 epoch'),
+    ({'base_lr': '-0.0001'}, '--base-lr -0.0001: expected a finite rate >= 0'),
+    ({'base_lr': 'nan'}, '--base-lr nan: expected a finite rate >= 0'),
+    ({'scale_rate_range': '1.3,0.7'}, '--scale-rate-range 1.3,0.7: expected lo,hi with 0 < lo <= hi'),
+    ({'crop_size': '0'}, '--crop-size 0: expected a positive size'),
+    ({'dataset': 'gta6'}, "unknown dataset 'gta6'"),
+    ({'with_prior': 'yes'}, '--with-prior yes: expected True or False'),
+    ({'with_prior': 'True'}, '--with-prior True needs spatial_prior/gta/prior_array.mat'),
+    ({'weights': 'models/none_ep-0000.params'}, '--weights models/none_ep-0000.params: file not found'),
+    ({'batch_images': '16', 'init_src_port': '0.1'}, '--batch-images 16: a round trains on only 4 images'),
+    ({'split': 'onecol'}, 'onecol.lst line 1: no label after the image'),
+    ({'split_tgt': 'gone'}, '3 file(s) not found'),
+    ({'gpus': 'x'}, '--gpus x: expected device ids'),
+])
+def test_solve_AO_checks_every_flag_and_list_before_round_0(mini, capsys, changes, needle):
+    from issegm import solve_AO
+    with open('issegm/data_list/gta/onecol.lst', 'w') as f:
+        f.write('images/00001.png\n')
+    with open('issegm/data_list/cityscapes/gone.lst', 'w') as f:
+        f.write('leftImg8bit/train/aachen/gone_%d.png\n' % 0 + 'a.png\nb.png\n')
+    assert solve_AO.main(_with(AO_FLAGS, **changes)) == 2
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if 'no GPU found' not in l]
+    assert len(err) == 1 and err[0].startswith('solve_AO.py: error: ') and needle in err[0], err
+    assert 'rerun the same' not in err[0] and not os.path.exists('ao/0')
+
+
+def test_a_second_solve_AO_on_one_output_is_refused_and_ending_solve_AO_ends_its_child(mini):
+    proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not glob.glob('ao/0/results/nplabelIds/*.png'):   # the pseudo-label child is at work
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        second = subprocess.run(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode == 2
+        assert 'another run is writing into ao (pid %d' % proc.pid in second.stderr
+        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
+            child = int(f.read().split()[0])
+        os.kill(proc.pid, signal.SIGKILL)   # only solve_AO, not its process group
+        proc.wait()
+        deadline = time.time() + 60
+        while os.path.exists('/proc/%d' % child) and open('/proc/%d/stat' % child).read().split()[2] != 'Z':
+            assert time.time() < deadline, 'the solve_ST child outlived solve_AO'
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_solve_AO_stops_at_a_diverging_round_and_saves_nothing_after(mini):
+    from issegm import solve_AO
+    assert solve_AO.main(_with(AO_FLAGS, base_lr='1e6')) == 2
+    line = [l for l in open('ao/%s.log' % MODEL).read().splitlines() if 'training diverged' in l]
+    assert len(line) == 1 and 'epoch 1, iteration 2/' in line[0] and '--base-lr' in line[0]
+    assert 'no checkpoint' in line[0] and 'rerun' not in line[0]
+    assert 'round 0 training phase (solve_ST --phase train) failed (see its error above); no later phase' \
+        in open('ao/solve_AO.log').read()
+    assert not glob.glob('ao/*/*.params') and not os.path.exists('ao/1')

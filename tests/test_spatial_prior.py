@@ -73,18 +73,24 @@ def test_streaming_equals_batch_counts():
         sp.PriorAccumulator(3, (4, 4)).finish()
 
 
-def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
+def _mini_gta(tmp_path, monkeypatch, labels):
+    """A GTA-5 layout of ``labels`` with the list issegm/data_list/gta/mini.lst; returns its root."""
     root = tmp_path / 'gta'
     (root / 'labels').mkdir(parents=True)
     lines = []
-    for i in range(3):
-        Image.fromarray(_layout(i == 0)).save(str(root / 'labels' / ('%05d.png' % i)))
+    for i, label in enumerate(labels):
+        Image.fromarray(label).save(str(root / 'labels' / ('%05d.png' % i)))
         Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(str(root / ('%05d.jpg' % i)))
         lines.append('%05d.jpg\tlabels/%05d.png' % (i, i))
     monkeypatch.chdir(tmp_path)
     os.makedirs('issegm/data_list/gta')
     with open('issegm/data_list/gta/mini.lst', 'w') as f:
         f.write('\n'.join(lines) + '\n')
+    return root
+
+
+def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
+    root = _mini_gta(tmp_path, monkeypatch, [_layout(i == 0) for i in range(3)])
     rc = sp.main(['--dataset', 'gta', '--split', 'mini', '--data-root', str(root),
                   '--shape', '8,16', '--kernel-size', '5'])
     assert rc == 0
@@ -107,20 +113,9 @@ def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
 
 
 def test_cli_ignores_unknown_label_ids_with_one_warning_and_refuses_a_16_bit_label(tmp_path, monkeypatch, capsys):
-    root = tmp_path / 'gta'
-    (root / 'labels').mkdir(parents=True)
-    lines = []
-    for i in range(2):
-        lab = _layout(True)
-        if i == 1:
-            lab[:4] = 250
-        Image.fromarray(lab).save(str(root / 'labels' / ('%05d.png' % i)))
-        Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(str(root / ('%05d.jpg' % i)))
-        lines.append('%05d.jpg\tlabels/%05d.png' % (i, i))
-    monkeypatch.chdir(tmp_path)
-    os.makedirs('issegm/data_list/gta')
-    with open('issegm/data_list/gta/mini.lst', 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    unknown = _layout(True)
+    unknown[:4] = 250
+    root = _mini_gta(tmp_path, monkeypatch, [_layout(True), unknown])
     argv = ['--dataset', 'gta', '--split', 'mini', '--data-root', str(root), '--shape', '8,16', '--kernel-size', '1',
             '--normalize', 'none']
     assert sp.main(argv) == 0

@@ -157,3 +157,46 @@ def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagene
     assert 'Epoch[1] loss=' in log and 'body loaded; head' in log
     loss = float(log.split('Epoch[1] loss=')[1].split()[0])
     assert 0 < loss < 10    # a real NLL over labelled stride centres (ln 19 = 2.94 at chance)
+
+
+def test_a_changed_rerun_is_refused_restart_starts_again_and_a_longer_fixed_schedule_continues(
+        tmp_path, imagenet_weights, capsys):
+    out = str(tmp_path / 'run')
+    first = _argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '1')
+    train_src.run(train_src.parse_args(first), dataiter=_iter())
+    ckpt = os.path.join(out, MODEL + '_ep-0001.params')
+    mtime = os.path.getmtime(ckpt)
+    # A later --to-epoch under a fixed rate changes no number of epoch 1: it continues.
+    paths = train_src.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '2')),
+                          dataiter=_iter())
+    assert paths[-1].endswith('_ep-0002.params') and os.path.getmtime(ckpt) == mtime
+    capsys.readouterr()
+    assert train_src.main(_argv(out, imagenet_weights, '--base-lr', '0.05', '--to-epoch', '2')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--base-lr 0.01 (now 0.05)' in err[0] and '--restart' in err[0], err
+    assert os.path.getmtime(ckpt) == mtime
+    paths = train_src.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.05', '--to-epoch', '1',
+                                                     '--restart')), dataiter=_iter())
+    assert paths == [ckpt] and not os.path.exists(os.path.join(out, MODEL + '_ep-0002.params'))
+    assert os.path.getmtime(ckpt) != mtime
+
+
+def test_output_that_is_a_file_and_a_full_disk_are_one_line(tmp_path, imagenet_weights, capsys, monkeypatch):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    assert train_src.main(_argv(str(blocker / 'out'), imagenet_weights, '--to-epoch', '1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'a file stands where a folder is needed' in err[0], err
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(mx.nd, 'save', full)
+    monkeypatch.setattr(train_src, 'make_dataiter', lambda *a: _iter())
+    out = str(tmp_path / 'full')
+    assert train_src.main(_argv(out, imagenet_weights, '--to-epoch', '1')) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['train_src.py: error: disk full while writing in %s: free space there, then rerun the same '
+                   'command (finished work is kept)' % out], err
+    assert not [f for f in os.listdir(out) if '.tmp' in f]
