@@ -181,12 +181,25 @@ def flag_name(dest):
     return _FLAG_OF.get(dest, '--' + dest.replace('_', '-'))
 
 
+#: Paths that go into UTF-8 list files and logs.
+PATH_FLAGS = ('output', 'data_root', 'data_root_tgt', 'weights')
+
+
 def check_flags(args):
     """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one."""
     for dest, (check, good) in RULES.items():
         value = getattr(args, dest, None)
         if value is not None and not check(value):
             raise FlagError('%s %s: expected %s' % (flag_name(dest), value, good))
+    for dest in PATH_FLAGS:
+        value = getattr(args, dest, None)
+        try:
+            if value is not None:
+                value.encode('utf-8')
+        except UnicodeEncodeError:
+            shown = value.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+            raise FlagError('%s %s: the path is not UTF-8 (paths go into UTF-8 list files); rename it'
+                            % (flag_name(dest), shown))
     return args
 
 

@@ -265,7 +265,8 @@ def report_missing(source, missing, hint='check --data-root and the list file'):
     raise DataError('%s: %d file(s) not found: %s%s; %s' % (source, len(missing), shown, more, hint))
 
 
-def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_labels=False):
+def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_labels=False,
+              hint='check --data-root and the list file'):
     """Parse a list file of ``image<TAB>label`` lines (label optional).
 
     Returns ``[(image, label_or_None), ...]`` with the paths as written.
@@ -274,7 +275,7 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_la
     (:func:`report_missing`). Labels are looked up under ``label_root``
     (default: ``data_root``); pass ``None`` for pseudo-label lists, whose
     label paths are used as-is. ``need_labels`` makes an image-only line an
-    error (source lists).
+    error (source lists). ``hint`` ends the missing-files message.
     """
     if label_root is _SAME:
         label_root = data_root
@@ -310,5 +311,5 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_la
         items.append((image, label))
     if not items:
         raise DataError('list file %s has no entries' % path)
-    report_missing(path, missing)
+    report_missing(path, missing, hint)
     return items

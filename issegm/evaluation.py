@@ -77,6 +77,9 @@ def resolve_args(args):
     if args.weights is None:
         raise EvalError('--weights is required: the checkpoint to evaluate, '
                         'e.g. models/gta_rna-a1_cls19_s8_ep-0000.params')
+    if not os.path.isfile(args.weights):
+        # Said before anything is read from the name, so a missing file is not blamed on the label.
+        raise EvalError('weights not found: %s' % args.weights)
     if args.model is None:
         try:
             args.model = label_from_weights(args.weights)

@@ -17,21 +17,7 @@ from issegm.cli import FlagError, check_flags, flag_name
 from issegm.datasets import get_dataset, list_path, read_list
 from issegm.run_guard import file_digest
 
-__all__ = ['check_utf8', 'check_rounds', 'val_settings', 'train_settings', 'rounds_settings']
-
-
-def check_utf8(args, dests=('output', 'data_root', 'data_root_tgt', 'weights')):
-    """Paths go into UTF-8 list files and logs: a name that is not UTF-8 is refused up front."""
-    for dest in dests:
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
-        try:
-            value.encode('utf-8')
-        except UnicodeEncodeError:
-            raise FlagError('--%s %s: the path is not UTF-8 (it goes into list files); rename it'
-                            % (dest.replace('_', '-'), value.encode('utf-8', 'surrogateescape')
-                               .decode('utf-8', 'replace')))
+__all__ = ['check_rounds', 'val_settings', 'train_settings', 'rounds_settings']
 
 
 def _digest(path):
@@ -47,7 +33,6 @@ def check_rounds(args, rounds):
     from issegm.spatial_prior import prior_path
     from util.device import get_contexts
     check_flags(args)
-    check_utf8(args)
     for flag, value in (('--model', args.model), ('--weights', args.weights), ('--dataset', args.dataset),
                         ('--dataset-tgt', args.dataset_tgt), ('--data-root', args.data_root),
                         ('--data-root-tgt', args.data_root_tgt), ('--batch-images', args.batch_images),

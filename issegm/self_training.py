@@ -495,7 +495,7 @@ def training_samples(args):
     order drawn).
     """
     src_list = list_path(args.dataset, args.split)
-    src = read_list(src_list, args.data_root)
+    src = read_list(src_list, args.data_root, need_labels=True)
     idx = select_source(len(src), args.init_src_port, args.seed_int)
     paths = RoundPaths(args.output, args.idx_round)
     with atomic_write(paths.source_selected) as f:
@@ -510,12 +510,10 @@ def training_samples(args):
         tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
         logger.warning('%s not found: reading the shared %s (another run in this working folder may '
                        'have rewritten it)', paths.training_list, tgt_list)
+    # Every target image and pseudo-label is looked up before training starts.
+    hint = 'check --data-root-tgt; missing pseudo-labels: run --phase val of round %d first' % args.idx_round
     target = [(os.path.join(args.data_root_tgt, image), label)
-              for image, label in read_list(tgt_list, args.data_root_tgt, check_exists=False)]
-    missing = [label for _, label in target if not os.path.isfile(label)]
-    if missing:
-        raise FileNotFoundError('%s lists %d pseudo-labels that do not exist (first: %s); run --phase val '
-                                'of round %d first' % (tgt_list, len(missing), missing[0], args.idx_round))
+              for image, label in read_list(tgt_list, args.data_root_tgt, label_root=None, hint=hint)]
     return source, target, len(src)
 
 
@@ -617,14 +615,13 @@ def run(args, predictor=None, dataiter_factory=None):
     command or its input must change (:func:`issegm.cli.describe_failure`).
     """
     from issegm.cli import apply_env_switches, check_flags
-    from issegm.preflight import check_utf8
     from issegm.run_guard import locked
     apply_env_switches(args)
     if args.test_steps != 1:
         raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
     check_flags(args)
     complete_args(args)
-    check_utf8(args)
+    check_flags(args)  # the derived --output too
     with locked(args.output):
         return _run_phase_locked(args, predictor, dataiter_factory)
 

@@ -162,7 +162,14 @@ def load_prior(dataset, num_classes, root='spatial_prior'):
     if not os.path.isfile(path):
         raise FileNotFoundError('--with-prior True needs %s (build it with issegm/spatial_prior.py or '
                                 'download it; the folder is named after the SOURCE dataset)' % path)
-    prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+    try:
+        prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+    except KeyError:
+        raise ValueError('%s holds no variable prior_array (the name solve_ST reads); rebuild it with '
+                         'issegm/spatial_prior.py' % path) from None
+    except Exception as exc:
+        raise ValueError('%s is not a readable .mat file (%s); rebuild it with issegm/spatial_prior.py or '
+                         'download it again' % (path, exc)) from None
     if prior.ndim != 3 or prior.shape[0] != num_classes:
         raise ValueError('%s: prior_array has shape %s, expected %d x H x W' % (path, prior.shape, num_classes))
     return prior

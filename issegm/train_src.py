@@ -58,7 +58,7 @@ def resolve_args(args):
     * ``--log-file`` omitted: ``{model}.log``; ``--data-root``: ``data/{dataset}``.
     """
     from issegm.cli import FlagError, check_flags
-    from issegm.model import label_from_weights, parse_label, start_epoch
+    from issegm.model import label_from_weights, parse_label
     from issegm.training import LR_POLICIES
     try:
         check_flags(args)
@@ -75,7 +75,7 @@ def resolve_args(args):
             raise TrainSrcError('Missing argument: --model (or --weights named {label}_ep-NNNN.params)')
         spec = parse_label(args.model)
         if args.from_epoch is None:
-            args.from_epoch = start_epoch(args.weights, args.model)
+            args.from_epoch = _start_epoch(args.weights, spec, args.model)
     except ValueError as exc:
         raise TrainSrcError(str(exc))
     if args.to_epoch is None:
@@ -118,6 +118,18 @@ def resolve_args(args):
     if args.weights is not None and not os.path.isfile(args.weights):
         raise TrainSrcError('weights not found: %s' % args.weights)
     return args, spec
+
+
+def _start_epoch(weights, spec, model):
+    """:func:`issegm.model.start_epoch`; when the name does not tell, a file that does not fit the
+    network says so before ``--from-epoch`` is asked for."""
+    from issegm.model import load_weights, start_epoch
+    try:
+        return start_epoch(weights, model)
+    except ValueError:
+        if weights is not None and os.path.isfile(weights):
+            load_weights(spec, weights)
+        raise
 
 
 def make_dataiter(args, spec, info):

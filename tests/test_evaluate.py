@@ -202,7 +202,7 @@ def test_script_end_to_end_and_defaults(city, t1_weights):
     assert 'mean iou' in open(os.path.join(out, stem + '.log')).read()
 
 
-@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label'])
+@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label', 'gone'])
 def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, capsys, case):
     argv = ['--data-root', city, '--phase', 'val', '--weights', t1_weights, '--split', 'val',
             '--test-scales', '384', '--output', 'bad', '--gpus', '']
@@ -221,9 +221,14 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
     elif case == 'scales':
         argv[argv.index('384')] = '38a'
         needle = '--test-scales'
-    else:
-        argv[argv.index(t1_weights)] = str(tmp_path / 'weights.params')
+    elif case == 'label':
+        unlabelled = tmp_path / 'weights.params'
+        unlabelled.write_bytes(open(t1_weights, 'rb').read())
+        argv[argv.index(t1_weights)] = str(unlabelled)
         needle = 'pass --model'
+    else:   # a missing file is named as missing, not blamed on its name
+        argv[argv.index(t1_weights)] = str(tmp_path / 'gone.params')
+        needle = 'weights not found: %s' % (tmp_path / 'gone.params')
     assert evaluate_script.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err

@@ -593,3 +593,20 @@ def test_solve_AO_stops_at_a_diverging_round_and_saves_nothing_after(mini):
     assert 'round 0 training phase (solve_ST --phase train) failed (see its error above); no later phase' \
         in open('ao/solve_AO.log').read()
     assert not glob.glob('ao/*/*.params') and not os.path.exists('ao/1')
+
+
+def test_solve_ST_train_names_every_missing_target_file_before_training(mini):
+    from issegm import self_training as st
+    assert st.run(st_args(*val_flags('out', '0.2'))) == 0
+    os.remove('out/0/self_train/pseudo_labelIds/aachen_000001_000019_leftImg8bit.png')
+    os.remove('cityscapes/leftImg8bit/train/aachen/aachen_000003_000019_leftImg8bit.png')
+    train = st_args('--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
+                    'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
+                    '--gpus', '0', '--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--base-lr', '1e-4',
+                    '--mine-id-address', 'out/stats', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                    '--to-epoch', '1', '--idx-round', '0')
+    assert st.run(train, dataiter_factory=ndarray_factory) == 2
+    line = [l for l in open('out/%s.log' % MODEL).read().splitlines() if 'not found' in l]
+    assert len(line) == 1 and 'target_training.lst: 2 file(s) not found' in line[0]
+    assert 'aachen_000001_000019_leftImg8bit.png (line 2)' in line[0] and 'run --phase val of round 0' in line[0]
+    assert not glob.glob('out/0/*.params')

@@ -128,3 +128,14 @@ def test_cli_ignores_unknown_label_ids_with_one_warning_and_refuses_a_16_bit_lab
     assert sp.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and '00000.png has shape' in err[0]
+
+
+def test_load_prior_names_the_file_when_prior_array_is_missing_or_the_file_is_not_a_mat(tmp_path):
+    folder = tmp_path / 'gta'
+    folder.mkdir()
+    scipy.io.savemat(str(folder / 'prior_array.mat'), {'other': np.zeros((19, 2, 2), np.float32)})
+    with pytest.raises(ValueError, match=r'prior_array.mat holds no variable prior_array'):
+        sp.load_prior('gta', 19, root=str(tmp_path))
+    (folder / 'prior_array.mat').write_bytes(b'not a mat file at all')
+    with pytest.raises(ValueError, match=r'gta/prior_array.mat is not a readable .mat file'):
+        sp.load_prior('gta', 19, root=str(tmp_path))

@@ -200,3 +200,15 @@ def test_output_that_is_a_file_and_a_full_disk_are_one_line(tmp_path, imagenet_w
     assert err == ['train_src.py: error: disk full while writing in %s: free space there, then rerun the same '
                    'command (finished work is kept)' % out], err
     assert not [f for f in os.listdir(out) if '.tmp' in f]
+
+
+def test_a_file_of_other_classes_is_named_before_from_epoch_is_asked_for(tmp_path, capsys):
+    label = 'synthia_rna-t1_cls16_s8'
+    args, auxs = param_shapes(get_symbol(label))
+    rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
+    path = str(tmp_path / 'synthia16.params')   # a name that tells no epoch
+    mx.nd.save(path, recipe_params(rows, seed=1))
+    assert train_src.main(_argv(str(tmp_path / 'out'), path, '--to-epoch', '1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'does not fit the network' in err[0] and 'linear16' in err[0], err
+    assert '--from-epoch' not in err[0]
