@@ -25,6 +25,7 @@ confidences are the same); a round whose pseudo-labels are complete (marker
 ``{output}/{r}/pseudo_label.done.json``, written last) is not regenerated;
 training continues from the last whole epoch checkpoint.
 """
+import contextlib
 import json
 import logging
 import math
@@ -811,24 +812,31 @@ def run_rounds(args):
         return _rounds_locked(args, rounds)
 
 
-def _rounds_locked(args, rounds):
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit in the main thread, so a running child phase is ended first."""
     import signal
+    try:
+        old = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _rounds_locked(args, rounds):
     from issegm.cli import describe_failure
     log = set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
-    signal.signal(signal.SIGTERM, _terminate)
     try:
-        for rnd in rounds:
-            r = rnd['round']
-            log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
-                     r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
-            if os.path.exists(rnd['final']):
-                log.info('round %d: already complete (%s); skipped', r, rnd['final'])
-                continue
-            _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
-            _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)
-            # Logging may have been redirected by an in-process phase.
-            log = set_logger(args.output, 'solve_AO.log')
+        with _sigterm_as_exit():
+            for rnd in rounds:
+                _run_round(args, rnd, log)
+                # Logging may have been redirected by an in-process phase.
+                log = set_logger(args.output, 'solve_AO.log')
     except PhaseError as exc:
         log = set_logger(args.output, 'solve_AO.log')
         log.error('%s', exc)
@@ -842,3 +850,14 @@ def _rounds_locked(args, rounds):
         return code
     log.info('all %d rounds done', args.num_round)
     return 0
+
+
+def _run_round(args, rnd, log):
+    r = rnd['round']
+    log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
+             r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
+    if os.path.exists(rnd['final']):
+        log.info('round %d: already complete (%s); skipped', r, rnd['final'])
+        return
+    _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
+    _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)
