@@ -170,6 +170,11 @@ def test_a_changed_rerun_is_refused_restart_starts_again_and_a_longer_fixed_sche
     paths = train_src.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '2')),
                           dataiter=_iter())
     assert paths[-1].endswith('_ep-0002.params') and os.path.getmtime(ckpt) == mtime
+    # ... and ends where one run to epoch 2 ends, bit for bit (momentum carried in the .states).
+    one = train_src.run(train_src.parse_args(_argv(str(tmp_path / 'one'), imagenet_weights, '--base-lr', '0.01',
+                                                   '--to-epoch', '2')), dataiter=_iter())
+    a, b = load_params_from_file(paths[-1])[0], load_params_from_file(one[-1])[0]
+    assert all(np.array_equal(a[k].asnumpy(), b[k].asnumpy()) for k in a)
     capsys.readouterr()
     assert train_src.main(_argv(out, imagenet_weights, '--base-lr', '0.05', '--to-epoch', '2')) == 2
     err = capsys.readouterr().err.strip().splitlines()
