@@ -23,7 +23,10 @@ Resuming: every file is written atomically; an image whose pass-1 outputs
 exist is not forwarded again (its low-resolution map is reloaded, so the
 confidences are the same); a round whose pseudo-labels are complete (marker
 ``{output}/{r}/pseudo_label.done.json``, written last) is not regenerated;
-training continues from the last whole epoch checkpoint.
+training continues from the last whole epoch checkpoint and its optimizer
+state, bit for bit. Each phase records its settings in ``{output}/{r}/run.json``
+and refuses a rerun with others unless ``--restart`` (:mod:`issegm.run_guard`);
+training reads the round's own ``target_training.lst``.
 """
 import contextlib
 import json
