@@ -307,40 +307,6 @@ def test_scripts_run_as_modules():
         assert flag in proc.stdout
 
 
-def test_solve_AO_with_self_training_script_two_rounds_killed_in_round_one_training(mini):
-    """The published command shape, scaled down: phases as subprocesses of solve_ST.py, the real FileIter."""
-    cmd = [sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + AO_FLAGS + [
-        '--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
-    proc = subprocess.Popen(cmd, env=script_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    # source_selected.lst is written when round 1's training phase starts
-    kill_when_exists(proc, 'ao/1/source_selected.lst', 'round 1 training never started', poll=0.01)
-    final = 'ao/1/%s_ep-0004.params' % MODEL
-    assert not os.path.exists(final)
-    done_before = (glob.glob('ao/0/**/*.png', recursive=True) + glob.glob('ao/1/self_train/**/*.png', recursive=True)
-                   + glob.glob('ao/0/*.params') + ['ao/0/pseudo_label.done.json', 'ao/1/pseudo_label.done.json'])
-    before = {p: os.path.getmtime(p) for p in done_before}
-    assert len(before) == 4 * 6 + 4 * 4 + 2 + 2  # round-0 PNGs, round-1 self_train PNGs, ckpts, markers
-
-    proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert os.path.exists(final) and os.path.exists('ao/1/%s_ep-0003.params' % MODEL)
-    assert {p: os.path.getmtime(p) for p in before} == before  # no earlier phase re-ran
-    log = open('ao/solve_AO.log').read()
-    assert 'round 0: already complete' in log
-    assert 'round 1: weights ao/0/%s_ep-0002.params, lr 7.07106781187e-05, tgt_port 0.25, src_port 0.75, ' \
-           'seed 0, to_epoch 4' % MODEL in log
-    assert 'pseudo-labels already complete' in open('ao/%s_ep-0002_train.log' % MODEL).read()
-    train_log = open('ao/%s.log' % MODEL).read()
-    for epoch in (1, 2, 3, 4):
-        assert 'Epoch[%d]' % epoch in train_log
-    assert sorted(os.path.basename(p) for p in glob.glob('ao/*/*.params')) == [
-        MODEL + '_ep-%04d.params' % e for e in (1, 2, 3, 4)]
-    # the pseudo-labels of the last round drive training: label ids, 0 where not selected
-    labs = np.stack([np.asarray(Image.open(p)) for p in sorted(glob.glob('ao/1/self_train/pseudo_labelIds/*.png'))])
-    assert labs.shape == (4,) + SHAPE and (labs == 0).any() and (labs != 0).any()
-
-
 def test_solve_ST_train_schedule_counts_the_whole_source_list_per_epoch(mini):
     """11.4(c): linear/poly decay over to_epoch * (source list length // batch) updates, as the reference."""
     from issegm import self_training as st
@@ -407,11 +373,25 @@ def test_solve_AO_killed_after_a_checkpoint_and_rerun_equals_the_uninterrupted_r
     assert not os.path.exists('ao/1/%s_ep-0004.params' % MODEL), 'the kill came too late'
     assert os.path.exists('ao/1/%s_ep-0003.states' % MODEL)
     open('ao/1/.%s_ep-0004.abcd1234.tmp.params' % MODEL, 'w').close()   # what a kill inside a write leaves
+    done = (glob.glob('ao/0/**/*.png', recursive=True) + glob.glob('ao/1/self_train/**/*.png', recursive=True)
+            + glob.glob('ao/*/*.params') + ['ao/0/pseudo_label.done.json', 'ao/1/pseudo_label.done.json'])
+    before = {p: os.path.getmtime(p) for p in done}
+    assert len(before) == 4 * 6 + 4 * 4 + 3 + 2   # round-0 PNGs, round-1 self_train PNGs, ckpts, markers
     rerun = subprocess.run(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert_same_outputs(outputs('ao'), outputs('whole'))
-    assert 'resuming' in open('ao/%s.log' % MODEL).read()
+    assert {p: os.path.getmtime(p) for p in before} == before   # nothing finished was redone
     assert not glob.glob('ao/**/.*.tmp*', recursive=True)
+    log = open('ao/solve_AO.log').read()
+    assert 'round 0: already complete' in log
+    assert 'round 1: weights ao/0/%s_ep-0002.params, lr 7.07106781187e-05, tgt_port 0.25, src_port 0.75, ' \
+           'seed 0, to_epoch 4' % MODEL in log
+    assert 'pseudo-labels already complete' in open('ao/%s_ep-0002_train.log' % MODEL).read()
+    train_log = open('ao/%s.log' % MODEL).read()
+    assert 'resuming' in train_log and all('Epoch[%d]' % e in train_log for e in (1, 2, 3, 4))
+    # the pseudo-labels of the last round drive training: label ids, 0 where not selected
+    labs = np.stack([np.asarray(Image.open(p)) for p in sorted(glob.glob('ao/1/self_train/pseudo_labelIds/*.png'))])
+    assert labs.shape == (4,) + SHAPE and (labs == 0).any() and (labs != 0).any()
     # Each round trains from its own copy of the target list; the shared reference file names the last run's.
     with open('ao/1/target_training.lst') as f:
         assert all('\tao/1/self_train/pseudo_labelIds/' in line for line in f)
