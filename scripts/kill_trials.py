@@ -2,6 +2,7 @@
 
     python scripts/kill_trials.py                 # all kill points, workdir under /tmp
     python scripts/kill_trials.py --points 3      # the first three only
+    python scripts/kill_trials.py --only mid-epoch --drop-states   # control: as an older version resumes
 
 On the miniature GTA-5 -> Cityscapes benchmark (issegm/toy.py, 128x256) with
 the thin network rna-t1, solve_AO.py runs the published command shape
@@ -12,6 +13,9 @@ appears (an event, not a delay), and the same command is run again to the
 end. The rerun's checkpoints, pseudo-labels and statistics are compared with
 the uninterrupted run's, byte for byte (weights: max |difference|; labels:
 share of pixels that differ). The last line counts the identical reruns.
+``--drop-states`` deletes the ``.states`` files after each kill (a resume as
+before they existed, momentum 0): a control that the comparison sees a
+difference where there is one.
 """
 import argparse
 import glob
@@ -123,7 +127,7 @@ def compare(got, want):
     return weight == 0 and share == 0 and not odd, weight, share, odd
 
 
-def trial(name, pattern, reference, timeout):
+def trial(name, pattern, reference, timeout, drop_states=False):
     shutil.rmtree('ao', ignore_errors=True)
     proc = subprocess.Popen(command('ao'), env=env(), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -134,6 +138,9 @@ def trial(name, pattern, reference, timeout):
     if landed:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    if drop_states:
+        for path in glob.glob('ao/*/*.states'):
+            os.remove(path)
     start = time.time()
     rerun = subprocess.run(command('ao'), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.time() - start
@@ -150,6 +157,8 @@ def main(argv=None):
     p.add_argument('--points', type=int, default=len(POINTS), help='how many kill points to try')
     p.add_argument('--n-source', type=int, default=12)
     p.add_argument('--n-target', type=int, default=8)
+    p.add_argument('--only', default='', help='only the kill points whose name contains this')
+    p.add_argument('--drop-states', action='store_true', help='delete the .states after each kill (control)')
     args = p.parse_args(argv)
     workdir = args.workdir or tempfile.mkdtemp(prefix='cbst-kill-trials-')
     os.makedirs(workdir, exist_ok=True)
@@ -168,8 +177,8 @@ def main(argv=None):
     print('| kill point | landed | rerun exit | identical | max weight diff | label pixels differing | debris |')
     print('|---|---|---|---|---|---|---|')
     results = []
-    for name, pattern in POINTS[:args.points]:
-        r = trial(name, pattern, reference, timeout=4 * seconds + 60)
+    for name, pattern in [p for p in POINTS if args.only in p[0]][:args.points]:
+        r = trial(name, pattern, reference, timeout=4 * seconds + 60, drop_states=args.drop_states)
         results.append(r)
         print('| %s | %s | %d | %s | %.3g | %.3g%% | %d |%s' % (
             r['point'], 'yes' if r['landed'] else 'no (finished first)', r['code'], 'yes' if r['same'] else 'NO',

@@ -139,18 +139,25 @@ def ndarray_factory(args, spec, source, target, mine_id, mine_id_priority):
 
 
 def st_args(*argv):
-    from issegm import self_training
     from issegm.solve_ST import build_parser
     return build_parser().parse_args(list(argv))
 
 
+ST_COMMON = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes',
+             '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL, '--gpus', '0']
+
+
+def val_round_0():
+    """solve_ST --phase val of round 0 into out/ (port 0.2, scale 64)."""
+    from issegm import self_training as st
+    assert st.run(st_args(*ST_COMMON, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+
+
 def test_solve_ST_train_phase_numbering_source_selection_and_resume(mini):
     from issegm import self_training as st
-    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
-              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
-              '--gpus', '0']
-    assert st.run(st_args(*common, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
-                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+    common = ST_COMMON
+    val_round_0()
     train = common + ['--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--init-src-port', '0.5',
                       '--base-lr', '1e-4', '--mine-id-address', 'out/stats', '--seed-int', '0', '--prefetcher',
                       'process', '--backward-do-mirror', '--cache-images', '0']
@@ -310,11 +317,8 @@ def test_scripts_run_as_modules():
 def test_solve_ST_train_schedule_counts_the_whole_source_list_per_epoch(mini):
     """11.4(c): linear/poly decay over to_epoch * (source list length // batch) updates, as the reference."""
     from issegm import self_training as st
-    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
-              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
-              '--gpus', '0']
-    assert st.run(st_args(*common, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
-                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+    common = ST_COMMON
+    val_round_0()
     seen = []
     from issegm import training
     real_train = training.train
@@ -577,12 +581,10 @@ def test_solve_AO_stops_at_a_diverging_round_and_saves_nothing_after(mini):
 
 def test_solve_ST_train_names_every_missing_target_file_before_training(mini):
     from issegm import self_training as st
-    assert st.run(st_args(*val_flags('out', '0.2'))) == 0
+    val_round_0()
     os.remove('out/0/self_train/pseudo_labelIds/aachen_000001_000019_leftImg8bit.png')
     os.remove('cityscapes/leftImg8bit/train/aachen/aachen_000003_000019_leftImg8bit.png')
-    train = st_args('--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
-                    'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
-                    '--gpus', '0', '--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--base-lr', '1e-4',
+    train = st_args(*ST_COMMON, '--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--base-lr', '1e-4',
                     '--mine-id-address', 'out/stats', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
                     '--to-epoch', '1', '--idx-round', '0')
     assert st.run(train, dataiter_factory=ndarray_factory) == 2
