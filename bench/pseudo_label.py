@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the reference transcription t
 
 from issegm.datasets import get_dataset, save_prediction  # noqa: E402
 from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
+from issegm.inference import LowRes  # noqa: E402
 from issegm.self_training import load_lowres, save_lowres, lowres_to_probmap  # noqa: E402
 from issegm.inference import padded_shape  # noqa: E402
 from util.image import longer_side_shape  # noqa: E402
@@ -68,7 +69,7 @@ def reference_pass1(lowres, im_hw, hw, folder, state):
     pools, exists = reference_cbst.new_pools(lowres[0].shape[0])
     os.makedirs(os.path.join(folder, 'probmap'), exist_ok=True)
     for i, low in enumerate(lowres):
-        probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
+        probmap = lowres_to_probmap(LowRes(low, im_hw, STRIDE), hw)
         reference_cbst.collect(pools, exists, probmap)
         np.save(os.path.join(folder, 'probmap', '%d.npy' % i), probmap.astype(np.float32))
         del probmap
@@ -93,8 +94,9 @@ def reference_pass2(num_images, folder, info, state):
 def lean_pass1(lowres, im_hw, hw, folder, state):
     col = ConfidenceCollector(lowres[0].shape[0])
     for i, low in enumerate(lowres):
-        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, im_hw, hw)
-        probmap = lowres_to_probmap(low, im_hw, hw, STRIDE)
+        low = LowRes(low, im_hw, STRIDE)
+        save_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), low, hw)
+        probmap = lowres_to_probmap(low, hw)
         col.add(*confidence_map(probmap))
         del probmap
     state.update(collector=col)
@@ -107,8 +109,8 @@ def lean_thresholds(portion, policy, state):
 
 def lean_pass2(num_images, folder, info, state):
     for i in range(num_images):
-        low, im_hw, orig_hw = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i))
-        probmap = lowres_to_probmap(low, im_hw, orig_hw, STRIDE)
+        low, orig_hw = load_lowres(os.path.join(folder, 'probmap', '%d.npz' % i), STRIDE)
+        probmap = lowres_to_probmap(low, orig_hw)
         write_labels(folder, str(i), pseudo_label(probmap, state['cls_thresh']), info)
         del probmap
 

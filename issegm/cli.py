@@ -49,7 +49,8 @@ FLAGS = {
     '--test-scales': dict(default=None, help='Lengths of the longer side to resize an image into, e.g. 2048; '
                                              'several (1536,2048,2560) average the probabilities.'),
     '--test-flipping': dict(action='store_true', help='Average the predictions of the image and its mirror.'),
-    '--test-steps': dict(default=1, type=int, help='Steps for predictions at a higher resolution (1 only).'),
+    '--test-steps': dict(default=1, type=int, help='Sub-stride prediction: steps x steps shifted forwards '
+                                                    'interleaved per image (a divisor of the stride).'),
     '--save-predictions': dict(action='store_true', help='Accepted for compatibility; no effect.'),
     '--no-save-results': dict(dest='save_results', action='store_false', default=True,
                               help='Do not save the predicted label maps.'),

@@ -6,10 +6,15 @@ samples (images with pseudo-labels), as the reference's ``FileIter`` does:
 
 1. ``T`` = crop size rounded up to a multiple of the stride;
 2. a per-domain scale: ``target_size`` drawn uniformly from
-   ``[int(lo * origin), int(hi * origin)]``, ``rate = target_size / max(max_shape)``,
-   and the crop taken from the image is ``int(T / rate)`` pixels;
-3. the image sits on a square canvas in the mean colour at offset
-   ``d0 = max(1, int(ls // 2))`` (``ls = stride / rate``); labels on a 255 canvas;
+   ``[int(lo * origin), int(hi * origin)]``, ``rate = target_size / max(max_shape)``
+   in self-training (the reference's ``data.py``) but ``target_size / max(h, w)``
+   of each image in source training (its ``data_src.py``), and the crop taken
+   from the image is ``int(T / rate)`` pixels;
+3. the image sits on a square canvas at offset ``d0 = max(1, int(ls // 2))``
+   (``ls = stride / rate``); labels on a 255 canvas. The canvas holds the
+   mean colour truncated to integers, (123, 116, 103), as the reference's
+   ``astype(np.uint8)`` of its float canvas leaves it, so padded pixels
+   normalise to about (-0.0116, -0.0049, -0.0092), not 0;
 4. with probability ``mine_port``, the crop is centred on a pixel of a rare
    class (``mine_id_priority`` first, else ``mine_id``) found where a centred
    crop stays inside the image; otherwise the top-left corner is uniform;
@@ -23,10 +28,6 @@ Deliberate differences, none changing what is sampled:
   permutation draw, so batches are the same for any number of workers (the
   reference's threads share numpy's global generator, so its batches depend
   on thread timing); ``seed`` makes runs repeatable;
-* padding is exactly 0 after normalisation (the reference pads with the mean
-  colour truncated to integers, about -0.01 after normalisation): every data
-  pixel whose nearest source pixel lies on the canvas is set to 0 (pixels on
-  the image side of the edge keep the filter's blend, as in the reference);
 * a corrupt image, a 16-bit or multi-channel label, or a label whose size
   differs from its image stop the run with one line naming the file. We
   chose that over skipping: a skip silently changes the sampled
@@ -103,11 +104,16 @@ def parse_split_file(dataset, split, num_sel_source=None, num_source=None, seed_
 
 
 class SampleReader(object):
-    """Makes training samples; holds no MXNet state, so it can live in worker processes."""
+    """Makes training samples; holds no MXNet state, so it can live in worker processes.
+
+    ``rate_from_image`` chooses the scale rule: ``target_size / max(h, w)`` of
+    each image (source training) instead of ``target_size / max(max_shape)``
+    (self-training).
+    """
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
                  scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), audits=None,
-                 cache_images=False):
+                 cache_images=False, rate_from_image=False):
         self.samples = list(samples)
         self.label2train = label2train      # per domain, np.uint8[256]
         self.max_shapes = max_shapes        # per domain, (h, w)
@@ -120,6 +126,7 @@ class SampleReader(object):
         self.mine_id_priority = [int(c) for c in np.asarray(mine_id_priority).ravel()]
         self.audits = audits                # per domain: LabelAudit, or None (no label checks)
         self.cache = {} if cache_images else None
+        self.rate_from_image = bool(rate_from_image)
         self.mean = np.asarray(MEAN_RGB * 255).astype(np.uint8)  # as the reference: truncated
 
     # -- files -------------------------------------------------------------------------
@@ -161,12 +168,12 @@ class SampleReader(object):
         return image, self.label2train[sample.domain][raw], finding
 
     # -- geometry ----------------------------------------------------------------------
-    def _scale(self, domain, rng):
+    def _scale(self, domain, hw, rng):
         lo, hi = [int(r * self.origin_sizes[domain]) for r in self.scale_rate_range]
         longest = float(max(self.max_shapes[domain]))
-        max_crop = int(self.crop_size / (lo / longest))
+        max_crop = int(self.crop_size / (lo / longest))  # sizes the canvas only
         target_size = rng.randint(lo, hi + 1)
-        return target_size / longest, max_crop
+        return target_size / float(max(hw) if self.rate_from_image else longest), max_crop
 
     def _mine_centre(self, canvas_label, d0, h, w, crop, ls, rng):
         """Centre on a pixel of a rare class present where a centred crop fits, or None."""
@@ -197,7 +204,7 @@ class SampleReader(object):
         image, label, finding = self.load(sample)
         h, w = label.shape
         T, s = self.crop_size, self.stride
-        rate, max_crop = self._scale(sample.domain, rng)
+        rate, max_crop = self._scale(sample.domain, (h, w), rng)
         crop = int(T / rate)
         ls = s / rate
         d0 = max(1, int(ls // 2))
@@ -208,8 +215,6 @@ class SampleReader(object):
         canvas[d0:d0 + h, d0:d0 + w] = image
         canvas_label = np.full((side, side), _IGNORE, np.uint8)
         canvas_label[d0:d0 + h, d0:d0 + w] = label
-        inside = np.zeros((side, side), np.uint8)
-        inside[d0:d0 + h, d0:d0 + w] = 1
 
         centre = None
         if rng.rand() < self.mine_port:
@@ -226,15 +231,12 @@ class SampleReader(object):
             canvas = np.pad(canvas, ((0, extra), (0, extra), (0, 0)), mode='edge')
             canvas[side:], canvas[:, side:] = self.mean, self.mean
             canvas_label = np.pad(canvas_label, ((0, extra), (0, extra)), constant_values=_IGNORE)
-            inside = np.pad(inside, ((0, extra), (0, extra)))
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         data_crop = resize(canvas[window], (T, T))
         label_crop = resize(canvas_label[window], (T, T), nearest=True)[s // 2::s, s // 2::s]
-        inside_crop = resize(inside[window], (T, T), nearest=True)
         if flip:
-            data_crop, label_crop, inside_crop = data_crop[:, ::-1], label_crop[:, ::-1], inside_crop[:, ::-1]
+            data_crop, label_crop = data_crop[:, ::-1], label_crop[:, ::-1]
         data = normalize(data_crop)
-        data[:, inside_crop == 0] = 0.
         geometry = Geometry(rate, crop, d0, y0, x0, flip, centre is not None)
         return data, label_crop.astype(np.float32).ravel(), geometry, finding
 
@@ -266,6 +268,11 @@ class FileIter(mx.io.DataIter):
     it lacks comes from the dataset registry. ``samples`` (a list of
     :class:`Sample`) replaces the list files; ``seed`` makes every epoch
     repeatable (default: numpy's global generator, as the reference).
+
+    Without ``dataset_tgt`` it is the reference's source-training iterator
+    (``data_src.py``): each image's scale rate comes from its own size, and
+    the max shape is the dataset's own. With it, the self-training one
+    (``data.py``): rates come from the max shapes, GTA-5's pinned to 1024 x 2048.
     """
 
     def __init__(self, dataset, split=None, data_root='', num_sel_source=None, num_source=None,
@@ -314,7 +321,7 @@ class FileIter(mx.io.DataIter):
             crop, feat_stride, tuple(scale_rate_range or (1., 1.)),
             mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
             mine_id_priority=meta.get('mine_id_priority', ()),
-            audits=self.audits, cache_images=bool(cache_images))
+            audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st)
         self.batch_size = batch_images
         self.crop_size = crop
         self.stride = feat_stride

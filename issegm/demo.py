@@ -160,13 +160,15 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
         crop = str(p['crop'])
 
         src_ckpt = _checkpoint('source', SOURCE_LABEL, p['src_epochs'])
+        # --origin-size is the source images' longer side: train_src.py draws each
+        # image's scale from its own size (the published 1914 is GTA-5's resized width).
         runner.run('train_src', [
             _python(), _script('train_src.py'), '--gpus', gpus, '--split', 'train',
             '--data-root', 'data/gta', '--output', 'source', '--model', SOURCE_LABEL,
             '--batch-images', str(p['batch']), '--crop-size', crop, '--scale-rate-range', '0.7,1.3',
             '--lr-type', p['src_lr_type'], '--base-lr', str(p['src_lr']), '--to-epoch', str(p['src_epochs']),
             '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher', 'thread',
-            '--cache-images', '1', '--origin-size', '1914'])
+            '--cache-images', '1', '--origin-size', str(scale)])
         # The paper smooths with a 70 px window at 1024 x 2048: the same share of our width.
         kernel = max(3, int(round(70. * w / 2048)) | 1)
         runner.run('spatial_prior', [

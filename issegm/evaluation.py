@@ -113,6 +113,7 @@ def prepare(args):
     whose class count differs from the dataset's, a missing weights file,
     a missing/empty list or a file named in it that does not exist, bad scales.
     """
+    from issegm.inference import check_steps
     from issegm.model import parse_label
     spec = parse_label(args.model)
     try:
@@ -126,9 +127,10 @@ def prepare(args):
                            spec.classes))
     if not os.path.isfile(args.weights):
         raise EvalError('weights not found: %s' % args.weights)
-    if args.test_steps != 1:
-        raise EvalError('--test-steps %d is not supported (only 1, the value every published '
-                        'command uses)' % args.test_steps)
+    try:
+        check_steps(args.test_steps, spec.stride)
+    except ValueError as exc:
+        raise EvalError(str(exc))
     scales = _parse_scales(args.test_scales, max(info.max_shape))
     try:
         items = read_list(list_path(info.name, args.split), args.data_root, check_exists=True)
@@ -311,7 +313,7 @@ def _run_locked(args, prepared, net):
     if net is None:
         net = get_model(prepared.spec, args.weights, ctx=ctx)
     predictor = Predictor(net, prepared.info.num_classes, prepared.spec.stride, flip=args.test_flipping,
-                          ctx=ctx)
+                          ctx=ctx, steps=args.test_steps)
     evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results)
     timer = {}
     cm = evaluate_split(evaluation, prepared, args.data_root, args.prefetch_threads, timer=timer)

@@ -8,11 +8,19 @@ disk and redo the deterministic upsampling later:
 - :meth:`Predictor.predict_lowres` scales the image so that its longer side is
   the test scale, normalises it, zero-pads bottom/right to a multiple of the
   stride, runs the network (and, with flipping, the horizontally flipped
-  padded input, whose output is flipped back and averaged), and returns the
-  class probabilities at 1/stride resolution;
-- :meth:`Predictor.upsample` resizes each class map bicubically by the stride,
-  cuts the padding off, and resizes to the original image size with the
-  reference interpolation rule.
+  padded input, whose output is flipped back and averaged), and returns a
+  :class:`LowRes`: the class probabilities with the stride they are at;
+- :func:`upsample_probs` (:meth:`Predictor.upsample`) resizes each class map
+  bicubically by that stride, cuts the padding off, and resizes to the
+  original image size with the reference interpolation rule.
+
+Sub-stride prediction (``steps`` > 1, the reference's ``--test-steps``): the
+image sits at offset stride/2 in a zero canvas one stride larger; for k <
+steps in each axis the image-sized window starting at ``sub/2 + k * sub``
+(``sub = stride / steps``) is forwarded (with flipping, as above), and the
+outputs are interleaved (``map[:, ky::steps, kx::steps]``) into one map at
+stride ``sub``, which is then upsampled by ``sub``. One step is the plain
+forward.
 
 Loops over images keep the device busy: :meth:`Predictor.start` only
 launches the forwards (MXNet runs them asynchronously) and :func:`ahead`
@@ -29,12 +37,27 @@ from PIL import Image
 from util.image import longer_side_shape, normalize, resize
 from util.parallel import thread_pool
 
-__all__ = ['Predictor', 'Job', 'ahead', 'Launched', 'upsample_probs', 'padded_shape']
+__all__ = ['Predictor', 'Job', 'LowRes', 'ahead', 'Launched', 'upsample_probs', 'padded_shape',
+           'check_steps']
+
+#: A network output before upsampling: class probabilities (C, h, w) float32 at
+#: ``stride`` pixels of the scaled image per cell (the network's stride, or
+#: stride / steps for sub-stride prediction), and the scaled image's size
+#: ``im_hw`` before padding. :func:`upsample_probs` takes exactly these.
+LowRes = collections.namedtuple('LowRes', ['probs', 'im_hw', 'stride'])
 
 
 def padded_shape(hw, stride):
     """Smallest multiple of ``stride`` at least ``hw`` in both axes."""
     return tuple(int(-(-int(v) // stride) * stride) for v in hw)
+
+
+def check_steps(steps, stride):
+    """Raise ValueError unless ``steps`` (``--test-steps``) divides the network stride."""
+    if steps < 1 or stride % steps:
+        divisors = ', '.join(str(d) for d in range(1, stride + 1) if stride % d == 0)
+        raise ValueError('--test-steps %d does not divide the network stride %d; use one of %s'
+                         % (steps, stride, divisors))
 
 
 def _upsample_one(prob, stride, im_hw, orig_hw):
@@ -48,7 +71,11 @@ def _upsample_one(prob, stride, im_hw, orig_hw):
 
 
 def upsample_probs(probs, stride, im_hw, orig_hw):
-    """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size."""
+    """Low-resolution class maps (C, h, w) at ``stride`` -> float32 (C, H, W) at the original image size.
+
+    The one upsampling of evaluation and pseudo-labelling; ``stride`` is the
+    map's own (:attr:`LowRes.stride`), below the network's with sub-stride steps.
+    """
     probs = np.ascontiguousarray(probs, dtype=np.float32)
     out = np.empty((probs.shape[0],) + tuple(orig_hw), np.float32)
 
@@ -68,21 +95,36 @@ class Job(object):
     :meth:`lowres` waits for them.
     """
 
-    def __init__(self, outputs, im_hws, orig_hw, flip):
-        self._outputs = outputs      # per scale: [NDArray] or [NDArray, NDArray of the flipped input]
+    def __init__(self, outputs, im_hws, orig_hw, flip, steps=1, stride=8):
+        # per scale, per window (ky, kx) in row-major order: [NDArray] or
+        # [NDArray, NDArray of the flipped input]
+        self._outputs = outputs
         self.im_hws = im_hws
         self.orig_hw = orig_hw
         self.flip = flip
+        self.steps = steps
+        self.stride = stride         # of the maps lowres() returns
+
+    def _window(self, outs):
+        probs = outs[0].asnumpy()[0]
+        if self.flip:
+            flipped = outs[1].asnumpy()[0]
+            probs = 0.5 * (probs + flipped[:, :, ::-1])
+        return probs
 
     def lowres(self):
-        """Per scale ``(probs, (imh, imw))``, as :meth:`Predictor.predict_lowres` returns them."""
+        """Per scale a :class:`LowRes`, as :meth:`Predictor.predict_lowres` returns it."""
         out = []
-        for outs, im_hw in zip(self._outputs, self.im_hws):
-            probs = outs[0].asnumpy()[0]
-            if self.flip:
-                flipped = outs[1].asnumpy()[0]
-                probs = 0.5 * (probs + flipped[:, :, ::-1])
-            out.append((np.ascontiguousarray(probs, dtype=np.float32), im_hw))
+        n = self.steps
+        for windows, im_hw in zip(self._outputs, self.im_hws):
+            maps = [self._window(outs) for outs in windows]
+            probs = maps[0]
+            if n > 1:
+                c, h, w = probs.shape
+                probs = np.empty((c, h * n, w * n), np.float32)
+                for k, window in enumerate(maps):
+                    probs[:, k // n::n, k % n::n] = window
+            out.append(LowRes(np.ascontiguousarray(probs, dtype=np.float32), im_hw, self.stride))
         return out
 
 
@@ -101,58 +143,81 @@ class Predictor(object):
         Average with the prediction on the horizontally flipped input.
     ctx : mx.Context
         Where the network lives.
+    steps : int
+        Sub-stride prediction (``--test-steps``): steps x steps shifted
+        forwards interleaved into maps at ``stride / steps``; must divide the stride.
 
     :meth:`predict` is :meth:`start` then :meth:`finish`; callers that loop
     over images use the two halves through :func:`ahead` so that the next
     image's forward runs while this one is upsampled.
     """
 
-    def __init__(self, net, num_classes, stride=8, flip=False, ctx=None):
+    def __init__(self, net, num_classes, stride=8, flip=False, ctx=None, steps=1):
+        check_steps(steps, stride)
         self.net = net
         self.num_classes = num_classes
         self.stride = stride
         self.flip = flip
         self.ctx = ctx if ctx is not None else mx.cpu()
+        self.steps = steps
+        self.map_stride = stride // steps   # the stride of the maps predict_lowres returns
 
-    def _input(self, image, scale):
-        im = resize(image, longer_side_shape(image.shape[:2], int(scale)))
-        imh, imw = im.shape[:2]
-        data = np.zeros((1, 3) + padded_shape((imh, imw), self.stride), np.float32)
-        data[0, :, :imh, :imw] = normalize(im)
-        return data, (imh, imw)
+    def _inputs(self, image, scale):
+        """The padded network inputs of ``image`` at ``scale``, one per window, and the scaled size."""
+        im = normalize(resize(image, longer_side_shape(image.shape[:2], int(scale))))
+        _, imh, imw = im.shape
+        shape = (1, 3) + padded_shape((imh, imw), self.stride)
+        if self.steps == 1:
+            data = np.zeros(shape, np.float32)
+            data[0, :, :imh, :imw] = im
+            return [data], (imh, imw)
+        s, sub = self.stride, self.map_stride
+        canvas = np.zeros((3, imh + s, imw + s), np.float32)
+        canvas[:, s // 2:s // 2 + imh, s // 2:s // 2 + imw] = im
+        starts = [sub // 2 + k * sub for k in range(self.steps)]   # one step: the image itself
+        inputs = []
+        for oy in starts:
+            for ox in starts:
+                data = np.zeros(shape, np.float32)
+                data[0, :, :imh, :imw] = canvas[:, oy:oy + imh, ox:ox + imw]
+                inputs.append(data)
+        return inputs, (imh, imw)
+
+    def _forward(self, data):
+        outs = [self.net(mx.nd.array(data, ctx=self.ctx))]
+        if self.flip:
+            # The padded input is flipped as a whole, as in the reference.
+            outs.append(self.net(mx.nd.array(np.ascontiguousarray(data[:, :, :, ::-1]), ctx=self.ctx)))
+        return outs
 
     def start(self, image, scales):
         """Launch the forwards of ``image`` at each of ``scales``; returns a :class:`Job`."""
         scales = [scales] if np.isscalar(scales) else list(scales)
         outputs, im_hws = [], []
         for scale in scales:
-            data, im_hw = self._input(image, scale)
-            outs = [self.net(mx.nd.array(data, ctx=self.ctx))]
-            if self.flip:
-                # The padded input is flipped as a whole, as in the reference.
-                outs.append(self.net(mx.nd.array(np.ascontiguousarray(data[:, :, :, ::-1]), ctx=self.ctx)))
-            outputs.append(outs)
+            inputs, im_hw = self._inputs(image, scale)
+            outputs.append([self._forward(data) for data in inputs])
             im_hws.append(im_hw)
-        return Job(outputs, im_hws, image.shape[:2], self.flip)
+        return Job(outputs, im_hws, image.shape[:2], self.flip, self.steps, self.map_stride)
 
     def predict_lowres(self, image, scale):
-        """Class probabilities at 1/stride of the scaled, padded image.
+        """Class probabilities of the scaled, padded image before upsampling: a :class:`LowRes`.
 
-        Returns ``(probs, (imh, imw))``: float32 (C, H'/stride, W'/stride),
-        where H' x W' is the padded size, and the scaled size before padding.
+        ``probs`` is float32 (C, H' / s, W' / s) where H' x W' is the padded
+        size and ``s`` = :attr:`map_stride`; ``im_hw`` the scaled size before padding.
         """
         return self.start(image, [scale]).lowres()[0]
 
-    def upsample(self, probs, im_hw, orig_hw):
-        """Deterministic upsampling of :meth:`predict_lowres` output to ``orig_hw``."""
-        return upsample_probs(probs, self.stride, im_hw, orig_hw)
+    def upsample(self, low, orig_hw):
+        """Deterministic upsampling of a :class:`LowRes` to ``orig_hw``."""
+        return upsample_probs(low.probs, low.stride, low.im_hw, orig_hw)
 
     def finish(self, job):
         """Wait for ``job`` and return full-resolution probabilities averaged over its scales."""
         total = None
         lowres = job.lowres()
-        for probs, im_hw in lowres:
-            up = self.upsample(probs, im_hw, job.orig_hw)
+        for low in lowres:
+            up = self.upsample(low, job.orig_hw)
             total = up if total is None else total + up
         if len(lowres) > 1:
             total /= np.float32(len(lowres))

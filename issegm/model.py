@@ -20,13 +20,18 @@ from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 
 __all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'start_epoch',
            'get_symbol',
-           'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
-           'CLASSIFIER_DATASET', 'head_param_names']
+           'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module', 'subgraph_backend',
+           'CLASSIFIER_DATASET', 'TRAIN_WORKSPACE_MB', 'TEST_WORKSPACE_MB', 'head_param_names']
 
 logger = logging.getLogger(__name__)
 
 #: Dataset part of the ImageNet classifier's label; its head is not a segmentation head.
 CLASSIFIER_DATASET = 'ilsvrc-cls'
+
+#: Convolution workspace (MB) of training and of testing symbols, the reference's
+#: ``mx_workspace``: it bounds the cuDNN algorithms MXNet may choose on a GPU.
+TRAIN_WORKSPACE_MB = 1650
+TEST_WORKSPACE_MB = 8192
 
 ModelLabel = collections.namedtuple('ModelLabel', ['dataset', 'net_type', 'net_name', 'classes',
                                                    'stride'])
@@ -87,21 +92,40 @@ def _as_label(label):
     return parse_label(label) if isinstance(label, str) else label
 
 
-def get_symbol(label, workspace=None):
-    """The training/inference symbol (ending in ``softmax``) for a model label."""
+def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
+    """The training symbol (ending in ``softmax``) for a model label.
+
+    ``workspace`` (MB) goes to every convolution; testing symbols use
+    :data:`TEST_WORKSPACE_MB`, as the reference.
+    """
     spec = _as_label(label)
-    if workspace is not None:
-        layers.cfg['workspace'] = int(workspace)
-    if spec.dataset == CLASSIFIER_DATASET:
-        return rna_model(spec.net_name, spec.classes)
-    return fcrna_model(spec.net_name, spec.classes, spec.stride)
+    saved = layers.cfg['workspace']
+    layers.cfg['workspace'] = int(workspace)
+    try:
+        if spec.dataset == CLASSIFIER_DATASET:
+            return rna_model(spec.net_name, spec.classes)
+        return fcrna_model(spec.net_name, spec.classes, spec.stride)
+    finally:
+        layers.cfg['workspace'] = saved
 
 
-def get_scores_symbol(label):
-    """Probabilities without a label input: softmax over classes of the last layer's scores."""
-    sym = get_symbol(label)
+def get_scores_symbol(label, softmax_dtype='float32'):
+    """Probabilities without a label input: softmax over classes of the last layer's scores.
+
+    The testing symbol: convolutions get the reference's test workspace.
+    ``softmax_dtype='float64'`` computes the softmax in float64 and rounds it
+    to float32, as the reference's ``evaluate.py`` does (its network ends in
+    the bootstrapping softmax, a float64 numpy operator); ``'float32'`` equals
+    ``SoftmaxOutput``'s forward, which its pseudo-label phase uses.
+    """
+    sym = get_symbol(label, workspace=TEST_WORKSPACE_MB)
     scores = sym.get_internals()['linear%d_output' % _as_label(label).classes]
-    return mx.sym.softmax(scores, axis=1, name='prob')
+    if softmax_dtype == 'float32':
+        return mx.sym.softmax(scores, axis=1, name='prob')
+    if softmax_dtype != 'float64':
+        raise ValueError('softmax_dtype is float32 or float64, not %r' % (softmax_dtype,))
+    prob = mx.sym.softmax(mx.sym.cast(scores, dtype='float64'), axis=1, name='prob64')
+    return mx.sym.cast(prob, dtype='float32', name='prob')
 
 
 def head_param_names(label):
@@ -168,17 +192,21 @@ def _init_param(param, ctx):
     param.initialize(init, ctx=ctx)
 
 
-def get_model(label, weights=None, ctx=None):
+def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
     """A Gluon block computing softmax probabilities (N, classes, H/s, W/s) from normalised NCHW data.
 
     ``weights`` is a ``.params`` path (checked against the network); without
     it the parameters are initialised as for training from scratch. ``ctx`` is
-    a context or a list of them (default: CPU). The block is hybridised with
-    static memory, so repeated calls at one input size run as a bare executor.
+    a context or a list of them (default: CPU). ``softmax_dtype``: see
+    :func:`get_scores_symbol`; both scripts use float32 (no prediction
+    changed with float64, ``bench/softmax_precision.py``). The block is
+    hybridised with static memory, so repeated calls at one input size run
+    as a bare executor; on the CPU with the same MKL-DNN subgraph fusion
+    (conv + BN + ReLU) that a bare executor applies, see :func:`subgraph_backend`.
     """
     spec = _as_label(label)
     ctx = ctx if ctx is not None else mx.cpu()
-    sym = get_scores_symbol(spec)
+    sym = get_scores_symbol(spec, softmax_dtype)
     net = mx.gluon.SymbolBlock(sym, mx.sym.var('data', dtype='float32'))
     params = net.collect_params()
     full = get_symbol(spec)
@@ -197,8 +225,25 @@ def get_model(label, weights=None, ctx=None):
     else:
         for param in params.values():
             _init_param(param, ctx)
-    net.hybridize(static_alloc=True, static_shape=True)
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    net.hybridize(static_alloc=True, static_shape=True, backend=subgraph_backend(ctxs))
     return net
+
+
+def subgraph_backend(contexts):
+    """The graph partitioner a bare executor would apply on ``contexts``, for Gluon to apply too.
+
+    ``Symbol.bind`` on the CPU fuses with the MKL-DNN subgraph backend
+    (``MXNET_SUBGRAPH_BACKEND``, default MKLDNN in MKL-DNN builds; ``NONE``
+    turns it off); a hybridised block does not unless told. Unfused, the block
+    ran another graph than the executor (outputs apart by ~1e-4 with random
+    weights), with BN and ReLU as extra passes over memory. None on GPUs,
+    where MXNet partitions nothing by default.
+    """
+    if any(c.device_type != 'cpu' for c in contexts) or not mx.runtime.Features().is_enabled('MKLDNN'):
+        return None
+    backend = os.environ.get('MXNET_SUBGRAPH_BACKEND', 'MKLDNN')
+    return None if backend.upper() == 'NONE' else backend
 
 
 def get_module(label, contexts, fixed_param_names=None):

@@ -70,6 +70,7 @@ def val_settings(args):
              '--data-root-tgt': os.path.abspath(args.data_root_tgt or ''),
              'target list sha256': _digest(list_path(args.dataset_tgt, args.split_tgt)),
              '--test-scales': str(args.test_scales), '--test-flipping': bool(args.test_flipping),
+             '--test-steps': int(getattr(args, 'test_steps', 1)),
              '--init-tgt-port': float(args.init_tgt_port), '--kc-policy': args.kc_policy,
              '--with-prior': args.with_prior, '--mine-id-number': int(args.mine_id_number),
              '--mine-thresh': float(args.mine_thresh)}

@@ -105,17 +105,17 @@ def locked(folder, debris=('',), recursive=True):
             release_output(folder)
 
 
-def settle(folder, section, settings, restart=False, discard=None, what='this run'):
+def settle(folder, section, settings, restart=False, discard=None, what='this run', has_work=None):
     """Compare ``settings`` with those recorded in ``folder`` (under its run's lock), or restart.
 
     With ``restart``, ``discard()`` removes the earlier work and its recorded
-    settings are forgotten first.
+    settings are forgotten first. ``has_work`` as in :func:`check_settings`.
     """
     if restart:
         if discard is not None:
             discard()
         forget_settings(folder, section)
-    check_settings(folder, section, settings, what)
+    check_settings(folder, section, settings, what, has_work)
 
 
 def release_output(folder):
@@ -181,16 +181,20 @@ def _differences(old, new):
             for k in keys if old.get(k) != new.get(k)]
 
 
-def check_settings(folder, section, settings, what='this run'):
+def check_settings(folder, section, settings, what='this run', has_work=None):
     """Record ``settings`` under ``section`` of ``{folder}/run.json``, or compare with the recorded ones.
 
     ``settings`` maps flag names to JSON values; only what changes the numbers
-    belongs in it. Raises :class:`RunRefused` naming the first differences.
+    belongs in it. Raises :class:`RunRefused` naming the first differences,
+    unless ``has_work()`` says the folder holds nothing of the earlier run yet
+    (it stopped before its first output): then the new settings replace them.
     """
     path = os.path.join(folder, RUN_FILE)
     record = _load(path)
     env = environment()
     old = record.get(section)
+    if old is not None and has_work is not None and not has_work():
+        old = None
     if old is None:
         record[section] = {'settings': settings, 'environment': env,
                            'started': time.strftime('%Y-%m-%d %H:%M:%S')}

@@ -146,6 +146,11 @@ class RoundPaths(object):
         # in one working folder never train on each other's pseudo-labels.
         self.training_list = os.path.join(self.round_dir, 'target_training.lst')
 
+    def has_pseudo_label_work(self):
+        """Whether the phase has written any per-image output (a failed start leaves none)."""
+        return os.path.exists(self.marker) or any(
+            os.path.isdir(f) and any(True for _ in os.scandir(f)) for f in (self.nplabelIds, self.pseudo_labelIds))
+
     def discard_pseudo_labels(self):
         """Remove this round's pseudo-label phase outputs (``--restart``)."""
         for folder in (os.path.dirname(self.nplabelIds), os.path.dirname(self.pseudo_labelIds), self.probmap):
@@ -181,28 +186,34 @@ def target_dataset(dataset, dataset_tgt, classes):
 
 
 # ---------------------------------------------------------------------------- low-res maps
-def save_lowres(path, probs, im_hw, orig_hw):
-    """Store the network output (C, h, w) float32 with the two sizes needed to upsample it again."""
+def save_lowres(path, low, orig_hw):
+    """Store a :class:`issegm.inference.LowRes` (probabilities, scaled size, their stride) and the image size."""
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
-            np.savez(f, probs=np.asarray(probs, np.float32), im_hw=np.asarray(im_hw, np.int64),
-                     orig_hw=np.asarray(orig_hw, np.int64))
+            np.savez(f, probs=np.asarray(low.probs, np.float32), im_hw=np.asarray(low.im_hw, np.int64),
+                     stride=np.int64(low.stride), orig_hw=np.asarray(orig_hw, np.int64))
 
 
-def load_lowres(path):
-    """``(probs, im_hw, orig_hw)`` written by :func:`save_lowres`."""
+def load_lowres(path, net_stride):
+    """``(LowRes, orig_hw)`` written by :func:`save_lowres`.
+
+    Maps stored before their stride was (no sub-stride steps then) are at ``net_stride``.
+    """
+    from issegm.inference import LowRes
     with np.load(path) as z:
-        return z['probs'], tuple(int(v) for v in z['im_hw']), tuple(int(v) for v in z['orig_hw'])
+        stride = int(z['stride']) if 'stride' in z.files else int(net_stride)
+        low = LowRes(z['probs'], tuple(int(v) for v in z['im_hw']), stride)
+        return low, tuple(int(v) for v in z['orig_hw'])
 
 
-def lowres_to_probmap(probs, im_hw, orig_hw, stride, prior=None):
-    """Full-resolution ``probmap`` (C, H, W) float32: deterministic upsampling, times the prior.
+def lowres_to_probmap(low, orig_hw, prior=None):
+    """Full-resolution ``probmap`` (C, H, W) float32 of a ``LowRes``: deterministic upsampling, times the prior.
 
     The same call in both passes gives bit-identical maps, which is what lets
     pass 2 recompute instead of reading a stored full-resolution map.
     """
     from issegm.inference import upsample_probs
-    up = upsample_probs(probs, stride, im_hw, orig_hw)
+    up = upsample_probs(low.probs, low.stride, low.im_hw, orig_hw)
     return up if prior is None else apply_prior(prior, up)
 
 
@@ -219,8 +230,12 @@ def _write_pred(ids_folder, color_folder, name, train_ids, info):
 
 
 def _forward_config(args):
-    return {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
-            'test_flipping': bool(args.test_flipping)}
+    config = {'weights': args.weights, 'model': args.model, 'test_scales': str(args.test_scales),
+              'test_flipping': bool(args.test_flipping)}
+    if int(args.test_steps) != 1:
+        # Only when set: rounds recorded before the flag worked stay complete.
+        config['test_steps'] = int(args.test_steps)
+    return config
 
 
 def _load_json(path):
@@ -255,7 +270,8 @@ def _make_predictor(args, spec, contexts):
     from issegm.inference import Predictor
     from issegm.model import get_model
     net = get_model(args.model, weights=args.weights, ctx=contexts[0])
-    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0])
+    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0],
+                     steps=int(args.test_steps))
 
 
 # ---------------------------------------------------------------------------- phase val
@@ -265,10 +281,11 @@ def generate_pseudo_labels(args, predictor=None):
     ``predictor`` (an :class:`issegm.inference.Predictor`-like object) is built
     from ``--model``/``--weights`` when not given; tests pass a cheap one.
     """
-    from issegm.inference import ahead
+    from issegm.inference import ahead, check_steps
     from issegm.metrics import ConfusionMatrix
     from issegm.model import parse_label
     spec = parse_label(args.model)
+    check_steps(int(args.test_steps), spec.stride)
     r = int(args.idx_round)
     paths = RoundPaths(args.output, r)
     info = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
@@ -358,12 +375,12 @@ def generate_pseudo_labels(args, predictor=None):
         try:
             low_path = os.path.join(paths.probmap, name + '.npz')
             if finished[i]:
-                probs, im_hw, orig_hw = load_lowres(low_path)
+                low, orig_hw = load_lowres(low_path, stride)
             else:
                 job = launched.get()
-                (probs, im_hw), = job.lowres()
+                low, = job.lowres()
                 orig_hw = job.orig_hw
-            up = lowres_to_probmap(probs, im_hw, orig_hw, stride)
+            up = lowres_to_probmap(low, orig_hw)
             if prior is None:
                 # Without a prior the plain argmax is also the pooling prediction.
                 pred, conf = confidence_map(up)
@@ -379,7 +396,7 @@ def generate_pseudo_labels(args, predictor=None):
                 _write_pred(paths.splabelIds, paths.spcolor, name, pred, info)
             # Written last: its presence means this image's pass 1 is done.
             if not finished[i]:
-                save_lowres(low_path, probs, im_hw, orig_hw)
+                save_lowres(low_path, low, orig_hw)
             collector.add(pred, conf)
             if has_gt:
                 gt_path = os.path.join(args.data_root_tgt, label)
@@ -428,8 +445,8 @@ def generate_pseudo_labels(args, predictor=None):
             bar.update(1)
             continue
         try:
-            probs, im_hw, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'))
-            probmap = lowres_to_probmap(probs, im_hw, orig_hw, stride, prior)
+            low, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'), stride)
+            probmap = lowres_to_probmap(low, orig_hw, prior)
             label, rw = pseudo_label(probmap, thresh, return_argmax=True)
             del probmap
             if args.kc_policy == 'cb':
@@ -594,21 +611,24 @@ def _guard_phase(args):
     """Lock ``--output``; refuse a rerun of this round's phase with other settings (or restart it)."""
     from issegm.preflight import train_settings, val_settings
     from issegm.run_guard import settle
-    from issegm.training import remove_checkpoints
+    from issegm.training import last_checkpoint, remove_checkpoints
     paths = RoundPaths(args.output, args.idx_round)
+    prefix = os.path.join(paths.round_dir, '%s_ep' % args.model)
     if args.phase == 'val':
         settle(paths.round_dir, 'pseudo_labels', val_settings(args), restart=args.restart,
-               discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round)
+               discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round,
+               has_work=paths.has_pseudo_label_work)
         return
     from util.device import get_contexts
 
     def discard():
-        remove_checkpoints(os.path.join(paths.round_dir, '%s_ep' % args.model))
+        remove_checkpoints(prefix)
         if os.path.exists(paths.source_selected):
             os.remove(paths.source_selected)
 
     settle(paths.round_dir, 'training', train_settings(args, len(get_contexts(args.gpus)), paths.marker),
-           restart=args.restart, discard=discard, what='training of round %d' % args.idx_round)
+           restart=args.restart, discard=discard, what='training of round %d' % args.idx_round,
+           has_work=lambda: last_checkpoint(prefix) is not None)
 
 
 def run(args, predictor=None, dataiter_factory=None):
@@ -621,8 +641,6 @@ def run(args, predictor=None, dataiter_factory=None):
     from issegm.cli import apply_env_switches, check_flags
     from issegm.run_guard import locked
     apply_env_switches(args)
-    if args.test_steps != 1:
-        raise ValueError('--test-steps other than 1 is not implemented (nor used by the reference scripts)')
     check_flags(args)
     complete_args(args)
     check_flags(args)  # the derived --output too
@@ -781,6 +799,17 @@ def _run_phase(args, argv, what):
                          'to continue from there' % (what, code))
 
 
+def _has_round_work(output, rounds, model):
+    """Whether any round of ``output`` has pseudo-label or training outputs."""
+    from issegm.training import last_checkpoint
+    for rnd in rounds:
+        paths = RoundPaths(output, rnd['round'])
+        if paths.has_pseudo_label_work() or \
+                last_checkpoint(os.path.join(paths.round_dir, '%s_ep' % model)) is not None:
+            return True
+    return False
+
+
 def _discard_rounds(output):
     """Remove the round folders and statistics of ``output`` (``solve_AO --restart``)."""
     for name in os.listdir(output):
@@ -811,7 +840,8 @@ def run_rounds(args):
     check_rounds(args, rounds)
     with locked(args.output):
         settle(args.output, 'solve_AO', rounds_settings(args, len(get_contexts(args.gpus))), restart=args.restart,
-               discard=lambda: _discard_rounds(args.output), what='self-training rounds')
+               discard=lambda: _discard_rounds(args.output), what='self-training rounds',
+               has_work=lambda: _has_round_work(args.output, rounds, args.model))
         return _rounds_locked(args, rounds)
 
 

@@ -183,7 +183,7 @@ def run(args, dataiter=None, batch_end_callback=None):
     """
     from issegm.datasets import DataError, get_dataset
     from issegm.run_guard import locked, settle
-    from issegm.training import remove_checkpoints
+    from issegm.training import last_checkpoint, remove_checkpoints
     from util.device import get_contexts
     args, spec = resolve_args(args)
     try:
@@ -197,7 +197,8 @@ def run(args, dataiter=None, batch_end_callback=None):
     prefix = os.path.join(args.output, '%s_ep' % args.model)
     with locked(args.output):
         settle(args.output, 'train_src', settings(args, len(contexts)), restart=args.restart,
-               discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model)
+               discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model,
+               has_work=lambda: last_checkpoint(prefix) is not None)
         return _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback)
 
 

@@ -57,22 +57,35 @@ def test_geometry_labels_follow_resize_and_flip(tmp_path):
     assert flips == {True, False} and len(crops) > 5
 
 
+# The reference fills a float canvas with the mean (0.485, 0.456, 0.406) * 255
+# and crops it with astype(np.uint8): padding is the truncated mean.
+PAD_RGB = np.array([123, 116, 103])
+PAD_VALUE = (PAD_RGB / 255. - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+
+
+def test_pad_value_is_the_reference_one():
+    np.testing.assert_allclose(PAD_VALUE, [-0.0116, -0.0049, -0.0092], atol=1e-4)
+
+
 def test_data_equals_normalised_crop_at_unit_scale(tmp_path):
     sample, image, _ = _position_sample(tmp_path)
     reader = _identity_reader([sample], (1.0, 1.0))
+    padded = 0
     for seed in range(10):
         data, _, g = reader.make(0, seed)
         assert g.crop == T
-        canvas = np.full((200, 200, 3), np.nan)
+        canvas = np.empty((200, 200, 3))
+        canvas[:] = PAD_VALUE
         canvas[g.d0:g.d0 + H, g.d0:g.d0 + W] = (image / 255. - MEAN_RGB) / STD_RGB
         want = canvas[g.y0:g.y0 + T, g.x0:g.x0 + T]
         if g.flip:
             want = want[:, ::-1]
-        want = np.nan_to_num(want, nan=0.).transpose(2, 0, 1)   # padding: exactly 0
-        np.testing.assert_allclose(data, want, atol=1e-5)
+        np.testing.assert_allclose(data, want.transpose(2, 0, 1), atol=1e-5)
+        padded += g.y0 < g.d0 or g.x0 < g.d0
+    assert padded >= 3
 
 
-def test_padding_is_exactly_zero(tmp_path):
+def test_padding_is_the_truncated_mean(tmp_path):
     # Small rates: the crop is larger than the image, so much of it is canvas.
     sample, _, _ = _position_sample(tmp_path)
     reader = _identity_reader([sample], (0.3, 0.6))
@@ -80,16 +93,69 @@ def test_padding_is_exactly_zero(tmp_path):
     for seed in range(10):
         data, _, g = reader.make(0, seed)
         assert g.crop > H
+        # Output pixels whose resampling window (Lanczos: 3 source pixels per
+        # output pixel each side) lies wholly on the canvas hold the pad value.
+        margin = 4 * int(np.ceil(g.crop / float(T)))
         idx = _src_index(np.arange(T), g.crop)
         rows = g.y0 + idx - g.d0
         cols = g.x0 + idx - g.d0
         if g.flip:
             cols = cols[::-1]
-        outside = ~(((rows >= 0) & (rows < H))[:, None] & ((cols >= 0) & (cols < W))[None])
-        assert (data[:, outside] == 0.0).all()
-        assert (data[:, ~outside] != 0.0).any()
-        padded += outside.sum()
+        near = ((rows >= -margin) & (rows < H + margin))[:, None] & ((cols >= -margin) & (cols < W + margin))[None]
+        far = ~near
+        np.testing.assert_allclose(data[:, far], np.repeat(PAD_VALUE[:, None], far.sum(), 1), atol=1e-6)
+        padded += far.sum()
     assert padded > 1000
+
+
+def _sized_samples(tmp_path, sizes, domain=SOURCE):
+    samples = []
+    for k, (h, w) in enumerate(sizes):
+        rel = write_cityscapes(str(tmp_path), 'train', 'ulm', '%06d_000019' % k,
+                               np.full((h, w, 3), 90, np.uint8), np.full((h, w), 7, np.uint8), color=False)
+        samples.append(Sample(str(tmp_path / rel[0]), str(tmp_path / rel[1]), domain))
+    return samples
+
+
+def _drawn_target_sizes(it, sizes, longest_of):
+    """``rate * longest`` per made sample; an integer target size when ``longest`` is the rule's."""
+    out = []
+    for seed in range(8):
+        for k, hw in enumerate(sizes):
+            g = it.reader.make(k, seed)[2]
+            assert g.crop == int(T / g.rate)
+            out.append(g.rate * longest_of(hw))
+    return np.array(out)
+
+
+def test_source_training_draws_each_image_rate_from_its_own_size(tmp_path):
+    # Reference data_src.py: rate = target_size / max(h, w) of the image; target_size an
+    # integer in [int(0.7 * origin), int(1.3 * origin)]. GTA-5's max shape (1052 x 1914) plays no part.
+    sizes = [(48, 96), (40, 64), (72, 56)]
+    it = FileIter('gta', samples=_sized_samples(tmp_path, sizes), batch_images=1, crop_size=T, feat_stride=S,
+                  origin_size=96, scale_rate_range=(0.7, 1.3), seed=0)
+    try:
+        t = _drawn_target_sizes(it, sizes, max)
+    finally:
+        it.close()
+    np.testing.assert_allclose(t, np.round(t), atol=1e-9)
+    assert t.min() >= int(0.7 * 96) and t.max() <= int(1.3 * 96) and len(set(np.round(t))) > 5
+
+
+def test_self_training_draws_rates_from_the_max_shape(tmp_path):
+    # Reference data.py: rate = target_size / max(max_shape); GTA-5 as source pinned to 1024 x 2048.
+    sizes = [(48, 96), (40, 64)]
+    samples = _sized_samples(tmp_path, sizes) + _sized_samples(tmp_path / 't', sizes, TARGET)
+    it = FileIter('gta', dataset_tgt='cityscapes', samples=samples, batch_images=1, crop_size=T,
+                  feat_stride=S, origin_size=1914, origin_size_tgt=2048, scale_rate_range=(0.7, 1.3), seed=0)
+    try:
+        t = _drawn_target_sizes(it, sizes * 2, lambda hw: 2048)
+    finally:
+        it.close()
+    np.testing.assert_allclose(t, np.round(t), atol=1e-6)
+    src, tgt = t.reshape(8, 4)[:, :2], t.reshape(8, 4)[:, 2:]
+    assert src.min() >= int(0.7 * 1914) and src.max() <= int(1.3 * 1914)
+    assert tgt.min() >= int(0.7 * 2048) and tgt.max() <= int(1.3 * 2048)
 
 
 def _dataset(tmp_path, n, rare_every_image=True, seed=0):
@@ -353,7 +419,7 @@ def test_geometry_matches_rebuilt_canvas_and_perturbations_break_it(tmp_path, mi
 
 
 def test_data_is_the_resized_canvas_crop_at_any_scale(tmp_path):
-    """Pixels from the image equal normalize(resize(canvas crop)) with the reference filter rule."""
+    """Every pixel equals normalize(resize(canvas crop)) with the reference filter rule."""
     from util.image import normalize, resize
     sample, image, _ = _position_sample(tmp_path)
     reader = _identity_reader([sample], (0.5, 1.6))
@@ -362,17 +428,13 @@ def test_data_is_the_resized_canvas_crop_at_any_scale(tmp_path):
         data, _, g = reader.make(0, seed)
         side = max(g.y0, g.x0) + g.crop + g.d0 + H + W
         canvas = np.empty((side, side, 3), np.uint8)
-        canvas[:] = reader.mean
+        canvas[:] = PAD_RGB
         canvas[g.d0:g.d0 + H, g.d0:g.d0 + W] = image
-        inside = np.zeros((side, side), np.uint8)
-        inside[g.d0:g.d0 + H, g.d0:g.d0 + W] = 1
         win = (slice(g.y0, g.y0 + g.crop), slice(g.x0, g.x0 + g.crop))
         want = normalize(resize(canvas[win], (T, T)))
-        mask = resize(inside[win], (T, T), nearest=True).astype(bool)
         if g.flip:
-            want, mask = want[:, :, ::-1], mask[:, ::-1]
-        np.testing.assert_allclose(data[:, mask], want[:, mask], atol=1e-5, err_msg=str(g))
-        assert (data[:, ~mask] == 0).all()
+            want = want[:, :, ::-1]
+        np.testing.assert_allclose(data, want, atol=1e-5, err_msg=str(g))
         filters.add('down' if g.crop > T else 'up' if g.crop < T else 'same')
     assert filters >= {'down', 'up'}
 

@@ -182,6 +182,19 @@ def test_multi_scale(city, t1_weights):
     assert three['test_scales'] == [320, 384, 448]
 
 
+def test_sub_stride_steps_reach_the_predictor(city, t1_weights):
+    from issegm.model import get_model
+    net = get_model(LABEL, t1_weights)
+    res = evaluation.run(_args(city, t1_weights, '--output', 'two', '--test-steps', '2', '--test-flipping'),
+                         net=net)
+    assert res['args']['test_steps'] == 2
+    name = 'lindau_000001_000019_leftImg8bit.png'
+    got = np.asarray(Image.open(os.path.join('two', 'trainId', name)))
+    img = np.asarray(Image.open(os.path.join(city, 'leftImg8bit/val/lindau/' + name)))
+    np.testing.assert_array_equal(got, Predictor(net, 19, 8, flip=True, steps=2).predict(img, [384]).argmax(0))
+    assert not np.array_equal(got, Predictor(net, 19, 8, flip=True).predict(img, [384]).argmax(0))
+
+
 def test_script_end_to_end_and_defaults(city, t1_weights):
     """``python issegm/evaluate.py`` as users run it (PYTHONPATH=repo root), defaults from the weights."""
     import subprocess
@@ -202,7 +215,7 @@ def test_script_end_to_end_and_defaults(city, t1_weights):
     assert 'mean iou' in open(os.path.join(out, stem + '.log')).read()
 
 
-@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label', 'gone'])
+@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label', 'steps', 'gone'])
 def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, capsys, case):
     argv = ['--data-root', city, '--phase', 'val', '--weights', t1_weights, '--split', 'val',
             '--test-scales', '384', '--output', 'bad', '--gpus', '']
@@ -221,6 +234,9 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
     elif case == 'scales':
         argv[argv.index('384')] = '38a'
         needle = '--test-scales'
+    elif case == 'steps':
+        argv += ['--dataset', 'cityscapes', '--test-steps', '3']
+        needle = '--test-steps 3 does not divide the network stride 8; use one of 1, 2, 4, 8'
     elif case == 'label':
         unlabelled = tmp_path / 'weights.params'
         unlabelled.write_bytes(open(t1_weights, 'rb').read())

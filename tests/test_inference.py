@@ -26,22 +26,22 @@ def test_lowres_is_network_on_zero_padded_scaled_image(net):
     import mxnet as mx
     img = _image(60, 100)
     pred = Predictor(net, 19, 8)
-    probs, im_hw = pred.predict_lowres(img, 100)
-    assert im_hw == (60, 100) and probs.shape == (19, 8, 13)
+    probs, im_hw, stride = pred.predict_lowres(img, 100)
+    assert im_hw == (60, 100) and probs.shape == (19, 8, 13) and stride == 8
     data = np.zeros((1, 3, 64, 104), np.float32)
     data[0, :, :60, :100] = normalize(img)
     assert np.array_equal(probs, net(mx.nd.array(data)).asnumpy()[0])
 
 
 def test_scaling_uses_longer_side(net):
-    probs, im_hw = Predictor(net, 19, 8).predict_lowres(_image(50, 100), 200)
+    probs, im_hw, _ = Predictor(net, 19, 8).predict_lowres(_image(50, 100), 200)
     assert im_hw == (100, 200) and probs.shape == (19, 13, 25)
 
 
 def test_flipping_averages_with_flipped_padded_input(net):
     import mxnet as mx
     img = _image(60, 100, 1)
-    probs, _ = Predictor(net, 19, 8, flip=True).predict_lowres(img, 100)
+    probs = Predictor(net, 19, 8, flip=True).predict_lowres(img, 100).probs
     data = np.zeros((1, 3, 64, 104), np.float32)
     data[0, :, :60, :100] = normalize(img)
     a = net(mx.nd.array(data)).asnumpy()[0]
@@ -88,7 +88,67 @@ def test_start_then_finish_is_predict_exactly(net):
     job = p.start(img, [64, 96])
     assert job.orig_hw == (50, 90) and len(job.lowres()) == 2
     np.testing.assert_array_equal(p.finish(job), p.predict(img, [64, 96]))
-    np.testing.assert_array_equal(p.start(img, [64]).lowres()[0][0], p.predict_lowres(img, 64)[0])
+    np.testing.assert_array_equal(p.start(img, [64]).lowres()[0].probs, p.predict_lowres(img, 64).probs)
+
+
+def _reference_sub_stride(net, image, stride, steps, flip):
+    """The reference's --test-steps procedure (evaluate.py / solve_ST.py), in plain numpy and PIL.
+
+    The image is already at the test scale. It sits at stride // 2 in a zero
+    canvas one stride larger; window (iy, ix) starts at sub // 2 + k * sub
+    (sub = stride // steps), is zero-padded to a multiple of the stride and
+    forwarded (with flipping: averaged with the flipped padded input's output
+    flipped back); outputs fill preds[:, iy::steps, ix::steps]; each class map
+    is resized bicubically by sub and cut to the image.
+    """
+    import mxnet as mx
+    imh, imw = image.shape[:2]
+    # ColorScale (float32 1/255) then ColorNormalize (float64 mean/std), as the reference.
+    norm = image.astype(np.float32) * np.float32(1.0 / 255)
+    norm = (norm - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    norm = norm.astype(np.float32).transpose(2, 0, 1)
+    input_h, input_w = -(-imh // stride) * stride, -(-imw // stride) * stride
+    sub = stride // steps
+    pred_h, pred_w = input_h // stride * steps, input_w // stride * steps
+    nim = np.zeros((3, imh + stride, imw + stride), np.float32)
+    nim[:, stride // 2:stride // 2 + imh, stride // 2:stride // 2 + imw] = norm
+    preds = np.zeros((19, pred_h, pred_w), np.float32)
+    starts = sub // 2 + np.arange(steps) * sub
+    for ix in range(steps):
+        for iy in range(steps):
+            data = np.zeros((1, 3, input_h, input_w), np.float32)
+            data[0, :, :imh, :imw] = nim[:, starts[iy]:starts[iy] + imh, starts[ix]:starts[ix] + imw]
+            out = net(mx.nd.array(data)).asnumpy()[0]
+            if flip:
+                out = 0.5 * (out + net(mx.nd.array(data[:, :, :, ::-1].copy())).asnumpy()[0][:, :, ::-1])
+            preds[:, iy:iy + pred_h:steps, ix:ix + pred_w:steps] = out
+    up = [np.asarray(Image.fromarray(p, 'F').resize((pred_w * sub, pred_h * sub), Image.BICUBIC))[:imh, :imw]
+          for p in preds]
+    return np.array(up), preds
+
+
+@pytest.mark.parametrize('steps,flip', [(2, False), (2, True), (4, False)])
+def test_sub_stride_prediction_is_the_reference_procedure(net, steps, flip):
+    img = _image(44, 84, seed=5)   # 44 x 84: padding below and right, as with real scales
+    want_up, want_low = _reference_sub_stride(net, img, 8, steps, flip)
+    p = Predictor(net, 19, 8, flip=flip, steps=steps)
+    low = p.predict_lowres(img, 84)
+    assert low.stride == 8 // steps and low.im_hw == (44, 84)
+    np.testing.assert_array_equal(low.probs, want_low)
+    np.testing.assert_array_equal(p.predict(img, 84), want_up)
+    # ... and it is not the plain prediction.
+    assert np.abs(Predictor(net, 19, 8, flip=flip).predict(img, 84) - want_up).max() > 1e-4
+
+
+def test_one_step_is_the_plain_forward(net):
+    img = _image(44, 84, seed=6)
+    want_up, _ = _reference_sub_stride(net, img, 8, 1, True)
+    np.testing.assert_array_equal(Predictor(net, 19, 8, flip=True, steps=1).predict(img, 84), want_up)
+
+
+def test_steps_must_divide_the_stride():
+    with pytest.raises(ValueError, match='--test-steps 3 does not divide the network stride 8; use one of 1, 2, 4, 8'):
+        Predictor(None, 19, 8, steps=3)
 
 
 def test_ahead_launches_the_next_item_before_yielding_this_one():

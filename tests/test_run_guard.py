@@ -92,3 +92,12 @@ def test_debris_of_atomic_writes_is_removed_and_nothing_else(tmp_path):
     assert remove_debris(str(tmp_path)) == 3
     assert not any(os.path.exists(p) for p in made)
     assert sorted(os.listdir(str(tmp_path))) == sorted(keep + ['sub']) and os.listdir(str(tmp_path / 'sub')) == []
+
+
+def test_settings_of_a_run_that_wrote_nothing_yet_give_way(tmp_path):
+    folder = str(tmp_path)
+    check_settings(folder, 'x', {'--a': 1}, has_work=lambda: False)
+    check_settings(folder, 'x', {'--a': 2}, has_work=lambda: False)   # the first stopped before any output
+    assert json.load(open(os.path.join(folder, 'run.json')))['x']['settings'] == {'--a': 2}
+    with pytest.raises(RunRefused, match=r'--a 2 \(now 3\)'):
+        check_settings(folder, 'x', {'--a': 3}, has_work=lambda: True)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from issegm import self_training as st
 from issegm.datasets import get_dataset
-from issegm.inference import padded_shape, upsample_probs
+from issegm.inference import LowRes, padded_shape, upsample_probs
 from issegm.pseudo_label import IGNORE_LABEL
 from issegm.solve_ST import build_parser
 from reference_cbst import reference_labels, reference_stats
@@ -30,9 +30,10 @@ NAMES = ['aachen_%06d_000019_leftImg8bit' % i for i in range(4)]
 class FakePredictor(object):
     """Softmax of smooth pseudo-random logits seeded by the image content."""
 
-    def __init__(self, fail_at=None):
+    def __init__(self, fail_at=None, steps=1):
         self.calls = 0
         self.fail_at = fail_at
+        self.steps = steps  # sub-stride maps: steps x the cells, at stride 8 / steps
 
     def start(self, image, scales):
         """Predictor.start's interface: the result is computed here, returned on lowres()."""
@@ -44,13 +45,13 @@ class FakePredictor(object):
             raise RuntimeError('simulated crash')
         self.calls += 1
         im_hw = longer_side_shape(image.shape[:2], scale)
-        h, w = (v // 8 for v in padded_shape(im_hw, 8))
+        h, w = (v // 8 * self.steps for v in padded_shape(im_hw, 8))
         rng = np.random.RandomState(int(image.sum()) % (2 ** 31))
         logits = rng.randn(C, h, w).astype(np.float32) * 2
         logits[3] -= 20  # a class that is never predicted
         logits[5] += rng.randn(h, w).astype(np.float32) > 1.5  # a rarer class
         p = np.exp(logits - logits.max(0))
-        return (p / p.sum(0)).astype(np.float32), im_hw
+        return LowRes((p / p.sum(0)).astype(np.float32), im_hw, 8 // self.steps)
 
 
 def make_layout(root):
@@ -70,24 +71,24 @@ def make_layout(root):
         f.writelines(lines)
 
 
-def val_args(output, policy='cb', prior='False', portion='0.2'):
+def val_args(output, policy='cb', prior='False', portion='0.2', steps=1):
     args = build_parser().parse_args([
         '--phase', 'val', '--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--split-tgt', 'train',
         '--data-root-tgt', 'cs', '--output', output, '--model', 'cityscapes_rna-a1_cls19_s8',
         '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params', '--test-scales', str(SCALE),
         '--init-tgt-port', portion, '--idx-round', '0', '--kc-policy', policy, '--with-prior', prior,
-        '--gpus', '0', '--mine-id-number', '3'])
+        '--gpus', '0', '--mine-id-number', '3', '--test-steps', str(steps)])
     return st.complete_args(args)
 
 
-def full_resolution_path(prior=None, policy='cb', portion=0.2):
+def full_resolution_path(prior=None, policy='cb', portion=0.2, steps=1):
     """The reference's way: keep full-resolution maps, sort-based thresholds."""
-    pred = FakePredictor()
+    pred = FakePredictor(steps=steps)
     ups, maps = [], []
     for name in NAMES:
         img = np.asarray(Image.open('cs/leftImg8bit/train/aachen/%s.png' % name).convert('RGB'))
-        low, im_hw = pred.predict_lowres(img, SCALE)
-        up = upsample_probs(low, 8, im_hw, img.shape[:2])
+        low, im_hw, stride = pred.predict_lowres(img, SCALE)
+        up = upsample_probs(low, stride, im_hw, img.shape[:2])
         ups.append(up)
         maps.append(up if prior is None else np.multiply(prior, up).astype(np.float32))
     size, thresh = reference_stats(maps, portion, policy)
@@ -182,6 +183,50 @@ def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout):
     st.generate_pseudo_labels(val_args('out', portion='0.5'), predictor=other)
     assert other.calls == len(NAMES)
     assert not np.array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+
+
+def test_sub_stride_maps_are_stored_and_upsampled_at_their_own_stride(layout):
+    # --test-steps 2: maps at stride 4 between the passes; both passes upsample by 4.
+    assert st.run(val_args('out', steps=2), predictor=FakePredictor(steps=2)) == 0
+    ups, maps, ref_size, ref_thresh = full_resolution_path(steps=2)
+    assert ups[0].shape[1:] == SHAPE
+    np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+    info = get_dataset('cityscapes')
+    for name, up in zip(NAMES, ups):
+        np.testing.assert_array_equal(read_png('out/0/results/nplabelIds/%s.png' % name),
+                                      info.train2label[up.argmax(0)])
+        label, _ = reference_labels(up, ref_thresh)
+        np.testing.assert_array_equal(read_png('out/0/self_train/pseudo_labelIds/%s.png' % name),
+                                      info.train2label[label])
+
+
+def test_stored_map_carries_its_stride(tmp_path):
+    low = LowRes(np.random.RandomState(0).rand(3, 10, 18).astype(np.float32), (36, 72), 4)
+    st.save_lowres(str(tmp_path / 'a.npz'), low, (40, 80))
+    back, orig_hw = st.load_lowres(str(tmp_path / 'a.npz'), 8)
+    assert back.stride == 4 and back.im_hw == (36, 72) and orig_hw == (40, 80)
+    np.testing.assert_array_equal(back.probs, low.probs)
+    # A map stored before strides were (network stride, one step) reads at the network stride.
+    np.savez(str(tmp_path / 'old.npz'), probs=low.probs, im_hw=np.array([36, 72]), orig_hw=np.array([40, 80]))
+    assert st.load_lowres(str(tmp_path / 'old.npz'), 8)[0].stride == 8
+
+
+def test_mine_thresh_reaches_the_pseudo_label_phase(layout):
+    # Ours on purpose (README): the reference's solve_AO.py never passes --mine-thresh to the
+    # pseudo-label phase, which then always uses 0.001.
+    from issegm.solve_AO import build_parser as solve_ao_parser
+    ao = solve_ao_parser().parse_args([
+        '--num-round', '1', '--test-scales', str(SCALE), '--dataset', 'gta', '--dataset-tgt', 'cityscapes',
+        '--split-tgt', 'train', '--data-root-tgt', 'cs', '--output', 'out', '--model', 'cityscapes_rna-a1_cls19_s8',
+        '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params', '--init-tgt-port', '0.2',
+        '--mine-id-number', '3', '--mine-thresh', '0.05', '--kc-policy', 'cb', '--gpus', '0', '--base-lr', '1e-4'])
+    argv = st.val_argv(ao, st.round_schedule(ao)[0])
+    assert argv[argv.index('--mine-thresh') + 1] == '0.05'
+    assert st.run(build_parser().parse_args(argv), predictor=FakePredictor()) == 0
+    share = np.load('out/stats/cls_size.npy') / np.load('out/stats/cls_size.npy').sum()
+    priority = np.load('out/stats/mine_id_priority.npy')
+    np.testing.assert_array_equal(priority, np.nonzero(share < 0.05)[0])
+    assert set(priority) > set(np.nonzero(share < 0.001)[0])   # not the reference's fixed 0.001
 
 
 def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():

@@ -123,6 +123,28 @@ def test_solve_ST_val_as_a_script_with_spatial_prior(mini):
     assert 'with prior, pixel acc' in log
 
 
+def test_solve_ST_val_with_sub_stride_steps(mini):
+    from issegm import solve_ST
+    from issegm.datasets import get_dataset
+    from issegm.inference import Predictor
+    from issegm.model import get_model
+    weights = 'models/%s_ep-0000.params' % SRC_MODEL
+    argv = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root-tgt', 'cityscapes', '--split-tgt',
+            'train', '--output', 'st', '--model', MODEL, '--phase', 'val', '--weights', weights,
+            '--test-scales', '96', '--gpus', '0', '--init-tgt-port', '0.2', '--idx-round', '0', '--test-flipping',
+            '--with-prior', 'False', '--kc-policy', 'cb']
+    assert solve_ST.main(argv + ['--test-steps', '3']) == 2      # not a divisor of the stride: change the command
+    assert solve_ST.main(argv + ['--test-steps', '2']) == 0
+    name = 'aachen_000001_000019_leftImg8bit'
+    got = np.asarray(Image.open('st/0/results/nplabelIds/%s.png' % name))
+    img = np.asarray(Image.open('cityscapes/leftImg8bit/train/aachen/%s.png' % name).convert('RGB'))
+    net = get_model(MODEL, weights)
+    two = Predictor(net, 19, 8, flip=True, steps=2).predict(img, [96]).argmax(0)
+    train2label = get_dataset('cityscapes').train2label
+    np.testing.assert_array_equal(got, train2label[two])
+    assert not np.array_equal(two, Predictor(net, 19, 8, flip=True).predict(img, [96]).argmax(0))
+
+
 def test_solve_ST_without_arguments_prints_help():
     from issegm import solve_ST
     assert solve_ST.main([]) == 1
@@ -440,8 +462,8 @@ def oracle_pseudo_labels(weights, portion, scale=64, flip=True):
     maps, names = [], []
     for image_rel, _ in read_list('issegm/data_list/cityscapes/train.lst', 'cityscapes'):
         image = read_image(os.path.join('cityscapes', image_rel))
-        (probs, im_hw), = predictor.start(image, [scale]).lowres()
-        maps.append(upsample_probs(probs, 8, im_hw, image.shape[:2]))
+        low, = predictor.start(image, [scale]).lowres()
+        maps.append(upsample_probs(low.probs, low.stride, low.im_hw, image.shape[:2]))
         names.append(sample_name(image_rel))
     _, thresh = reference_stats(maps, portion, 'cb')
     info = get_dataset('cityscapes')

@@ -149,7 +149,7 @@ def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagene
                          '--model', MODEL, '--batch-images', '2', '--crop-size', '30', '--scale-rate-range',
                          '0.7,1.3', '--weights', imagenet_weights, '--lr-type', 'poly', '--base-lr', '0.001',
                          '--to-epoch', '1', '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher',
-                         'thread', '--cache-images', '0', '--origin-size', '1914'])
+                         'thread', '--cache-images', '0', '--origin-size', '128'])
     assert rc == 0
     arg, _ = load_params_from_file(os.path.join('gta_train', MODEL + '_ep-0001.params'))
     assert set(HEAD) <= set(arg) and 'linear1000_weight' not in arg
