@@ -9,8 +9,8 @@ import math
 import os
 import sys
 
-__all__ = ['FLAGS', 'add_flags', 'parse', 'apply_env_switches', 'script_main', 'FlagError', 'check_flags',
-           'describe_failure']
+__all__ = ['FLAGS', 'CRST_FLAGS', 'add_flags', 'parse', 'apply_env_switches', 'script_main', 'FlagError',
+           'check_flags', 'describe_failure']
 
 FLAGS = {
     '--dataset': dict(default=None, help='The (source) dataset, e.g. gta, synthia, cityscapes, cityscapes16.'),
@@ -68,7 +68,23 @@ FLAGS = {
     '--restart': dict(action='store_true', help='Discard what an earlier run with other settings left in '
                                                 '--output and start again (ours; without it such a rerun '
                                                 'stops with the differences).'),
+    # CRST (issegm/crst.py); 0 everywhere is CBST.
+    '--mr-weight-kld': dict(default=0., type=float, help='CRST-MRKLD: weight of the KL(uniform||p) model '
+                                                         'regulariser (applied twice on target pixels, as '
+                                                         'CRST does; 0: off).'),
+    '--mr-weight-ent': dict(default=0., type=float, help='CRST-MRENT: weight of the negative-entropy model '
+                                                         'regulariser (as --mr-weight-kld; 0: off).'),
+    '--mr-weight-l2': dict(default=0., type=float, help='CRST-MRL2: weight of the squared-L2 model '
+                                                        'regulariser (as --mr-weight-kld; 0: off).'),
+    '--lr-weight-ent': dict(default=0., type=float, help='CRST-LRENT: alpha of the entropy label regulariser; '
+                                                         '> 0 trains on soft pseudo-labels (needs --kc-policy '
+                                                         'cb; 0: off).'),
+    '--mr-weight-src': dict(default=0., type=float, help='CRST: model-regulariser weight on source samples '
+                                                         '(0: target samples only).'),
 }
+
+#: The CRST flags, taken by solve_AO.py and solve_ST.py.
+CRST_FLAGS = ['--mr-weight-kld', '--mr-weight-ent', '--mr-weight-l2', '--lr-weight-ent', '--mr-weight-src']
 
 
 def add_flags(parser, names, **changes):

@@ -113,8 +113,10 @@ class SampleReader(object):
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
                  scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), audits=None,
-                 cache_images=False, rate_from_image=False):
+                 cache_images=False, rate_from_image=False, targets=None):
         self.samples = list(samples)
+        # CRST (issegm.crst.TrainingTargets): labels for its loss, plus each sample's domain.
+        self.targets = targets
         self.label2train = label2train      # per domain, np.uint8[256]
         self.max_shapes = max_shapes        # per domain, (h, w)
         self.origin_sizes = origin_sizes    # per domain
@@ -241,10 +243,20 @@ class SampleReader(object):
         return data, label_crop.astype(np.float32).ravel(), geometry, finding
 
     def batch(self, indices, seeds):
-        """Stacked data and labels of the samples ``indices``, and their label findings (domain, finding)."""
+        """Stacked data and labels of the samples ``indices`` (and, with ``targets``, 1 for source samples)."""
+        return self.batch_and_findings(indices, seeds)[1:]
+
+    def batch_and_findings(self, indices, seeds):
+        """The label findings ``(domain, finding)`` of the samples, then what :meth:`batch` gives."""
         made = [self._make(i, s) for i, s in zip(indices, seeds)]
         findings = [(self.samples[i].domain, m[3]) for i, m in zip(indices, made) if m[3] is not None]
-        return np.stack([m[0] for m in made]), np.stack([m[1] for m in made]), findings
+        data = np.stack([m[0] for m in made])
+        if self.targets is None:
+            return findings, data, np.stack([m[1] for m in made])
+        samples = [self.samples[i] for i in indices]
+        labels = [self.targets(sample, label, geometry, self.crop_size, self.stride, sample.domain == TARGET)
+                  for sample, (_, label, geometry, _) in zip(samples, made)]
+        return findings, data, np.stack(labels), np.array([s.domain == SOURCE for s in samples], np.float32)
 
 
 _WORKER_READER = None
@@ -256,7 +268,7 @@ def _init_worker(reader):
 
 
 def _worker_batch(indices, seeds):
-    return _WORKER_READER.batch(indices, seeds)
+    return _WORKER_READER.batch_and_findings(indices, seeds)
 
 
 class FileIter(mx.io.DataIter):
@@ -268,6 +280,8 @@ class FileIter(mx.io.DataIter):
     it lacks comes from the dataset registry. ``samples`` (a list of
     :class:`Sample`) replaces the list files; ``seed`` makes every epoch
     repeatable (default: numpy's global generator, as the reference).
+    ``targets`` (:class:`issegm.crst.TrainingTargets`) makes the labels of the
+    CRST loss and adds the label ``is_source``; None is CBST.
 
     Without ``dataset_tgt`` it is the reference's source-training iterator
     (``data_src.py``): each image's scale rate comes from its own size, and
@@ -281,7 +295,7 @@ class FileIter(mx.io.DataIter):
                  rgb_mean=None, feat_stride=8, label_stride=None, label_steps=1, origin_size=None,
                  origin_size_tgt=None, crop_size=0, scale_rate_range=None, crops_per_image=1,
                  transformer=None, transformer_image=None, prefetch_threads=1, prefetcher_type='thread',
-                 samples=None, seed=None, prefetcher=None, cache_images=None):
+                 samples=None, seed=None, prefetcher=None, cache_images=None, targets=None):
         super(FileIter, self).__init__(batch_images)
         if crop_size <= 0:
             raise ValueError('--crop-size must be positive')
@@ -321,7 +335,8 @@ class FileIter(mx.io.DataIter):
             crop, feat_stride, tuple(scale_rate_range or (1., 1.)),
             mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
             mine_id_priority=meta.get('mine_id_priority', ()),
-            audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st)
+            audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st, targets=targets)
+        self.targets = targets
         self.batch_size = batch_images
         self.crop_size = crop
         self.stride = feat_stride
@@ -353,7 +368,11 @@ class FileIter(mx.io.DataIter):
     @property
     def provide_label(self):
         n = (self.crop_size // self.stride) ** 2
-        return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+        if self.targets is None:
+            return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+        from issegm.crst import DOMAIN_NAME
+        return [mx.io.DataDesc(self._label_name, self.targets.label_shape(self.batch_size, n)),
+                mx.io.DataDesc(DOMAIN_NAME, (self.batch_size,))]
 
     # -- epochs ------------------------------------------------------------------------
     def _pool(self):
@@ -370,7 +389,7 @@ class FileIter(mx.io.DataIter):
 
     def _submit(self, indices, seeds):
         if self._kind == 'thread':
-            return self._pool().submit(self.reader.batch, indices, seeds)
+            return self._pool().submit(self.reader.batch_and_findings, indices, seeds)
         return self._pool().submit(_worker_batch, indices, seeds)
 
     def reset(self):
@@ -399,12 +418,12 @@ class FileIter(mx.io.DataIter):
             for audit in self.audits:  # one warning per run: only files not reported before
                 audit.report(_logger)
             raise StopIteration
-        data, label, findings = self._pending.popleft().result()
+        findings, data, *labels = self._pending.popleft().result()
         for domain, finding in findings:
             self.audits[domain].add(finding)
         self._cursor += 1
         self._fill()
-        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(label)], pad=0,
+        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(l) for l in labels], pad=0,
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
     def epoch_indices(self):

@@ -73,10 +73,17 @@ def val_settings(args):
              '--test-steps': int(getattr(args, 'test_steps', 1)),
              '--init-tgt-port': float(args.init_tgt_port), '--kc-policy': args.kc_policy,
              '--with-prior': args.with_prior, '--mine-id-number': int(args.mine_id_number),
-             '--mine-thresh': float(args.mine_thresh)}
+             '--mine-thresh': float(args.mine_thresh),
+             '--lr-weight-ent': float(getattr(args, 'lr_weight_ent', 0.) or 0.)}
     if args.with_prior == 'True':
         found['prior sha256'] = _digest(prior_path(args.dataset))
     return found
+
+
+def _crst(args):
+    """The CRST flags in force ('' for CBST)."""
+    from issegm.crst import flag_argv
+    return ' '.join(flag_argv(args))
 
 
 def train_settings(args, devices, pseudo_label_marker):
@@ -92,7 +99,7 @@ def train_settings(args, devices, pseudo_label_marker):
              '--origin-size': args.origin_size, '--origin-size-tgt': args.origin_size_tgt,
              '--scale-rate-range': args.scale_rate_range, '--lr-type': lr_type, '--base-lr': args.base_lr,
              '--weight-decay': args.weight_decay, '--from-epoch': int(args.from_epoch),
-             '--mine-port': float(args.mine_port), 'devices': devices}
+             '--mine-port': float(args.mine_port), 'devices': devices, 'CRST': _crst(args)}
     if lr_type == 'step':
         found['--lr-steps'] = args.lr_steps
     if lr_type in ('linear', 'poly'):
@@ -104,7 +111,7 @@ def train_settings(args, devices, pseudo_label_marker):
 
 def rounds_settings(args, devices):
     """What decides a whole ``solve_AO`` run (``--num-round`` may grow: earlier rounds stay the same)."""
-    found = {'--weights sha256': _digest(args.weights), 'devices': devices,
+    found = {'--weights sha256': _digest(args.weights), 'devices': devices, 'CRST': _crst(args),
              'source list sha256': _digest(list_path(args.dataset, args.split)),
              'target list sha256': _digest(list_path(args.dataset_tgt, args.split_tgt))}
     for dest in ('dataset', 'dataset_tgt', 'split', 'split_tgt', 'model', 'batch_images', 'crop_size',

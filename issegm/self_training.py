@@ -107,6 +107,8 @@ def complete_args(args):
         raise ValueError("--kc-policy takes 'cb' or 'global', got %r" % (args.kc_policy,))
     if args.data_root is None:
         args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
+    from issegm.crst import weights_from_args
+    weights_from_args(args)  # CRST flags: checked before any work
     return args
 
 
@@ -298,11 +300,15 @@ def generate_pseudo_labels(args, predictor=None):
                          % list_path(args.dataset_tgt, args.split_tgt))
     with_prior = args.with_prior == 'True'
     portion = float(args.init_tgt_port)
+    from issegm.crst import weights_from_args
+    alpha = weights_from_args(args).lr_ent  # CRST-LRENT when > 0
     train_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
     config = dict(_forward_config(args), init_tgt_port=portion, kc_policy=args.kc_policy,
                   with_prior=with_prior, dataset=args.dataset, dataset_tgt=args.dataset_tgt,
                   split_tgt=args.split_tgt, mine_id_number=int(args.mine_id_number),
                   mine_thresh=float(args.mine_thresh), images=len(items))
+    if alpha:
+        config['lr_weight_ent'] = alpha
 
     done = _load_json(paths.marker)
     if done is not None and done.get('config') == config:
@@ -313,7 +319,8 @@ def generate_pseudo_labels(args, predictor=None):
         st = done['stats']
         _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
                      np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
-        shutil.rmtree(paths.probmap, ignore_errors=True)
+        if not alpha:  # with LRENT the maps are the soft labels' store
+            shutil.rmtree(paths.probmap, ignore_errors=True)
         return st
     if done is not None:
         logger.warning('round %d: %s was made with other settings; regenerating', r, paths.marker)
@@ -435,9 +442,11 @@ def generate_pseudo_labels(args, predictor=None):
 
     # ---- pass 2: labels from the thresholds
     thresh = effective_thresholds(cls_thresh)
+    # What decides the labels: the thresholds, and alpha with LRENT (so that labels of another rule are redone).
+    rule = np.append(thresh, alpha) if alpha else thresh
     old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
-    reuse = old is not None and np.array_equal(old, thresh)
-    save_npy_atomic(paths.thresholds_used, thresh)
+    reuse = old is not None and np.array_equal(old, rule)
+    save_npy_atomic(paths.thresholds_used, rule)
     bar = progress(x_num, 'round %d pass 2/2 pseudo-labels' % r)
     for i, (image, name) in enumerate(zip([it[0] for it in items], names)):
         out = RoundPaths.png(paths.pseudo_labelIds, name)
@@ -447,7 +456,11 @@ def generate_pseudo_labels(args, predictor=None):
         try:
             low, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'), stride)
             probmap = lowres_to_probmap(low, orig_hw, prior)
-            label, rw = pseudo_label(probmap, thresh, return_argmax=True)
+            if alpha:
+                from issegm.crst import lrent_pseudo_label
+                label, rw = lrent_pseudo_label(probmap, thresh, alpha, return_argmax=True)
+            else:
+                label, rw = pseudo_label(probmap, thresh, return_argmax=True)
             del probmap
             if args.kc_policy == 'cb':
                 _write_pred(paths.rwlabelIds, paths.rwcolor, name, rw, info)
@@ -464,9 +477,15 @@ def generate_pseudo_labels(args, predictor=None):
         stats['scores_np'] = {k: cm_np.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
     if cm_sp is not None:
         stats['scores_sp'] = {k: cm_sp.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
+    if alpha:
+        # CRST-LRENT: the low-resolution maps stay; training recomputes its soft labels from them.
+        from issegm.crst import SoftLabelStore
+        SoftLabelStore.save_recipe(paths.round_dir, paths.probmap, thresh, alpha, stride,
+                                   prior_dataset=args.dataset if with_prior else None)
     _write_json(paths.marker, {'config': config, 'stats': stats})
-    # As the reference, the maps are dropped once the round's labels exist.
-    shutil.rmtree(paths.probmap, ignore_errors=True)
+    if not alpha:
+        # As the reference, the maps are dropped once the round's labels exist.
+        shutil.rmtree(paths.probmap, ignore_errors=True)
     logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
     return stats
 
@@ -564,6 +583,10 @@ def retrain(args, dataiter_factory=None):
     logger.info('round %d: %d source images (portion %s, seed %d) + %d target images; mine_id %s, '
                 'mine_id_priority %s', r, len(source), args.init_src_port, args.seed_int, len(target),
                 mine_id, mine_id_priority)
+    from issegm.crst import Objective, describe, weights_from_args
+    weights = weights_from_args(args)
+    for line in describe(weights):
+        logger.info('round %d: %s', r, line)
     dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
     # The reference's schedule counts (whole source list) // batch updates an epoch, whatever
     # the round's real epoch length.
@@ -576,7 +599,8 @@ def retrain(args, dataiter_factory=None):
                      lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
                      backward_do_mirror=args.backward_do_mirror, seed=args.seed_int,
-                     schedule_batches=schedule_batches)
+                     schedule_batches=schedule_batches,
+                     objective=Objective(weights) if weights.active else None)
     except DivergenceError as exc:
         raise PhaseError('phase train round %d: %s' % (r, exc), code=2) from exc
     except Exception as exc:
@@ -596,6 +620,9 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     tgt = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
     # The reference caches images in training unless --cache-images says otherwise.
     cache = True if args.cache_images is None else bool(args.cache_images)
+    from issegm.crst import training_targets
+    targets = training_targets(args, spec.classes, RoundPaths(args.output, args.idx_round).round_dir,
+                               [sample_name(image) for image, _ in target])
     return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples,
                     batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
@@ -603,7 +630,8 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
                     cache_images=cache,
                     meta={'mine_port': args.mine_port, 'mine_id': mine_id,
-                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus})
+                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus},
+                    targets=targets)
 
 
 # ---------------------------------------------------------------------------- entry
@@ -737,7 +765,7 @@ def val_argv(args, rnd):
         ('--mine-thresh', args.mine_thresh),
         ('--test-scales', args.test_scales), ('--gpus', args.gpus), ('--init-tgt-port', rnd['tgt_port']),
         ('--idx-round', rnd['round']), ('--no-cudnn', True), ('--test-flipping', True),
-        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy)])
+        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy)]) + _crst_argv(args)
 
 
 def train_argv(args, rnd):
@@ -753,7 +781,14 @@ def train_argv(args, rnd):
         ('--prefetcher', 'process'), ('--mine-id-address', os.path.join(args.output, 'stats')),
         ('--mine-port', args.mine_port), ('--mine-thresh', args.mine_thresh), ('--cache-images', 0),
         ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
-        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')])
+        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')]) \
+        + _crst_argv(args)
+
+
+def _crst_argv(args):
+    """The non-zero CRST flags, forwarded to both phases (none for CBST: the reference's commands)."""
+    from issegm.crst import flag_argv
+    return flag_argv(args)
 
 
 def _die_with_parent():
@@ -864,6 +899,9 @@ def _rounds_locked(args, rounds):
     from issegm.cli import describe_failure
     log = set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
+    from issegm.crst import describe, weights_from_args
+    for line in describe(weights_from_args(args)):
+        log.info('%s', line)
     try:
         with _sigterm_as_exit():
             for rnd in rounds:

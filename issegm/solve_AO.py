@@ -24,7 +24,7 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from issegm.cli import add_flags, parse, script_main  # noqa: E402
+from issegm.cli import CRST_FLAGS, add_flags, parse, script_main  # noqa: E402
 
 
 def build_parser():
@@ -54,6 +54,7 @@ def build_parser():
                         help='The solve_ST.py to run each phase with, as a subprocess (default: in this '
                              'process).')
     add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--restart', '--debug'], kc_policy=None)
+    add_flags(parser, CRST_FLAGS)  # forwarded to both phases when non-zero
     return parser
 
 

@@ -328,7 +328,7 @@ def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batc
 def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
           stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
           weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
-          backward_do_mirror=False, batch_end_callback=None, seed=0, schedule_batches=None):
+          backward_do_mirror=False, batch_end_callback=None, seed=0, schedule_batches=None, objective=None):
     """Train the network of ``label`` on ``dataiter``; checkpoint to ``{prefix}-%04d.params``.
 
     Parameters
@@ -357,6 +357,9 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     schedule_batches : int
         Updates an epoch counts for the learning-rate schedule (default: the
         iterator's batches per epoch; ``solve_ST`` passes the reference's count).
+    objective : issegm.crst.Objective
+        Another loss than the network's SoftmaxOutput (CRST): gives the
+        Module and the logged metric. The checkpoints are the same network's.
 
     Returns the list of checkpoint paths written or found, in epoch order.
     Raises :class:`DivergenceError` when the loss or the weights stop being finite.
@@ -384,7 +387,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     # The schedule counts updates from from_epoch: a resumed run starts at the count it stopped at.
     updates = state['num_update'] if state is not None else (begin - from_epoch) * batches
     _seed(seed, 0)
-    mod = get_module(label, contexts)
+    mod = get_module(label, contexts) if objective is None else objective.module(label, contexts)
     mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
     mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
                     allow_missing=bool(missing))
@@ -400,7 +403,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     with atomic_path(prefix + '-symbol.json') as tmp:
         symbol.save(tmp)
 
-    metric = NllMetric()
+    metric = NllMetric() if objective is None else objective.metric()
     for epoch in range(begin, stop_epoch):
         _seed(seed, epoch + 1)
         n, speed = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback)

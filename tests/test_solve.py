@@ -4,6 +4,7 @@ The thin ResNet-38 member ``rna-t1`` stands in for A1 so that two rounds with
 the published flags (scaled down) run in well under a minute on a CPU.
 """
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -238,10 +239,10 @@ AO_CHILD = ('import sys, test_solve; from issegm import self_training, solve_AO;
             'self_training.make_dataiter = test_solve.slow_factory; sys.exit(solve_AO.main(sys.argv[1:]))')
 
 
-def ao_child(argv):
+def ao_child(argv, code=AO_CHILD):
     env = script_env()
     env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
-    return subprocess.Popen([sys.executable, '-c', AO_CHILD] + argv, env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, '-c', code] + argv, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -614,3 +615,94 @@ def test_solve_ST_train_names_every_missing_target_file_before_training(mini):
     assert len(line) == 1 and 'target_training.lst: 2 file(s) not found' in line[0]
     assert 'aachen_000001_000019_leftImg8bit.png (line 2)' in line[0] and 'run --phase val of round 0' in line[0]
     assert not glob.glob('out/0/*.params')
+
+
+# ---------------------------------------------------------------------------- CRST (issegm/crst.py)
+CRST_AO_FLAGS = [f if f != '2' or AO_FLAGS[i - 1] != '--num-round' else '1' for i, f in enumerate(AO_FLAGS)] + [
+    '--mr-weight-kld', '0.1', '--lr-weight-ent', '0.25']
+
+SLOW_AO_CHILD = ('import sys, test_solve; from issegm import solve_AO; test_solve.slow_sample_batches(); '
+                 'sys.exit(solve_AO.main(sys.argv[1:]))')
+
+
+def slow_sample_batches(seconds=0.15):
+    """The real iterator, slowed down (also in its forked workers) so that a kill lands inside an epoch."""
+    from issegm.data import SampleReader
+    batch = SampleReader.batch_and_findings
+
+    def slow(self, indices, seeds):
+        time.sleep(seconds)
+        return batch(self, indices, seeds)
+    SampleReader.batch_and_findings = slow
+
+
+def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
+    from issegm.crst import soft_pseudo_labels
+    from issegm.datasets import get_dataset
+    from issegm.self_training import load_lowres, lowres_to_probmap
+    assert CRST_AO_FLAGS[CRST_AO_FLAGS.index('--num-round') + 1] == '1'
+    proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
+    kill_when_exists(proc, 'ao/0/%s_ep-0001.params' % MODEL, 'CRST training never finished an epoch')
+    final = 'ao/0/%s_ep-0002.params' % MODEL
+    assert not os.path.exists(final), 'the kill came too late to test resuming'
+    before = mtimes('ao/0/**/*.png')
+    before.update(mtimes('ao/0/probmap/*.npz'))
+    before.update(mtimes('ao/0/[ps]*_*.json'))
+    before.update(mtimes('ao/0/*.params'))
+    assert len(before) == 4 * 6 + 4 + 2 + 1  # PNGs, low-res maps, marker + recipe, epoch 1
+
+    proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+    assert os.path.exists(final)
+    assert mtimes('ao/0/**/*.png') == {p: t for p, t in before.items() if p.endswith('.png')}
+    assert {p: os.path.getmtime(p) for p in before} == before  # only the missing epoch was redone
+
+    for log in ('ao/solve_AO.log', 'ao/%s.log' % MODEL):
+        text = open(log).read()
+        assert 'CRST-LRENT: soft pseudo-labels with alpha = 0.25' in text
+        assert '--mr-weight-kld 0.1 -> effective coefficient 0.01 on target pixels' in text
+    assert 'resuming' in open('ao/%s.log' % MODEL).read()
+    val_cmd = [l for l in open('ao/solve_AO.log') if 'running solve_ST' in l and '--phase val' in l][0]
+    assert val_cmd.rstrip().endswith('--mr-weight-kld 0.1 --lr-weight-ent 0.25')
+
+    # the hard labels are LRENT's, recomputed from the kept low-resolution maps and the recipe
+    recipe = json.load(open('ao/0/soft_labels.json'))
+    assert recipe['alpha'] == 0.25 and recipe['prior_dataset'] is None
+    info = get_dataset('cityscapes')
+    ignored = 0
+    for npz in sorted(glob.glob('ao/0/probmap/*.npz')):
+        low, orig_hw = load_lowres(npz, 8)
+        hard = soft_pseudo_labels(lowres_to_probmap(low, orig_hw), recipe['thresholds'], 0.25)[1]
+        name = os.path.basename(npz)[:-4] + '.png'
+        saved = np.asarray(Image.open('ao/0/self_train/pseudo_labelIds/' + name))
+        assert np.array_equal(saved, info.train2label[hard])
+        ignored += (hard == 255).sum()
+    assert ignored < 4 * SHAPE[0] * SHAPE[1]
+
+
+def test_crst_flags_at_zero_are_cbst_bit_for_bit(mini):
+    from issegm import self_training as st
+    zeros = ['--mr-weight-kld', '0', '--mr-weight-ent', '0', '--mr-weight-l2', '0', '--lr-weight-ent', '0',
+             '--mr-weight-src', '0']
+    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
+              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--model', MODEL, '--gpus', '0']
+    for out, extra in (('cbst', []), ('zeros', zeros)):
+        assert st.run(st_args(*common, *extra, '--output', out, '--phase', 'val', '--weights',
+                              'models/%s_ep-0000.params' % SRC_MODEL, '--test-scales', '64',
+                              '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+        assert st.run(st_args(*common, *extra, '--output', out, '--phase', 'train', '--batch-images', '2',
+                              '--crop-size', '32', '--init-src-port', '0.5', '--base-lr', '1e-3',
+                              '--mine-id-address', out + '/stats', '--seed-int', '0', '--prefetcher', 'thread',
+                              '--weights', 'models/%s_ep-0000.params' % SRC_MODEL, '--to-epoch', '1',
+                              '--idx-round', '0')) == 0
+    files = sorted(os.path.relpath(p, 'cbst') for p in glob.glob('cbst/0/**/*.png', recursive=True))
+    assert len(files) == 4 * 6 and not os.path.exists('zeros/0/soft_labels.json')
+    files.append('0/%s_ep-0001.params' % MODEL)
+    for rel in files:
+        with open(os.path.join('cbst', rel), 'rb') as a, open(os.path.join('zeros', rel), 'rb') as b:
+            assert a.read() == b.read(), rel
+    # the round driver passes no CRST flag to CBST's phases: the reference's commands
+    from issegm.solve_AO import build_parser
+    args = build_parser().parse_args(AO_FLAGS)
+    rnd = st.round_schedule(args)[0]
+    assert not [w for w in st.val_argv(args, rnd) + st.train_argv(args, rnd) if w.startswith(('--mr-', '--lr-w'))]
