@@ -27,8 +27,8 @@ import time
 
 from util.io import atomic_write, makedirs
 
-__all__ = ['RunRefused', 'lock_output', 'release_output', 'locked', 'settle', 'child_lock_env', 'check_settings', 'forget_settings',
-           'remove_debris', 'file_digest', 'environment', 'RUN_FILE']
+__all__ = ['RunRefused', 'lock_output', 'release_output', 'locked', 'settle', 'child_lock_env', 'check_settings',
+           'forget_settings', 'remove_debris', 'file_digest', 'environment', 'RUN_FILE']
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ and refuses a rerun with others unless ``--restart`` (:mod:`issegm.run_guard`);
 training reads the round's own ``target_training.lst``.
 """
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -791,13 +792,15 @@ def _crst_argv(args):
     return flag_argv(args)
 
 
-def _die_with_parent():
+def _die_with_parent(parent):
     # Runs in the child before exec: the kernel sends it SIGTERM when solve_AO dies, even by SIGKILL.
     import ctypes
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # solve_AO died between the fork and the line above
+        os._exit(143)
 
 
 def _run_child(cmd):
@@ -805,7 +808,8 @@ def _run_child(cmd):
     import subprocess
     from issegm.run_guard import child_lock_env
     env, fds = child_lock_env()
-    proc = subprocess.Popen(cmd, env=env, pass_fds=fds, preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(cmd, env=env, pass_fds=fds,
+                            preexec_fn=functools.partial(_die_with_parent, os.getpid()))
     try:
         return proc.wait()
     except BaseException:
