@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from issegm import metrics
-from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.log import set_logger
@@ -68,13 +68,21 @@ def resolve_args(args):
     * ``--log-file`` omitted: ``{weights stem}[_{split} unless val].log``;
     * ``--data-root`` omitted: ``data/{dataset}``.
     """
+    from issegm.cli import FlagError, check_flags
     from issegm.model import label_from_weights, parse_label
+    try:
+        check_flags(args)
+    except FlagError as exc:
+        raise EvalError(str(exc))
     if args.phase not in ('val', 'test'):
         raise EvalError('evaluate.py runs --phase val (scores and predictions) or test '
                         '(predictions only); got --phase %s' % args.phase)
     if args.weights is None:
         raise EvalError('--weights is required: the checkpoint to evaluate, '
                         'e.g. models/gta_rna-a1_cls19_s8_ep-0000.params')
+    if not os.path.isfile(args.weights):
+        # Said before anything is read from the name, so a missing file is not blamed on the label.
+        raise EvalError('weights not found: %s' % args.weights)
     if args.model is None:
         try:
             args.model = label_from_weights(args.weights)
@@ -165,6 +173,7 @@ class Evaluation(object):
         self.save_results = save_results
         self.post = Postprocessor(info.num_classes, postprocess, ctx=getattr(predictor, 'ctx', None))
         self.cm = metrics.ConfusionMatrix(info.num_classes)
+        self.audit = LabelAudit(info)  # unknown ids are ignored by the scores, and reported once
         self.valid = np.zeros(256, bool)
         self.valid[info.valid_label_ids] = True
         if save_results:
@@ -217,8 +226,8 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     the PNGs are written by one thread per core behind it (``background_save``;
     any write error is raised here). The loop only launches images i+1 and
     i+2 (their forwards and post-processing, :func:`issegm.inference.ahead`)
-    before it waits for image i's prediction. ``overlap=False`` waits for each image
-    before launching the next (for benchmarks).
+    before it waits for image i's prediction. ``overlap=False`` waits for
+    each image before launching the next (for benchmarks).
     """
     from issegm.inference import LOOP_DEPTH, ahead
     x_num = len(prepared.items)
@@ -238,12 +247,13 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
 
     def read(item):  # in a reader thread
         image, label = _load_pair(data_root, item[0], item[1], prepared.has_gt)
-        return evaluation.prepare(image), label
+        finding = evaluation.audit.inspect(os.path.join(data_root, item[1]), label) if label is not None else None
+        return evaluation.prepare(image), label, finding
 
     def launch(record):
         (image_rel, _), future = record
-        inputs, label = future.result()
-        return predicting(evaluation.start, inputs, label, image_rel), label
+        inputs, label, finding = future.result()
+        return predicting(evaluation.start, inputs, label, image_rel), label, finding
 
     readers = max(int(prefetch_threads), host_workers())
     writers = host_workers() if background_save and evaluation.save_results else 0
@@ -251,8 +261,9 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     with Writer(writers) as writer, contextlib.closing(prefetch(read, prepared.items, readers)) as records:
         for i, launched in enumerate(ahead(records, launch, depth=LOOP_DEPTH if overlap else 0)):
             (image_rel, _), _ = launched.item
-            pending, label = launched.get()
+            pending, label, finding = launched.get()
             pred = predicting(evaluation.finish, pending)
+            evaluation.audit.add(finding)  # unknown ids: ignored by the scores, reported once
             if evaluation.save_results:
                 writer.submit(evaluation.save, sample_name(image_rel), pred, label)
             if (i + 1) % log_every == 0 or i + 1 == x_num:
@@ -262,6 +273,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
                     msg += '; ' + evaluation.cm.summary()
                 logger.info(msg)
     timer['other'] += time.time() - start - (timer['predict'] - predict_before)
+    evaluation.audit.report(logger)
     logger.info('Done in %.2f s.', time.time() - start)
     return evaluation.cm
 
@@ -272,13 +284,18 @@ def run(args, net=None):
     ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
     it must map normalised NCHW data to probabilities at 1/stride.
     """
+    from issegm.run_guard import locked
+    resolve_args(args)
+    prepared = prepare(args)
+    # The output may be a checkpoint's folder: clean only the folders evaluation writes.
+    with locked(args.output, ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')), False):
+        return _run_locked(args, prepared, net)
+
+
+def _run_locked(args, prepared, net):
     from issegm.inference import Predictor
     from issegm.model import get_model
     from util.device import get_contexts
-
-    resolve_args(args)
-    prepared = prepare(args)
-    makedirs(args.output)
     set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))

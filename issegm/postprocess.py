@@ -42,7 +42,7 @@ from util.image import interp_method, resize
 from util.parallel import class_argmax, thread_pool
 
 __all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
-           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode']
+           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'resolved_mode']
 
 MODES = ('auto', 'pil', 'device')
 
@@ -493,6 +493,14 @@ class Postprocessor(object):
             label, argmax = ops.pseudo(self.probmap(source, prior=prior), thresholds)
             return {'label': label, 'argmax': argmax}
         return Pending(ops, work)
+
+
+def resolved_mode(mode, gpus):
+    """The path ``--postprocess mode`` takes with ``--gpus gpus`` (``auto`` resolved)."""
+    if mode != 'auto':
+        return mode
+    from util.device import get_contexts
+    return default_mode(get_contexts(gpus)[0])
 
 
 def default_mode(ctx):

@@ -28,9 +28,13 @@ Resuming: every file is written atomically; an image whose pass-1 outputs
 exist is not forwarded again (its low-resolution map is reloaded, so the
 confidences are the same); a round whose pseudo-labels are complete (marker
 ``{output}/{r}/pseudo_label.done.json``, written last) is not regenerated;
-training continues from the last whole epoch checkpoint.
+training continues from the last whole epoch checkpoint and its optimizer
+state, bit for bit. Each phase records its settings in ``{output}/{r}/run.json``
+and refuses a rerun with others unless ``--restart`` (:mod:`issegm.run_guard`);
+training reads the round's own ``target_training.lst``.
 """
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -41,7 +45,7 @@ import time
 
 import numpy as np
 
-from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from issegm.postprocess import Postprocessor, apply_prior
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import ConfidenceCollector, effective_thresholds, mining_ids, threshold_stats
@@ -62,7 +66,22 @@ MARKER = 'pseudo_label.done.json'
 
 
 class PhaseError(RuntimeError):
-    """A phase failed; the message says where and how to resume (one line)."""
+    """A phase failed; the message says where and how to resume (one line).
+
+    ``code`` is the exit code: 1 when the same command continues once the
+    cause is fixed, 2 when the command must change.
+    """
+
+    def __init__(self, message, code=1):
+        super(PhaseError, self).__init__(message)
+        self.code = code
+
+
+def _image_failure(r, step, i, n, image, exc):
+    from issegm.cli import describe_failure
+    return PhaseError('phase val (pseudo-labels) round %d %s failed at image %d/%d %s: %s; then rerun the same '
+                      'command to resume (finished images are kept)'
+                      % (r, step, i + 1, n, image, describe_failure(exc)[1]))
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -131,6 +150,22 @@ class RoundPaths(object):
         self.marker = os.path.join(self.round_dir, MARKER)
         self.thresholds_used = os.path.join(self.round_dir, 'pseudo_label_thresholds.npy')
         self.source_selected = os.path.join(self.round_dir, 'source_selected.lst')
+        # The round's own copy of the target training list: training reads this one, so runs
+        # in one working folder never train on each other's pseudo-labels.
+        self.training_list = os.path.join(self.round_dir, 'target_training.lst')
+
+    def has_pseudo_label_work(self):
+        """Whether the phase has written any per-image output (a failed start leaves none)."""
+        return os.path.exists(self.marker) or any(
+            os.path.isdir(f) and any(True for _ in os.scandir(f)) for f in (self.nplabelIds, self.pseudo_labelIds))
+
+    def discard_pseudo_labels(self):
+        """Remove this round's pseudo-label phase outputs (``--restart``)."""
+        for folder in (os.path.dirname(self.nplabelIds), os.path.dirname(self.pseudo_labelIds), self.probmap):
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in (self.marker, self.thresholds_used, self.training_list):
+            if os.path.exists(path):
+                os.remove(path)
 
     @staticmethod
     def png(folder, name):
@@ -223,9 +258,11 @@ def _write_stats(stats_dir, cls_size, cls_thresh, mine_id, mine_id_priority):
 
 
 def _write_training_list(path, items, paths):
-    with atomic_write(path) as f:
-        for image, _ in items:
-            f.write('%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))))
+    """The target training list, as the reference writes it, and the round's own copy."""
+    lines = ['%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))) for image, _ in items]
+    for target in (paths.training_list, path):
+        with atomic_write(target) as f:
+            f.writelines(lines)
 
 
 def _make_predictor(args, spec, contexts):
@@ -380,9 +417,7 @@ class _Round(object):
         self.net_stride = net_stride   # of maps stored before they carried their stride
 
     def _fail(self, step, i, exc):
-        return PhaseError('phase val (pseudo-labels) round %d pass %d failed at image %d/%d %s: %s: %s; '
-                          'rerun the same command to resume (finished images are kept)'
-                          % (self.r, step, i + 1, len(self.items), self.items[i][0], type(exc).__name__, exc))
+        return _image_failure(self.r, 'pass %d' % step, i, len(self.items), self.items[i][0], exc)
 
     def _guarded(self, step, i, fn, *args):
         def job():
@@ -402,6 +437,7 @@ class _Round(object):
         args, paths, num_classes = self.args, self.paths, self.post.num_classes
         with_prior = self.post.ops.prior is not None
         collector = ConfidenceCollector(num_classes)
+        audit = LabelAudit(self.info)
         cm_np = ConfusionMatrix(num_classes) if has_gt else None
         cm_sp = ConfusionMatrix(num_classes) if has_gt and with_prior else None
 
@@ -411,14 +447,19 @@ class _Round(object):
                 data = load_lowres(self._npz(i), self.net_stride)
             else:
                 data = predictor.prepare(read_image(os.path.join(args.data_root_tgt, image)), [scale])
-            gt = np.take(self.info.label2train, read_label(os.path.join(args.data_root_tgt, label))) \
-                if has_gt else None
-            return data, gt
+            gt = finding = None
+            if has_gt:
+                gt_path = os.path.join(args.data_root_tgt, label)
+                gt_ids = read_label(gt_path)
+                finding = audit.inspect(gt_path, gt_ids)  # unknown ids: ignored by the scores, reported once
+                gt = np.take(self.info.label2train, gt_ids)
+            return data, gt, finding
 
         def launch(record):
             # Image i+1's forward and post-processing are queued before image i's results are awaited.
             i, future = record
-            data, gt = future.result()
+            data, gt, finding = future.result()
+            audit.add(finding)
             job = None if finished[i] else predictor.launch(data)
             orig_hw = data[1] if job is None else tuple(job.orig_hw)
             if gt is not None and gt.shape != tuple(orig_hw):
@@ -466,6 +507,7 @@ class _Round(object):
                 if cm_np is not None:
                     logger.info('no prior, %s', cm_np.summary())
         bar.close()
+        audit.report(logger)
         logger.info('round %d pass 1: %d images forwarded, %d reloaded', self.r, forwarded,
                     len(self.items) - forwarded)
         return collector, cm_np, cm_sp
@@ -545,7 +587,7 @@ def _load_mining(address):
 
 
 def training_samples(args):
-    """``(source_items, target_items)`` of this round as ``(image, label)`` paths ready to open.
+    """``(source_items, target_items, num_source)`` of this round; items are ``(image, label)`` paths.
 
     Source paths are joined to ``--data-root``; target images to
     ``--data-root-tgt`` and target labels are the pseudo-label paths of the
@@ -554,7 +596,7 @@ def training_samples(args):
     order drawn).
     """
     src_list = list_path(args.dataset, args.split)
-    src = read_list(src_list, args.data_root)
+    src = read_list(src_list, args.data_root, need_labels=True)
     idx = select_source(len(src), args.init_src_port, args.seed_int)
     paths = RoundPaths(args.output, args.idx_round)
     with atomic_write(paths.source_selected) as f:
@@ -563,14 +605,17 @@ def training_samples(args):
             f.write('%s\t%s\n' % (image, label) if label is not None else '%s\n' % image)
     source = [(os.path.join(args.data_root, src[i][0]), os.path.join(args.data_root, src[i][1]))
               for i in idx]
-    tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+    tgt_list = paths.training_list
+    if not os.path.exists(tgt_list):
+        # Rounds made before the per-round copy existed.
+        tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+        logger.warning('%s not found: reading the shared %s (another run in this working folder may '
+                       'have rewritten it)', paths.training_list, tgt_list)
+    # Every target image and pseudo-label is looked up before training starts.
+    hint = 'check --data-root-tgt; missing pseudo-labels: run --phase val of round %d first' % args.idx_round
     target = [(os.path.join(args.data_root_tgt, image), label)
-              for image, label in read_list(tgt_list, args.data_root_tgt, check_exists=False)]
-    missing = [label for _, label in target if not os.path.isfile(label)]
-    if missing:
-        raise FileNotFoundError('%s lists %d pseudo-labels that do not exist (first: %s); run --phase val '
-                                'of round %d first' % (tgt_list, len(missing), missing[0], args.idx_round))
-    return source, target
+              for image, label in read_list(tgt_list, args.data_root_tgt, label_root=None, hint=hint)]
+    return source, target, len(src)
 
 
 def retrain(args, dataiter_factory=None):
@@ -580,7 +625,7 @@ def retrain(args, dataiter_factory=None):
     builds the iterator (default :func:`make_dataiter`); tests pass a cheap one.
     """
     from issegm.model import parse_label
-    from issegm.training import train
+    from issegm.training import DivergenceError, train
     from util.device import get_contexts
     spec = parse_label(args.model)
     if args.to_epoch is None:
@@ -594,7 +639,7 @@ def retrain(args, dataiter_factory=None):
         logger.info('round %d: already trained to epoch %d (%s); nothing to do', r, stop_epoch, final)
         return [final]
     contexts = get_contexts(args.gpus)
-    source, target = training_samples(args)
+    source, target, num_source = training_samples(args)
     mine_id, mine_id_priority = _load_mining(args.mine_id_address)
     logger.info('round %d: %d source images (portion %s, seed %d) + %d target images; mine_id %s, '
                 'mine_id_priority %s', r, len(source), args.init_src_port, args.seed_int, len(target),
@@ -604,6 +649,9 @@ def retrain(args, dataiter_factory=None):
     for line in describe(weights):
         logger.info('round %d: %s', r, line)
     dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
+    # The reference's schedule counts (whole source list) // batch updates an epoch, whatever
+    # the round's real epoch length.
+    schedule_batches = max(1, num_source // int(args.batch_images or 1))
     try:
         return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
                      from_epoch=int(args.from_epoch), to_epoch=int(args.to_epoch), stop_epoch=stop_epoch,
@@ -612,10 +660,14 @@ def retrain(args, dataiter_factory=None):
                      lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
                      backward_do_mirror=args.backward_do_mirror, seed=args.seed_int,
+                     schedule_batches=schedule_batches,
                      objective=Objective(weights) if weights.active else None)
+    except DivergenceError as exc:
+        raise PhaseError('phase train round %d: %s' % (r, exc), code=2) from exc
     except Exception as exc:
-        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
-                         'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \
+        from issegm.cli import describe_failure
+        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s; then rerun the same '
+                         'command to resume from the last whole epoch' % (r, prefix, describe_failure(exc)[1])) \
             from exc
 
 
@@ -644,31 +696,66 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
 
 
 # ---------------------------------------------------------------------------- entry
+def _guard_phase(args):
+    """Lock ``--output``; refuse a rerun of this round's phase with other settings (or restart it)."""
+    from issegm.preflight import train_settings, val_settings
+    from issegm.run_guard import settle
+    from issegm.training import last_checkpoint, remove_checkpoints
+    paths = RoundPaths(args.output, args.idx_round)
+    prefix = os.path.join(paths.round_dir, '%s_ep' % args.model)
+    if args.phase == 'val':
+        settle(paths.round_dir, 'pseudo_labels', val_settings(args), restart=args.restart,
+               discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round,
+               has_work=paths.has_pseudo_label_work)
+        return
+    from util.device import get_contexts
+
+    def discard():
+        remove_checkpoints(prefix)
+        if os.path.exists(paths.source_selected):
+            os.remove(paths.source_selected)
+
+    settle(paths.round_dir, 'training', train_settings(args, len(get_contexts(args.gpus)), paths.marker),
+           restart=args.restart, discard=discard, what='training of round %d' % args.idx_round,
+           has_work=lambda: last_checkpoint(prefix) is not None)
+
+
 def run(args, predictor=None, dataiter_factory=None):
-    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code."""
-    if args.debug:
-        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
-    if args.backward_do_mirror:
-        os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
-    if args.no_mxnet_cudnn_autotune_default:
-        os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
+    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code.
+
+    Failures are one line in the log and on stderr; the exit code is 1 when
+    the same command can continue after the cause is fixed, 2 when the
+    command or its input must change (:func:`issegm.cli.describe_failure`).
+    """
+    from issegm.cli import apply_env_switches, check_flags
+    from issegm.run_guard import locked
+    apply_env_switches(args)
+    check_flags(args)
     complete_args(args)
-    makedirs(args.output)
+    check_flags(args)  # the derived --output too
+    with locked(args.output):
+        return _run_phase_locked(args, predictor, dataiter_factory)
+
+
+def _run_phase_locked(args, predictor, dataiter_factory):
+    from issegm.cli import describe_failure
     log = set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
-    from issegm.datasets import DataError
     try:
+        _guard_phase(args)
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
         else:
             retrain(args, dataiter_factory=dataiter_factory)
     except PhaseError as exc:
         log.error('%s', exc)
-        return 1
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        # Raised before any per-image work (arguments, lists, files): one line.
-        log.error('phase %s round %s could not start: %s', args.phase, args.idx_round, exc)
-        return 1
+        return exc.code
+    except Exception as exc:
+        if args.debug:
+            log.exception('phase %s round %s failed', args.phase, args.idx_round)
+        code, line = describe_failure(exc)
+        log.error('phase %s round %s: %s', args.phase, args.idx_round, line)
+        return code
     return 0
 
 
@@ -697,6 +784,8 @@ def round_schedule(args):
                          % (args.source_sample_policy,))
     if args.base_lr is None:
         raise ValueError('solve_AO needs --base-lr')
+    if args.model is None or args.weights is None:
+        raise ValueError('solve_AO needs --model and --weights (the source model)')
     weights, to_epoch = args.weights, args.epr
     lr, tgt_port, src_port = args.base_lr, args.init_tgt_port, args.init_src_port
     rounds = []
@@ -766,53 +855,147 @@ def _crst_argv(args):
     return flag_argv(args)
 
 
-def _run_phase(args, argv, what):
+def _die_with_parent(parent):
+    # Runs in the child before exec: the kernel sends it SIGTERM when solve_AO dies, even by SIGKILL.
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # solve_AO died between the fork and the line above
+        os._exit(143)
+
+
+def _run_child(cmd):
+    """Run ``cmd`` under this run's lock; ending this process (signal or exception) ends the child."""
     import subprocess
+    from issegm.run_guard import child_lock_env
+    env, fds = child_lock_env()
+    proc = subprocess.Popen(cmd, env=env, pass_fds=fds,
+                            preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
+def _run_phase(args, argv, what):
     if args.self_training_script:
         cmd = [sys.executable, args.self_training_script] + argv
         logger.info('running %s', ' '.join(cmd))
-        code = subprocess.call(cmd)
+        code = _run_child(cmd)
     else:
         from issegm import solve_ST
         logger.info('running solve_ST %s', ' '.join(argv))
         code = solve_ST.main(argv)
+    if code == 2:
+        raise PhaseError('%s failed (see its error above); no later phase was started' % what, code=2)
     if code:
-        raise PhaseError('%s failed (exit code %s); rerun the same solve_AO command to continue from there'
-                         % (what, code))
+        raise PhaseError('%s failed (exit code %s); once its cause is fixed, rerun the same solve_AO command '
+                         'to continue from there' % (what, code))
+
+
+def _has_round_work(output, rounds, model):
+    """Whether any round of ``output`` has pseudo-label or training outputs."""
+    from issegm.training import last_checkpoint
+    for rnd in rounds:
+        paths = RoundPaths(output, rnd['round'])
+        if paths.has_pseudo_label_work() or \
+                last_checkpoint(os.path.join(paths.round_dir, '%s_ep' % model)) is not None:
+            return True
+    return False
+
+
+def _discard_rounds(output):
+    """Remove the round folders and statistics of ``output`` (``solve_AO --restart``)."""
+    for name in os.listdir(output):
+        if name.isdigit() or name == 'stats':
+            shutil.rmtree(os.path.join(output, name))
+            logger.info('removed %s', os.path.join(output, name))
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def run_rounds(args):
     """The body of ``solve_AO.py``: for each round, pseudo-labels then retraining.
 
-    A round whose final checkpoint exists is skipped whole; inside a round,
-    each phase resumes by itself, so rerunning after a kill continues.
-    Returns an exit code.
+    Every flag and list of the whole run is checked first
+    (:func:`issegm.preflight.check_rounds`); the output is locked and its
+    settings compared with the recorded ones. A round whose final checkpoint
+    exists is skipped whole; inside a round, each phase resumes by itself, so
+    rerunning after a kill continues. Returns an exit code.
     """
-    makedirs(args.output)
+    from issegm.cli import check_flags
+    from issegm.preflight import check_rounds, rounds_settings
+    from issegm.run_guard import locked, settle
+    from util.device import get_contexts
+    check_flags(args)
+    rounds = round_schedule(args)
+    check_rounds(args, rounds)
+    with locked(args.output):
+        settle(args.output, 'solve_AO', rounds_settings(args, len(get_contexts(args.gpus))), restart=args.restart,
+               discard=lambda: _discard_rounds(args.output), what='self-training rounds',
+               has_work=lambda: _has_round_work(args.output, rounds, args.model))
+        return _rounds_locked(args, rounds)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit in the main thread, so a running child phase is ended first."""
+    import signal
+    try:
+        old = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _rounds_locked(args, rounds):
+    from issegm.cli import describe_failure
     log = set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
-    if args.model is None:
-        raise ValueError('solve_AO needs --model')
-    if args.weights is None:
-        raise ValueError('solve_AO needs --weights (the source model)')
     from issegm.crst import describe, weights_from_args
     for line in describe(weights_from_args(args)):
         log.info('%s', line)
     try:
-        for rnd in round_schedule(args):
-            r = rnd['round']
-            log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
-                     r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
-            if os.path.exists(rnd['final']):
-                log.info('round %d: already complete (%s); skipped', r, rnd['final'])
-                continue
-            _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
-            _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)
-            # Logging may have been redirected by an in-process phase.
-            log = set_logger(args.output, 'solve_AO.log')
+        with _sigterm_as_exit():
+            for rnd in rounds:
+                _run_round(args, rnd, log)
+                # Logging may have been redirected by an in-process phase.
+                log = set_logger(args.output, 'solve_AO.log')
     except PhaseError as exc:
         log = set_logger(args.output, 'solve_AO.log')
         log.error('%s', exc)
-        return 1
+        return exc.code
+    except Exception as exc:
+        log = set_logger(args.output, 'solve_AO.log')
+        if args.debug:
+            log.exception('solve_AO failed')
+        code, line = describe_failure(exc)
+        log.error('%s', line)
+        return code
     log.info('all %d rounds done', args.num_round)
     return 0
+
+
+def _run_round(args, rnd, log):
+    r = rnd['round']
+    log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
+             r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
+    if os.path.exists(rnd['final']):
+        log.info('round %d: already complete (%s); skipped', r, rnd['final'])
+        return
+    _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
+    _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)

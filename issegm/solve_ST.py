@@ -36,7 +36,7 @@ def build_parser():
     add_flags(parser, ['--phase', '--with-prior', '--test-scales', '--test-flipping', '--test-steps',
                        '--kvstore', '--prefetch-threads', '--prefetcher', '--cache-images', '--log-file',
                        '--check-start', '--check-step', '--debug', '--backward-do-mirror', '--no-cudnn',
-                       '--kc-policy', '--postprocess'])
+                       '--kc-policy', '--restart', '--postprocess'])
     add_flags(parser, CRST_FLAGS)
     return parser
 
