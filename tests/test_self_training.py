@@ -302,3 +302,17 @@ def test_solve_AO_passes_postprocess_on_only_when_chosen():
     assert '--postprocess' not in st.val_argv(build_parser().parse_args(argv), rnd)  # the reference's command
     got = st.val_argv(build_parser().parse_args(argv + ['--postprocess', 'pil']), rnd)
     assert got[got.index('--postprocess') + 1] == 'pil'
+
+
+def test_a_round_made_on_the_device_path_refuses_a_rerun_on_the_other(layout, caplog):
+    # The two paths differ in the last bits: a round never mixes them (issegm.preflight).
+    args = val_args('out')
+    args.postprocess = 'device'
+    assert st.run(args, predictor=FakePredictor()) == 0
+    again = val_args('out')
+    again.postprocess = 'pil'
+    assert st.run(again, predictor=FakePredictor()) == 2
+    assert any('--postprocess' in r.getMessage() for r in caplog.records)
+    same = val_args('out')
+    same.postprocess = 'device'
+    assert st.run(same, predictor=FakePredictor()) == 0

@@ -472,15 +472,18 @@ def oracle_pseudo_labels(weights, portion, scale=64, flip=True):
 
 
 VAL_CHILD = ('import os, sys, time, test_solve; from issegm import self_training, solve_ST\n'
-             'real = self_training.pseudo_label\n'
+             'real = self_training._write_pred\n'
              'calls = []\n'
-             'def paused(*a, **k):\n'
-             '    calls.append(1)\n'
-             '    if len(calls) == 2:\n'
-             '        open(os.path.join(sys.argv[sys.argv.index("--output") + 1], "pass2_paused"), "w").close()\n'
-             '        time.sleep(600)\n'
-             '    return real(*a, **k)\n'
-             'self_training.pseudo_label = paused\n'
+             'def paused(ids_folder, *a, **k):\n'
+             '    if ids_folder.endswith("pseudo_labelIds"):\n'
+             '        calls.append(1)\n'
+             '        if len(calls) >= 2:  # pass 2 writes behind the loop, in threads: hold every later image\n'
+             '            while not [f for f in os.listdir(ids_folder) if not f.startswith(".")]:\n'
+             '                time.sleep(0.01)\n'
+             '            open(os.path.join(sys.argv[sys.argv.index("--output") + 1], "pass2_paused"), "w").close()\n'
+             '            time.sleep(600)\n'
+             '    return real(ids_folder, *a, **k)\n'
+             'self_training._write_pred = paused\n'
              'sys.exit(solve_ST.main(sys.argv[1:]))')
 
 
