@@ -76,7 +76,7 @@ def test_device_argmax_keeps_the_first_maximum_like_numpy():
     assert (pred.asnumpy()[5:10] == 4).all()
 
 
-@pytest.mark.parametrize('block', [64, 4096])  # several blocks with a partial last one; one padded block
+@pytest.mark.parametrize('block', [37, 64, 4096])  # exact blocks; a partial last one; one padded block
 def test_device_kept_confidences_equal_the_host_ones(block):
     rng = np.random.RandomState(2)
     pred = rng.choice([0, 3, 5, 18], size=(37, 53), p=[0.5, 0.3, 0.19, 0.01]).astype(np.uint8)
