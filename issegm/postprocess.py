@@ -27,7 +27,8 @@ waits for image i either way.
 Same numbers: the matrices hold PIL's coefficients exactly (float64, cast to
 float32 on the device); the device's float32 products differ from PIL's
 float64 sums by float32 rounding (about 1e-7 of the largest value);
-predictions, thresholds and labels agree to that rounding.
+predictions, thresholds and labels agree to that rounding. CRST-LRENT's
+labels (float64, :mod:`issegm.crst`) are computed on the host on either path.
 """
 import collections
 import functools
@@ -158,11 +159,15 @@ def upsample_probs(probs, stride, im_hw, orig_hw):
     return out
 
 
-def apply_prior(prior, probs):
-    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``)."""
+def _check_prior(prior, probs):
     if prior.shape != probs.shape:
         raise ValueError('spatial prior has shape %s but the probability map is %s (classes x H x W); '
                          'build the prior at the target image size' % (prior.shape, probs.shape))
+
+
+def apply_prior(prior, probs):
+    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``)."""
+    _check_prior(prior, probs)
     return np.multiply(prior, probs).astype(np.float32, copy=False)
 
 
@@ -294,9 +299,7 @@ class DeviceOps(object):
         return a / float(n)
 
     def times_prior(self, probs):
-        if self.prior.shape != probs.shape:
-            raise ValueError('spatial prior has shape %s but the probability map is %s (classes x H x W); '
-                             'build the prior at the target image size' % (self.prior.shape, probs.shape))
+        _check_prior(self.prior, probs)  # float32 products: the same bits as on the host
         self._count(4 * 3 * probs.size)
         return self.prior * probs
 
