@@ -13,9 +13,9 @@
    pseudo-labelling do) and one image at a time, next to the forward alone.
    On a GPU the device path should bring the time an image close to the
    forward alone. Then checks that the two paths agree: upsampled
-   probabilities to 1e-5 of the largest value, predictions on >= 99.99 %
-   of the pixels (a failure here on an Ampere or newer GPU can mean TF32
-   matrix products: rerun with ``NVIDIA_TF32_OVERRIDE=0``).
+   probabilities to 1e-5 of the largest value, predictions wherever the
+   best class leads by more than that (a failure here on an Ampere or newer
+   GPU can mean TF32 matrix products: rerun with ``NVIDIA_TF32_OVERRIDE=0``).
 
     python bench/gpu_check.py --gpus 0                 # on a GPU machine
     python bench/gpu_check.py --gpus cpu --size 64      # the same code on the CPU
@@ -103,7 +103,12 @@ def overlap_check(label, ctx, images, hw, mode):
 
 
 def agreement_check(label, ctx, hw):
-    """(largest probability difference / largest value, pixel agreement) of the two paths on one image."""
+    """The two paths on one image: (largest probability difference / largest value, pixel agreement,
+    agreement where the best class leads the second by more than 1e-5 of the largest value).
+
+    An untrained network's classes can be near ties, which float32 rounding decides either way;
+    elsewhere the predictions must be the same.
+    """
     from issegm.inference import Predictor
     from issegm.postprocess import Postprocessor
     predictor = Predictor(get_model(label, ctx=ctx), 19, 8, flip=True, ctx=ctx)
@@ -115,8 +120,12 @@ def agreement_check(label, ctx, hw):
         post = Postprocessor(19, mode, ctx=ctx)
         maps[mode] = post.ops.fetch(post.probmap(post.source(job)))
         preds[mode] = post.evaluate(job).result()['pred']
-    err = float(np.abs(maps['device'] - maps['pil']).max() / np.abs(maps['pil']).max())
-    return err, float((preds['device'] == preds['pil']).mean())
+    top = np.abs(maps['pil']).max()
+    err = float(np.abs(maps['device'] - maps['pil']).max() / top)
+    two = np.sort(maps['pil'], axis=0)[-2:]
+    clear = two[1] - two[0] > 1e-5 * top
+    same = preds['device'] == preds['pil']
+    return err, float(same.mean()), float(same[clear].mean()) if clear.any() else 1.0
 
 
 def main():
@@ -150,11 +159,12 @@ def main():
               'next forward launched first, %.3f s one at a time, %.3f s forward alone; overlapped/sequential = %.2f'
               % (tuple(args.eval_size) + (mode, overlapped, sequential, forward, overlapped / sequential)))
     print('device/pil time an image (overlapped): %.2f' % (times['device'] / times['pil']))
-    err, agree = agreement_check(label, contexts[0], args.eval_size)
-    ok = err <= 1e-5 and agree >= 0.9999
+    err, agree, agree_clear = agreement_check(label, contexts[0], args.eval_size)
+    ok = err <= 1e-5 and agree_clear == 1.0
     print('device vs pil: largest probability difference %.2e of the largest value, predictions agree on %.4f%% '
-          'of the pixels -> %s' % (err, 100 * agree, 'OK' if ok else 'FAIL (on Ampere or newer GPUs try '
-                                                                  'NVIDIA_TF32_OVERRIDE=0)'))
+          'of the pixels (%.4f%% where the best class leads by more than 1e-5) -> %s'
+          % (err, 100 * agree, 100 * agree_clear,
+             'OK' if ok else 'FAIL (on Ampere or newer GPUs try NVIDIA_TF32_OVERRIDE=0)'))
     if not ok:
         sys.exit(1)
 
