@@ -52,7 +52,8 @@ FLAGS = {
     '--save-predictions': dict(action='store_true', help='Accepted for compatibility; no effect.'),
     '--no-save-results': dict(dest='save_results', action='store_false', default=True,
                               help='Do not save the predicted label maps.'),
-    '--kvstore': dict(default='local', help='The type of kvstore, e.g. local, device.'),
+    '--kvstore': dict(default='local', help='The type of kvstore: local, device; dist_sync or dist_device_sync '
+                                            'under python -m issegm.launch (where local/device become them).'),
     '--prefetch-threads': dict(default=1, type=int, help='The number of workers reading data.'),
     '--prefetcher': dict(default='thread', help='The type of the data workers: thread or process.'),
     '--cache-images': dict(default=None, type=int, help='Keep encoded images in memory: 0 or 1.'),
@@ -102,13 +103,25 @@ def parse(parser, argv=None):
 def script_main(prog, run, args, errors=()):
     """Call ``run(args)``; report the anticipated ``errors`` as one line and exit code 2.
 
-    ``args`` None (no arguments: help was printed) gives exit code 1.
+    ``args`` None (no arguments: help was printed) gives exit code 1. A
+    worker of a distributed job that fails ends at once (:func:`issegm.distributed.abort`):
+    a normal exit would wait for the other workers in ps-lite's last barrier.
     """
+    from issegm import distributed
     if args is None:
         return 1
     try:
         result = run(args)
     except errors as exc:
         print('%s: error: %s' % (prog, exc), file=sys.stderr)
-        return 2
-    return result if isinstance(result, int) else 0
+        result = 2
+    except BaseException:
+        if distributed.is_open():
+            import traceback
+            traceback.print_exc()
+            distributed.abort(1)
+        raise
+    code = result if isinstance(result, int) else 0
+    if code and distributed.is_open():
+        distributed.abort(code)
+    return code

@@ -18,6 +18,11 @@ over the scales (the reference asserts one scale); an omitted
 > 1 reads images ahead in threads (the reference asserts 1); scoring happens
 whenever the list has a label column (the reference keys it on the split
 name); ``--no-save-results`` skips the PNGs but still scores.
+
+Every device of ``--gpus`` takes images in turn. Under :mod:`issegm.launch`
+each worker evaluates its share of the images (:func:`issegm.distributed.shard`)
+and rank 0 sums the workers' confusion matrices (integer counts, so the
+scores equal a one-process run's exactly) and writes the results.
 """
 import collections
 import concurrent.futures
@@ -27,11 +32,10 @@ import time
 
 import numpy as np
 
-from issegm import metrics
+from issegm import distributed, metrics
 from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
-from util.log import set_logger
 from util.parallel import class_argmax
 
 __all__ = ['EvalError', 'resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
@@ -246,7 +250,8 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
 
     try:
         records = _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)
-        for i, launched in enumerate(ahead(records, launch, depth=1 if overlap else 0)):
+        depth = getattr(evaluation.predictor, 'depth', 1) if overlap else 0
+        for i, launched in enumerate(ahead(records, launch, depth=depth)):
             image_rel, _, label = launched.item
             pred = predicting(evaluation.finish, launched.get())
             if label is not None:
@@ -287,23 +292,29 @@ def run(args, net=None):
     resolve_args(args)
     prepared = prepare(args)
     makedirs(args.output)
-    set_logger(args.output, args.log_file, args.debug)
+    distributed.init()  # under the launcher: join the job, learn this worker's share
+    distributed.set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))
     if args.save_predictions:
         logger.info('--save-predictions has no effect in evaluation (as in the reference)')
-    ctx = get_contexts(args.gpus)[0]
+    contexts = get_contexts(args.gpus)
     if net is None:
-        net = get_model(prepared.spec, args.weights, ctx=ctx)
+        net = get_model(prepared.spec, args.weights, ctx=contexts)
     predictor = Predictor(net, prepared.info.num_classes, prepared.spec.stride, flip=args.test_flipping,
-                          ctx=ctx, steps=args.test_steps)
+                          ctx=contexts, steps=args.test_steps)
     evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results)
     timer = {}
-    cm = evaluate_split(evaluation, prepared, args.data_root, args.prefetch_threads, timer=timer)
+    mine = prepared._replace(items=distributed.shard(prepared.items))
+    cm = evaluate_split(evaluation, mine, args.data_root, args.prefetch_threads, timer=timer)
     logger.info('time: %.2f s predicting (network + upsampling), %.2f s other (read, argmax, save, score)',
                 timer['predict'], timer['other'])
-    if not prepared.has_gt:
+    parts = distributed.gather(args.output, args.result_stem + '_confusion', cm.to_arrays(), root_only=True)
+    if not prepared.has_gt or parts is None:
         return None
+    cm = metrics.ConfusionMatrix(prepared.info.num_classes)
+    for part in parts:
+        cm.merge(metrics.ConfusionMatrix.from_arrays(part))
     case = args.result_stem
     extra = {'model': args.model, 'dataset': prepared.info.name, 'split': args.split,
              'test_scales': prepared.scales, 'test_flipping': bool(args.test_flipping)}

@@ -26,7 +26,9 @@ Loops over images keep the device busy: :meth:`Predictor.start` only
 launches the forwards (MXNet runs them asynchronously) and :func:`ahead`
 launches image i+1 before image i is upsampled, scored and saved, so on a GPU
 that host work hides behind the next forward. The numbers are the same as
-one image at a time.
+one image at a time. With several devices (``ctx`` a list, the network's
+parameters on each) images go to the devices in turn and
+:attr:`Predictor.depth` images are launched ahead, one a device.
 """
 import collections
 
@@ -141,8 +143,8 @@ class Predictor(object):
         Output stride of the network (8 for the published models).
     flip : bool
         Average with the prediction on the horizontally flipped input.
-    ctx : mx.Context
-        Where the network lives.
+    ctx : mx.Context or list of them
+        Where the network lives; images are dealt to the contexts in turn.
     steps : int
         Sub-stride prediction (``--test-steps``): steps x steps shifted
         forwards interleaved into maps at ``stride / steps``; must divide the stride.
@@ -158,9 +160,16 @@ class Predictor(object):
         self.num_classes = num_classes
         self.stride = stride
         self.flip = flip
-        self.ctx = ctx if ctx is not None else mx.cpu()
+        self.contexts = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx if ctx is not None else mx.cpu()]
+        self.ctx = self.contexts[0]
+        self._turn = 0
         self.steps = steps
         self.map_stride = stride // steps   # the stride of the maps predict_lowres returns
+
+    @property
+    def depth(self):
+        """Images to launch ahead of the one being finished (:func:`ahead`): one a device."""
+        return len(self.contexts)
 
     def _inputs(self, image, scale):
         """The padded network inputs of ``image`` at ``scale``, one per window, and the scaled size."""
@@ -183,20 +192,22 @@ class Predictor(object):
                 inputs.append(data)
         return inputs, (imh, imw)
 
-    def _forward(self, data):
-        outs = [self.net(mx.nd.array(data, ctx=self.ctx))]
+    def _forward(self, data, ctx):
+        outs = [self.net(mx.nd.array(data, ctx=ctx))]
         if self.flip:
             # The padded input is flipped as a whole, as in the reference.
-            outs.append(self.net(mx.nd.array(np.ascontiguousarray(data[:, :, :, ::-1]), ctx=self.ctx)))
+            outs.append(self.net(mx.nd.array(np.ascontiguousarray(data[:, :, :, ::-1]), ctx=ctx)))
         return outs
 
     def start(self, image, scales):
         """Launch the forwards of ``image`` at each of ``scales``; returns a :class:`Job`."""
         scales = [scales] if np.isscalar(scales) else list(scales)
+        ctx = self.contexts[self._turn % len(self.contexts)]
+        self._turn += 1
         outputs, im_hws = [], []
         for scale in scales:
             inputs, im_hw = self._inputs(image, scale)
-            outputs.append([self._forward(data) for data in inputs])
+            outputs.append([self._forward(data, ctx) for data in inputs])
             im_hws.append(im_hw)
         return Job(outputs, im_hws, image.shape[:2], self.flip, self.steps, self.map_stride)
 

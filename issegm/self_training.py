@@ -19,6 +19,15 @@ target image and writes class-balanced pseudo-labels in two passes:
 every target image with its pseudo-label and trains through
 :func:`issegm.training.train`, checkpointing ``{output}/{r}/{model}_ep-%04d.params``.
 
+Distributed (under :mod:`issegm.launch`): each worker forwards and labels
+its share of the images (:func:`issegm.distributed.shard`) on every device
+of ``--gpus``; rank 0 merges the workers' confidence pools and confusion
+matrices (through files in the round's ``probmap/``; thresholds are order
+statistics and sizes counts, so they equal a one-process run's exactly),
+writes the statistics and the training list, and every worker labels its
+images with the same thresholds. Training is :func:`issegm.training.train`
+with ``--kvstore dist_sync``.
+
 Resuming: every file is written atomically; an image whose pass-1 outputs
 exist is not forwarded again (its low-resolution map is reloaded, so the
 confidences are the same); a round whose pseudo-labels are complete (marker
@@ -35,13 +44,14 @@ import time
 
 import numpy as np
 
+from issegm import distributed
 from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
                                  mining_ids, pseudo_label, threshold_stats)
 from util.image import read_image, read_label
 from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
-from util.log import progress, set_logger
+from util.log import progress
 from util.parallel import class_argmax
 
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
@@ -88,6 +98,8 @@ def complete_args(args):
         raise ValueError("--kc-policy takes 'cb' or 'global', got %r" % (args.kc_policy,))
     if args.data_root is None:
         args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
+    if args.phase == 'train':
+        args.kvstore = distributed.training_kvstore(args.kvstore)
     return args
 
 
@@ -232,8 +244,8 @@ def _write_training_list(path, items, paths):
 def _make_predictor(args, spec, contexts):
     from issegm.inference import Predictor
     from issegm.model import get_model
-    net = get_model(args.model, weights=args.weights, ctx=contexts[0])
-    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0],
+    net = get_model(args.model, weights=args.weights, ctx=contexts)
+    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts,
                      steps=int(args.test_steps))
 
 
@@ -267,20 +279,25 @@ def generate_pseudo_labels(args, predictor=None):
                   split_tgt=args.split_tgt, mine_id_number=int(args.mine_id_number),
                   mine_thresh=float(args.mine_thresh), images=len(items))
 
+    root = distributed.is_root()
     done = _load_json(paths.marker)
+    distributed.barrier()  # every worker has read the marker before rank 0 changes it
     if done is not None and done.get('config') == config:
         # Complete round: only the shared files (list, stats) may have been
         # overwritten by a later round; restore them from the marker.
         logger.info('round %d: pseudo-labels already complete (%s); not regenerated', r, paths.marker)
-        _write_training_list(train_list, items, paths)
         st = done['stats']
-        _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
-                     np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
-        shutil.rmtree(paths.probmap, ignore_errors=True)
+        if root:
+            _write_training_list(train_list, items, paths)
+            _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
+                         np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
+            shutil.rmtree(paths.probmap, ignore_errors=True)
+        distributed.barrier()
         return st
     if done is not None:
         logger.warning('round %d: %s was made with other settings; regenerating', r, paths.marker)
-        os.remove(paths.marker)
+        if root:
+            os.remove(paths.marker)
 
     folders = [paths.nplabelIds, paths.npcolor, paths.pseudo_labelIds, paths.pseudo_color, paths.probmap,
                paths.stats]
@@ -292,13 +309,15 @@ def generate_pseudo_labels(args, predictor=None):
         makedirs(folder)
     fwd_path = os.path.join(paths.probmap, 'forward.json')
     fwd = _load_json(fwd_path)
-    if fwd is not None and fwd != _forward_config(args):
+    if root and fwd is not None and fwd != _forward_config(args):
         logger.warning('round %d: stored network outputs come from other settings; forwarding again', r)
         shutil.rmtree(paths.probmap)
         makedirs(paths.probmap)
         if os.path.exists(paths.thresholds_used):
             os.remove(paths.thresholds_used)
-    _write_json(fwd_path, _forward_config(args))
+    if root:
+        _write_json(fwd_path, _forward_config(args))
+    distributed.barrier()  # stale maps are gone before anyone writes new ones
 
     prior = load_prior(args.dataset, spec.classes) if with_prior else None
     has_gt = args.split_tgt in ('train', 'val') and all(label is not None for _, label in items)
@@ -316,8 +335,9 @@ def generate_pseudo_labels(args, predictor=None):
             needed += [RoundPaths.png(paths.splabelIds, name), RoundPaths.png(paths.spcolor, name)]
         return all(os.path.exists(p) for p in needed)
 
-    finished = [pass1_done(name) for name in names]
-    if predictor is None and not all(finished):
+    mine = distributed.shard(range(x_num))  # this worker's images
+    finished = {i: pass1_done(names[i]) for i in mine}
+    if predictor is None and not all(finished.values()):
         # Built before the loop so that a bad checkpoint is not blamed on an image.
         from util.device import get_contexts
         predictor = _make_predictor(args, spec, get_contexts(args.gpus))
@@ -329,9 +349,9 @@ def generate_pseudo_labels(args, predictor=None):
             return None
         return predictor.start(read_image(os.path.join(args.data_root_tgt, items[i][0])), [scale])
 
-    bar = progress(x_num, 'round %d pass 1/2 forward' % r)
+    bar = progress(len(mine), 'round %d pass 1/2 forward' % r)
     start, forwarded = time.time(), 0
-    for launched in ahead(range(x_num), launch):
+    for done_here, launched in enumerate(ahead(mine, launch, depth=getattr(predictor, 'depth', 1)), 1):
         i = launched.item
         (image, label), name = items[i], names[i]
         try:
@@ -370,36 +390,43 @@ def generate_pseudo_labels(args, predictor=None):
                              'rerun the same command to resume (finished images are kept)'
                              % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
         bar.update(1)
-        speed = (i + 1) / max(time.time() - start, 1e-9)
-        logger.info('Done %d/%d with speed: %.2f/s', i + 1, x_num, speed)
+        speed = done_here / max(time.time() - start, 1e-9)
+        logger.info('Done %d/%d with speed: %.2f/s', done_here, len(mine), speed)
         if cm_sp is not None:
             logger.info('with prior, %s', cm_sp.summary())
         if cm_np is not None:
             logger.info('no prior, %s', cm_np.summary())
     bar.close()
-    logger.info('round %d pass 1: %d images forwarded, %d reloaded', r, forwarded, x_num - forwarded)
+    logger.info('round %d pass 1: %d images forwarded, %d reloaded', r, forwarded, len(mine) - forwarded)
+    # Read before rank 0 replaces it: pass 2 keeps labels made with the same thresholds.
+    old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
 
-    _write_training_list(train_list, items, paths)
-
-    # ---- thresholds and statistics
+    # ---- thresholds and statistics (rank 0 merges every worker's pools and scores)
     t0 = time.time()
-    cls_size, cls_thresh = threshold_stats(collector, portion, args.kc_policy)
+    collector, cm_np, cm_sp = _merge_pass1(paths.probmap, collector, cm_np, cm_sp)
+    cls_size = cls_thresh = None
+    if root:
+        _write_training_list(train_list, items, paths)
+        cls_size, cls_thresh = threshold_stats(collector, portion, args.kc_policy)
+    del collector
+    cls_size, cls_thresh = distributed.broadcast(
+        np.zeros((2, spec.classes)) if cls_size is None else np.stack([cls_size, cls_thresh]))
     mine_id, mine_id_priority = mining_ids(cls_size, args.mine_id_number, args.mine_thresh)
     logger.info('mine_id %s, mine_id_priority %s', mine_id, mine_id_priority)
-    _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
+    thresh = effective_thresholds(cls_thresh)
+    if root:
+        _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
+        save_npy_atomic(paths.thresholds_used, thresh)
     logger.info('Kc determination done in %.2f s.', time.time() - t0)
     with np.printoptions(precision=4, suppress=True):
         logger.info('class thresholds %s', cls_thresh)
         logger.info('class sizes %s', cls_size)
-    del collector
 
     # ---- pass 2: labels from the thresholds
-    thresh = effective_thresholds(cls_thresh)
-    old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
     reuse = old is not None and np.array_equal(old, thresh)
-    save_npy_atomic(paths.thresholds_used, thresh)
-    bar = progress(x_num, 'round %d pass 2/2 pseudo-labels' % r)
-    for i, (image, name) in enumerate(zip([it[0] for it in items], names)):
+    bar = progress(len(mine), 'round %d pass 2/2 pseudo-labels' % r)
+    for i in mine:
+        image, name = items[i][0], names[i]
         out = RoundPaths.png(paths.pseudo_labelIds, name)
         if reuse and os.path.exists(out):
             bar.update(1)
@@ -426,11 +453,34 @@ def generate_pseudo_labels(args, predictor=None):
         stats['scores_np'] = {k: cm_np.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
     if cm_sp is not None:
         stats['scores_sp'] = {k: cm_sp.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
-    _write_json(paths.marker, {'config': config, 'stats': stats})
-    # As the reference, the maps are dropped once the round's labels exist.
-    shutil.rmtree(paths.probmap, ignore_errors=True)
+    distributed.barrier()  # every worker's pseudo-labels are written
+    if root:
+        _write_json(paths.marker, {'config': config, 'stats': stats})
+        # As the reference, the maps are dropped once the round's labels exist.
+        shutil.rmtree(paths.probmap, ignore_errors=True)
+    distributed.barrier()
     logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
     return stats
+
+
+def _merge_pass1(folder, collector, cm_np, cm_sp):
+    """Rank 0's collector and matrices over every worker's images (the others get None; alone: as given)."""
+    from issegm.metrics import ConfusionMatrix
+    arrays = collector.to_arrays()
+    for prefix, cm in (('np_', cm_np), ('sp_', cm_sp)):
+        if cm is not None:
+            arrays.update(cm.to_arrays(prefix))
+    parts = distributed.gather(folder, 'pass1', arrays, root_only=True)
+    if distributed.num_workers() == 1 or parts is None:
+        return (collector, cm_np, cm_sp) if parts is not None else (None, None, None)
+    merged = ConfidenceCollector(collector.num_classes)
+    matrices = [None if cm is None else ConfusionMatrix(cm.num_classes) for cm in (cm_np, cm_sp)]
+    for part in parts:
+        merged.merge_arrays(part)
+        for prefix, cm in zip(('np_', 'sp_'), matrices):
+            if cm is not None:
+                cm.merge(ConfusionMatrix.from_arrays(part, prefix))
+    return (merged,) + tuple(matrices)
 
 
 def _single_scale(test_scales):
@@ -548,7 +598,9 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     tgt = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
     # The reference caches images in training unless --cache-images says otherwise.
     cache = True if args.cache_images is None else bool(args.cache_images)
-    return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples,
+    # A worker of a distributed job reads its part of every global batch.
+    return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples, num_parts=distributed.num_workers(),
+                    part_index=distributed.rank(),
                     batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
                     scale_rate_range=[float(v) for v in args.scale_rate_range.split(',')],
@@ -569,7 +621,8 @@ def run(args, predictor=None, dataiter_factory=None):
         os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
     complete_args(args)
     makedirs(args.output)
-    log = set_logger(args.output, args.log_file, args.debug)
+    distributed.init(args.kvstore if args.phase == 'train' else 'dist_sync')  # under the launcher: join the job
+    log = distributed.set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
     from issegm.datasets import DataError
     try:
@@ -668,12 +721,15 @@ def train_argv(args, rnd):
         ('--prefetcher', 'process'), ('--mine-id-address', os.path.join(args.output, 'stats')),
         ('--mine-port', args.mine_port), ('--mine-thresh', args.mine_thresh), ('--cache-images', 0),
         ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
-        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')])
+        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train'),
+        # Not in the reference's command: only when asked for (under the launcher local becomes dist_sync).
+        ('--kvstore', None if getattr(args, 'kvstore', 'local') == 'local' else args.kvstore)])
 
 
 def _run_phase(args, argv, what):
     import subprocess
-    if args.self_training_script:
+    # A worker of a distributed job keeps its one ps-lite connection: phases run in it.
+    if args.self_training_script and not distributed.launched():
         cmd = [sys.executable, args.self_training_script] + argv
         logger.info('running %s', ' '.join(cmd))
         code = subprocess.call(cmd)
@@ -694,8 +750,12 @@ def run_rounds(args):
     Returns an exit code.
     """
     makedirs(args.output)
-    log = set_logger(args.output, 'solve_AO.log')
+    distributed.init(getattr(args, 'kvstore', 'local'))  # under the launcher: join the job for every phase
+    log = distributed.set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
+    if args.self_training_script and distributed.launched():
+        log.info('under the launcher the phases run in this process (--self-training-script %s not started)',
+                 args.self_training_script)
     if args.model is None:
         raise ValueError('solve_AO needs --model')
     if args.weights is None:
@@ -711,9 +771,9 @@ def run_rounds(args):
             _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
             _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)
             # Logging may have been redirected by an in-process phase.
-            log = set_logger(args.output, 'solve_AO.log')
+            log = distributed.set_logger(args.output, 'solve_AO.log')
     except PhaseError as exc:
-        log = set_logger(args.output, 'solve_AO.log')
+        log = distributed.set_logger(args.output, 'solve_AO.log')
         log.error('%s', exc)
         return 1
     log.info('all %d rounds done', args.num_round)

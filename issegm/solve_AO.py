@@ -12,7 +12,11 @@
 
 With ``--self-training-script`` each phase runs as a subprocess of that
 script (as the reference does); without it, in this process. Rerunning the
-same command after a kill continues where it stopped. Every flag of the
+same command after a kill continues where it stopped. Under
+``python -m issegm.launch`` every worker runs the rounds, the phases in its
+own process (one ps-lite connection a process): pseudo-labels are shared
+out over the workers and training uses ``dist_sync`` (``--kvstore
+dist_device_sync`` to sum on the GPUs). Every flag of the
 reference ``solve_AO.py`` is accepted with its name and default; the work is
 in :func:`issegm.self_training.run_rounds`.
 """
@@ -52,14 +56,15 @@ def build_parser():
     parser.add_argument('--self-training-script', dest='self_training_script', default=None, type=str,
                         help='The solve_ST.py to run each phase with, as a subprocess (default: in this '
                              'process).')
-    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus'], kc_policy=None)
+    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--kvstore'], kc_policy=None)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from issegm.cli import script_main
     from issegm.self_training import run_rounds
-    return run_rounds(args)
+    return script_main('solve_AO.py', run_rounds, args)
 
 
 if __name__ == '__main__':

@@ -10,6 +10,17 @@ whole checkpoint after a kill.
 
 The logged metric is the reference's: the mean negative log-probability of
 the true class over non-ignored pixels.
+
+Under :mod:`issegm.launch` (``--kvstore dist_sync`` / ``dist_device_sync``)
+every worker trains on its part of each global batch (the iterator's
+``num_parts``) and the KVStore sums the gradients of all devices of the job
+(:class:`GradientSum`); the servers only sum, and the SGD update runs on the
+workers, identically on each, so the optimizer state is on every worker and
+rank 0 can checkpoint it like a one-process run. Rank 0 writes the
+checkpoints; every worker resumes from the epoch rank 0 finds. With more than
+one device in the job, each device's dropout generator is seeded per step
+from (seed, epoch, batch, device number in the job), so one process with two
+devices and two workers with one device each draw the same masks.
 """
 import glob
 import logging
@@ -20,6 +31,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from issegm import distributed
 from issegm.model import get_module, get_symbol, head_initializer, load_weights
 from util.io import atomic_path
 from util.log import progress
@@ -128,6 +140,64 @@ def _seed(seed, offset):
         np.random.seed((int(seed) + offset) % 2 ** 32)
 
 
+def _device_seed(seed, epoch, nbatch, device):
+    return int(np.random.SeedSequence([int(seed), epoch, nbatch, device]).generate_state(1)[0] % 2 ** 31)
+
+
+def seed_devices_per_step(mod, seed, first_device, step):
+    """Seed each device's generator before its training forward from ``(seed, epoch, batch, device)``.
+
+    ``step`` is a dict holding the current ``epoch`` and ``batch``; device k
+    of this process is device ``first_device + k`` of the job. Dropout masks
+    then depend on which device of the job runs a slice of the batch, not on
+    how the devices are grouped into processes.
+    """
+    for k, executor in enumerate(mod._exec_group.execs):
+        def forward(is_train=False, _forward=executor.forward, _device=first_device + k, _ctx=executor._ctx,
+                    **kwargs):
+            if is_train:
+                mx.random.seed(_device_seed(seed, step['epoch'], step['batch'], _device), ctx=_ctx)
+            return _forward(is_train=is_train, **kwargs)
+        executor.forward = forward
+
+
+class GradientSum(object):
+    """Replaces every device's gradients with their sum over all devices of the job (KVStore ``pushpull``).
+
+    Module's own KVStore path keys the store by parameter name, so a second
+    training in one process (the rounds of ``solve_AO``, which keeps its one
+    ps-lite connection) could not initialise its keys again; these keys are
+    new for each training run. Then ``Module.update`` (without a KVStore)
+    applies the summed gradient on each device, as Module does itself.
+    """
+
+    def __init__(self, kv, mod):
+        self.kv = kv
+        self.grads = mod._exec_group.grad_arrays
+        run = distributed.new_key()
+        names = mod._exec_group.param_names
+        self.keys = ['%s_%s' % (run, name) for name in names]
+        live = [(k, g) for k, g in zip(self.keys, self.grads) if g[0] is not None]
+        kv.init([k for k, _ in live], [mx.nd.zeros(g[0].shape, dtype=g[0].dtype) for _, g in live])
+
+    def __call__(self):
+        for idx, (key, grads) in enumerate(zip(self.keys, self.grads)):
+            if grads[0] is not None:
+                # Earlier layers first: their gradients are needed first by the next forward.
+                self.kv.pushpull(key, grads, out=grads, priority=-idx)
+
+
+def _check_same_start(mod, what):
+    """Every worker must start from the same weights (same files on every machine)."""
+    arg, aux = mod.get_params()
+    total = sum(float(v.asnumpy().astype(np.float64).sum()) for v in list(arg.values()) + list(aux.values()))
+    root = float(distributed.broadcast([total])[0])
+    if root != total:
+        raise distributed.DistError('worker %d starts from other weights than worker 0 (%s): every machine '
+                                    'must see the same files (one shared output folder)'
+                                    % (distributed.rank(), what))
+
+
 def checkpoint_path(prefix, epoch):
     return '%s-%04d.params' % (prefix, epoch)
 
@@ -179,6 +249,8 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     Returns the list of checkpoint paths written or found, in epoch order.
     """
     contexts = contexts or [mx.cpu()]
+    kv = distributed.init(distributed.training_kvstore(kvstore))
+    workers, rank = distributed.num_workers(), distributed.rank()
     stop_epoch = to_epoch if stop_epoch is None else stop_epoch
     if not from_epoch < stop_epoch <= to_epoch:
         raise ValueError('need from_epoch < stop_epoch <= to_epoch, got %d, %d, %d'
@@ -188,6 +260,9 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     symbol = get_symbol(label)
     begin = from_epoch
     found = last_checkpoint(prefix, upto=stop_epoch) if resume else None
+    if workers > 1:  # the epoch rank 0 sees, on every worker
+        found = int(distributed.broadcast([-1 if found is None else found])[0])
+        found = None if found < 0 else found
     done = []
     if found is not None and found > from_epoch:
         done = [checkpoint_path(prefix, e) for e in range(from_epoch + 1, found + 1)
@@ -214,21 +289,33 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
     mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
                     allow_missing=bool(missing))
-    mod.init_optimizer(kvstore=kvstore, optimizer='sgd', optimizer_params={
+    # Gradients are summed over every device of the job: rescale by their number.
+    mod.init_optimizer(kvstore=None if kv else kvstore, optimizer='sgd', optimizer_params={
         'learning_rate': base_lr, 'momentum': momentum, 'wd': weight_decay,
-        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / len(contexts)})
-    with atomic_path(prefix + '-symbol.json') as tmp:
-        symbol.save(tmp)
+        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / (len(contexts) * workers)})
+    sum_gradients = GradientSum(kv, mod) if kv else None
+    if workers > 1:
+        _check_same_start(mod, checkpoint_path(prefix, begin) if begin > from_epoch else weights)
+    if rank == 0:
+        with atomic_path(prefix + '-symbol.json') as tmp:
+            symbol.save(tmp)
+    step = {'epoch': begin, 'batch': 0}
+    if seed is not None and len(contexts) * workers > 1:
+        seed_devices_per_step(mod, seed, rank * len(contexts), step)
 
     metric = NllMetric()
     for epoch in range(begin, stop_epoch):
         _seed(seed, epoch + 1)
+        step['epoch'] = epoch
         dataiter.reset()
         metric.reset()
         bar = progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch), unit='batch')
         start, seen = time.time(), 0
         for nbatch, batch in enumerate(dataiter):
+            step['batch'] = nbatch
             mod.forward_backward(batch)
+            if sum_gradients is not None:
+                sum_gradients()
             mod.update()
             mod.update_metric(metric, batch.label)
             seen += batch.data[0].shape[0]
@@ -241,9 +328,13 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         bar.close()
         arg_now, aux_now = mod.get_params()
         path = checkpoint_path(prefix, epoch + 1)
-        save_params(path, arg_now, aux_now)
+        if rank == 0:
+            save_params(path, arg_now, aux_now)
+        # The job's loss: every worker's sum over its pixels.
+        loss_sum, pixels = distributed.allreduce([metric.sum_metric, metric.num_inst])
+        distributed.barrier()  # the checkpoint exists for everyone before the next epoch
         done.append(path)
         logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, saved %s', epoch + 1,
-                    metric.get()[1], mod._optimizer.learning_rate,
-                    seen / max(time.time() - start, 1e-9), path)
+                    loss_sum / max(pixels, 1), mod._optimizer.learning_rate,
+                    seen * workers / max(time.time() - start, 1e-9), path)
     return done
