@@ -137,34 +137,32 @@ def new_key():
     return '__cbst_%d' % _state['keys']
 
 
-def allreduce(array):
-    """The element-wise sum of ``array`` over the workers (float64; ``array`` itself alone)."""
+def _through_kvstore(array, total):
     array = np.asarray(array, np.float64)
     kv = kvstore()
     if kv is None or kv.num_workers == 1:
         return array.copy()
     import mxnet as mx
-    key = new_key()
-    value = mx.nd.array(array, dtype='float64')
-    kv.init(key, mx.nd.zeros(array.shape, dtype='float64'))
-    # No updater on the servers (training updates on the workers), so a push
-    # stores the sum of the workers' values and the pull returns it.
-    kv.pushpull(key, value, out=value)
+    key, value = new_key(), mx.nd.array(array, dtype='float64')
+    if total:
+        # No updater on the servers (training updates on the workers), so a
+        # push stores the sum of the workers' values and the pull returns it.
+        kv.init(key, mx.nd.zeros(array.shape, dtype='float64'))
+        kv.pushpull(key, value, out=value)
+    else:
+        kv.init(key, value)  # the servers keep rank 0's value
+        kv.pull(key, out=value)
     return value.asnumpy()
+
+
+def allreduce(array):
+    """The element-wise sum of ``array`` over the workers (float64; ``array`` itself alone)."""
+    return _through_kvstore(array, total=True)
 
 
 def broadcast(array):
     """Rank 0's ``array`` on every worker (float64)."""
-    array = np.asarray(array, np.float64)
-    kv = kvstore()
-    if kv is None or kv.num_workers == 1:
-        return array.copy()
-    import mxnet as mx
-    key = new_key()
-    out = mx.nd.zeros(array.shape, dtype='float64')
-    kv.init(key, mx.nd.array(array, dtype='float64'))  # the servers keep rank 0's value
-    kv.pull(key, out=out)
-    return out.asnumpy()
+    return _through_kvstore(array, total=False)
 
 
 def gather(folder, tag, arrays, root_only=False, timeout=120.0):
