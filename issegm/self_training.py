@@ -287,8 +287,9 @@ def generate_pseudo_labels(args, predictor=None):
         # overwritten by a later round; restore them from the marker.
         logger.info('round %d: pseudo-labels already complete (%s); not regenerated', r, paths.marker)
         st = done['stats']
+        # Every worker writes the (same) list: the working folder need not be shared.
+        _write_training_list(train_list, items, paths)
         if root:
-            _write_training_list(train_list, items, paths)
             _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
                          np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
             shutil.rmtree(paths.probmap, ignore_errors=True)
@@ -404,9 +405,9 @@ def generate_pseudo_labels(args, predictor=None):
     # ---- thresholds and statistics (rank 0 merges every worker's pools and scores)
     t0 = time.time()
     collector, cm_np, cm_sp = _merge_pass1(paths.probmap, collector, cm_np, cm_sp)
+    _write_training_list(train_list, items, paths)  # on every worker: the working folder need not be shared
     cls_size = cls_thresh = None
     if root:
-        _write_training_list(train_list, items, paths)
         cls_size, cls_thresh = threshold_stats(collector, portion, args.kc_policy)
     del collector
     cls_size, cls_thresh = distributed.broadcast(

@@ -334,7 +334,8 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         loss_sum, pixels = distributed.allreduce([metric.sum_metric, metric.num_inst])
         distributed.barrier()  # the checkpoint exists for everyone before the next epoch
         done.append(path)
-        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, saved %s', epoch + 1,
+        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1,
                     loss_sum / max(pixels, 1), mod._optimizer.learning_rate,
-                    seen * workers / max(time.time() - start, 1e-9), path)
+                    seen * workers / max(time.time() - start, 1e-9), 'saved' if rank == 0 else 'rank 0 saved',
+                    path)
     return done
