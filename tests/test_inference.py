@@ -162,7 +162,7 @@ def test_several_devices_take_images_in_turn_with_the_same_numbers():
     assert (one.depth, two.depth) == (1, 2)
     images = [_image(40, 72, seed=s) for s in range(3)]
     jobs = [two.start(im, [72]) for im in images]
-    assert [j._outputs[0][0].context for j in jobs] == [mx.cpu(0), mx.cpu(1), mx.cpu(0)]
+    assert [j._outputs[0][0][0].context for j in jobs] == [mx.cpu(0), mx.cpu(1), mx.cpu(0)]
     for im, job in zip(images, jobs):
         assert np.array_equal(two.finish(job), one.predict(im, [72]))
 
