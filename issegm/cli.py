@@ -5,10 +5,12 @@ default. The flags they share are declared once, in :data:`FLAGS`; a script
 lists the ones it takes, in its reference order, changing a default where the
 reference script had another (:func:`add_flags`).
 """
+import math
 import os
 import sys
 
-__all__ = ['FLAGS', 'add_flags', 'parse', 'apply_env_switches', 'script_main']
+__all__ = ['FLAGS', 'CRST_FLAGS', 'add_flags', 'parse', 'apply_env_switches', 'script_main', 'FlagError',
+           'check_flags', 'describe_failure']
 
 FLAGS = {
     '--dataset': dict(default=None, help='The (source) dataset, e.g. gta, synthia, cityscapes, cityscapes16.'),
@@ -64,7 +66,26 @@ FLAGS = {
     '--backward-do-mirror': dict(action='store_true', help='Recompute in backward: less GPU memory.'),
     '--no-cudnn': dict(dest='no_mxnet_cudnn_autotune_default', action='store_true',
                        help='Turn off cuDNN autotuning.'),
+    '--restart': dict(action='store_true', help='Discard what an earlier run with other settings left in '
+                                                '--output and start again (ours; without it such a rerun '
+                                                'stops with the differences).'),
+    # CRST (issegm/crst.py); 0 everywhere is CBST.
+    '--mr-weight-kld': dict(default=0., type=float, help='CRST-MRKLD: weight of the KL(uniform||p) model '
+                                                         'regulariser (applied twice on target pixels, as '
+                                                         'CRST does; 0: off).'),
+    '--mr-weight-ent': dict(default=0., type=float, help='CRST-MRENT: weight of the negative-entropy model '
+                                                         'regulariser (as --mr-weight-kld; 0: off).'),
+    '--mr-weight-l2': dict(default=0., type=float, help='CRST-MRL2: weight of the squared-L2 model '
+                                                        'regulariser (as --mr-weight-kld; 0: off).'),
+    '--lr-weight-ent': dict(default=0., type=float, help='CRST-LRENT: alpha of the entropy label regulariser; '
+                                                         '> 0 trains on soft pseudo-labels (needs --kc-policy '
+                                                         'cb; 0: off).'),
+    '--mr-weight-src': dict(default=0., type=float, help='CRST: model-regulariser weight on source samples '
+                                                         '(0: target samples only).'),
 }
+
+#: The CRST flags, taken by solve_AO.py and solve_ST.py.
+CRST_FLAGS = ['--mr-weight-kld', '--mr-weight-ent', '--mr-weight-l2', '--lr-weight-ent', '--mr-weight-src']
 
 
 def add_flags(parser, names, **changes):
@@ -100,28 +121,162 @@ def parse(parser, argv=None):
     return apply_env_switches(parser.parse_args(argv))
 
 
-def script_main(prog, run, args, errors=()):
-    """Call ``run(args)``; report the anticipated ``errors`` as one line and exit code 2.
+# ---------------------------------------------------------------------------- flag values
+class FlagError(ValueError):
+    """A flag value out of its range; the message names the flag."""
 
-    ``args`` None (no arguments: help was printed) gives exit code 1. A
-    worker of a distributed job that fails ends at once (:func:`issegm.distributed.abort`):
-    a normal exit would wait for the other workers in ps-lite's last barrier.
+
+def _number(kind, low=None, high=None, low_open=False):
+    def check(value):
+        if kind is float and not math.isfinite(value):
+            return False
+        if low is not None and (value <= low if low_open else value < low):
+            return False
+        return high is None or value <= high
+    return check
+
+
+def _scale_range(text):
+    try:
+        lo, hi = (float(v) for v in str(text).split(','))
+    except ValueError:
+        return False
+    return math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi
+
+
+def _test_scales(text):
+    try:
+        return all(int(v) >= 32 for v in str(text).split(','))
+    except ValueError:
+        return False
+
+
+def _gpus(text):
+    t = str(text).strip().lower()
+    return t in ('', 'cpu', '-1') or all(v.strip().isdigit() for v in t.split(','))
+
+
+#: dest -> (check, what a good value is). None values (flag not given) are not checked.
+RULES = {
+    'batch_images': (_number(int, 1), 'a positive number of images'),
+    'crop_size': (_number(int, 1), 'a positive size in pixels'),
+    'origin_size': (_number(int, 1), 'a positive size in pixels'),
+    'origin_size_tgt': (_number(int, 1), 'a positive size in pixels'),
+    'scale_rate_range': (_scale_range, 'lo,hi with 0 < lo <= hi, e.g. 0.7,1.3'),
+    'base_lr': (_number(float, 0), 'a finite rate >= 0'),
+    'weight_decay': (_number(float, 0), 'a finite value >= 0'),
+    'from_epoch': (_number(int, 0), 'an epoch >= 0'),
+    'stop_epoch': (_number(int, 1), 'an epoch >= 1'),
+    'to_epoch': (_number(int, 1), 'an epoch >= 1'),
+    'init_tgt_port': (_number(float, 0, 1, low_open=True), 'a portion in (0, 1]'),
+    'init_src_port': (_number(float, 0, 1), 'a portion in [0, 1]'),
+    'max_tgt_port': (_number(float, 0, 1, low_open=True), 'a portion in (0, 1]'),
+    'max_src_port': (_number(float, 0, 1), 'a portion in [0, 1]'),
+    'step_tgt_port': (_number(float, 0, 1), 'a step in [0, 1]'),
+    'step_src_port': (_number(float, 0, 1), 'a step in [0, 1]'),
+    'epr': (_number(int, 1), 'at least 1 epoch'),
+    'num_round': (_number(int, 1), 'at least 1 round'),
+    'idx_round': (_number(int, 0), 'a round number >= 0'),
+    'seed_int': (_number(int, 0, 2 ** 32 - 1), 'a seed in 0 .. 2^32-1'),
+    'mine_port': (_number(float, 0, 1), 'a probability in [0, 1]'),
+    'mine_id_number': (_number(int, 0), 'a number of classes >= 0'),
+    'mine_thresh': (_number(float, 0, 1), 'a pixel share in [0, 1]'),
+    'test_scales': (_test_scales, 'comma-separated longer sides of at least 32 pixels, e.g. 2048'),
+    'prefetch_threads': (_number(int, 1), 'at least 1 worker'),
+    'gpus': (_gpus, 'device ids such as 0 or 0,1 (empty for the CPU)'),
+    'with_prior': (lambda v: v in ('True', 'False'), 'True or False'),
+    'kc_policy': (lambda v: v in ('cb', 'global'), 'cb (CBST) or global (ST)'),
+    'prefetcher': (lambda v: v in ('thread', 'process'), 'thread or process'),
+    'lr_type': (lambda v: v in ('fixed', 'step', 'linear', 'poly'), 'fixed, step, linear or poly'),
+    'source_sample_policy': (lambda v: v in ('cumulative', 'random'), 'cumulative or random'),
+}
+
+#: Flags whose dest is not their name.
+_FLAG_OF = {'epr': '--epoch-per-round'}
+
+
+def flag_name(dest):
+    return _FLAG_OF.get(dest, '--' + dest.replace('_', '-'))
+
+
+#: Paths that go into UTF-8 list files and logs.
+PATH_FLAGS = ('output', 'data_root', 'data_root_tgt', 'weights')
+
+
+def check_flags(args):
+    """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one."""
+    for dest, (check, good) in RULES.items():
+        value = getattr(args, dest, None)
+        if value is not None and not check(value):
+            raise FlagError('%s %s: expected %s' % (flag_name(dest), value, good))
+    for dest in PATH_FLAGS:
+        value = getattr(args, dest, None)
+        try:
+            if value is not None:
+                value.encode('utf-8')
+        except UnicodeEncodeError:
+            shown = value.encode('utf-8', 'surrogateescape').decode('utf-8', 'replace')
+            raise FlagError('%s %s: the path is not UTF-8 (paths go into UTF-8 list files); rename it'
+                            % (flag_name(dest), shown))
+    return args
+
+
+# ---------------------------------------------------------------------------- failures
+def describe_failure(exc):
+    """``(exit_code, one_line)`` for an exception; exit code 2: the command or its input must change,
+    1: a rerun of the same command can succeed (its finished work is kept).
+    """
+    import errno
+    from util.io import DiskFullError
+    if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        where = getattr(exc, 'folder', None) or os.path.dirname(str(exc.filename or '')) or 'the output folder'
+        return 1, 'disk full while writing in %s: free space there, then rerun the same command ' \
+                  '(finished work is kept)' % where
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return 2, 'cannot write %s: %s; choose a writable --output' % (exc.filename, exc.strerror)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        return 2, '%s: a file stands where a folder is needed (%s); choose another --output' % (
+            exc.filename, exc.strerror)
+    if isinstance(exc, MemoryError):
+        return 1, 'out of memory; lower --batch-images or --crop-size, or free memory, then rerun the same command'
+    if isinstance(exc, UnicodeError):
+        return 2, 'text that is not UTF-8 (%s); rename the file or folder, or re-save the list as UTF-8' % exc
+    if isinstance(exc, (ValueError, LookupError, OSError)):
+        # Our checks: bad flags, lists, labels, checkpoints, refused reruns, divergence.
+        return 2, str(exc)
+    from issegm.training import DivergenceError
+    if isinstance(exc, DivergenceError):
+        return 2, str(exc)
+    text = str(exc).strip().splitlines()
+    return 1, '%s: %s (unexpected; rerun with --debug for the traceback)' % (
+        type(exc).__name__, text[-1] if text else '')
+
+
+def script_main(prog, run, args, errors=()):
+    """Call ``run(args)``; any failure is one line on stderr (a traceback too with ``--debug``).
+
+    Exit codes: 0 done, 1 failed but the same command can continue, 2 the
+    command or its input must change (:func:`describe_failure`); ``args``
+    None (no arguments: help was printed) gives 1. A failed worker of a
+    distributed job ends at once (:func:`issegm.distributed.abort`).
     """
     from issegm import distributed
     if args is None:
         return 1
     try:
         result = run(args)
-    except errors as exc:
-        print('%s: error: %s' % (prog, exc), file=sys.stderr)
-        result = 2
-    except BaseException:
-        if distributed.is_open():
+    except KeyboardInterrupt:
+        print('%s: interrupted; rerun the same command to continue' % prog, file=sys.stderr)
+        code = 130
+    except Exception as exc:
+        if getattr(args, 'debug', False):
             import traceback
             traceback.print_exc()
-            distributed.abort(1)
-        raise
-    code = result if isinstance(result, int) else 0
+        code, line = describe_failure(exc)
+        print('%s: error: %s' % (prog, line), file=sys.stderr)
+    else:
+        code = result if isinstance(result, int) else 0
     if code and distributed.is_open():
+        # A normal exit would wait for the other workers in ps-lite's last barrier.
         distributed.abort(code)
     return code

@@ -28,14 +28,17 @@ Deliberate differences, none changing what is sampled:
   permutation draw, so batches are the same for any number of workers (the
   reference's threads share numpy's global generator, so its batches depend
   on thread timing); ``seed`` makes runs repeatable;
-* a corrupt image, a label whose size differs from its image, or label values
-  outside the dataset's encoding stop the run with one line naming the file.
-  We chose that over skipping: a skip silently changes the sampled
-  distribution, and a stopped run resumes from its last whole epoch.
+* a corrupt image, a 16-bit or multi-channel label, or a label whose size
+  differs from its image stop the run with one line naming the file. We
+  chose that over skipping: a skip silently changes the sampled
+  distribution, and a stopped run resumes from its last whole epoch. Label
+  values outside the dataset's encoding are ignored, as the reference ignores
+  them, with one summary warning per run (:class:`issegm.datasets.LabelAudit`).
 """
 import collections
 import concurrent.futures
 import io
+import logging
 import multiprocessing
 import os
 
@@ -43,7 +46,7 @@ import mxnet as mx
 import numpy as np
 from PIL import Image
 
-from issegm.datasets import DataError, get_dataset, list_path, read_list
+from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list
 from util.image import MEAN_RGB, normalize, resize
 
 __all__ = ['FileIter', 'Sample', 'SampleReader', 'make_divisible', 'parse_split_file',
@@ -51,6 +54,8 @@ __all__ = ['FileIter', 'Sample', 'SampleReader', 'make_divisible', 'parse_split_
            'SOURCE', 'TARGET']
 
 SOURCE, TARGET = 0, 1
+
+_logger = logging.getLogger(__name__)
 
 #: One training sample: image path, label path, domain (SOURCE or TARGET).
 Sample = collections.namedtuple('Sample', ['image', 'label', 'domain'])
@@ -107,9 +112,11 @@ class SampleReader(object):
     """
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
-                 scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), max_label_ids=(255, 255),
-                 cache_images=False, rate_from_image=False):
+                 scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), audits=None,
+                 cache_images=False, rate_from_image=False, targets=None):
         self.samples = list(samples)
+        # CRST (issegm.crst.TrainingTargets): labels for its loss, plus each sample's domain.
+        self.targets = targets
         self.label2train = label2train      # per domain, np.uint8[256]
         self.max_shapes = max_shapes        # per domain, (h, w)
         self.origin_sizes = origin_sizes    # per domain
@@ -119,7 +126,7 @@ class SampleReader(object):
         self.mine_port = float(mine_port)
         self.mine_id = [int(c) for c in np.asarray(mine_id).ravel()]
         self.mine_id_priority = [int(c) for c in np.asarray(mine_id_priority).ravel()]
-        self.max_label_ids = max_label_ids  # per domain: the largest id of the encoding
+        self.audits = audits                # per domain: LabelAudit, or None (no label checks)
         self.cache = {} if cache_images else None
         self.rate_from_image = bool(rate_from_image)
         self.mean = np.asarray(MEAN_RGB * 255).astype(np.uint8)  # as the reference: truncated
@@ -134,7 +141,10 @@ class SampleReader(object):
         return Image.open(path)
 
     def load(self, sample):
-        """Image (uint8 RGB) and label (train ids) of ``sample``; errors name the file."""
+        """Image (uint8 RGB), label (train ids) and label finding (see ``LabelAudit.inspect``) of ``sample``.
+
+        Structural damage is a :class:`DataError` naming the file.
+        """
         try:
             image = np.asarray(self._open(sample.image).convert('RGB'), np.uint8)
         except FileNotFoundError:
@@ -156,12 +166,8 @@ class SampleReader(object):
         if raw.shape != image.shape[:2]:
             raise DataError('label %s is %dx%d but its image %s is %dx%d' % (
                 sample.label, raw.shape[0], raw.shape[1], sample.image, image.shape[0], image.shape[1]))
-        top = int(raw.max())
-        if top > self.max_label_ids[sample.domain]:
-            raise DataError('label %s holds value %d, outside the label-id encoding (0..%d); '
-                            'labels must hold label ids, not train ids or colours'
-                            % (sample.label, top, self.max_label_ids[sample.domain]))
-        return image, self.label2train[sample.domain][raw]
+        finding = self.audits[sample.domain].inspect(sample.label, raw) if self.audits else None
+        return image, self.label2train[sample.domain][raw], finding
 
     # -- geometry ----------------------------------------------------------------------
     def _scale(self, domain, hw, rng):
@@ -191,9 +197,13 @@ class SampleReader(object):
 
     def make(self, index, seed):
         """One sample: (data float32 3xTxT, label float32 (T/s)^2, :class:`Geometry`)."""
+        return self._make(index, seed)[:3]
+
+    def _make(self, index, seed):
+        # make() and the label finding of the sample's file (LabelAudit.inspect).
         sample = self.samples[index]
         rng = np.random.RandomState(seed)
-        image, label = self.load(sample)
+        image, label, finding = self.load(sample)
         h, w = label.shape
         T, s = self.crop_size, self.stride
         rate, max_crop = self._scale(sample.domain, (h, w), rng)
@@ -230,12 +240,23 @@ class SampleReader(object):
             data_crop, label_crop = data_crop[:, ::-1], label_crop[:, ::-1]
         data = normalize(data_crop)
         geometry = Geometry(rate, crop, d0, y0, x0, flip, centre is not None)
-        return data, label_crop.astype(np.float32).ravel(), geometry
+        return data, label_crop.astype(np.float32).ravel(), geometry, finding
 
     def batch(self, indices, seeds):
-        """Stacked data and labels of the samples ``indices``."""
-        made = [self.make(i, s)[:2] for i, s in zip(indices, seeds)]
-        return np.stack([m[0] for m in made]), np.stack([m[1] for m in made])
+        """Stacked data and labels of the samples ``indices`` (and, with ``targets``, 1 for source samples)."""
+        return self.batch_and_findings(indices, seeds)[1:]
+
+    def batch_and_findings(self, indices, seeds):
+        """The label findings ``(domain, finding)`` of the samples, then what :meth:`batch` gives."""
+        made = [self._make(i, s) for i, s in zip(indices, seeds)]
+        findings = [(self.samples[i].domain, m[3]) for i, m in zip(indices, made) if m[3] is not None]
+        data = np.stack([m[0] for m in made])
+        if self.targets is None:
+            return findings, data, np.stack([m[1] for m in made])
+        samples = [self.samples[i] for i in indices]
+        labels = [self.targets(sample, label, geometry, self.crop_size, self.stride, sample.domain == TARGET)
+                  for sample, (_, label, geometry, _) in zip(samples, made)]
+        return findings, data, np.stack(labels), np.array([s.domain == SOURCE for s in samples], np.float32)
 
 
 _WORKER_READER = None
@@ -247,13 +268,7 @@ def _init_worker(reader):
 
 
 def _worker_batch(indices, seeds):
-    return _WORKER_READER.batch(indices, seeds)
-
-
-def _max_label_id(info):
-    known = np.nonzero(info.label2train != _IGNORE)[0]
-    # Every id of the table (void ids included) is below the largest listed one.
-    return int(max(known.max(), np.nonzero(info.palette.reshape(-1, 3).any(axis=1))[0].max()))
+    return _WORKER_READER.batch_and_findings(indices, seeds)
 
 
 class FileIter(mx.io.DataIter):
@@ -265,6 +280,8 @@ class FileIter(mx.io.DataIter):
     it lacks comes from the dataset registry. ``samples`` (a list of
     :class:`Sample`) replaces the list files; ``seed`` makes every epoch
     repeatable (default: numpy's global generator, as the reference).
+    ``targets`` (:class:`issegm.crst.TrainingTargets`) makes the labels of the
+    CRST loss and adds the label ``is_source``; None is CBST.
 
     Without ``dataset_tgt`` it is the reference's source-training iterator
     (``data_src.py``): each image's scale rate comes from its own size, and
@@ -284,7 +301,8 @@ class FileIter(mx.io.DataIter):
                  rgb_mean=None, feat_stride=8, label_stride=None, label_steps=1, origin_size=None,
                  origin_size_tgt=None, crop_size=0, scale_rate_range=None, crops_per_image=1,
                  transformer=None, transformer_image=None, prefetch_threads=1, prefetcher_type='thread',
-                 samples=None, seed=None, prefetcher=None, cache_images=None, num_parts=1, part_index=0):
+                 samples=None, seed=None, prefetcher=None, cache_images=None, targets=None, num_parts=1,
+                 part_index=0):
         if batch_images % num_parts or not 0 <= part_index < num_parts:
             raise ValueError('--batch-images %d (the global batch) cannot be split evenly over %d workers'
                              % (batch_images, num_parts))
@@ -321,13 +339,14 @@ class FileIter(mx.io.DataIter):
         origin_tgt = origin_size_tgt or max(max_tgt)
         if cache_images is None:
             cache_images = meta.get('cache_images', False)
+        self.audits = (LabelAudit(src), LabelAudit(tgt))
         self.reader = SampleReader(
             self.samples, (src.label2train, tgt.label2train), (max_src, max_tgt), (origin_src, origin_tgt),
             crop, feat_stride, tuple(scale_rate_range or (1., 1.)),
             mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
             mine_id_priority=meta.get('mine_id_priority', ()),
-            max_label_ids=(_max_label_id(src), _max_label_id(tgt)), cache_images=bool(cache_images),
-            rate_from_image=not st)
+            audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st, targets=targets)
+        self.targets = targets
         self.global_batch = batch_images
         self.batch_size = batch_images // num_parts
         self._part = part_index * self.batch_size
@@ -361,7 +380,11 @@ class FileIter(mx.io.DataIter):
     @property
     def provide_label(self):
         n = (self.crop_size // self.stride) ** 2
-        return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+        if self.targets is None:
+            return [mx.io.DataDesc(self._label_name, (self.batch_size, n))]
+        from issegm.crst import DOMAIN_NAME
+        return [mx.io.DataDesc(self._label_name, self.targets.label_shape(self.batch_size, n)),
+                mx.io.DataDesc(DOMAIN_NAME, (self.batch_size,))]
 
     # -- epochs ------------------------------------------------------------------------
     def _pool(self):
@@ -378,7 +401,7 @@ class FileIter(mx.io.DataIter):
 
     def _submit(self, indices, seeds):
         if self._kind == 'thread':
-            return self._pool().submit(self.reader.batch, indices, seeds)
+            return self._pool().submit(self.reader.batch_and_findings, indices, seeds)
         return self._pool().submit(_worker_batch, indices, seeds)
 
     def reset(self):
@@ -406,11 +429,15 @@ class FileIter(mx.io.DataIter):
         if not self._batches:
             self.reset()
         if self._cursor >= len(self._batches):
+            for audit in self.audits:  # one warning per run: only files not reported before
+                audit.report(_logger)
             raise StopIteration
-        data, label = self._pending.popleft().result()
+        findings, data, *labels = self._pending.popleft().result()
+        for domain, finding in findings:
+            self.audits[domain].add(finding)
         self._cursor += 1
         self._fill()
-        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(label)], pad=0,
+        return mx.io.DataBatch(data=[mx.nd.array(data)], label=[mx.nd.array(l) for l in labels], pad=0,
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
     def epoch_indices(self):

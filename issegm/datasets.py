@@ -30,7 +30,7 @@ import numpy as np
 
 __all__ = ['DatasetInfo', 'DataError', 'DATASETS', 'get_dataset', 'list_path', 'read_list',
            'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES', 'sample_name',
-           'save_prediction']
+           'save_prediction', 'report_missing', 'LabelAudit']
 
 IGNORE_LABEL = 255
 
@@ -45,6 +45,7 @@ DatasetInfo = collections.namedtuple('DatasetInfo', [
     'max_shape',            # (h, w) largest image, evaluation / source training
     'max_shape_st_source',  # (h, w) max shape when used as SOURCE in self-training
     'ignore_label',         # 255
+    'label_ids',            # sorted label ids the encoding defines (others are unknown: ignored, reported)
 ])
 
 
@@ -87,7 +88,7 @@ CITYSCAPES16_CLASSES = ['road', 'sidewalk', 'building', 'wall', 'fence', 'pole',
 
 
 def _tables(entries):
-    """Build (label2train, train2label, class_names, valid ids, palette) from
+    """Build (label2train, train2label, class_names, valid ids, palette, label ids) from
     ``(name, label_id, train_id, colour)`` entries.
 
     As in the reference (``trainId2label`` built over the reversed list), the
@@ -97,9 +98,11 @@ def _tables(entries):
     train2label = np.zeros(256, np.uint8)
     palette = np.zeros((256, 3), np.uint8)
     names = {}
+    ids = set()
     for name, lid, tid, colour in entries:
         if lid < 0 or lid > 255:
             continue
+        ids.add(lid)
         palette[lid] = colour
         if tid < 0 or tid == IGNORE_LABEL:
             continue
@@ -111,7 +114,7 @@ def _tables(entries):
     assert sorted(names) == list(range(num_classes)), names
     class_names = [names[t] for t in range(num_classes)]
     valid = sorted(int(train2label[t]) for t in range(num_classes))
-    return label2train, train2label, class_names, valid, palette.ravel()
+    return label2train, train2label, class_names, valid, palette.ravel(), sorted(ids)
 
 
 def _cityscapes_entries(sixteen=False):
@@ -123,13 +126,13 @@ def _cityscapes_entries(sixteen=False):
 
 
 def _make(name, entries, max_shape, max_shape_st_source=None):
-    l2t, t2l, names, valid, palette = _tables(entries)
+    l2t, t2l, names, valid, palette, ids = _tables(entries)
     max_shape = tuple(max_shape)
     return DatasetInfo(name=name, num_classes=len(names), class_names=names,
                        label2train=l2t, train2label=t2l, valid_label_ids=valid,
                        palette=palette, max_shape=max_shape,
                        max_shape_st_source=tuple(max_shape_st_source or max_shape),
-                       ignore_label=IGNORE_LABEL)
+                       ignore_label=IGNORE_LABEL, label_ids=ids)
 
 
 def _build_registry():
@@ -153,7 +156,74 @@ def get_dataset(name):
     # Copies, so that a caller editing a table cannot change the registry.
     return info._replace(label2train=info.label2train.copy(), train2label=info.train2label.copy(),
                          palette=info.palette.copy(), class_names=list(info.class_names),
-                         valid_label_ids=list(info.valid_label_ids))
+                         valid_label_ids=list(info.valid_label_ids), label_ids=list(info.label_ids))
+
+
+class LabelAudit(object):
+    """Label values outside the encoding, and label files that look like train ids or colours.
+
+    Unknown label ids are ignored, as the reference ignores them (its tables
+    map them to 255), but never silently: :meth:`check` notes them per file
+    and :meth:`report` logs one summary warning for what is new (the files
+    and the values). A file whose pixels are mostly in the void ids below the
+    first class (Cityscapes ids 0-6) most likely holds train ids or a colour
+    rendering; it gets a warning naming it and ``prepare_data.py``. Findings
+    made in worker processes travel back as :meth:`check`'s return value and
+    are added with :meth:`add`.
+    """
+
+    def __init__(self, info):
+        self.info_name = info.name
+        self.known = np.zeros(256, bool)
+        self.known[info.label_ids] = True
+        low = [i for i in range(min(info.valid_label_ids)) if info.label2train[i] == IGNORE_LABEL]
+        # A single void id (SYNTHIA's 0, pseudo-labels' 0) says nothing; Cityscapes has seven.
+        self.void_ids = low if len(low) > 1 else []
+        self.unknown = {}      # path -> sorted unknown values
+        self.suspect = []      # paths that look like train ids or colours
+        self._reported = set()
+
+    def inspect(self, path, raw):
+        """``(path, unknown_values, suspect)`` for a label-id map, or None when nothing is wrong."""
+        counts = np.bincount(np.asarray(raw, np.uint8).ravel(), minlength=256)
+        unknown = tuple(int(v) for v in np.nonzero(counts * ~self.known)[0])
+        suspect = False
+        if self.void_ids:
+            void = counts[self.void_ids]
+            suspect = void.sum() > 0.5 * raw.size and void[1:].sum() > 0.1 * raw.size
+        return (path, unknown, suspect) if unknown or suspect else None
+
+    def add(self, finding):
+        if finding is not None:
+            path, unknown, suspect = finding
+            if unknown:
+                self.unknown[path] = unknown
+            if suspect and path not in self.suspect:
+                self.suspect.append(path)
+
+    def check(self, path, raw):
+        """Inspect one label-id map and keep the finding; returns it."""
+        finding = self.inspect(path, raw)
+        self.add(finding)
+        return finding
+
+    def report(self, log):
+        """Log one warning for each kind of finding not reported yet."""
+        new = [p for p in self.unknown if ('u', p) not in self._reported]
+        if new:
+            values = sorted(set(v for p in new for v in self.unknown[p]))
+            shown = ', '.join('%s (%s)' % (p, ','.join(map(str, self.unknown[p][:5]))) for p in new[:3])
+            log.warning('%d label file(s) hold values outside the %s label ids (%s), ignored as the reference '
+                        'ignores them: %s%s', len(new), self.info_name, ', '.join(map(str, values[:10])), shown,
+                        ' and %d more' % (len(new) - 3) if len(new) > 3 else '')
+            self._reported.update(('u', p) for p in new)
+        new = [p for p in self.suspect if ('s', p) not in self._reported]
+        if new:
+            log.warning('%d label file(s) look like train ids or colours, not %s label ids (most pixels are '
+                        'void ids %d-%d): %s%s; make label-id files with issegm/prepare_data.py',
+                        len(new), self.info_name, self.void_ids[0], self.void_ids[-1], ', '.join(new[:3]),
+                        ' and %d more' % (len(new) - 3) if len(new) > 3 else '')
+            self._reported.update(('s', p) for p in new)
 
 
 def save_prediction(info, train_ids, ids_path, color_path):
@@ -182,24 +252,41 @@ def list_path(dataset, split):
 _SAME = object()
 
 
-def read_list(path, data_root=None, check_exists=True, label_root=_SAME):
+def report_missing(source, missing, hint='check --data-root and the list file'):
+    """Raise one :class:`DataError` for every missing file at once: the count and the first few.
+
+    ``missing`` is a list of ``(where, path)``, ``where`` a line reference
+    such as ``line 12`` (or '' when there is none).
+    """
+    if not missing:
+        return
+    shown = ', '.join(('%s (%s)' % (path, where) if where else path) for where, path in missing[:3])
+    more = ' and %d more' % (len(missing) - 3) if len(missing) > 3 else ''
+    raise DataError('%s: %d file(s) not found: %s%s; %s' % (source, len(missing), shown, more, hint))
+
+
+def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_labels=False,
+              hint='check --data-root and the list file'):
     """Parse a list file of ``image<TAB>label`` lines (label optional).
 
     Returns ``[(image, label_or_None), ...]`` with the paths as written.
     When ``check_exists``, every file is looked up (under ``data_root`` when
-    given) before any work starts, and the first missing one is reported with
-    the list name and line number in one :class:`DataError`. Labels are
-    looked up under ``label_root`` (default: ``data_root``); pass ``None`` for
-    pseudo-label lists, whose label paths are used as-is.
+    given) before any work starts, and all missing ones are reported at once
+    (:func:`report_missing`). Labels are looked up under ``label_root``
+    (default: ``data_root``); pass ``None`` for pseudo-label lists, whose
+    label paths are used as-is. ``need_labels`` makes an image-only line an
+    error (source lists). ``hint`` ends the missing-files message.
     """
     if label_root is _SAME:
         label_root = data_root
     try:
-        with open(path) as f:
+        with open(path, encoding='utf-8') as f:
             lines = f.read().splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError('list file %s is not UTF-8 text (%s); re-save it as UTF-8' % (path, exc.reason))
     except OSError as exc:
-        raise DataError('cannot read list file %s: %s' % (path, exc))
-    items = []
+        raise DataError('cannot read list file %s: %s' % (path, exc.strerror or exc))
+    items, missing = [], []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -212,15 +299,17 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME):
         if not image:
             raise DataError('%s line %d: no image path before the tab' % (path, lineno))
         label = fields[1] if len(fields) == 2 and fields[1] else None
+        if need_labels and label is None:
+            raise DataError('%s line %d: no label after the image; this list needs "image<TAB>label" lines'
+                            % (path, lineno))
         if check_exists:
-            for kind, rel, root in (('image', image, data_root), ('label', label, label_root)):
-                if rel is None:
-                    continue
-                full = os.path.join(root, rel) if root else rel
-                if not os.path.isfile(full):
-                    raise DataError('%s line %d: %s file not found: %s (check --data-root and the list file)'
-                                    % (path, lineno, kind, full))
+            for rel, root in ((image, data_root), (label, label_root)):
+                if rel is not None:
+                    full = os.path.join(root, rel) if root else rel
+                    if not os.path.isfile(full):
+                        missing.append(('line %d' % lineno, full))
         items.append((image, label))
     if not items:
         raise DataError('list file %s has no entries' % path)
+    report_missing(path, missing, hint)
     return items

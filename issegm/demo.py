@@ -38,6 +38,24 @@ METHODS = (  # case, --kc-policy, --with-prior
     ('CBST', 'cb', 'False'),
     ('CBST-SP', 'cb', 'True'),
 )
+#: CRST variants (``--methods``), CBST plus their flag: CRST's mrkld.sh / lrent.sh weights, 0.1 for MRENT/MRL2.
+CRST_FLAGS = {
+    'CRST-MRKLD': ['--mr-weight-kld', '0.1'],
+    'CRST-LRENT': ['--lr-weight-ent', '0.25'],
+    'CRST-MRENT': ['--mr-weight-ent', '0.1'],
+    'CRST-MRL2': ['--mr-weight-l2', '0.1'],
+}
+
+
+def select_methods(names):
+    """``--methods`` (comma-separated case names) -> the ``(case, --kc-policy, --with-prior)`` list."""
+    known = dict((m[0], m) for m in METHODS)
+    known.update((case, (case, 'cb', 'False')) for case in CRST_FLAGS)
+    cases = [n.strip() for n in names.split(',') if n.strip()]
+    unknown = [c for c in cases if c not in known]
+    if unknown or not cases:
+        raise ValueError('unknown --methods %s; choose from %s' % (', '.join(unknown) or '(none)', ', '.join(known)))
+    return tuple(known[c] for c in cases)
 
 #: Scaled-down settings: the full demo, and the quick one the tests run.
 #: Full: the source model trains 150 epochs (``src_lr_type`` is its
@@ -192,7 +210,8 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
                 '--mine-thresh', '0.001', '--base-lr', str(p['st_lr']),
                 '--epoch-per-round', str(p['epoch_per_round']), '--to-epoch', str(p['epoch_per_round']),
                 '--source-sample-policy', 'cumulative', '--self-training-script', _script('solve_ST.py'),
-                '--kc-policy', policy, '--prefetch-threads', '2', '--gpus', gpus, '--with-prior', prior])
+                '--kc-policy', policy, '--prefetch-threads', '2', '--gpus', gpus, '--with-prior', prior]
+                + CRST_FLAGS.get(case, []))
             results[case] = []
             for r in range(p['rounds']):
                 ckpt = _checkpoint(os.path.join(out, str(r)), TARGET_LABEL, (r + 1) * p['epoch_per_round'])
@@ -313,17 +332,23 @@ def main(argv=None):
     parser.add_argument('--preset', default='full', choices=sorted(PRESETS))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--gpus', default='0', help='as in the scripts; the CPU is used without a GPU')
+    parser.add_argument('--methods', default=','.join(m[0] for m in METHODS),
+                        help='comma-separated cases (default %(default)s; also ' + ', '.join(CRST_FLAGS) + ')')
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                         help='change a preset value, e.g. --set rounds=4 (keys: %s)'
                         % ', '.join(sorted(PRESETS['full'])))
     args = parser.parse_args(argv)
+    try:
+        methods = select_methods(args.methods)
+    except ValueError as exc:
+        parser.error(str(exc))
     overrides = {}
     for item in args.set:
         key, _, value = item.partition('=')
         if key not in PRESETS['full']:
             parser.error('unknown setting %r; known: %s' % (key, ', '.join(sorted(PRESETS['full']))))
         overrides[key] = type(PRESETS['full'][key])(value)
-    summary = run_demo(args.output, args.preset, args.seed, args.gpus, overrides=overrides)
+    summary = run_demo(args.output, args.preset, args.seed, args.gpus, methods=methods, overrides=overrides)
     print()
     print(summary['table'])
     for case, values in summary['mIoU_per_round'].items():

@@ -14,12 +14,16 @@ worker which part of the work is its own and joins the parts:
   must share anyway: training reads the pseudo-labels every worker wrote and
   every worker resumes from rank 0's checkpoints. Pools are large and of
   different sizes per worker, a poor fit for fixed-shape KVStore keys;
+* :func:`locked` and :func:`root_only` keep one run's guards for the job:
+  rank 0 holds the output's lock, clears a killed run's debris and records
+  the settings (:mod:`issegm.run_guard`) before any worker writes;
 * :func:`abort` ends a failed worker at once: a normal exit would wait in
   ps-lite's final barrier for workers that are still running.
 
 Without the launcher every function describes a job of one worker (rank 0
 of 1) and costs nothing, so scripts keep one code path.
 """
+import contextlib
 import logging
 import os
 import sys
@@ -31,7 +35,7 @@ from util.io import atomic_path, makedirs
 
 __all__ = ['DistError', 'launched', 'init', 'kvstore', 'is_open', 'rank', 'num_workers', 'is_root',
            'barrier', 'shard', 'new_key', 'allreduce', 'broadcast', 'gather', 'training_kvstore', 'log_file',
-           'set_logger', 'abort']
+           'set_logger', 'locked', 'root_only', 'abort']
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +223,30 @@ def set_logger(output, name, debug=False):
     """
     from util.log import set_logger as set_log
     return set_log(output, log_file(name), debug, console=rank() == 0)
+
+
+@contextlib.contextmanager
+def locked(folder, *args, **kwargs):
+    """:func:`issegm.run_guard.locked` for the job: rank 0 takes the lock (clearing debris), then all go on.
+
+    The other workers write under rank 0's lock and never take it
+    themselves (they would find it held by their own job).
+    """
+    from issegm import run_guard
+    if rank() != 0:
+        barrier()
+        yield False
+        return
+    with run_guard.locked(folder, *args, **kwargs) as fresh:
+        barrier()
+        yield fresh
+
+
+def root_only(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on rank 0 alone, then a barrier; rank 0's result (None elsewhere)."""
+    result = fn(*args, **kwargs) if rank() == 0 else None
+    barrier()
+    return result
 
 
 def abort(code):

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from issegm import distributed, metrics
-from issegm.datasets import DataError, get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.parallel import class_argmax
@@ -69,13 +69,21 @@ def resolve_args(args):
     * ``--log-file`` omitted: ``{weights stem}[_{split} unless val].log``;
     * ``--data-root`` omitted: ``data/{dataset}``.
     """
+    from issegm.cli import FlagError, check_flags
     from issegm.model import label_from_weights, parse_label
+    try:
+        check_flags(args)
+    except FlagError as exc:
+        raise EvalError(str(exc))
     if args.phase not in ('val', 'test'):
         raise EvalError('evaluate.py runs --phase val (scores and predictions) or test '
                         '(predictions only); got --phase %s' % args.phase)
     if args.weights is None:
         raise EvalError('--weights is required: the checkpoint to evaluate, '
                         'e.g. models/gta_rna-a1_cls19_s8_ep-0000.params')
+    if not os.path.isfile(args.weights):
+        # Said before anything is read from the name, so a missing file is not blamed on the label.
+        raise EvalError('weights not found: %s' % args.weights)
     if args.model is None:
         try:
             args.model = label_from_weights(args.weights)
@@ -181,6 +189,7 @@ class Evaluation(object):
         self.output = output
         self.save_results = save_results
         self.cm = metrics.ConfusionMatrix(info.num_classes)
+        self.audit = LabelAudit(info)  # unknown ids are ignored by the scores, and reported once
         self.valid = np.zeros(256, bool)
         self.valid[info.valid_label_ids] = True
         if save_results:
@@ -248,6 +257,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     def launch(record):
         return predicting(evaluation.start, record[1])
 
+    label_of = dict(prepared.items)
     try:
         records = _prefetched(prepared.items, data_root, prepared.has_gt, prefetch_threads)
         depth = getattr(evaluation.predictor, 'depth', 1) if overlap else 0
@@ -255,6 +265,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
             image_rel, _, label = launched.item
             pred = predicting(evaluation.finish, launched.get())
             if label is not None:
+                evaluation.audit.check(os.path.join(data_root, label_of[image_rel]), label)
                 evaluation.score(pred, label, image_rel)
             if evaluation.save_results:
                 if writer is None:
@@ -275,6 +286,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     finally:
         if writer is not None:
             writer.shutdown(wait=True)
+    evaluation.audit.report(logger)
     logger.info('Done in %.2f s.', time.time() - start)
     return evaluation.cm
 
@@ -285,14 +297,19 @@ def run(args, net=None):
     ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
     it must map normalised NCHW data to probabilities at 1/stride.
     """
+    resolve_args(args)
+    prepared = prepare(args)
+    distributed.init()  # under the launcher: join the job, learn this worker's share
+    # The output may be a checkpoint's folder: clean only the folders evaluation writes.
+    with distributed.locked(args.output, ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')),
+                            False):
+        return _run_locked(args, prepared, net)
+
+
+def _run_locked(args, prepared, net):
     from issegm.inference import Predictor
     from issegm.model import get_model
     from util.device import get_contexts
-
-    resolve_args(args)
-    prepared = prepare(args)
-    makedirs(args.output)
-    distributed.init()  # under the launcher: join the job, learn this worker's share
     distributed.set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))

@@ -20,8 +20,8 @@ from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 
 __all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'start_epoch',
            'get_symbol',
-           'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module', 'subgraph_backend',
-           'CLASSIFIER_DATASET', 'TRAIN_WORKSPACE_MB', 'TEST_WORKSPACE_MB', 'head_param_names']
+           'get_scores', 'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
+           'subgraph_backend', 'CLASSIFIER_DATASET', 'TRAIN_WORKSPACE_MB', 'TEST_WORKSPACE_MB', 'head_param_names']
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,12 @@ def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
         layers.cfg['workspace'] = saved
 
 
+def get_scores(label, workspace=TRAIN_WORKSPACE_MB):
+    """The network's class scores (logits, before the softmax) as a symbol without a label input."""
+    sym = get_symbol(label, workspace=workspace)
+    return sym.get_internals()['linear%d_output' % _as_label(label).classes]
+
+
 def get_scores_symbol(label, softmax_dtype='float32'):
     """Probabilities without a label input: softmax over classes of the last layer's scores.
 
@@ -118,8 +124,7 @@ def get_scores_symbol(label, softmax_dtype='float32'):
     the bootstrapping softmax, a float64 numpy operator); ``'float32'`` equals
     ``SoftmaxOutput``'s forward, which its pseudo-label phase uses.
     """
-    sym = get_symbol(label, workspace=TEST_WORKSPACE_MB)
-    scores = sym.get_internals()['linear%d_output' % _as_label(label).classes]
+    scores = get_scores(label, workspace=TEST_WORKSPACE_MB)
     if softmax_dtype == 'float32':
         return mx.sym.softmax(scores, axis=1, name='prob')
     if softmax_dtype != 'float64':
@@ -246,8 +251,13 @@ def subgraph_backend(contexts):
     return None if backend.upper() == 'NONE' else backend
 
 
-def get_module(label, contexts, fixed_param_names=None):
-    """An ``mx.mod.Module`` over the training symbol of ``label`` (data ``data``, label ``softmax_label``)."""
+def get_module(label, contexts, fixed_param_names=None, symbol=None, label_names=('softmax_label',)):
+    """An ``mx.mod.Module`` over the training symbol of ``label`` (data ``data``, label ``softmax_label``).
+
+    ``symbol`` / ``label_names`` replace the network's SoftmaxOutput head and its
+    label (the CRST loss, :func:`issegm.crst.training_symbol`).
+    """
     contexts = contexts if isinstance(contexts, (list, tuple)) else [contexts]
-    return mx.mod.Module(get_symbol(label), data_names=('data',), label_names=('softmax_label',),
-                         context=list(contexts), fixed_param_names=fixed_param_names)
+    return mx.mod.Module(get_symbol(label) if symbol is None else symbol, data_names=('data',),
+                         label_names=tuple(label_names), context=list(contexts),
+                         fixed_param_names=fixed_param_names)

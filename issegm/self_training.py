@@ -24,16 +24,21 @@ its share of the images (:func:`issegm.distributed.shard`) on every device
 of ``--gpus``; rank 0 merges the workers' confidence pools and confusion
 matrices (through files in the round's ``probmap/``; thresholds are order
 statistics and sizes counts, so they equal a one-process run's exactly),
-writes the statistics and the training list, and every worker labels its
-images with the same thresholds. Training is :func:`issegm.training.train`
-with ``--kvstore dist_sync``.
+writes the statistics, and every worker labels its images with the same
+thresholds. Training is :func:`issegm.training.train` with ``dist_sync``.
+Rank 0 holds the output's lock and records its settings for the job.
 
 Resuming: every file is written atomically; an image whose pass-1 outputs
 exist is not forwarded again (its low-resolution map is reloaded, so the
 confidences are the same); a round whose pseudo-labels are complete (marker
 ``{output}/{r}/pseudo_label.done.json``, written last) is not regenerated;
-training continues from the last whole epoch checkpoint.
+training continues from the last whole epoch checkpoint and its optimizer
+state, bit for bit. Each phase records its settings in ``{output}/{r}/run.json``
+and refuses a rerun with others unless ``--restart`` (:mod:`issegm.run_guard`);
+training reads the round's own ``target_training.lst``.
 """
+import contextlib
+import functools
 import json
 import logging
 import math
@@ -45,7 +50,7 @@ import time
 import numpy as np
 
 from issegm import distributed
-from issegm.datasets import get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import (ConfidenceCollector, confidence_map, effective_thresholds,
                                  mining_ids, pseudo_label, threshold_stats)
@@ -66,7 +71,22 @@ MARKER = 'pseudo_label.done.json'
 
 
 class PhaseError(RuntimeError):
-    """A phase failed; the message says where and how to resume (one line)."""
+    """A phase failed; the message says where and how to resume (one line).
+
+    ``code`` is the exit code: 1 when the same command continues once the
+    cause is fixed, 2 when the command must change.
+    """
+
+    def __init__(self, message, code=1):
+        super(PhaseError, self).__init__(message)
+        self.code = code
+
+
+def _image_failure(r, step, i, n, image, exc):
+    from issegm.cli import describe_failure
+    return PhaseError('phase val (pseudo-labels) round %d %s failed at image %d/%d %s: %s; then rerun the same '
+                      'command to resume (finished images are kept)'
+                      % (r, step, i + 1, n, image, describe_failure(exc)[1]))
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -98,6 +118,8 @@ def complete_args(args):
         raise ValueError("--kc-policy takes 'cb' or 'global', got %r" % (args.kc_policy,))
     if args.data_root is None:
         args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
+    from issegm.crst import weights_from_args
+    weights_from_args(args)  # CRST flags: checked before any work
     if args.phase == 'train':
         args.kvstore = distributed.training_kvstore(args.kvstore)
     return args
@@ -135,6 +157,22 @@ class RoundPaths(object):
         self.marker = os.path.join(self.round_dir, MARKER)
         self.thresholds_used = os.path.join(self.round_dir, 'pseudo_label_thresholds.npy')
         self.source_selected = os.path.join(self.round_dir, 'source_selected.lst')
+        # The round's own copy of the target training list: training reads this one, so runs
+        # in one working folder never train on each other's pseudo-labels.
+        self.training_list = os.path.join(self.round_dir, 'target_training.lst')
+
+    def has_pseudo_label_work(self):
+        """Whether the phase has written any per-image output (a failed start leaves none)."""
+        return os.path.exists(self.marker) or any(
+            os.path.isdir(f) and any(True for _ in os.scandir(f)) for f in (self.nplabelIds, self.pseudo_labelIds))
+
+    def discard_pseudo_labels(self):
+        """Remove this round's pseudo-label phase outputs (``--restart``)."""
+        for folder in (os.path.dirname(self.nplabelIds), os.path.dirname(self.pseudo_labelIds), self.probmap):
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in (self.marker, self.thresholds_used, self.training_list):
+            if os.path.exists(path):
+                os.remove(path)
 
     @staticmethod
     def png(folder, name):
@@ -236,9 +274,11 @@ def _write_stats(stats_dir, cls_size, cls_thresh, mine_id, mine_id_priority):
 
 
 def _write_training_list(path, items, paths):
-    with atomic_write(path) as f:
-        for image, _ in items:
-            f.write('%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))))
+    """The target training list, as the reference writes it, and the round's own copy."""
+    lines = ['%s\t%s\n' % (image, RoundPaths.png(paths.pseudo_labelIds, sample_name(image))) for image, _ in items]
+    for target in (paths.training_list, path):
+        with atomic_write(target) as f:
+            f.writelines(lines)
 
 
 def _make_predictor(args, spec, contexts):
@@ -273,28 +313,22 @@ def generate_pseudo_labels(args, predictor=None):
                          % list_path(args.dataset_tgt, args.split_tgt))
     with_prior = args.with_prior == 'True'
     portion = float(args.init_tgt_port)
+    from issegm.crst import weights_from_args
+    alpha = weights_from_args(args).lr_ent  # CRST-LRENT when > 0
     train_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
     config = dict(_forward_config(args), init_tgt_port=portion, kc_policy=args.kc_policy,
                   with_prior=with_prior, dataset=args.dataset, dataset_tgt=args.dataset_tgt,
                   split_tgt=args.split_tgt, mine_id_number=int(args.mine_id_number),
                   mine_thresh=float(args.mine_thresh), images=len(items))
+    if alpha:
+        config['lr_weight_ent'] = alpha
 
     root = distributed.is_root()
     done = _load_json(paths.marker)
     distributed.barrier()  # every worker has read the marker before rank 0 changes it
     if done is not None and done.get('config') == config:
-        # Complete round: only the shared files (list, stats) may have been
-        # overwritten by a later round; restore them from the marker.
         logger.info('round %d: pseudo-labels already complete (%s); not regenerated', r, paths.marker)
-        st = done['stats']
-        # Every worker writes the (same) list: the working folder need not be shared.
-        _write_training_list(train_list, items, paths)
-        if root:
-            _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
-                         np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
-            shutil.rmtree(paths.probmap, ignore_errors=True)
-        distributed.barrier()
-        return st
+        return _restore_round(paths, done['stats'], train_list, items, keep_maps=bool(alpha))
     if done is not None:
         logger.warning('round %d: %s was made with other settings; regenerating', r, paths.marker)
         if root:
@@ -325,6 +359,7 @@ def generate_pseudo_labels(args, predictor=None):
     cm_np = ConfusionMatrix(spec.classes) if has_gt else None
     cm_sp = ConfusionMatrix(spec.classes) if has_gt and with_prior else None
     collector = ConfidenceCollector(spec.classes)
+    audit = LabelAudit(info)
     stride = spec.stride
     scale = _single_scale(args.test_scales)
     x_num = len(items)
@@ -382,14 +417,15 @@ def generate_pseudo_labels(args, predictor=None):
                 save_lowres(low_path, low, orig_hw)
             collector.add(pred, conf)
             if has_gt:
-                gt = info.label2train[read_label(os.path.join(args.data_root_tgt, label))]
+                gt_path = os.path.join(args.data_root_tgt, label)
+                gt_ids = read_label(gt_path)
+                audit.check(gt_path, gt_ids)
+                gt = info.label2train[gt_ids]
                 cm_np.update(gt, pred_np)
                 if cm_sp is not None:
                     cm_sp.update(gt, pred)
         except Exception as exc:
-            raise PhaseError('phase val (pseudo-labels) round %d pass 1 failed at image %d/%d %s: %s: %s; '
-                             'rerun the same command to resume (finished images are kept)'
-                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
+            raise _image_failure(r, 'pass 1', i, x_num, image, exc) from exc
         bar.update(1)
         speed = done_here / max(time.time() - start, 1e-9)
         logger.info('Done %d/%d with speed: %.2f/s', done_here, len(mine), speed)
@@ -398,33 +434,24 @@ def generate_pseudo_labels(args, predictor=None):
         if cm_np is not None:
             logger.info('no prior, %s', cm_np.summary())
     bar.close()
+    audit.report(logger)
     logger.info('round %d pass 1: %d images forwarded, %d reloaded', r, forwarded, len(mine) - forwarded)
-    # Read before rank 0 replaces it: pass 2 keeps labels made with the same thresholds.
+    _write_training_list(train_list, items, paths)  # on every worker: the working folder need not be shared
+    # Read before rank 0 replaces it: pass 2 keeps the labels made by the same rule.
     old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
 
     # ---- thresholds and statistics (rank 0 merges every worker's pools and scores)
-    t0 = time.time()
     collector, cm_np, cm_sp = _merge_pass1(paths.probmap, collector, cm_np, cm_sp)
-    _write_training_list(train_list, items, paths)  # on every worker: the working folder need not be shared
-    cls_size = cls_thresh = None
-    if root:
-        cls_size, cls_thresh = threshold_stats(collector, portion, args.kc_policy)
+    cls_size, cls_thresh, mine_id, mine_id_priority = _round_thresholds(args, paths, collector, spec.classes)
     del collector
-    cls_size, cls_thresh = distributed.broadcast(
-        np.zeros((2, spec.classes)) if cls_size is None else np.stack([cls_size, cls_thresh]))
-    mine_id, mine_id_priority = mining_ids(cls_size, args.mine_id_number, args.mine_thresh)
-    logger.info('mine_id %s, mine_id_priority %s', mine_id, mine_id_priority)
-    thresh = effective_thresholds(cls_thresh)
-    if root:
-        _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
-        save_npy_atomic(paths.thresholds_used, thresh)
-    logger.info('Kc determination done in %.2f s.', time.time() - t0)
-    with np.printoptions(precision=4, suppress=True):
-        logger.info('class thresholds %s', cls_thresh)
-        logger.info('class sizes %s', cls_size)
 
     # ---- pass 2: labels from the thresholds
-    reuse = old is not None and np.array_equal(old, thresh)
+    thresh = effective_thresholds(cls_thresh)
+    # What decides the labels: the thresholds, and alpha with LRENT (so that labels of another rule are redone).
+    rule = np.append(thresh, alpha) if alpha else thresh
+    reuse = old is not None and np.array_equal(old, rule)
+    if root:
+        save_npy_atomic(paths.thresholds_used, rule)
     bar = progress(len(mine), 'round %d pass 2/2 pseudo-labels' % r)
     for i in mine:
         image, name = items[i][0], names[i]
@@ -435,16 +462,18 @@ def generate_pseudo_labels(args, predictor=None):
         try:
             low, orig_hw = load_lowres(os.path.join(paths.probmap, name + '.npz'), stride)
             probmap = lowres_to_probmap(low, orig_hw, prior)
-            label, rw = pseudo_label(probmap, thresh, return_argmax=True)
+            if alpha:
+                from issegm.crst import lrent_pseudo_label
+                label, rw = lrent_pseudo_label(probmap, thresh, alpha, return_argmax=True)
+            else:
+                label, rw = pseudo_label(probmap, thresh, return_argmax=True)
             del probmap
             if args.kc_policy == 'cb':
                 _write_pred(paths.rwlabelIds, paths.rwcolor, name, rw, info)
             # pseudo_labelIds last: training reads it, and it marks the image done.
             _write_pred(paths.pseudo_labelIds, paths.pseudo_color, name, label, info)
         except Exception as exc:
-            raise PhaseError('phase val (pseudo-labels) round %d pass 2 failed at image %d/%d %s: %s: %s; '
-                             'rerun the same command to resume (finished images are kept)'
-                             % (r, i + 1, x_num, image, type(exc).__name__, exc)) from exc
+            raise _image_failure(r, 'pass 2', i, x_num, image, exc) from exc
         bar.update(1)
     bar.close()
 
@@ -455,12 +484,30 @@ def generate_pseudo_labels(args, predictor=None):
     if cm_sp is not None:
         stats['scores_sp'] = {k: cm_sp.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
     distributed.barrier()  # every worker's pseudo-labels are written
+    if root and alpha:
+        # CRST-LRENT: the low-resolution maps stay; training recomputes its soft labels from them.
+        from issegm.crst import SoftLabelStore
+        SoftLabelStore.save_recipe(paths.round_dir, paths.probmap, thresh, alpha, stride,
+                                   prior_dataset=args.dataset if with_prior else None)
     if root:
         _write_json(paths.marker, {'config': config, 'stats': stats})
+    if root and not alpha:
         # As the reference, the maps are dropped once the round's labels exist.
         shutil.rmtree(paths.probmap, ignore_errors=True)
     distributed.barrier()
     logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
+    return stats
+
+
+def _restore_round(paths, stats, train_list, items, keep_maps):
+    """A complete round: restore the shared files a later round may have overwritten (list, stats)."""
+    _write_training_list(train_list, items, paths)
+    if distributed.is_root():
+        _write_stats(paths.stats, np.array(stats['cls_size']), np.array(stats['cls_thresh']),
+                     np.array(stats['mine_id'], np.int64), np.array(stats['mine_id_priority'], np.int64))
+        if not keep_maps:  # with LRENT the maps are the soft labels' store
+            shutil.rmtree(paths.probmap, ignore_errors=True)
+    distributed.barrier()
     return stats
 
 
@@ -482,6 +529,28 @@ def _merge_pass1(folder, collector, cm_np, cm_sp):
             if cm is not None:
                 cm.merge(ConfusionMatrix.from_arrays(part, prefix))
     return (merged,) + tuple(matrices)
+
+
+def _round_thresholds(args, paths, collector, classes):
+    """``(cls_size, cls_thresh, mine_id, mine_id_priority)`` of the round on every worker; rank 0 saves them.
+
+    Rank 0 computes them from the merged ``collector``; the KVStore carries
+    them to the others (float64, unchanged).
+    """
+    t0 = time.time()
+    sizes_thresholds = np.zeros((2, classes))
+    if distributed.is_root():
+        sizes_thresholds = np.stack(threshold_stats(collector, float(args.init_tgt_port), args.kc_policy))
+    cls_size, cls_thresh = distributed.broadcast(sizes_thresholds)
+    mine_id, mine_id_priority = mining_ids(cls_size, args.mine_id_number, args.mine_thresh)
+    logger.info('mine_id %s, mine_id_priority %s', mine_id, mine_id_priority)
+    if distributed.is_root():
+        _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
+    logger.info('Kc determination done in %.2f s.', time.time() - t0)
+    with np.printoptions(precision=4, suppress=True):
+        logger.info('class thresholds %s', cls_thresh)
+        logger.info('class sizes %s', cls_size)
+    return cls_size, cls_thresh, mine_id, mine_id_priority
 
 
 def _single_scale(test_scales):
@@ -520,7 +589,7 @@ def _load_mining(address):
 
 
 def training_samples(args):
-    """``(source_items, target_items)`` of this round as ``(image, label)`` paths ready to open.
+    """``(source_items, target_items, num_source)`` of this round; items are ``(image, label)`` paths.
 
     Source paths are joined to ``--data-root``; target images to
     ``--data-root-tgt`` and target labels are the pseudo-label paths of the
@@ -529,7 +598,7 @@ def training_samples(args):
     order drawn).
     """
     src_list = list_path(args.dataset, args.split)
-    src = read_list(src_list, args.data_root)
+    src = read_list(src_list, args.data_root, need_labels=True)
     idx = select_source(len(src), args.init_src_port, args.seed_int)
     paths = RoundPaths(args.output, args.idx_round)
     with atomic_write(paths.source_selected) as f:
@@ -538,14 +607,17 @@ def training_samples(args):
             f.write('%s\t%s\n' % (image, label) if label is not None else '%s\n' % image)
     source = [(os.path.join(args.data_root, src[i][0]), os.path.join(args.data_root, src[i][1]))
               for i in idx]
-    tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+    tgt_list = paths.training_list
+    if not os.path.exists(tgt_list):
+        # Rounds made before the per-round copy existed.
+        tgt_list = training_list_path(args.dataset_tgt, args.split_tgt, args.gpus)
+        logger.warning('%s not found: reading the shared %s (another run in this working folder may '
+                       'have rewritten it)', paths.training_list, tgt_list)
+    # Every target image and pseudo-label is looked up before training starts.
+    hint = 'check --data-root-tgt; missing pseudo-labels: run --phase val of round %d first' % args.idx_round
     target = [(os.path.join(args.data_root_tgt, image), label)
-              for image, label in read_list(tgt_list, args.data_root_tgt, check_exists=False)]
-    missing = [label for _, label in target if not os.path.isfile(label)]
-    if missing:
-        raise FileNotFoundError('%s lists %d pseudo-labels that do not exist (first: %s); run --phase val '
-                                'of round %d first' % (tgt_list, len(missing), missing[0], args.idx_round))
-    return source, target
+              for image, label in read_list(tgt_list, args.data_root_tgt, label_root=None, hint=hint)]
+    return source, target, len(src)
 
 
 def retrain(args, dataiter_factory=None):
@@ -555,7 +627,7 @@ def retrain(args, dataiter_factory=None):
     builds the iterator (default :func:`make_dataiter`); tests pass a cheap one.
     """
     from issegm.model import parse_label
-    from issegm.training import train
+    from issegm.training import DivergenceError, train
     from util.device import get_contexts
     spec = parse_label(args.model)
     if args.to_epoch is None:
@@ -569,12 +641,19 @@ def retrain(args, dataiter_factory=None):
         logger.info('round %d: already trained to epoch %d (%s); nothing to do', r, stop_epoch, final)
         return [final]
     contexts = get_contexts(args.gpus)
-    source, target = training_samples(args)
+    source, target, num_source = training_samples(args)
     mine_id, mine_id_priority = _load_mining(args.mine_id_address)
     logger.info('round %d: %d source images (portion %s, seed %d) + %d target images; mine_id %s, '
                 'mine_id_priority %s', r, len(source), args.init_src_port, args.seed_int, len(target),
                 mine_id, mine_id_priority)
+    from issegm.crst import Objective, describe, weights_from_args
+    weights = weights_from_args(args)
+    for line in describe(weights):
+        logger.info('round %d: %s', r, line)
     dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
+    # The reference's schedule counts (whole source list) // batch updates an epoch, whatever
+    # the round's real epoch length.
+    schedule_batches = max(1, num_source // int(args.batch_images or 1))
     try:
         return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
                      from_epoch=int(args.from_epoch), to_epoch=int(args.to_epoch), stop_epoch=stop_epoch,
@@ -582,10 +661,15 @@ def retrain(args, dataiter_factory=None):
                      lr_policy=args.lr_type or 'fixed',
                      lr_steps=[int(s) for s in args.lr_steps.split(',')] if args.lr_steps else (),
                      weight_decay=args.weight_decay, kvstore=args.kvstore,
-                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int)
+                     backward_do_mirror=args.backward_do_mirror, seed=args.seed_int,
+                     schedule_batches=schedule_batches,
+                     objective=Objective(weights) if weights.active else None)
+    except DivergenceError as exc:
+        raise PhaseError('phase train round %d: %s' % (r, exc), code=2) from exc
     except Exception as exc:
-        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s: %s; rerun the same '
-                         'command to resume from the last whole epoch' % (r, prefix, type(exc).__name__, exc)) \
+        from issegm.cli import describe_failure
+        raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s; then rerun the same '
+                         'command to resume from the last whole epoch' % (r, prefix, describe_failure(exc)[1])) \
             from exc
 
 
@@ -599,45 +683,83 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     tgt = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
     # The reference caches images in training unless --cache-images says otherwise.
     cache = True if args.cache_images is None else bool(args.cache_images)
+    from issegm.crst import training_targets
+    targets = training_targets(args, spec.classes, RoundPaths(args.output, args.idx_round).round_dir,
+                               [sample_name(image) for image, _ in target])
     # A worker of a distributed job reads its part of every global batch.
     return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples, num_parts=distributed.num_workers(),
-                    part_index=distributed.rank(),
-                    batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
+                    part_index=distributed.rank(), batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
                     scale_rate_range=[float(v) for v in args.scale_rate_range.split(',')],
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
                     cache_images=cache,
                     meta={'mine_port': args.mine_port, 'mine_id': mine_id,
-                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus})
+                          'mine_id_priority': mine_id_priority, 'gpus': args.gpus},
+                    targets=targets)
 
 
 # ---------------------------------------------------------------------------- entry
+def _guard_phase(args):
+    """Lock ``--output``; refuse a rerun of this round's phase with other settings (or restart it)."""
+    from issegm.preflight import train_settings, val_settings
+    from issegm.run_guard import settle
+    from issegm.training import last_checkpoint, remove_checkpoints
+    paths = RoundPaths(args.output, args.idx_round)
+    prefix = os.path.join(paths.round_dir, '%s_ep' % args.model)
+    if args.phase == 'val':
+        settle(paths.round_dir, 'pseudo_labels', val_settings(args), restart=args.restart,
+               discard=paths.discard_pseudo_labels, what='pseudo-labels of round %d' % args.idx_round,
+               has_work=paths.has_pseudo_label_work)
+        return
+    from util.device import get_contexts
+
+    def discard():
+        remove_checkpoints(prefix)
+        if os.path.exists(paths.source_selected):
+            os.remove(paths.source_selected)
+
+    devices = len(get_contexts(args.gpus)) * distributed.num_workers()  # of the whole job
+    settle(paths.round_dir, 'training', train_settings(args, devices, paths.marker),
+           restart=args.restart, discard=discard, what='training of round %d' % args.idx_round,
+           has_work=lambda: last_checkpoint(prefix) is not None)
+
+
 def run(args, predictor=None, dataiter_factory=None):
-    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code."""
-    if args.debug:
-        os.environ['MXNET_ENGINE_TYPE'] = 'NaiveEngine'
-    if args.backward_do_mirror:
-        os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
-    if args.no_mxnet_cudnn_autotune_default:
-        os.environ['MXNET_CUDNN_AUTOTUNE_DEFAULT'] = '0'
+    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code.
+
+    Failures are one line in the log and on stderr; the exit code is 1 when
+    the same command can continue after the cause is fixed, 2 when the
+    command or its input must change (:func:`issegm.cli.describe_failure`).
+    """
+    from issegm.cli import apply_env_switches, check_flags
+    apply_env_switches(args)
+    check_flags(args)
     complete_args(args)
-    makedirs(args.output)
+    check_flags(args)  # the derived --output too
     distributed.init(args.kvstore if args.phase == 'train' else 'dist_sync')  # under the launcher: join the job
+    with distributed.locked(args.output):
+        return _run_phase_locked(args, predictor, dataiter_factory)
+
+
+def _run_phase_locked(args, predictor, dataiter_factory):
+    from issegm.cli import describe_failure
     log = distributed.set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
-    from issegm.datasets import DataError
     try:
+        distributed.root_only(_guard_phase, args)
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
         else:
             retrain(args, dataiter_factory=dataiter_factory)
     except PhaseError as exc:
         log.error('%s', exc)
-        return 1
-    except (DataError, FileNotFoundError, ValueError) as exc:
-        # Raised before any per-image work (arguments, lists, files): one line.
-        log.error('phase %s round %s could not start: %s', args.phase, args.idx_round, exc)
-        return 1
+        return exc.code
+    except Exception as exc:
+        if args.debug:
+            log.exception('phase %s round %s failed', args.phase, args.idx_round)
+        code, line = describe_failure(exc)
+        log.error('phase %s round %s: %s', args.phase, args.idx_round, line)
+        return code
     return 0
 
 
@@ -666,6 +788,8 @@ def round_schedule(args):
                          % (args.source_sample_policy,))
     if args.base_lr is None:
         raise ValueError('solve_AO needs --base-lr')
+    if args.model is None or args.weights is None:
+        raise ValueError('solve_AO needs --model and --weights (the source model)')
     weights, to_epoch = args.weights, args.epr
     lr, tgt_port, src_port = args.base_lr, args.init_tgt_port, args.init_src_port
     rounds = []
@@ -706,7 +830,7 @@ def val_argv(args, rnd):
         ('--mine-thresh', args.mine_thresh),
         ('--test-scales', args.test_scales), ('--gpus', args.gpus), ('--init-tgt-port', rnd['tgt_port']),
         ('--idx-round', rnd['round']), ('--no-cudnn', True), ('--test-flipping', True),
-        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy)])
+        ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy)]) + _crst_argv(args)
 
 
 def train_argv(args, rnd):
@@ -724,58 +848,163 @@ def train_argv(args, rnd):
         ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
         ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train'),
         # Not in the reference's command: only when asked for (under the launcher local becomes dist_sync).
-        ('--kvstore', None if getattr(args, 'kvstore', 'local') == 'local' else args.kvstore)])
+        ('--kvstore', None if getattr(args, 'kvstore', 'local') == 'local' else args.kvstore)]) \
+        + _crst_argv(args)
+
+
+def _crst_argv(args):
+    """The non-zero CRST flags, forwarded to both phases (none for CBST: the reference's commands)."""
+    from issegm.crst import flag_argv
+    return flag_argv(args)
+
+
+def _die_with_parent(parent):
+    # Runs in the child before exec: the kernel sends it SIGTERM when solve_AO dies, even by SIGKILL.
+    import ctypes
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # solve_AO died between the fork and the line above
+        os._exit(143)
+
+
+def _run_child(cmd):
+    """Run ``cmd`` under this run's lock; ending this process (signal or exception) ends the child."""
+    import subprocess
+    from issegm.run_guard import child_lock_env
+    env, fds = child_lock_env()
+    proc = subprocess.Popen(cmd, env=env, pass_fds=fds,
+                            preexec_fn=functools.partial(_die_with_parent, os.getpid()))
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def _run_phase(args, argv, what):
-    import subprocess
-    # A worker of a distributed job keeps its one ps-lite connection: phases run in it.
+    # A worker of a distributed job keeps its one ps-lite connection: its phases run in it.
     if args.self_training_script and not distributed.launched():
         cmd = [sys.executable, args.self_training_script] + argv
         logger.info('running %s', ' '.join(cmd))
-        code = subprocess.call(cmd)
+        code = _run_child(cmd)
     else:
         from issegm import solve_ST
         logger.info('running solve_ST %s', ' '.join(argv))
         code = solve_ST.main(argv)
+    if code == 2:
+        raise PhaseError('%s failed (see its error above); no later phase was started' % what, code=2)
     if code:
-        raise PhaseError('%s failed (exit code %s); rerun the same solve_AO command to continue from there'
-                         % (what, code))
+        raise PhaseError('%s failed (exit code %s); once its cause is fixed, rerun the same solve_AO command '
+                         'to continue from there' % (what, code))
+
+
+def _has_round_work(output, rounds, model):
+    """Whether any round of ``output`` has pseudo-label or training outputs."""
+    from issegm.training import last_checkpoint
+    for rnd in rounds:
+        paths = RoundPaths(output, rnd['round'])
+        if paths.has_pseudo_label_work() or \
+                last_checkpoint(os.path.join(paths.round_dir, '%s_ep' % model)) is not None:
+            return True
+    return False
+
+
+def _discard_rounds(output):
+    """Remove the round folders and statistics of ``output`` (``solve_AO --restart``)."""
+    for name in os.listdir(output):
+        if name.isdigit() or name == 'stats':
+            shutil.rmtree(os.path.join(output, name))
+            logger.info('removed %s', os.path.join(output, name))
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def run_rounds(args):
     """The body of ``solve_AO.py``: for each round, pseudo-labels then retraining.
 
-    A round whose final checkpoint exists is skipped whole; inside a round,
-    each phase resumes by itself, so rerunning after a kill continues.
-    Returns an exit code.
+    Every flag and list of the whole run is checked first
+    (:func:`issegm.preflight.check_rounds`); the output is locked and its
+    settings compared with the recorded ones. A round whose final checkpoint
+    exists is skipped whole; inside a round, each phase resumes by itself, so
+    rerunning after a kill continues. Returns an exit code.
     """
-    makedirs(args.output)
+    from issegm.cli import check_flags
+    from issegm.preflight import check_rounds, rounds_settings
+    from issegm.run_guard import settle
+    from util.device import get_contexts
+    check_flags(args)
+    rounds = round_schedule(args)
+    check_rounds(args, rounds)
     distributed.init(getattr(args, 'kvstore', 'local'))  # under the launcher: join the job for every phase
+    devices = len(get_contexts(args.gpus)) * distributed.num_workers()  # of the whole job
+    with distributed.locked(args.output):
+        distributed.root_only(settle, args.output, 'solve_AO', rounds_settings(args, devices), restart=args.restart,
+                              discard=lambda: _discard_rounds(args.output), what='self-training rounds',
+                              has_work=lambda: _has_round_work(args.output, rounds, args.model))
+        return _rounds_locked(args, rounds)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM raises SystemExit in the main thread, so a running child phase is ended first."""
+    import signal
+    try:
+        old = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _rounds_locked(args, rounds):
+    from issegm.cli import describe_failure
     log = distributed.set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
     if args.self_training_script and distributed.launched():
         log.info('under the launcher the phases run in this process (--self-training-script %s not started)',
                  args.self_training_script)
-    if args.model is None:
-        raise ValueError('solve_AO needs --model')
-    if args.weights is None:
-        raise ValueError('solve_AO needs --weights (the source model)')
+    from issegm.crst import describe, weights_from_args
+    for line in describe(weights_from_args(args)):
+        log.info('%s', line)
     try:
-        for rnd in round_schedule(args):
-            r = rnd['round']
-            log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
-                     r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
-            if os.path.exists(rnd['final']):
-                log.info('round %d: already complete (%s); skipped', r, rnd['final'])
-                continue
-            _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
-            _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)
-            # Logging may have been redirected by an in-process phase.
-            log = distributed.set_logger(args.output, 'solve_AO.log')
+        with _sigterm_as_exit():
+            for rnd in rounds:
+                _run_round(args, rnd, log)
+                # Logging may have been redirected by an in-process phase.
+                log = distributed.set_logger(args.output, 'solve_AO.log')
     except PhaseError as exc:
         log = distributed.set_logger(args.output, 'solve_AO.log')
         log.error('%s', exc)
-        return 1
+        return exc.code
+    except Exception as exc:
+        log = distributed.set_logger(args.output, 'solve_AO.log')
+        if args.debug:
+            log.exception('solve_AO failed')
+        code, line = describe_failure(exc)
+        log.error('%s', line)
+        return code
     log.info('all %d rounds done', args.num_round)
     return 0
+
+
+def _run_round(args, rnd, log):
+    r = rnd['round']
+    log.info('round %d: weights %s, lr %s, tgt_port %s, src_port %s, seed %d, to_epoch %d',
+             r, rnd['weights'], rnd['lr'], rnd['tgt_port'], rnd['src_port'], rnd['seed'], rnd['to_epoch'])
+    if os.path.exists(rnd['final']):
+        log.info('round %d: already complete (%s); skipped', r, rnd['final'])
+        return
+    _run_phase(args, val_argv(args, rnd), 'round %d pseudo-label phase (solve_ST --phase val)' % r)
+    _run_phase(args, train_argv(args, rnd), 'round %d training phase (solve_ST --phase train)' % r)

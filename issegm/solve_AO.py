@@ -12,13 +12,14 @@
 
 With ``--self-training-script`` each phase runs as a subprocess of that
 script (as the reference does); without it, in this process. Rerunning the
-same command after a kill continues where it stopped. Under
-``python -m issegm.launch`` every worker runs the rounds, the phases in its
-own process (one ps-lite connection a process): pseudo-labels are shared
-out over the workers and training uses ``dist_sync`` (``--kvstore
-dist_device_sync`` to sum on the GPUs). Every flag of the
-reference ``solve_AO.py`` is accepted with its name and default; the work is
-in :func:`issegm.self_training.run_rounds`.
+same command after a kill continues where it stopped, bit for bit; a rerun
+with other settings stops with the differences (``--restart`` starts the
+folder again). Under ``python -m issegm.launch`` every worker runs the
+rounds, the phases in its own process (one ps-lite connection a process):
+pseudo-labels are shared out over the workers and training uses
+``dist_sync`` (``--kvstore dist_device_sync`` to sum on the GPUs). Every
+flag of the reference ``solve_AO.py`` is accepted with its name and
+default; the work is in :func:`issegm.self_training.run_rounds`.
 """
 import argparse
 import os
@@ -27,7 +28,7 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from issegm.cli import add_flags  # noqa: E402
+from issegm.cli import CRST_FLAGS, add_flags, parse, script_main  # noqa: E402
 
 
 def build_parser():
@@ -56,13 +57,14 @@ def build_parser():
     parser.add_argument('--self-training-script', dest='self_training_script', default=None, type=str,
                         help='The solve_ST.py to run each phase with, as a subprocess (default: in this '
                              'process).')
-    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--kvstore'], kc_policy=None)
+    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--restart', '--debug', '--kvstore'],
+              kc_policy=None)
+    add_flags(parser, CRST_FLAGS)  # forwarded to both phases when non-zero
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from issegm.cli import script_main
+    args = parse(build_parser(), argv)
     from issegm.self_training import run_rounds
     return script_main('solve_AO.py', run_rounds, args)
 

@@ -16,7 +16,7 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from issegm.cli import add_flags, parse, script_main  # noqa: E402
+from issegm.cli import CRST_FLAGS, add_flags, parse, script_main  # noqa: E402
 
 
 def build_parser():
@@ -36,7 +36,8 @@ def build_parser():
     add_flags(parser, ['--phase', '--with-prior', '--test-scales', '--test-flipping', '--test-steps',
                        '--kvstore', '--prefetch-threads', '--prefetcher', '--cache-images', '--log-file',
                        '--check-start', '--check-step', '--debug', '--backward-do-mirror', '--no-cudnn',
-                       '--kc-policy'])
+                       '--kc-policy', '--restart'])
+    add_flags(parser, CRST_FLAGS)
     return parser
 
 

@@ -122,17 +122,21 @@ def smooth_map(counts, kernel_size=DEFAULT_KERNEL, sigma=None):
 
 
 def build_prior(labels, label2train, num_classes, shape=DEFAULT_SHAPE, kernel_size=DEFAULT_KERNEL,
-                sigma=None, normalize='class', progress=None):
+                sigma=None, normalize='class', progress=None, audit=None):
     """Prior from an iterable of label-id maps or label file paths.
 
-    ``label2train`` (uint8[256]) maps the files' label ids to train ids.
-    ``progress`` is an optional callable(i) called after each image.
+    ``label2train`` (uint8[256]) maps the files' label ids to train ids
+    (unknown ids to 255: not counted). ``progress`` is an optional
+    callable(i) called after each image; ``audit`` an optional
+    :class:`issegm.datasets.LabelAudit` that notes each file's unknown ids.
     """
     acc = PriorAccumulator(num_classes, shape)
     l2t = np.asarray(label2train, np.uint8)
     for i, lab in enumerate(labels):
         if isinstance(lab, str):
-            lab = read_label(lab)
+            path, lab = lab, read_label(lab)
+            if audit is not None:
+                audit.check(path, lab)
         acc.add(l2t[lab])
         if progress is not None:
             progress(i)
@@ -158,7 +162,14 @@ def load_prior(dataset, num_classes, root='spatial_prior'):
     if not os.path.isfile(path):
         raise FileNotFoundError('--with-prior True needs %s (build it with issegm/spatial_prior.py or '
                                 'download it; the folder is named after the SOURCE dataset)' % path)
-    prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+    try:
+        prior = scipy.io.loadmat(path)['prior_array'].astype(np.float32)
+    except KeyError:
+        raise ValueError('%s holds no variable prior_array (the name solve_ST reads); rebuild it with '
+                         'issegm/spatial_prior.py' % path) from None
+    except Exception as exc:
+        raise ValueError('%s is not a readable .mat file (%s); rebuild it with issegm/spatial_prior.py or '
+                         'download it again' % (path, exc)) from None
     if prior.ndim != 3 or prior.shape[0] != num_classes:
         raise ValueError('%s: prior_array has shape %s, expected %d x H x W' % (path, prior.shape, num_classes))
     return prior
@@ -184,8 +195,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+class _StderrLog(object):
+    """The CLI prints its lines; warnings go to stderr the same way."""
+
+    def warning(self, msg, *args):
+        print('warning: ' + msg % args, file=sys.stderr)
+
+
 def main(argv=None):
-    from issegm.datasets import DataError, get_dataset, list_path, read_list
+    from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list
     args = parse_args(argv)
     try:
         shape = tuple(int(v) for v in args.shape.split(','))
@@ -214,9 +232,17 @@ def main(argv=None):
             print('counted %d/%d labels (%.1f/s)' % (i + 1, len(paths), (i + 1) / (time.time() - start)),
                   flush=True)
 
-    prior = build_prior(paths, info.label2train, info.num_classes, shape, args.kernel_size,
-                        args.sigma, args.normalize, progress)
-    save_prior(out, prior)
+    audit = LabelAudit(info)
+    try:
+        prior = build_prior(paths, info.label2train, info.num_classes, shape, args.kernel_size,
+                            args.sigma, args.normalize, progress, audit)
+        save_prior(out, prior)
+    except (ValueError, OSError) as exc:
+        from issegm.cli import describe_failure
+        print('error: %s' % describe_failure(exc)[1], file=sys.stderr)
+        return 2
+    finally:
+        audit.report(_StderrLog())
     print('wrote %s: prior_array %s float32 from %d labels' % (out, 'x'.join(map(str, prior.shape)), len(paths)))
     return 0
 

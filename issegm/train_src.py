@@ -38,7 +38,7 @@ def build_parser():
                        '--stop-epoch', '--to-epoch', '--phase', '--test-scales', '--test-flipping',
                        '--test-steps', '--save-predictions', '--no-save-results', '--kvstore',
                        '--prefetch-threads', '--prefetcher', '--cache-images', '--log-file', '--check-start',
-                       '--check-step', '--debug', '--backward-do-mirror', '--no-cudnn'],
+                       '--check-step', '--debug', '--backward-do-mirror', '--no-cudnn', '--restart'],
               origin_size=None, kvstore='device')
     return parser
 
@@ -57,8 +57,13 @@ def resolve_args(args):
       ``--base-lr`` omitted: 0.1; ``--output`` omitted: ``output``;
     * ``--log-file`` omitted: ``{model}.log``; ``--data-root``: ``data/{dataset}``.
     """
-    from issegm.model import label_from_weights, parse_label, start_epoch
+    from issegm.cli import FlagError, check_flags
+    from issegm.model import label_from_weights, parse_label
     from issegm.training import LR_POLICIES
+    try:
+        check_flags(args)
+    except FlagError as exc:
+        raise TrainSrcError(str(exc))
     if args.phase != 'train':
         raise TrainSrcError('train_src.py runs --phase train; evaluate with issegm/evaluate.py')
     if args.output is None:
@@ -70,7 +75,7 @@ def resolve_args(args):
             raise TrainSrcError('Missing argument: --model (or --weights named {label}_ep-NNNN.params)')
         spec = parse_label(args.model)
         if args.from_epoch is None:
-            args.from_epoch = start_epoch(args.weights, args.model)
+            args.from_epoch = _start_epoch(args.weights, spec, args.model)
     except ValueError as exc:
         raise TrainSrcError(str(exc))
     if args.to_epoch is None:
@@ -118,6 +123,18 @@ def resolve_args(args):
     return args, spec
 
 
+def _start_epoch(weights, spec, model):
+    """:func:`issegm.model.start_epoch`; when the name does not tell, a file that does not fit the
+    network says so before ``--from-epoch`` is asked for."""
+    from issegm.model import load_weights, start_epoch
+    try:
+        return start_epoch(weights, model)
+    except ValueError:
+        if weights is not None and os.path.isfile(weights):
+            load_weights(spec, weights)
+        raise
+
+
 def make_dataiter(args, spec, info):
     """The reference's source-training iterator (spec section 5) over ``--split``.
 
@@ -136,6 +153,33 @@ def make_dataiter(args, spec, info):
                     cache_images=cache, num_parts=distributed.num_workers(), part_index=distributed.rank())
 
 
+def settings(args, devices):
+    """What decides the numbers of this run (``{output}/run.json``; see :mod:`issegm.run_guard`).
+
+    Left out because they change no number: threads, workers, caching, logs,
+    ``--stop-epoch``, ``--to-epoch`` under a ``fixed`` or ``step`` rate,
+    ``--backward-do-mirror``, and the kvstore with one device.
+    """
+    from issegm.datasets import list_path
+    from issegm.run_guard import file_digest
+    listed = list_path(args.dataset, args.split)
+    found = {
+        '--model': args.model, '--dataset': args.dataset, '--split': args.split,
+        '--data-root': os.path.abspath(args.data_root),
+        'list sha256': file_digest(listed) if os.path.isfile(listed) else None,
+        '--weights sha256': file_digest(args.weights) if args.weights else None,
+        '--batch-images': args.batch_images, '--crop-size': args.crop_size, '--origin-size': args.origin_size,
+        '--scale-rate-range': list(args.scale_rate), '--lr-type': args.lr_type, '--base-lr': args.base_lr,
+        '--weight-decay': args.weight_decay, '--from-epoch': args.from_epoch, 'devices': devices}
+    if args.lr_type == 'step':
+        found['--lr-steps'] = args.lr_steps_list
+    if args.lr_type in ('linear', 'poly'):
+        found['--to-epoch'] = args.to_epoch
+    if devices > 1:
+        found['--kvstore'] = args.kvstore
+    return found
+
+
 def run(args, dataiter=None, batch_end_callback=None):
     """Resolve arguments, build the iterator, train; returns the checkpoint paths.
 
@@ -144,7 +188,8 @@ def run(args, dataiter=None, batch_end_callback=None):
     """
     from issegm import distributed
     from issegm.datasets import DataError, get_dataset
-    from issegm.training import train
+    from issegm.run_guard import settle
+    from issegm.training import last_checkpoint, remove_checkpoints
     from util.device import get_contexts
     args, spec = resolve_args(args)
     try:
@@ -156,15 +201,23 @@ def run(args, dataiter=None, batch_end_callback=None):
                             % (args.model, spec.classes, info.name, info.num_classes))
     contexts = get_contexts(args.gpus)
     distributed.init(args.kvstore)  # under the launcher: join the job, learn this worker's rank
+    prefix = os.path.join(args.output, '%s_ep' % args.model)
+    devices = len(contexts) * distributed.num_workers()  # of the whole job
+    with distributed.locked(args.output):
+        distributed.root_only(settle, args.output, 'train_src', settings(args, devices), restart=args.restart,
+                              discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model,
+                              has_work=lambda: last_checkpoint(prefix) is not None)
+        return _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback)
+
+
+def _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback):
+    from issegm import distributed
+    from issegm.training import train
     if dataiter is None:
-        try:
-            dataiter = make_dataiter(args, spec, info)
-        except ValueError as exc:
-            raise TrainSrcError(str(exc))
+        dataiter = make_dataiter(args, spec, info)
     distributed.set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(spec._asdict()))
-    prefix = os.path.join(args.output, '%s_ep' % args.model)
     return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,
                  from_epoch=args.from_epoch, to_epoch=args.to_epoch, stop_epoch=args.stop_epoch,
                  base_lr=args.base_lr, lr_policy=args.lr_type, lr_steps=args.lr_steps_list,

@@ -5,27 +5,38 @@ devices, BatchNorm statistics frozen, parameters the weights do not provide
 initialised with Xavier(gaussian, in, 2). After every epoch the checkpoint
 ``{prefix}-{epoch:04d}.params`` (and ``{prefix}-symbol.json``) is written
 atomically, numbered as MXNet's ``do_checkpoint`` numbers them (the epoch
-that has just finished, counted from 1), so a run can resume from the last
-whole checkpoint after a kill.
+that has just finished, counted from 1), with ``{prefix}-{epoch:04d}.states``
+beside it (SGD momentum, schedule position, numpy's random state). A run
+resumes from the last whole checkpoint after a kill or a stop and ends bit
+for bit where the uninterrupted run ends: the random streams (data order,
+scale draws, crops, flips, dropout) are reseeded from ``seed + epoch`` at
+every epoch, and the rest is in the ``.states``. A ``.params`` without
+``.states`` (older runs) resumes with momentum 0, after one warning.
 
-The logged metric is the reference's: the mean negative log-probability of
-the true class over non-ignored pixels.
+A non-finite loss stops training before the update (:class:`DivergenceError`);
+nothing is saved after it.
 
 Under :mod:`issegm.launch` (``--kvstore dist_sync`` / ``dist_device_sync``)
 every worker trains on its part of each global batch (the iterator's
 ``num_parts``) and the KVStore sums the gradients of all devices of the job
 (:class:`GradientSum`); the servers only sum, and the SGD update runs on the
 workers, identically on each, so the optimizer state is on every worker and
-rank 0 can checkpoint it like a one-process run. Rank 0 writes the
-checkpoints; every worker resumes from the epoch rank 0 finds. With more than
-one device in the job, each device's dropout generator is seeded per step
-from (seed, epoch, batch, device number in the job), so one process with two
-devices and two workers with one device each draw the same masks.
+rank 0 checkpoints it (``.states``) as one process does; every worker resumes
+from the epoch rank 0 finds, with that state. With more than one device in
+the job, each device's dropout generator is seeded per step from (seed,
+epoch, batch, device number in the job), so one process with two devices and
+two workers with one device each draw the same masks (:class:`JobStep`).
+
+The logged metric is the reference's: the mean negative log-probability of
+the true class over non-ignored pixels.
 """
 import glob
 import logging
+import math
 import os
+import pickle
 import re
+import tempfile
 import time
 
 import mxnet as mx
@@ -33,12 +44,14 @@ import numpy as np
 
 from issegm import distributed
 from issegm.model import get_module, get_symbol, head_initializer, load_weights
+from issegm.run_guard import file_digest
 from util.io import atomic_path
 from util.log import progress
-from util.mxutil import load_params_from_file, save_params
+from util.mxutil import CheckpointError, load_params_from_file, params_dict
 
 __all__ = ['LR_POLICIES', 'FixedScheduler', 'LinearScheduler', 'PolyScheduler',
-           'make_lr_scheduler', 'NllMetric', 'last_checkpoint', 'checkpoint_path', 'train']
+           'make_lr_scheduler', 'NllMetric', 'last_checkpoint', 'checkpoint_path', 'states_path',
+           'save_checkpoint', 'load_states', 'remove_checkpoints', 'DivergenceError', 'train']
 
 logger = logging.getLogger(__name__)
 
@@ -198,8 +211,44 @@ def _check_same_start(mod, what):
                                     % (distributed.rank(), what))
 
 
+class JobStep(object):
+    """What a training step does beyond one process on one device.
+
+    With more than one device in the job, each device's generator is seeded
+    before its forward (:func:`seed_devices_per_step`); in a distributed job
+    the gradients are summed over every device of the job before the update
+    (:class:`GradientSum`).
+    """
+
+    def __init__(self, mod, kv, seed, devices, first_device):
+        self.position = {'epoch': 0, 'batch': 0}
+        self.sum_gradients = GradientSum(kv, mod) if kv is not None else None
+        if seed is not None and devices > 1:
+            seed_devices_per_step(mod, seed, first_device, self.position)
+
+    def start(self, epoch, nbatch):
+        self.position.update(epoch=epoch, batch=nbatch)
+
+    def exchange(self):
+        if self.sum_gradients is not None:
+            self.sum_gradients()
+
+
+def _job_loss(metric, workers):
+    """The epoch's loss over the whole job (every worker's pixels)."""
+    if workers == 1:
+        return metric.get()[1]
+    total, count = distributed.allreduce([metric.sum_metric, metric.num_inst])
+    return total / max(count, 1)
+
+
 def checkpoint_path(prefix, epoch):
     return '%s-%04d.params' % (prefix, epoch)
+
+
+def states_path(prefix, epoch):
+    """The optimizer state saved beside ``checkpoint_path(prefix, epoch)``."""
+    return '%s-%04d.states' % (prefix, epoch)
 
 
 def last_checkpoint(prefix, upto=None):
@@ -218,10 +267,177 @@ def last_checkpoint(prefix, upto=None):
     return best
 
 
+def remove_checkpoints(prefix):
+    """Delete the checkpoints (``.params``, ``.states``) and symbol of ``prefix`` (before a restart)."""
+    pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4,}\.(params|states)|symbol\.json)$')
+    removed = [p for p in glob.glob(glob.escape(prefix) + '-*') if pattern.match(os.path.basename(p))]
+    for path in removed:
+        os.remove(path)
+    if removed:
+        logger.info('removed %d checkpoint file(s) of %s', len(removed), prefix)
+    return removed
+
+
+# ---------------------------------------------------------------------------- states
+# Everything a resumed run needs beyond the weights lives in these two
+# functions, so that another way of keeping optimizer state (a distributed
+# kvstore) changes only them.
+STATES_FORMAT = 'cbst-mx-states/1'
+
+
+def save_checkpoint(mod, prefix, epoch, num_update, arg_params, aux_params):
+    """Write ``{prefix}-%04d.params`` (released format) and ``.states`` beside it.
+
+    The ``.states`` file holds the SGD momentum (MXNet's optimizer states),
+    the number of updates done (the schedule position), numpy's global random
+    state and the digest of the ``.params`` it belongs to. Order: the weights
+    are written under a temporary name, the states renamed into place, then
+    the weights: a ``.params`` on disk therefore always has its ``.states``.
+    """
+    params = checkpoint_path(prefix, epoch)
+    with atomic_path(params) as params_tmp:
+        mx.nd.save(params_tmp, params_dict(arg_params, aux_params))
+        with atomic_path(states_path(prefix, epoch)) as opt_tmp:
+            mod.save_optimizer_states(opt_tmp)
+            with open(opt_tmp, 'rb') as f:
+                optimizer = f.read()
+            state = {'format': STATES_FORMAT, 'epoch': int(epoch), 'num_update': int(num_update),
+                     'optimizer': optimizer, 'numpy_random': np.random.get_state(),
+                     'params_sha256': file_digest(params_tmp)}
+            with open(opt_tmp, 'wb') as f:
+                pickle.dump(state, f, protocol=4)
+    return params
+
+
+def load_states(prefix, epoch):
+    """The state saved with epoch ``epoch``'s checkpoint, or None (with one warning) when absent.
+
+    A ``.states`` that does not belong to its ``.params`` (another run's
+    file, a damaged one) is a :class:`CheckpointError`.
+    """
+    path = states_path(prefix, epoch)
+    params = checkpoint_path(prefix, epoch)
+    if not os.path.exists(path):
+        logger.warning('%s has no optimizer state beside it (%s; written by an older version or copied '
+                       'alone): resuming with SGD momentum 0, so the result will differ slightly from an '
+                       'uninterrupted run', params, os.path.basename(path))
+        return None
+    try:
+        with open(path, 'rb') as f:
+            state = pickle.load(f)
+        ok = isinstance(state, dict) and state.get('format') == STATES_FORMAT
+    except Exception:
+        ok = False
+    if not ok:
+        raise CheckpointError('%s is not an optimizer state this program wrote (damaged?); delete it to '
+                              'resume from %s with momentum 0' % (path, params))
+    if state['params_sha256'] != file_digest(params):
+        raise CheckpointError('%s was saved with other weights than %s (files from two runs mixed?); '
+                              'delete the pair to resume from the epoch before' % (path, params))
+    return state
+
+
+def _restore_states(mod, state):
+    """Put the momentum of ``state`` into the bound optimizer of ``mod``."""
+    fd, tmp = tempfile.mkstemp(suffix='.states')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(state['optimizer'])
+        mod.load_optimizer_states(tmp)
+    finally:
+        os.remove(tmp)
+
+
+class DivergenceError(RuntimeError):
+    """The loss (or the weights) stopped being finite; nothing was saved after the last good epoch."""
+
+
+def _resume_point(label, prefix, weights, from_epoch, stop_epoch, resume, symbol):
+    """``(begin, arg_params, aux_params, missing, state, done)`` of a run.
+
+    ``begin`` is the last whole epoch of this run found under ``prefix``
+    (or ``from_epoch``); ``state`` what :func:`load_states` gives for it.
+    """
+    found = last_checkpoint(prefix, upto=stop_epoch) if resume else None
+    if distributed.num_workers() > 1:  # the epoch rank 0 finds, on every worker
+        found = int(distributed.broadcast([-1 if found is None else found])[0])
+        found = None if found < 0 else found
+    if found is not None and found > from_epoch:
+        done = [checkpoint_path(prefix, e) for e in range(from_epoch + 1, found + 1)
+                if os.path.exists(checkpoint_path(prefix, e))]
+        if found == stop_epoch:
+            return found, None, None, [], None, done
+        logger.info('resuming %s from epoch %d', prefix, found)
+        arg_params, aux_params = load_params_from_file(checkpoint_path(prefix, found))
+        return found, arg_params, aux_params, [], load_states(prefix, found), done
+    if weights is not None:
+        arg_params, aux_params, missing = load_weights(label, weights, symbol=symbol)
+        return from_epoch, arg_params, aux_params, missing, None, []
+    return from_epoch, None, None, True, None, []
+
+
+def _nonfinite_gradients(mod):
+    """'the gradients are not finite' when any gradient holds inf or nan, else ''.
+
+    One norm per parameter, computed on its device: a non-finite value
+    anywhere makes the sum non-finite. (A nan input or weight can give a
+    finite loss, as ReLU maps nan to 0, so the loss alone is not enough.)
+    """
+    for device_grads in zip(*[g for g in mod._exec_group.grad_arrays if g is not None]):
+        total = mx.nd.add_n(*[g.norm() for g in device_grads]).asscalar()
+        if not math.isfinite(total):
+            return 'the gradients are not finite'
+    return ''
+
+
+def _all_finite(params):
+    return all(np.isfinite(v.asnumpy()).all() for v in params.values())
+
+
+def _diverged(what, epoch, nbatch, batches, lr, prefix):
+    last = last_checkpoint(prefix, upto=epoch)
+    kept = ('nothing was saved after %s' % checkpoint_path(prefix, last)) if last is not None \
+        else 'no checkpoint was saved'
+    return DivergenceError(
+        'training diverged: %s at epoch %d, iteration %d/%d (lr %.3e); likely cause: a learning rate too '
+        'high for this data (--base-lr), or crops with hardly any labelled pixel (--crop-size larger than '
+        'the images); %s' % (what, epoch + 1, nbatch + 1, batches, lr, kept))
+
+
+def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback, job):
+    """One pass over ``dataiter``; returns ``(updates, images/s)``. Stops before a non-finite update.
+
+    ``job`` is the :class:`JobStep` of this process.
+    """
+    dataiter.reset()
+    metric.reset()
+    bar = progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch), unit='batch')
+    start, seen, nbatch = time.time(), 0, -1
+    for nbatch, batch in enumerate(dataiter):
+        job.start(epoch, nbatch)
+        mod.forward_backward(batch)
+        # The loss is read before the update, so a non-finite one never reaches the weights.
+        mod.update_metric(metric, batch.label)
+        loss = metric.get()[1]
+        bad = 'the loss is %s' % loss if not math.isfinite(loss) else _nonfinite_gradients(mod)
+        if bad:
+            raise _diverged(bad, epoch, nbatch, batches, mod._optimizer.learning_rate, prefix)
+        job.exchange()
+        mod.update()
+        lr = mod._optimizer.learning_rate  # the rate this update used
+        seen += batch.data[0].shape[0]
+        bar.set_postfix(loss='%.4f' % loss, img_s='%.1f' % (seen / (time.time() - start)), lr='%.2e' % lr)
+        bar.update(1)
+        if batch_end_callback is not None:
+            batch_end_callback(epoch, nbatch, loss, lr)
+    bar.close()
+    return nbatch + 1, seen / max(time.time() - start, 1e-9)
+
+
 def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
           stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
           weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
-          backward_do_mirror=False, batch_end_callback=None, seed=0):
+          backward_do_mirror=False, batch_end_callback=None, seed=0, schedule_batches=None, objective=None):
     """Train the network of ``label`` on ``dataiter``; checkpoint to ``{prefix}-%04d.params``.
 
     Parameters
@@ -239,14 +455,23 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         Epoch numbering of the reference: epochs ``from_epoch+1 .. stop_epoch``
         are trained; the learning-rate schedule spans ``from_epoch .. to_epoch``.
     resume : bool
-        Continue from the last whole checkpoint in ``(from_epoch, stop_epoch]``.
+        Continue from the last whole checkpoint in ``(from_epoch, stop_epoch]``,
+        with the optimizer state saved beside it (:func:`save_checkpoint`), so
+        that the result is bit for bit the uninterrupted run's.
     seed : int
         Seeds MXNet's generator (initialisation, dropout) and numpy's global
         one (the iterator's permutations) before initialisation and at each
         epoch from ``seed + epoch``, so runs repeat exactly and a resumed run
         draws what an uninterrupted one would. None leaves them as they are.
+    schedule_batches : int
+        Updates an epoch counts for the learning-rate schedule (default: the
+        iterator's batches per epoch; ``solve_ST`` passes the reference's count).
+    objective : issegm.crst.Objective
+        Another loss than the network's SoftmaxOutput (CRST): gives the
+        Module and the logged metric. The checkpoints are the same network's.
 
     Returns the list of checkpoint paths written or found, in epoch order.
+    Raises :class:`DivergenceError` when the loss or the weights stop being finite.
     """
     contexts = contexts or [mx.cpu()]
     kv = distributed.init(distributed.training_kvstore(kvstore))
@@ -258,84 +483,58 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     if backward_do_mirror:
         os.environ['MXNET_BACKWARD_DO_MIRROR'] = '1'
     symbol = get_symbol(label)
-    begin = from_epoch
-    found = last_checkpoint(prefix, upto=stop_epoch) if resume else None
-    if workers > 1:  # the epoch rank 0 sees, on every worker
-        found = int(distributed.broadcast([-1 if found is None else found])[0])
-        found = None if found < 0 else found
-    done = []
-    if found is not None and found > from_epoch:
-        done = [checkpoint_path(prefix, e) for e in range(from_epoch + 1, found + 1)
-                if os.path.exists(checkpoint_path(prefix, e))]
-        if found == stop_epoch:
-            logger.info('%s: already trained to epoch %d, nothing to do', prefix, found)
-            return done
-        logger.info('resuming %s from epoch %d', prefix, found)
-        arg_params, aux_params = load_params_from_file(checkpoint_path(prefix, found))
-        missing = []
-        begin = found
-    elif weights is not None:
-        arg_params, aux_params, missing = load_weights(label, weights, symbol=symbol)
-    else:
-        arg_params, aux_params, missing = None, None, True
+    begin, arg_params, aux_params, missing, state, done = _resume_point(
+        label, prefix, weights, from_epoch, stop_epoch, resume, symbol)
+    if begin == stop_epoch:
+        logger.info('%s: already trained to epoch %d, nothing to do', prefix, begin)
+        return done
 
     batches = getattr(dataiter, 'batches_per_epoch', None)
     if batches is None:
         batches = dataiter.num_data // dataiter.batch_size
-    scheduler = make_lr_scheduler(lr_policy, base_lr, begin * batches, to_epoch * batches,
+    per_epoch = schedule_batches or batches
+    scheduler = make_lr_scheduler(lr_policy, base_lr, from_epoch * per_epoch, to_epoch * per_epoch,
                                   steps=lr_steps, factor=lr_factor)
+    # The schedule counts updates from from_epoch: a resumed run starts at the count it stopped at.
+    updates = state['num_update'] if state is not None else (begin - from_epoch) * batches
     _seed(seed, 0)
-    mod = get_module(label, contexts)
+    mod = get_module(label, contexts) if objective is None else objective.module(label, contexts)
     mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
     mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
                     allow_missing=bool(missing))
+    # learning_rate replaces the scheduler's base rate in MXNet: give it the scheduler's own
+    # (a step schedule resumed past a step starts lower).
     # Gradients are summed over every device of the job: rescale by their number.
     mod.init_optimizer(kvstore=None if kv else kvstore, optimizer='sgd', optimizer_params={
-        'learning_rate': base_lr, 'momentum': momentum, 'wd': weight_decay,
-        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / (len(contexts) * workers)})
-    sum_gradients = GradientSum(kv, mod) if kv else None
+        'learning_rate': scheduler.base_lr, 'momentum': momentum, 'wd': weight_decay,
+        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / (len(contexts) * workers), 'begin_num_update': updates})
+    job = JobStep(mod, kv, seed, len(contexts) * workers, rank * len(contexts))
+    if state is not None:
+        _restore_states(mod, state)
+        if seed is None:
+            np.random.set_state(state['numpy_random'])
     if workers > 1:
         _check_same_start(mod, checkpoint_path(prefix, begin) if begin > from_epoch else weights)
     if rank == 0:
         with atomic_path(prefix + '-symbol.json') as tmp:
             symbol.save(tmp)
-    step = {'epoch': begin, 'batch': 0}
-    if seed is not None and len(contexts) * workers > 1:
-        seed_devices_per_step(mod, seed, rank * len(contexts), step)
 
-    metric = NllMetric()
+    metric = NllMetric() if objective is None else objective.metric()
     for epoch in range(begin, stop_epoch):
         _seed(seed, epoch + 1)
-        step['epoch'] = epoch
-        dataiter.reset()
-        metric.reset()
-        bar = progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch), unit='batch')
-        start, seen = time.time(), 0
-        for nbatch, batch in enumerate(dataiter):
-            step['batch'] = nbatch
-            mod.forward_backward(batch)
-            if sum_gradients is not None:
-                sum_gradients()
-            mod.update()
-            mod.update_metric(metric, batch.label)
-            seen += batch.data[0].shape[0]
-            loss = metric.get()[1]
-            bar.set_postfix(loss='%.4f' % loss, img_s='%.1f' % (seen / (time.time() - start)),
-                            lr='%.2e' % mod._optimizer.learning_rate)
-            bar.update(1)
-            if batch_end_callback is not None:
-                batch_end_callback(epoch, nbatch, loss, mod._optimizer.learning_rate)
-        bar.close()
+        n, speed = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback,
+                                job)
+        updates += n
         arg_now, aux_now = mod.get_params()
+        if not _all_finite(arg_now):
+            raise _diverged('the weights are no longer finite', epoch, n - 1, batches,
+                            mod._optimizer.learning_rate, prefix)
         path = checkpoint_path(prefix, epoch + 1)
-        if rank == 0:
-            save_params(path, arg_now, aux_now)
-        # The job's loss: every worker's sum over its pixels.
-        loss_sum, pixels = distributed.allreduce([metric.sum_metric, metric.num_inst])
-        distributed.barrier()  # the checkpoint exists for everyone before the next epoch
+        if rank == 0:  # the other workers hold the same weights and optimizer state
+            save_checkpoint(mod, prefix, epoch + 1, updates, arg_now, aux_now)
+        loss = _job_loss(metric, workers)
+        distributed.barrier()  # the checkpoint exists for every worker before the next epoch
         done.append(path)
-        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1,
-                    loss_sum / max(pixels, 1), mod._optimizer.learning_rate,
-                    seen * workers / max(time.time() - start, 1e-9), 'saved' if rank == 0 else 'rank 0 saved',
-                    path)
+        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, loss,
+                    mod._optimizer.learning_rate, speed * workers, 'saved' if rank == 0 else 'rank 0 saved', path)
     return done

@@ -49,3 +49,41 @@ def test_add_flags_rejects_unknown_defaults():
     with pytest.raises(ValueError, match='no such flags: nope'):
         add_flags(argparse.ArgumentParser(), ['--gpus'], nope=1)
     assert '--no-cudnn' in FLAGS and FLAGS['--no-cudnn']['dest'] == 'no_mxnet_cudnn_autotune_default'
+
+
+def test_non_utf8_paths_and_out_of_range_values_name_their_flag():
+    from issegm import evaluate, train_src
+    from issegm.cli import FlagError, check_flags
+    bad = os.fsdecode(b'out\xff')   # a Latin-1 byte from the command line
+    with pytest.raises(FlagError, match=r'--output out\ufffd: the path is not UTF-8'):
+        check_flags(evaluate.build_parser().parse_args(['--output', bad]))
+    for argv, needle in ((['--crop-size', '0'], '--crop-size 0: expected a positive size'),
+                         (['--base-lr', 'nan'], '--base-lr nan: expected a finite rate'),
+                         (['--batch-images', '0'], '--batch-images 0: expected a positive number'),
+                         (['--prefetcher', 'gpu'], '--prefetcher gpu: expected thread or process')):
+        with pytest.raises(FlagError, match=needle):
+            check_flags(train_src.build_parser().parse_args(argv))
+
+
+def test_failures_are_one_line_with_an_exit_code_that_says_whether_a_rerun_helps(capsys):
+    import errno
+    from issegm.cli import describe_failure, script_main
+    from util.io import DiskFullError
+    assert describe_failure(DiskFullError('/data/out'))[0] == 1
+    assert 'disk full while writing in /data/out' in describe_failure(DiskFullError('/data/out'))[1]
+    assert describe_failure(ValueError('--x 1: bad'))[0] == 2
+    code, line = describe_failure(RuntimeError('deep\ninside: boom'))
+    assert code == 1 and line == 'RuntimeError: inside: boom (unexpected; rerun with --debug for the traceback)'
+    assert describe_failure(PermissionError(errno.EACCES, 'Permission denied', '/ro'))[0] == 2
+
+    def boom(args):
+        raise RuntimeError('boom')
+
+    args = argparse.Namespace(debug=False)
+    assert script_main('x.py', boom, args) == 1
+    assert capsys.readouterr().err == 'x.py: error: RuntimeError: boom (unexpected; rerun with --debug for the traceback)\n'
+    args.debug = True
+    assert script_main('x.py', boom, args) == 1
+    err = capsys.readouterr().err
+    assert 'Traceback' in err and err.endswith('x.py: error: RuntimeError: boom (unexpected; rerun with --debug for '
+                                               'the traceback)\n')

@@ -1,4 +1,5 @@
 """Training iterator (spec section 5) on tiny synthetic images in the real Cityscapes layout."""
+import logging
 import os
 
 import numpy as np
@@ -23,7 +24,7 @@ def _identity_reader(samples, scale_range, max_shape=(H, W), **kw):
     """A reader whose label 'encoding' is the identity, so labels can encode positions."""
     l2t = np.arange(256, dtype=np.uint8)
     return SampleReader(samples, (l2t, l2t), (max_shape, max_shape), (max(max_shape),) * 2, T, S,
-                        scale_range, max_label_ids=(254, 254), **kw)
+                        scale_range, **kw)
 
 
 def _position_sample(tmp_path, k=0):
@@ -328,13 +329,47 @@ def test_target_pseudo_labels_map_id0_to_ignore(tmp_path):
     assert values <= {255., 13.} and 13. in values
 
 
+def test_unknown_label_ids_are_ignored_with_one_warning_per_run(tmp_path, caplog):
+    """11.5: ids outside the encoding become 255 (as the reference's table maps them), reported once."""
+    samples = _dataset(tmp_path, 4)
+    label = np.full((H, W), 26, np.uint8)   # car
+    label[:, :10] = 200
+    label[0, 0] = 34
+    Image.fromarray(label).save(samples[1].label)
+    it = _iter(samples, batch_images=2, prefetch_threads=2, prefetcher='process')
+    try:
+        for seed in range(6):   # the ignored pixels never reach the labels as a class
+            assert set(it.reader.make(1, seed)[1].tolist()) <= {13., 255.}
+        caplog.set_level(logging.WARNING)
+        for epoch in range(2):
+            it.reset()
+            assert len(list(it)) == 2
+    finally:
+        it.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith('1 label file(s) hold values outside the cityscapes label ids (34, 200)')
+    assert '000001_000019_gtFine_labelIds.png (34,200)' in warnings[0]
+
+
+def test_label_files_of_train_ids_get_a_warning_naming_prepare_data(tmp_path, caplog):
+    samples = _dataset(tmp_path, 2)
+    train_ids = np.kron(np.array([[0, 1, 2, 8], [0, 2, 10, 13]], np.uint8), np.ones((H // 2, W // 4), np.uint8))
+    Image.fromarray(np.pad(train_ids, ((0, 0), (0, W % 4)), mode='edge')).save(samples[0].label)
+    it = _iter(samples, batch_images=2)
+    caplog.set_level(logging.WARNING)
+    it.reset()
+    list(it)
+    it.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and 'look like train ids or colours' in warnings[0]
+    assert '000000_000019_gtFine_labelIds.png' in warnings[0] and 'prepare_data.py' in warnings[0]
+    assert '000001_000019' not in warnings[0]   # a real label-id file is not suspected
+
+
 def test_bad_files_stop_with_the_file_name(tmp_path):
     samples = _dataset(tmp_path, 2)
     it = _iter(samples, batch_images=1)
-    # Label values outside the Cityscapes encoding (e.g. train ids saved as colours).
-    Image.fromarray(np.full((H, W), 200, np.uint8)).save(samples[0].label)
-    with pytest.raises(DataError, match='000000_000019_gtFine_labelIds.png.*200'):
-        it.reader.make(0, 0)
     # Size mismatch between image and label.
     Image.fromarray(np.full((H, W - 2), 7, np.uint8)).save(samples[0].label)
     with pytest.raises(DataError, match='is 48x94 but its image'):
@@ -492,11 +527,10 @@ def test_labels_outside_other_encodings_and_wrong_kinds_are_named(tmp_path):
     Image.fromarray(syn).save(str(tmp_path / 'syn.png'))
     sample = Sample(str(tmp_path / 'img.png'), str(tmp_path / 'syn.png'), SOURCE)
     it = _iter([sample], dataset='synthia', batch_images=1)
-    with pytest.raises(DataError, match=r'syn.png holds value 23.*0\.\.22'):
-        it.reader.make(0, 0)
-    syn[0, 0] = 22                         # the largest SYNTHIA id is accepted and ignored
+    assert it.reader.load(sample)[2] == (sample.label, (23,), False)
+    syn[0, 0] = 22                         # the largest SYNTHIA id is known (and ignored in training)
     Image.fromarray(syn).save(str(tmp_path / 'syn.png'))
-    assert set(it.reader.make(0, 0)[1].tolist()) <= {0., 255.}
+    assert set(it.reader.make(0, 0)[1].tolist()) <= {0., 255.} and it.reader.load(sample)[2] is None
     assert get_dataset('synthia').label2train[22] == 255
     # A colour label and a raw 16-bit label are refused with the file's name.
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(str(tmp_path / 'rgb.png'))
@@ -560,7 +594,7 @@ def test_parse_split_file_reads_lists_from_the_working_directory(tmp_path, monke
         parse_split_file('gta', 'train', 5, 12, 3, 'cityscapes', 'train', str(src_root), str(tgt_root), gpus='0')
     # A missing source file is named with its list and line before any work.
     os.remove(str(src_root / src[6][1]))
-    with pytest.raises(DataError, match='gta/train.lst line 7: label'):
+    with pytest.raises(DataError, match=r'gta/train.lst: 1 file.*labels/00007.png \(line 7\)'):
         parse_split_file('gta', 'train', 5, 12, 3, data_root=str(src_root))
 
 

@@ -85,17 +85,31 @@ def test_list_path():
     assert list_path('gta', 'train') == 'issegm/data_list/gta/train.lst'
 
 
-def test_read_list_reports_first_missing(tmp_path):
+def test_read_list_reports_every_missing_file_at_once(tmp_path):
+    """11.6: the count and the first three, with their lines, in one line."""
     root = tmp_path / 'cs'
     img = np.zeros((4, 8, 3), np.uint8)
     lab = np.zeros((4, 8), np.uint8)
     e1 = write_cityscapes(str(root), 'train', 'aachen', '000000_000019', img, lab)
     missing_label = (e1[0], 'gtFine/missing_labelIds.png')
-    lst = write_list(str(tmp_path / 'train.lst'), [e1, missing_label, ('leftImg8bit/x.png', 'y.png')])
+    extra = [('leftImg8bit/x%d.png' % i, 'y%d.png' % i) for i in range(3)]
+    lst = write_list(str(tmp_path / 'train.lst'), [e1, missing_label] + extra)
     with pytest.raises(DataError) as err:
         read_list(lst, str(root))
     msg = str(err.value)
-    assert 'train.lst line 2' in msg and 'label' in msg and 'missing_labelIds.png' in msg
+    assert '\n' not in msg and msg.startswith(lst + ': 7 file(s) not found: ')
+    assert 'missing_labelIds.png (line 2)' in msg and 'x0.png (line 3)' in msg and 'y0.png (line 3)' in msg
+    assert 'x1.png' not in msg and msg.endswith('and 4 more; check --data-root and the list file')
+
+
+def test_read_list_names_a_latin1_list_and_a_missing_label_column(tmp_path):
+    lst = tmp_path / 'l.lst'
+    lst.write_bytes('images/caf\xe9.png\tlabels/a.png\n'.encode('latin-1'))
+    with pytest.raises(DataError, match='is not UTF-8 text'):
+        read_list(str(lst), str(tmp_path))
+    lst.write_text('images/a.png\n')
+    with pytest.raises(DataError, match=r'l.lst line 1: no label after the image'):
+        read_list(str(lst), str(tmp_path), check_exists=False, need_labels=True)
 
 
 def test_read_list_parses(tmp_path):
@@ -127,11 +141,11 @@ def test_read_list_reports_missing_image_with_line(tmp_path):
     with pytest.raises(DataError) as err:
         read_list(lst, str(root))
     msg = str(err.value)
-    assert 'gta.lst line 3' in msg and 'image file not found' in msg and 'images/00003.png' in msg
+    assert 'gta.lst: 1 file(s) not found' in msg and 'images/00003.png (line 3)' in msg
     # Blank lines still count: the number is the line in the file a user opens.
     with open(lst, 'w') as f:
         f.write('\n%s\t%s\n\n%s\t%s\n' % (entries[0] + entries[2]))
-    with pytest.raises(DataError, match='gta.lst line 4: image'):
+    with pytest.raises(DataError, match=r'00003.png \(line 4\)'):
         read_list(lst, str(root))
 
 
@@ -154,7 +168,7 @@ def test_malformed_lines_are_errors_naming_the_line(tmp_path):
         read_list(str(lst), str(root))
     # Spaces instead of a tab: the whole line is taken as one path, which does not exist.
     lst.write_text('%s\t%s\n%s %s\n' % (good + good))
-    with pytest.raises(DataError, match='bad.lst line 2: image file not found'):
+    with pytest.raises(DataError, match=r'bad.lst: 1 file\(s\) not found: .* \(line 2\)'):
         read_list(str(lst), str(root))
 
 

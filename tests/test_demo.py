@@ -53,3 +53,20 @@ def test_rerun_skips_finished_steps(tmp_path):
     assert 'nothing to do' in (out / 'logs' / 'train_src.log').read_text()
     assert 'round 0: already complete' in (out / 'logs' / 'solve_AO_CBST.log').read_text()
     assert summary['mIoU_per_round']['CBST']
+    # --methods adds a CRST variant beside the finished CBST: only its own steps run
+    demo.main(['--output', str(out), '--preset', 'quick', '--methods', 'CBST,CRST-LRENT'])
+    rows = [line.split('|')[0] for line in (out / 'table.md').read_text().splitlines()[2:]]
+    assert rows == ['Source', 'CBST', 'CRST-LRENT']
+    assert os.path.getmtime(out / 'source' / ('%s_ep-0002.params' % demo.SOURCE_LABEL)) == first
+    log = (out / 'logs' / 'solve_AO_CRST-LRENT.log').read_text()
+    assert log.splitlines()[0].endswith('--with-prior False --lr-weight-ent 0.25')
+    assert (out / 'adapt' / 'CRST-LRENT' / '0' / 'soft_labels.json').is_file()
+
+
+
+def test_methods_flag_selects_crst_variants():
+    assert demo.select_methods('CBST, CRST-MRKLD') == (('CBST', 'cb', 'False'), ('CRST-MRKLD', 'cb', 'False'))
+    assert [m[0] for m in demo.select_methods('CRST-LRENT,CRST-MRENT,CRST-MRL2')] == [
+        'CRST-LRENT', 'CRST-MRENT', 'CRST-MRL2']
+    with pytest.raises(ValueError, match='unknown --methods CRST-XYZ; choose from ST, CBST, CBST-SP, CRST-MRKLD'):
+        demo.select_methods('CBST,CRST-XYZ')

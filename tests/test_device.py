@@ -9,8 +9,10 @@ from util import device
 
 def test_no_gpu_falls_back_to_cpu_with_one_warning(monkeypatch, caplog):
     monkeypatch.setattr(device, 'num_gpus', lambda: 0)
+    monkeypatch.setattr(device, '_WARNED', set())
     with caplog.at_level(logging.WARNING):
         assert device.get_contexts('0') == [mx.cpu()]
+        assert device.get_contexts('0') == [mx.cpu()]   # asked again in the same run: said once
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 

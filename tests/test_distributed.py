@@ -127,8 +127,9 @@ def test_a_dist_sync_epoch_equals_one_process_with_two_devices(mini):
     assert max(np.abs(one[k] - start[k]).max() for k in one) > 1e-3  # an epoch of real updates
     for k in one:
         np.testing.assert_allclose(dist[k], one[k], rtol=0, atol=1e-5, err_msg=k)
-    # rank 0 alone wrote the checkpoint; every worker logged the job's loss
-    assert sorted(os.listdir('dist')) == sorted([ckpt, '%s_ep-symbol.json' % SRC_MODEL, '%s.log' % SRC_MODEL,
+    # rank 0 alone wrote the checkpoint, its state and the run's record; every worker logged the job's loss
+    assert sorted(os.listdir('dist')) == sorted([ckpt, ckpt.replace('.params', '.states'), '.lock', 'run.json',
+                                                 '%s_ep-symbol.json' % SRC_MODEL, '%s.log' % SRC_MODEL,
                                                  '%s.worker1.log' % SRC_MODEL])
     loss = lambda path: float(open(path).read().split('Epoch[1] loss=')[1].split()[0])  # noqa: E731
     assert loss('dist/%s.log' % SRC_MODEL) == pytest.approx(loss('one/%s.log' % SRC_MODEL), abs=1e-5)
@@ -167,8 +168,10 @@ sys.exit(train_src.main(sys.argv[1:]))
 
 
 def test_b_a_worker_killed_mid_epoch_ends_the_job_and_the_rerun_resumes(mini):
+    from issegm import train_src
     argv = train_argv('dist', '0', 'dist_sync', to_epoch=2)
     job = launched(argv, python_args=['-c', STALLING])
+    assert train_src.main(train_argv('one', '0,1', 'device', to_epoch=2)) == 0  # uninterrupted, one process
     deadline = time.time() + 180
     while not os.path.exists('stalled'):
         assert job.poll() is None, job.stderr.read()[-3000:]
@@ -188,7 +191,11 @@ def test_b_a_worker_killed_mid_epoch_ends_the_job_and_the_rerun_resumes(mini):
     assert os.path.getmtime(first) == before and os.path.exists(second)
     log = open('dist/%s.log' % SRC_MODEL).read()
     assert 'resuming dist/%s_ep from epoch 1' % SRC_MODEL in log and log.count('Epoch[1]') == 1
-    assert 'Epoch[2]' in log
+    assert 'Epoch[2]' in log and 'momentum 0' not in log
+    # with the optimizer state rank 0 saved, the resumed job ends where an uninterrupted run ends
+    resumed, one = params(second), params(second.replace('dist/', 'one/'))
+    for k in one:
+        np.testing.assert_allclose(resumed[k], one[k], rtol=0, atol=1e-5, err_msg=k)
 
 
 VAL = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes',

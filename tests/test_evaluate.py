@@ -215,7 +215,7 @@ def test_script_end_to_end_and_defaults(city, t1_weights):
     assert 'mean iou' in open(os.path.join(out, stem + '.log')).read()
 
 
-@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label', 'steps'])
+@pytest.mark.parametrize('case', ['classes', 'missing', 'empty', 'weights', 'scales', 'label', 'steps', 'gone'])
 def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, capsys, case):
     argv = ['--data-root', city, '--phase', 'val', '--weights', t1_weights, '--split', 'val',
             '--test-scales', '384', '--output', 'bad', '--gpus', '']
@@ -224,7 +224,7 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
         needle = 'predicts 19 classes but dataset cityscapes16 has 16'
     elif case == 'missing':
         os.remove(os.path.join(city, 'gtFine/val/lindau/lindau_000002_000019_gtFine_labelIds.png'))
-        needle = 'val.lst line 3: label file not found'
+        needle = 'lindau_000002_000019_gtFine_labelIds.png (line 3)'
     elif case == 'empty':
         _write_split(city, 'val', [])
         needle = 'has no entries'
@@ -237,9 +237,14 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
     elif case == 'steps':
         argv += ['--dataset', 'cityscapes', '--test-steps', '3']
         needle = '--test-steps 3 does not divide the network stride 8; use one of 1, 2, 4, 8'
-    else:
-        argv[argv.index(t1_weights)] = str(tmp_path / 'weights.params')
+    elif case == 'label':
+        unlabelled = tmp_path / 'weights.params'
+        unlabelled.write_bytes(open(t1_weights, 'rb').read())
+        argv[argv.index(t1_weights)] = str(unlabelled)
         needle = 'pass --model'
+    else:   # a missing file is named as missing, not blamed on its name
+        argv[argv.index(t1_weights)] = str(tmp_path / 'gone.params')
+        needle = 'weights not found: %s' % (tmp_path / 'gone.params')
     assert evaluate_script.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
@@ -259,3 +264,45 @@ def test_next_image_is_forwarded_while_this_one_is_post_processed(city, tmp_path
     assert len(fwd) == 3 and len(spans) == 3
     for i in range(2):
         assert fwd[i + 1][0] < spans[i][1] - 0.1   # sequential code: forward i+1 after upsampling i
+
+
+def test_unknown_label_ids_are_ignored_by_the_scores_and_reported_once(city, tmp_path, caplog):
+    """11.5 in evaluation: id 200 counts nowhere (as the reference's table maps it), one warning names it."""
+    import logging
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    open(weights, 'w').close()   # never read: the network is injected
+    clean = evaluation.run(_args(city, weights, '--output', 'clean'), net=ColourNet())['scores']
+    gt_path = os.path.join(city, 'gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png')
+    gt = np.asarray(Image.open(gt_path)).copy()
+    gt[gt == 0] = 200   # the two ignored stripes: still ignored, now as an unknown id
+    Image.fromarray(gt).save(gt_path)
+    caplog.set_level(logging.WARNING)
+    res = evaluation.run(_args(city, weights, '--output', 'out'), net=ColourNet())['scores']
+    assert res['mean_iou'] == clean['mean_iou'] and res['pixel_acc'] == clean['pixel_acc']
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and 'outside the cityscapes label ids (200)' in warnings[0]
+    assert 'lindau_000001_000019_gtFine_labelIds.png (200)' in warnings[0]
+
+
+@pytest.mark.parametrize('kind', ['16-bit', 'rgb', 'truncated', 'gpus'])
+def test_damaged_labels_and_bad_devices_are_one_line(city, tmp_path, capsys, monkeypatch, kind):
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    mx.nd.save(weights, {})
+    gt_path = os.path.join(city, 'gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png')
+    argv = ['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights', weights, '--split',
+            'val', '--test-scales', '384', '--output', 'out', '--gpus', 'x' if kind == 'gpus' else '']
+    if kind == '16-bit':
+        Image.fromarray(np.zeros((32, 384), np.uint16)).save(gt_path)
+    elif kind == 'rgb':
+        Image.fromarray(np.zeros((32, 384, 3), np.uint8)).save(gt_path)
+    elif kind == 'truncated':
+        data = open(gt_path, 'rb').read()
+        open(gt_path, 'wb').write(data[:len(data) // 2])
+    import issegm.model
+    monkeypatch.setattr(issegm.model, 'get_model', lambda *a, **k: ColourNet())   # the weights are empty
+    code = evaluate_script.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    needle = {'16-bit': 'lindau_000001_000019_gtFine_labelIds.png has shape', 'rgb': 'has shape (32, 384, 3)',
+              'truncated': 'cannot read label', 'gpus': '--gpus x: expected device ids'}[kind]
+    assert needle in err[0] and 'Traceback' not in err[0], err

@@ -14,3 +14,14 @@ def test_class_argmax_equals_numpy():
     assert np.array_equal(conf, probs.max(0))
     assert np.all(pred[:40] == 3)
     assert np.array_equal(class_argmax(probs[:, :5]), probs[:, :5].argmax(0))
+
+
+def test_pool_works_in_a_forked_child_after_use_in_the_parent():
+    # The training iterator's process workers fork after pseudo-labelling used the pool.
+    import multiprocessing
+    probs = np.random.RandomState(1).rand(3, 200, 10).astype(np.float32)
+    class_argmax(probs)  # the parent's pool now has threads
+    ctx = multiprocessing.get_context('fork')
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(class_argmax, (probs,))
+        assert np.array_equal(result.get(timeout=20), probs.argmax(0))

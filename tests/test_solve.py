@@ -4,6 +4,7 @@ The thin ResNet-38 member ``rna-t1`` stands in for A1 so that two rounds with
 the published flags (scaled down) run in well under a minute on a CPU.
 """
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -133,7 +134,7 @@ def test_solve_ST_val_with_sub_stride_steps(mini):
             'train', '--output', 'st', '--model', MODEL, '--phase', 'val', '--weights', weights,
             '--test-scales', '96', '--gpus', '0', '--init-tgt-port', '0.2', '--idx-round', '0', '--test-flipping',
             '--with-prior', 'False', '--kc-policy', 'cb']
-    assert solve_ST.main(argv + ['--test-steps', '3']) == 1      # not a divisor of the stride
+    assert solve_ST.main(argv + ['--test-steps', '3']) == 2      # not a divisor of the stride: change the command
     assert solve_ST.main(argv + ['--test-steps', '2']) == 0
     name = 'aachen_000001_000019_leftImg8bit'
     got = np.asarray(Image.open('st/0/results/nplabelIds/%s.png' % name))
@@ -161,18 +162,25 @@ def ndarray_factory(args, spec, source, target, mine_id, mine_id_priority):
 
 
 def st_args(*argv):
-    from issegm import self_training
     from issegm.solve_ST import build_parser
     return build_parser().parse_args(list(argv))
 
 
+ST_COMMON = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes',
+             '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL, '--gpus', '0']
+
+
+def val_round_0():
+    """solve_ST --phase val of round 0 into out/ (port 0.2, scale 64)."""
+    from issegm import self_training as st
+    assert st.run(st_args(*ST_COMMON, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+
+
 def test_solve_ST_train_phase_numbering_source_selection_and_resume(mini):
     from issegm import self_training as st
-    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
-              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--output', 'out', '--model', MODEL,
-              '--gpus', '0']
-    assert st.run(st_args(*common, '--phase', 'val', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
-                          '--test-scales', '64', '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+    common = ST_COMMON
+    val_round_0()
     train = common + ['--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--init-src-port', '0.5',
                       '--base-lr', '1e-4', '--mine-id-address', 'out/stats', '--seed-int', '0', '--prefetcher',
                       'process', '--backward-do-mirror', '--cache-images', '0']
@@ -231,10 +239,10 @@ AO_CHILD = ('import sys, test_solve; from issegm import self_training, solve_AO;
             'self_training.make_dataiter = test_solve.slow_factory; sys.exit(solve_AO.main(sys.argv[1:]))')
 
 
-def ao_child(argv):
+def ao_child(argv, code=AO_CHILD):
     env = script_env()
     env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
-    return subprocess.Popen([sys.executable, '-c', AO_CHILD] + argv, env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, '-c', code] + argv, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -329,35 +337,372 @@ def test_scripts_run_as_modules():
         assert flag in proc.stdout
 
 
-def test_solve_AO_with_self_training_script_two_rounds_killed_in_round_one_training(mini):
-    """The published command shape, scaled down: phases as subprocesses of solve_ST.py, the real FileIter."""
-    cmd = [sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + AO_FLAGS + [
-        '--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
-    proc = subprocess.Popen(cmd, env=script_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    # source_selected.lst is written when round 1's training phase starts
-    kill_when_exists(proc, 'ao/1/source_selected.lst', 'round 1 training never started', poll=0.01)
-    final = 'ao/1/%s_ep-0004.params' % MODEL
-    assert not os.path.exists(final)
-    done_before = (glob.glob('ao/0/**/*.png', recursive=True) + glob.glob('ao/1/self_train/**/*.png', recursive=True)
-                   + glob.glob('ao/0/*.params') + ['ao/0/pseudo_label.done.json', 'ao/1/pseudo_label.done.json'])
-    before = {p: os.path.getmtime(p) for p in done_before}
-    assert len(before) == 4 * 6 + 4 * 4 + 2 + 2  # round-0 PNGs, round-1 self_train PNGs, ckpts, markers
+def test_solve_ST_train_schedule_counts_the_whole_source_list_per_epoch(mini):
+    """11.4(c): linear/poly decay over to_epoch * (source list length // batch) updates, as the reference."""
+    from issegm import self_training as st
+    common = ST_COMMON
+    val_round_0()
+    seen = []
+    from issegm import training
+    real_train = training.train
 
-    proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert os.path.exists(final) and os.path.exists('ao/1/%s_ep-0003.params' % MODEL)
-    assert {p: os.path.getmtime(p) for p in before} == before  # no earlier phase re-ran
+    def spy(*a, **kw):
+        kw['batch_end_callback'] = lambda e, b, loss, lr: seen.append(lr)
+        return real_train(*a, **kw)
+
+    training.train = spy
+    try:
+        # 1 source image (0.2 of 6) + 4 targets = 2 batches of 2 an epoch; the list has 6 lines: 3 for the schedule
+        assert st.run(st_args(*common, '--phase', 'train', '--batch-images', '2', '--crop-size', '32',
+                              '--init-src-port', '0.2', '--base-lr', '0.01', '--lr-type', 'linear',
+                              '--mine-id-address', 'out/stats', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                              '--to-epoch', '2', '--idx-round', '0'), dataiter_factory=ndarray_factory) == 0
+    finally:
+        training.train = real_train
+    assert seen == pytest.approx([0.01 * (1 - n / 7.) for n in (1, 2, 3, 4)])
+
+
+# ---------------------------------------------------------------------------- exact resume, guards (issue 10)
+def ao_cmd(flags, output):
+    flags = list(flags)
+    flags[flags.index('--output') + 1] = output
+    return [sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + flags + [
+        '--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
+
+
+def outputs(folder):
+    """Every checkpoint, state-free number and pseudo-label of a run, by path below ``folder``."""
+    found = {}
+    for path in glob.glob(os.path.join(folder, '*', '*.params')):
+        found[os.path.relpath(path, folder)] = {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+    for path in glob.glob(os.path.join(folder, '*', '*', '*', '*.png')) + glob.glob(os.path.join(folder, 'stats', '*')):
+        found[os.path.relpath(path, folder)] = np.asarray(Image.open(path)) if path.endswith('.png') else np.load(path)
+    return found
+
+
+def assert_same_outputs(a, b):
+    assert sorted(a) == sorted(b)
+    for key in a:
+        if isinstance(a[key], dict):
+            assert a[key].keys() == b[key].keys() and all(np.array_equal(a[key][k], b[key][k]) for k in a[key]), key
+        else:
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_solve_AO_killed_after_a_checkpoint_and_rerun_equals_the_uninterrupted_run(mini):
+    """Issue 10: the published command shape (solve_ST subprocesses, real FileIter), SIGKILL to the group
+    inside round 1 right after epoch 3's checkpoint; the rerun ends bit for bit where one run ends."""
+    whole = subprocess.run(ao_cmd(AO_FLAGS, 'whole'), env=script_env(), capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kill_when_exists(proc, 'ao/1/%s_ep-0003.params' % MODEL, 'round 1 never saved epoch 3', poll=0.005)
+    assert not os.path.exists('ao/1/%s_ep-0004.params' % MODEL), 'the kill came too late'
+    assert os.path.exists('ao/1/%s_ep-0003.states' % MODEL)
+    open('ao/1/.%s_ep-0004.abcd1234.tmp.params' % MODEL, 'w').close()   # what a kill inside a write leaves
+    done = (glob.glob('ao/0/**/*.png', recursive=True) + glob.glob('ao/1/self_train/**/*.png', recursive=True)
+            + glob.glob('ao/*/*.params') + ['ao/0/pseudo_label.done.json', 'ao/1/pseudo_label.done.json'])
+    before = {p: os.path.getmtime(p) for p in done}
+    assert len(before) == 4 * 6 + 4 * 4 + 3 + 2   # round-0 PNGs, round-1 self_train PNGs, ckpts, markers
+    rerun = subprocess.run(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert_same_outputs(outputs('ao'), outputs('whole'))
+    assert {p: os.path.getmtime(p) for p in before} == before   # nothing finished was redone
+    assert not glob.glob('ao/**/.*.tmp*', recursive=True)
     log = open('ao/solve_AO.log').read()
     assert 'round 0: already complete' in log
     assert 'round 1: weights ao/0/%s_ep-0002.params, lr 7.07106781187e-05, tgt_port 0.25, src_port 0.75, ' \
            'seed 0, to_epoch 4' % MODEL in log
     assert 'pseudo-labels already complete' in open('ao/%s_ep-0002_train.log' % MODEL).read()
     train_log = open('ao/%s.log' % MODEL).read()
-    for epoch in (1, 2, 3, 4):
-        assert 'Epoch[%d]' % epoch in train_log
-    assert sorted(os.path.basename(p) for p in glob.glob('ao/*/*.params')) == [
-        MODEL + '_ep-%04d.params' % e for e in (1, 2, 3, 4)]
+    assert 'resuming' in train_log and all('Epoch[%d]' % e in train_log for e in (1, 2, 3, 4))
     # the pseudo-labels of the last round drive training: label ids, 0 where not selected
     labs = np.stack([np.asarray(Image.open(p)) for p in sorted(glob.glob('ao/1/self_train/pseudo_labelIds/*.png'))])
     assert labs.shape == (4,) + SHAPE and (labs == 0).any() and (labs != 0).any()
+    # Each round trains from its own copy of the target list; the shared reference file names the last run's.
+    with open('ao/1/target_training.lst') as f:
+        assert all('\tao/1/self_train/pseudo_labelIds/' in line for line in f)
+    with open('whole/1/target_training.lst') as f:
+        assert all('\twhole/1/self_train/pseudo_labelIds/' in line for line in f)
+
+
+def test_solve_AO_changed_settings_are_refused_and_restart_starts_again(mini):
+    flags = [f if f != '2' or AO_FLAGS[i - 1] != '--num-round' else '1' for i, f in enumerate(AO_FLAGS)]
+    flags[flags.index('--epoch-per-round') + 1] = '1'
+    from issegm import solve_AO
+    assert solve_AO.main(flags) == 0
+    before = mtimes('ao/**/*.png')
+    changed = list(flags)
+    changed[changed.index('--init-tgt-port') + 1] = '0.5'
+    changed[changed.index('--base-lr') + 1] = '0.05'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + changed, env=script_env(),
+                          capture_output=True, text=True, timeout=120)
+    err = [line for line in proc.stderr.strip().splitlines() if 'no GPU found' not in line]
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr
+    assert '--init-tgt-port 0.2 (now 0.5)' in err[0] and '--base-lr 0.0001 (now 0.05)' in err[0]
+    assert 'another --output, or add --restart' in err[0]
+    assert mtimes('ao/**/*.png') == before
+    # Settings that change no number: a later --num-round, threads, the way phases run.
+    more = [f if f != '1' or flags[i - 1] != '--prefetch-threads' else '2' for i, f in enumerate(flags)]
+    assert solve_AO.main(more) == 0
+    # --restart: the rounds are made again, pseudo-labels as the reference's procedure makes them at 0.5.
+    assert solve_AO.main(changed + ['--restart']) == 0
+    expected = oracle_pseudo_labels('models/%s_ep-0000.params' % SRC_MODEL, 0.5)
+    for name, ids in expected.items():
+        np.testing.assert_array_equal(np.asarray(Image.open('ao/0/self_train/pseudo_labelIds/%s.png' % name)), ids)
+
+
+def oracle_pseudo_labels(weights, portion, scale=64, flip=True):
+    """Pseudo-label ids of the miniature target list by the reference's procedure (tests/reference_cbst.py)."""
+    from issegm.datasets import get_dataset, read_list, sample_name
+    from issegm.inference import Predictor, upsample_probs
+    from issegm.model import get_model
+    from reference_cbst import reference_labels, reference_stats
+    from util.image import read_image
+    predictor = Predictor(get_model(MODEL, weights), 19, 8, flip=flip)
+    maps, names = [], []
+    for image_rel, _ in read_list('issegm/data_list/cityscapes/train.lst', 'cityscapes'):
+        image = read_image(os.path.join('cityscapes', image_rel))
+        low, = predictor.start(image, [scale]).lowres()
+        maps.append(upsample_probs(low.probs, low.stride, low.im_hw, image.shape[:2]))
+        names.append(sample_name(image_rel))
+    _, thresh = reference_stats(maps, portion, 'cb')
+    info = get_dataset('cityscapes')
+    return {n: info.train2label[reference_labels(m, thresh)[0]] for n, m in zip(names, maps)}
+
+
+VAL_CHILD = ('import os, sys, time, test_solve; from issegm import self_training, solve_ST\n'
+             'real = self_training.pseudo_label\n'
+             'calls = []\n'
+             'def paused(*a, **k):\n'
+             '    calls.append(1)\n'
+             '    if len(calls) == 2:\n'
+             '        open(os.path.join(sys.argv[sys.argv.index("--output") + 1], "pass2_paused"), "w").close()\n'
+             '        time.sleep(600)\n'
+             '    return real(*a, **k)\n'
+             'self_training.pseudo_label = paused\n'
+             'sys.exit(solve_ST.main(sys.argv[1:]))')
+
+
+def val_flags(output, port):
+    return ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt', 'cityscapes',
+            '--split-tgt', 'train', '--output', output, '--model', MODEL, '--phase', 'val', '--weights',
+            'models/%s_ep-0000.params' % SRC_MODEL, '--test-scales', '64', '--gpus', '0', '--init-tgt-port', port,
+            '--idx-round', '0', '--test-flipping', '--kc-policy', 'cb']
+
+
+def test_solve_ST_val_killed_in_pass_two_then_a_new_port_through_restart_matches_the_oracle(mini):
+    """Issue 16: SIGKILL once pass 2 has written one image; the rerun completes the round as one run does.
+    Then a new --init-tgt-port into the same round folder: refused, and with --restart regenerated."""
+    from issegm import solve_ST
+    env = script_env()
+    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
+    proc = subprocess.Popen([sys.executable, '-c', VAL_CHILD] + val_flags('st', '0.2'), env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    kill_when_exists(proc, 'st/pass2_paused', 'pass 2 never started')
+    assert len(os.listdir('st/0/self_train/pseudo_labelIds')) == 1 and not os.path.exists('st/0/pseudo_label.done.json')
+    assert solve_ST.main(val_flags('st', '0.2')) == 0
+    assert solve_ST.main(val_flags('whole', '0.2')) == 0
+    a, b = outputs('st'), outputs('whole')
+    assert_same_outputs(a, b)
+    expected = oracle_pseudo_labels('models/%s_ep-0000.params' % SRC_MODEL, 0.2)
+    for name, ids in expected.items():
+        np.testing.assert_array_equal(a['0/self_train/pseudo_labelIds/%s.png' % name], ids)
+    # A new portion into the finished round: refused with the difference, then regenerated with --restart.
+    assert solve_ST.main(val_flags('st', '0.5')) == 2
+    assert solve_ST.main(val_flags('st', '0.5') + ['--restart']) == 0
+    expected = oracle_pseudo_labels('models/%s_ep-0000.params' % SRC_MODEL, 0.5)
+    for name, ids in expected.items():
+        got = np.asarray(Image.open('st/0/self_train/pseudo_labelIds/%s.png' % name))
+        np.testing.assert_array_equal(got, ids)
+    assert not np.array_equal(np.load('st/stats/cls_thresh.npy'), b['stats/cls_thresh.npy'])
+
+
+def _with(flags, **changes):
+    flags = list(flags)
+    for flag, value in changes.items():
+        flag = '--' + flag.replace('_', '-')
+        if value is None:
+            i = flags.index(flag)
+            del flags[i:i + 2]
+        elif flag in flags:
+            flags[flags.index(flag) + 1] = value
+        else:
+            flags += [flag, value]
+    return flags
+
+
+@pytest.mark.parametrize('changes,needle', [
+    ({'init_tgt_port': '-0.1'}, '--init-tgt-port -0.1: expected a portion in (0, 1]'),
+    ({'init_tgt_port': '1.5'}, '--init-tgt-port 1.5: expected a portion in (0, 1]'),
+    ({'init_src_port': '2'}, '--init-src-port 2.0: expected a portion in [0, 1]'),
+    ({'num_round': '0'}, '--num-round 0: expected at least 1 round'),
+    ({'test_scales': '8'}, '--test-scales 8: expected comma-separated longer sides of at least 32 pixels'),
+    ({'batch_images': '0'}, '--batch-images 0: expected a positive number of images'),
+    ({'epoch_per_round': '0'}, '--epoch-per-round 0: expected at least 1 epoch'),
+    ({'base_lr': '-0.0001'}, '--base-lr -0.0001: expected a finite rate >= 0'),
+    ({'base_lr': 'nan'}, '--base-lr nan: expected a finite rate >= 0'),
+    ({'scale_rate_range': '1.3,0.7'}, '--scale-rate-range 1.3,0.7: expected lo,hi with 0 < lo <= hi'),
+    ({'crop_size': '0'}, '--crop-size 0: expected a positive size'),
+    ({'dataset': 'gta6'}, "unknown dataset 'gta6'"),
+    ({'with_prior': 'yes'}, '--with-prior yes: expected True or False'),
+    ({'with_prior': 'True'}, '--with-prior True needs spatial_prior/gta/prior_array.mat'),
+    ({'weights': 'models/none_ep-0000.params'}, '--weights models/none_ep-0000.params: file not found'),
+    ({'batch_images': '16', 'init_src_port': '0.1'}, '--batch-images 16: a round trains on only 4 images'),
+    ({'split': 'onecol'}, 'onecol.lst line 1: no label after the image'),
+    ({'split_tgt': 'gone'}, '3 file(s) not found'),
+    ({'gpus': 'x'}, '--gpus x: expected device ids'),
+])
+def test_solve_AO_checks_every_flag_and_list_before_round_0(mini, capsys, changes, needle):
+    from issegm import solve_AO
+    with open('issegm/data_list/gta/onecol.lst', 'w') as f:
+        f.write('images/00001.png\n')
+    with open('issegm/data_list/cityscapes/gone.lst', 'w') as f:
+        f.write('leftImg8bit/train/aachen/gone_%d.png\n' % 0 + 'a.png\nb.png\n')
+    assert solve_AO.main(_with(AO_FLAGS, **changes)) == 2
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if 'no GPU found' not in l]
+    assert len(err) == 1 and err[0].startswith('solve_AO.py: error: ') and needle in err[0], err
+    assert 'rerun the same' not in err[0] and not os.path.exists('ao/0')
+
+
+def test_a_second_solve_AO_on_one_output_is_refused_and_ending_solve_AO_ends_its_child(mini):
+    proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not glob.glob('ao/0/results/nplabelIds/*.png'):   # the pseudo-label child is at work
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        second = subprocess.run(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), capture_output=True, text=True,
+                                timeout=120)
+        assert second.returncode == 2
+        assert 'another run is writing into ao (pid %d' % proc.pid in second.stderr
+        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
+            child = int(f.read().split()[0])
+        os.kill(proc.pid, signal.SIGKILL)   # only solve_AO, not its process group
+        proc.wait()
+        deadline = time.time() + 60
+        while os.path.exists('/proc/%d' % child) and open('/proc/%d/stat' % child).read().split()[2] != 'Z':
+            assert time.time() < deadline, 'the solve_ST child outlived solve_AO'
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_solve_AO_stops_at_a_diverging_round_and_saves_nothing_after(mini):
+    from issegm import solve_AO
+    assert solve_AO.main(_with(AO_FLAGS, base_lr='1e6')) == 2
+    line = [l for l in open('ao/%s.log' % MODEL).read().splitlines() if 'training diverged' in l]
+    assert len(line) == 1 and 'epoch 1, iteration 2/' in line[0] and '--base-lr' in line[0]
+    assert 'no checkpoint' in line[0] and 'rerun' not in line[0]
+    assert 'round 0 training phase (solve_ST --phase train) failed (see its error above); no later phase' \
+        in open('ao/solve_AO.log').read()
+    assert not glob.glob('ao/*/*.params') and not os.path.exists('ao/1')
+
+
+def test_solve_ST_train_names_every_missing_target_file_before_training(mini):
+    from issegm import self_training as st
+    val_round_0()
+    os.remove('out/0/self_train/pseudo_labelIds/aachen_000001_000019_leftImg8bit.png')
+    os.remove('cityscapes/leftImg8bit/train/aachen/aachen_000003_000019_leftImg8bit.png')
+    train = st_args(*ST_COMMON, '--phase', 'train', '--batch-images', '2', '--crop-size', '32', '--base-lr', '1e-4',
+                    '--mine-id-address', 'out/stats', '--weights', 'models/%s_ep-0000.params' % SRC_MODEL,
+                    '--to-epoch', '1', '--idx-round', '0')
+    assert st.run(train, dataiter_factory=ndarray_factory) == 2
+    line = [l for l in open('out/%s.log' % MODEL).read().splitlines() if 'not found' in l]
+    assert len(line) == 1 and 'target_training.lst: 2 file(s) not found' in line[0]
+    assert 'aachen_000001_000019_leftImg8bit.png (line 2)' in line[0] and 'run --phase val of round 0' in line[0]
+    assert not glob.glob('out/0/*.params')
+
+
+# ---------------------------------------------------------------------------- CRST (issegm/crst.py)
+CRST_AO_FLAGS = [f if f != '2' or AO_FLAGS[i - 1] != '--num-round' else '1' for i, f in enumerate(AO_FLAGS)] + [
+    '--mr-weight-kld', '0.1', '--lr-weight-ent', '0.25']
+
+SLOW_AO_CHILD = ('import sys, test_solve; from issegm import solve_AO; test_solve.slow_sample_batches(); '
+                 'sys.exit(solve_AO.main(sys.argv[1:]))')
+
+
+def slow_sample_batches(seconds=0.15):
+    """The real iterator, slowed down (also in its forked workers) so that a kill lands inside an epoch."""
+    from issegm.data import SampleReader
+    batch = SampleReader.batch_and_findings
+
+    def slow(self, indices, seeds):
+        time.sleep(seconds)
+        return batch(self, indices, seeds)
+    SampleReader.batch_and_findings = slow
+
+
+def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
+    from issegm.crst import soft_pseudo_labels
+    from issegm.datasets import get_dataset
+    from issegm.self_training import load_lowres, lowres_to_probmap
+    assert CRST_AO_FLAGS[CRST_AO_FLAGS.index('--num-round') + 1] == '1'
+    proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
+    kill_when_exists(proc, 'ao/0/%s_ep-0001.params' % MODEL, 'CRST training never finished an epoch')
+    final = 'ao/0/%s_ep-0002.params' % MODEL
+    assert not os.path.exists(final), 'the kill came too late to test resuming'
+    before = mtimes('ao/0/**/*.png')
+    before.update(mtimes('ao/0/probmap/*.npz'))
+    before.update(mtimes('ao/0/[ps]*_*.json'))
+    before.update(mtimes('ao/0/*.params'))
+    assert len(before) == 4 * 6 + 4 + 2 + 1  # PNGs, low-res maps, marker + recipe, epoch 1
+
+    proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
+    assert os.path.exists(final)
+    assert mtimes('ao/0/**/*.png') == {p: t for p, t in before.items() if p.endswith('.png')}
+    assert {p: os.path.getmtime(p) for p in before} == before  # only the missing epoch was redone
+
+    for log in ('ao/solve_AO.log', 'ao/%s.log' % MODEL):
+        text = open(log).read()
+        assert 'CRST-LRENT: soft pseudo-labels with alpha = 0.25' in text
+        assert '--mr-weight-kld 0.1 -> effective coefficient 0.01 on target pixels' in text
+    assert 'resuming' in open('ao/%s.log' % MODEL).read()
+    val_cmd = [l for l in open('ao/solve_AO.log') if 'running solve_ST' in l and '--phase val' in l][0]
+    assert val_cmd.rstrip().endswith('--mr-weight-kld 0.1 --lr-weight-ent 0.25')
+
+    # the hard labels are LRENT's, recomputed from the kept low-resolution maps and the recipe
+    recipe = json.load(open('ao/0/soft_labels.json'))
+    assert recipe['alpha'] == 0.25 and recipe['prior_dataset'] is None
+    info = get_dataset('cityscapes')
+    ignored = 0
+    for npz in sorted(glob.glob('ao/0/probmap/*.npz')):
+        low, orig_hw = load_lowres(npz, 8)
+        hard = soft_pseudo_labels(lowres_to_probmap(low, orig_hw), recipe['thresholds'], 0.25)[1]
+        name = os.path.basename(npz)[:-4] + '.png'
+        saved = np.asarray(Image.open('ao/0/self_train/pseudo_labelIds/' + name))
+        assert np.array_equal(saved, info.train2label[hard])
+        ignored += (hard == 255).sum()
+    assert ignored < 4 * SHAPE[0] * SHAPE[1]
+
+
+def test_crst_flags_at_zero_are_cbst_bit_for_bit(mini):
+    from issegm import self_training as st
+    zeros = ['--mr-weight-kld', '0', '--mr-weight-ent', '0', '--mr-weight-l2', '0', '--lr-weight-ent', '0',
+             '--mr-weight-src', '0']
+    common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
+              'cityscapes', '--split', 'train', '--split-tgt', 'train', '--model', MODEL, '--gpus', '0']
+    for out, extra in (('cbst', []), ('zeros', zeros)):
+        assert st.run(st_args(*common, *extra, '--output', out, '--phase', 'val', '--weights',
+                              'models/%s_ep-0000.params' % SRC_MODEL, '--test-scales', '64',
+                              '--init-tgt-port', '0.2', '--idx-round', '0')) == 0
+        assert st.run(st_args(*common, *extra, '--output', out, '--phase', 'train', '--batch-images', '2',
+                              '--crop-size', '32', '--init-src-port', '0.5', '--base-lr', '1e-3',
+                              '--mine-id-address', out + '/stats', '--seed-int', '0', '--prefetcher', 'thread',
+                              '--weights', 'models/%s_ep-0000.params' % SRC_MODEL, '--to-epoch', '1',
+                              '--idx-round', '0')) == 0
+    files = sorted(os.path.relpath(p, 'cbst') for p in glob.glob('cbst/0/**/*.png', recursive=True))
+    assert len(files) == 4 * 6 and not os.path.exists('zeros/0/soft_labels.json')
+    files.append('0/%s_ep-0001.params' % MODEL)
+    for rel in files:
+        with open(os.path.join('cbst', rel), 'rb') as a, open(os.path.join('zeros', rel), 'rb') as b:
+            assert a.read() == b.read(), rel
+    # the round driver passes no CRST flag to CBST's phases: the reference's commands
+    from issegm.solve_AO import build_parser
+    args = build_parser().parse_args(AO_FLAGS)
+    rnd = st.round_schedule(args)[0]
+    assert not [w for w in st.val_argv(args, rnd) + st.train_argv(args, rnd) if w.startswith(('--mr-', '--lr-w'))]

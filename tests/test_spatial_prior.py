@@ -73,18 +73,24 @@ def test_streaming_equals_batch_counts():
         sp.PriorAccumulator(3, (4, 4)).finish()
 
 
-def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
+def _mini_gta(tmp_path, monkeypatch, labels):
+    """A GTA-5 layout of ``labels`` with the list issegm/data_list/gta/mini.lst; returns its root."""
     root = tmp_path / 'gta'
     (root / 'labels').mkdir(parents=True)
     lines = []
-    for i in range(3):
-        Image.fromarray(_layout(i == 0)).save(str(root / 'labels' / ('%05d.png' % i)))
+    for i, label in enumerate(labels):
+        Image.fromarray(label).save(str(root / 'labels' / ('%05d.png' % i)))
         Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(str(root / ('%05d.jpg' % i)))
         lines.append('%05d.jpg\tlabels/%05d.png' % (i, i))
     monkeypatch.chdir(tmp_path)
     os.makedirs('issegm/data_list/gta')
     with open('issegm/data_list/gta/mini.lst', 'w') as f:
         f.write('\n'.join(lines) + '\n')
+    return root
+
+
+def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
+    root = _mini_gta(tmp_path, monkeypatch, [_layout(i == 0) for i in range(3)])
     rc = sp.main(['--dataset', 'gta', '--split', 'mini', '--data-root', str(root),
                   '--shape', '8,16', '--kernel-size', '5'])
     assert rc == 0
@@ -104,3 +110,32 @@ def test_cli_writes_mat(tmp_path, monkeypatch, capsys):
 
     assert sp.main(['--dataset', 'gta', '--split', 'missing', '--data-root', str(root)]) == 2
     assert 'missing.lst' in capsys.readouterr().err
+
+
+def test_cli_ignores_unknown_label_ids_with_one_warning_and_refuses_a_16_bit_label(tmp_path, monkeypatch, capsys):
+    unknown = _layout(True)
+    unknown[:4] = 250
+    root = _mini_gta(tmp_path, monkeypatch, [_layout(True), unknown])
+    argv = ['--dataset', 'gta', '--split', 'mini', '--data-root', str(root), '--shape', '8,16', '--kernel-size', '1',
+            '--normalize', 'none']
+    assert sp.main(argv) == 0
+    err = [l for l in capsys.readouterr().err.splitlines() if 'outside' in l]
+    assert len(err) == 1 and 'labels/00001.png (250)' in err[0]
+    # The 250 rows count for no class: the top rows hold only image 0's classes.
+    prior = scipy.io.loadmat('spatial_prior/gta/prior_array.mat')['prior_array']
+    assert prior[:, 0].sum(0) == pytest.approx(np.full(16, 0.5))
+    Image.fromarray(np.zeros((32, 64), np.uint16)).save(str(root / 'labels' / '00000.png'))
+    assert sp.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '00000.png has shape' in err[0]
+
+
+def test_load_prior_names_the_file_when_prior_array_is_missing_or_the_file_is_not_a_mat(tmp_path):
+    folder = tmp_path / 'gta'
+    folder.mkdir()
+    scipy.io.savemat(str(folder / 'prior_array.mat'), {'other': np.zeros((19, 2, 2), np.float32)})
+    with pytest.raises(ValueError, match=r'prior_array.mat holds no variable prior_array'):
+        sp.load_prior('gta', 19, root=str(tmp_path))
+    (folder / 'prior_array.mat').write_bytes(b'not a mat file at all')
+    with pytest.raises(ValueError, match=r'gta/prior_array.mat is not a readable .mat file'):
+        sp.load_prior('gta', 19, root=str(tmp_path))

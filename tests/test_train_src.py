@@ -111,7 +111,7 @@ def test_lr_policies(tmp_path, imagenet_weights):
 
 
 @pytest.mark.parametrize('extra,needle', [
-    (['--to-epoch', '2', '--lr-type', 'cosine'], '--lr-type cosine unknown'),
+    (['--to-epoch', '2', '--lr-type', 'cosine'], '--lr-type cosine: expected fixed, step, linear or poly'),
     (['--to-epoch', '2', '--lr-type', 'step'], 'needs --lr-steps'),
     ([], '--to-epoch is required'),
     (['--to-epoch', '2', '--kvstore', 'dist'], '--kvstore must be'),
@@ -157,3 +157,63 @@ def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagene
     assert 'Epoch[1] loss=' in log and 'body loaded; head' in log
     loss = float(log.split('Epoch[1] loss=')[1].split()[0])
     assert 0 < loss < 10    # a real NLL over labelled stride centres (ln 19 = 2.94 at chance)
+
+
+def test_a_changed_rerun_is_refused_restart_starts_again_and_a_longer_fixed_schedule_continues(
+        tmp_path, imagenet_weights, capsys):
+    out = str(tmp_path / 'run')
+    first = _argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '1')
+    train_src.run(train_src.parse_args(first), dataiter=_iter())
+    ckpt = os.path.join(out, MODEL + '_ep-0001.params')
+    mtime = os.path.getmtime(ckpt)
+    # A later --to-epoch under a fixed rate changes no number of epoch 1: it continues.
+    paths = train_src.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '2')),
+                          dataiter=_iter())
+    assert paths[-1].endswith('_ep-0002.params') and os.path.getmtime(ckpt) == mtime
+    # ... and ends where one run to epoch 2 ends, bit for bit (momentum carried in the .states).
+    one = train_src.run(train_src.parse_args(_argv(str(tmp_path / 'one'), imagenet_weights, '--base-lr', '0.01',
+                                                   '--to-epoch', '2')), dataiter=_iter())
+    a, b = load_params_from_file(paths[-1])[0], load_params_from_file(one[-1])[0]
+    assert all(np.array_equal(a[k].asnumpy(), b[k].asnumpy()) for k in a)
+    capsys.readouterr()
+    assert train_src.main(_argv(out, imagenet_weights, '--base-lr', '0.05', '--to-epoch', '2')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--base-lr 0.01 (now 0.05)' in err[0] and '--restart' in err[0], err
+    assert os.path.getmtime(ckpt) == mtime
+    paths = train_src.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.05', '--to-epoch', '1',
+                                                     '--restart')), dataiter=_iter())
+    assert paths == [ckpt] and not os.path.exists(os.path.join(out, MODEL + '_ep-0002.params'))
+    assert os.path.getmtime(ckpt) != mtime
+
+
+def test_output_that_is_a_file_and_a_full_disk_are_one_line(tmp_path, imagenet_weights, capsys, monkeypatch):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    assert train_src.main(_argv(str(blocker / 'out'), imagenet_weights, '--to-epoch', '1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'a file stands where a folder is needed' in err[0], err
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(mx.nd, 'save', full)
+    monkeypatch.setattr(train_src, 'make_dataiter', lambda *a: _iter())
+    out = str(tmp_path / 'full')
+    assert train_src.main(_argv(out, imagenet_weights, '--to-epoch', '1')) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['train_src.py: error: disk full while writing in %s: free space there, then rerun the same '
+                   'command (finished work is kept)' % out], err
+    assert not [f for f in os.listdir(out) if '.tmp' in f]
+
+
+def test_a_file_of_other_classes_is_named_before_from_epoch_is_asked_for(tmp_path, capsys):
+    label = 'synthia_rna-t1_cls16_s8'
+    args, auxs = param_shapes(get_symbol(label))
+    rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
+    path = str(tmp_path / 'synthia16.params')   # a name that tells no epoch
+    mx.nd.save(path, recipe_params(rows, seed=1))
+    assert train_src.main(_argv(str(tmp_path / 'out'), path, '--to-epoch', '1')) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'does not fit the network' in err[0] and 'linear16' in err[0], err
+    assert '--from-epoch' not in err[0]

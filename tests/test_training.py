@@ -5,7 +5,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from issegm.training import checkpoint_path, last_checkpoint, make_lr_scheduler, NllMetric, train
+from issegm.training import checkpoint_path, last_checkpoint, make_lr_scheduler, NllMetric, states_path, train
 from util.mxutil import load_params_from_file
 
 LABEL = 'gta_rna-t1_cls19_s8'
@@ -125,3 +125,101 @@ def test_kill_in_the_middle_of_an_epoch_resumes_from_the_last_whole_one(tmp_path
     assert paths == [checkpoint_path(prefix, e) for e in (1, 2, 3)]
     assert seen[0] == (1, 0)  # epoch 1 is not trained again
     assert np.array_equal(load_params_from_file(paths[0])[0]['conv1a_weight'].asnumpy(), ep1)
+
+
+def _weights(path):
+    arg, aux = load_params_from_file(path)
+    return {k: v.asnumpy() for k, v in dict(arg, **aux).items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_exact_resume_stopped_or_killed_equals_uninterrupted(tmp_path):
+    """Momentum, the poly schedule position, data order and dropout all carry over: bit for bit."""
+    it = _file_iter(tmp_path / 'data')
+    kw = dict(to_epoch=3, base_lr=0.05, lr_policy='poly')
+    whole = train(LABEL, it, str(tmp_path / 'whole' / (LABEL + '_ep')), **kw)
+    assert all(os.path.exists(p[:-len('.params')] + '.states') for p in whole)
+    stopped = str(tmp_path / 'stopped' / (LABEL + '_ep'))
+    train(LABEL, it, stopped, stop_epoch=1, **kw)
+    train(LABEL, it, stopped, stop_epoch=2, **kw)
+    killed = str(tmp_path / 'killed' / (LABEL + '_ep'))
+
+    def kill(epoch, nbatch, loss, lr):
+        if (epoch, nbatch) == (2, 1):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(LABEL, it, killed, batch_end_callback=kill, **kw)
+    assert last_checkpoint(killed) == 2
+    for prefix in (stopped, killed):
+        lrs = []
+        paths = train(LABEL, it, prefix, batch_end_callback=lambda e, b, loss, lr: lrs.append(lr), **kw)
+        for a, b in zip(paths, whole):
+            assert _same(_weights(a), _weights(b)), (a, b)
+        # the rates of the third epoch's updates 7..9 of a 10-update poly schedule (reference: to_iter + 1)
+        assert lrs[-3:] == pytest.approx([0.05 * (1 - n / 10.) ** 0.9 for n in (7, 8, 9)])
+    # Without its .states the same resume restarts momentum: one warning, other weights.
+    lost = str(tmp_path / 'lost' / (LABEL + '_ep'))
+    train(LABEL, it, lost, stop_epoch=2, **kw)
+    os.remove(states_path(lost, 2))
+    import logging
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger('issegm.training').addHandler(handler)
+    try:
+        paths = train(LABEL, it, lost, **kw)
+    finally:
+        logging.getLogger('issegm.training').removeHandler(handler)
+    warnings = [r.getMessage() for r in records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and 'momentum 0' in warnings[0]
+    assert not _same(_weights(paths[-1]), _weights(whole[-1]))
+
+
+def test_states_of_other_weights_are_refused(tmp_path):
+    from util.mxutil import CheckpointError
+    a, b = (str(tmp_path / n / (LABEL + '_ep')) for n in 'ab')
+    train(LABEL, _iter(), a, to_epoch=2, stop_epoch=1, base_lr=1e-2)
+    train(LABEL, _iter(seed=1), b, to_epoch=2, stop_epoch=1, base_lr=1e-2)
+    os.replace(states_path(b, 1), states_path(a, 1))
+    with pytest.raises(CheckpointError, match='other weights'):
+        train(LABEL, _iter(), a, to_epoch=2, base_lr=1e-2)
+
+
+def test_step_schedule_started_past_a_step_keeps_the_decay():
+    """11.4(b): at from_iter 5 with steps 3, 10 the rate starts at base * 0.1 and drops at update 10."""
+    import mxnet as mx
+    sched = make_lr_scheduler('step', 1.0, 5, 20, steps=[3, 10], factor=0.1)
+    opt = mx.optimizer.SGD(learning_rate=sched.base_lr, lr_scheduler=sched)
+    assert [opt.lr_scheduler(n) for n in (1, 5, 6)] == pytest.approx([0.1, 0.1, 0.01])
+
+
+def test_a_divergent_loss_stops_before_the_update_and_saves_nothing_after(tmp_path):
+    from issegm.training import DivergenceError
+    prefix = str(tmp_path / (LABEL + '_ep'))
+    train(LABEL, _iter(), prefix, to_epoch=3, stop_epoch=1, base_lr=1e-2)
+    before = _weights(checkpoint_path(prefix, 1))
+
+    class Poisoned(mx.io.NDArrayIter):
+        def next(self):
+            batch = super(Poisoned, self).next()
+            batch.data[0][:] = np.nan
+            return batch
+
+    rng = np.random.RandomState(0)
+    poisoned = Poisoned(rng.randn(8, 3, 32, 32).astype(np.float32), rng.randint(0, 19, (8, 16)).astype(np.float32),
+                        batch_size=4, label_name='softmax_label')
+    with pytest.raises(DivergenceError) as err:
+        train(LABEL, poisoned, prefix, to_epoch=3, base_lr=1e-2)
+    msg = str(err.value)
+    assert 'gradients are not finite at epoch 2, iteration 1/2' in msg and 'lr 1.000e-02' in msg
+    assert '--base-lr' in msg and msg.endswith('nothing was saved after %s' % checkpoint_path(prefix, 1))
+    assert last_checkpoint(prefix) == 1 and _same(_weights(checkpoint_path(prefix, 1)), before)
+    # A rate far too high: the second update would take the weights to inf; no checkpoint at all.
+    fresh = str(tmp_path / 'high' / (LABEL + '_ep'))
+    with pytest.raises(DivergenceError, match=r'epoch 1, iteration 2/2 \(lr 1.000e\+03\).*no checkpoint'):
+        train(LABEL, _iter(), fresh, to_epoch=3, base_lr=1e3)
+    assert not os.path.exists(os.path.dirname(fresh)) or last_checkpoint(fresh) is None

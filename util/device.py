@@ -6,6 +6,7 @@ import mxnet as mx
 __all__ = ['get_contexts', 'num_gpus']
 
 logger = logging.getLogger(__name__)
+_WARNED = set()  # the CPU fallback is said once per process
 
 
 def num_gpus():
@@ -33,7 +34,9 @@ def get_contexts(gpus):
         raise ValueError('--gpus takes a comma list of device ids such as 0 or 0,1; got %r' % gpus)
     available = num_gpus()
     if available == 0:
-        logger.warning('no GPU found (--gpus %s): running on the CPU', gpus)
+        if text not in _WARNED:
+            logger.warning('no GPU found (--gpus %s): running on the CPU', gpus)
+            _WARNED.add(text)
         return [mx.cpu(i) for i in range(max(1, len(ids)))]
     bad = [i for i in ids if i >= available]
     if bad:

@@ -5,12 +5,27 @@ temporary name in the same folder and is renamed into place, so a killed run
 never leaves a truncated file that a rerun would take as done.
 """
 import contextlib
+import errno
 import os
 import tempfile
 
 import numpy as np
 
-__all__ = ['atomic_path', 'atomic_write', 'save_npy_atomic', 'makedirs']
+__all__ = ['atomic_path', 'atomic_write', 'save_npy_atomic', 'makedirs', 'DiskFullError']
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space (or quota); ``filename`` is the folder written into."""
+
+    def __init__(self, folder):
+        super(DiskFullError, self).__init__(errno.ENOSPC, 'disk full', folder)
+        self.folder = folder
+
+
+def _disk_full(exc):
+    # MXNet's writers report it as an MXNetError whose text carries the C library's words.
+    return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) \
+        or 'No space left on device' in str(exc)
 
 
 def makedirs(path):
@@ -43,9 +58,11 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if _disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(folder) from exc
         raise
 
 

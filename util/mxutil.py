@@ -13,7 +13,7 @@ import mxnet as mx
 
 from util.io import atomic_path
 
-__all__ = ['CheckpointError', 'load_params_from_file', 'save_params', 'load_params',
+__all__ = ['CheckpointError', 'load_params_from_file', 'params_dict', 'save_params', 'load_params',
            'check_params']
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,17 @@ def load_params_from_file(path):
     return arg_params, aux_params
 
 
-def save_params(path, arg_params, aux_params):
-    """Write ``arg:``/``aux:`` parameters to ``path`` atomically (released format)."""
+def params_dict(arg_params, aux_params):
+    """The ``{'arg:NAME': ..., 'aux:NAME': ...}`` dictionary of the released format, on the CPU."""
     save_dict = {'arg:%s' % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     save_dict.update({'aux:%s' % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
+    return save_dict
+
+
+def save_params(path, arg_params, aux_params):
+    """Write ``arg:``/``aux:`` parameters to ``path`` atomically (released format)."""
     with atomic_path(path) as tmp:
-        mx.nd.save(tmp, save_dict)
+        mx.nd.save(tmp, params_dict(arg_params, aux_params))
 
 
 def load_params(prefix, epoch):

@@ -14,8 +14,19 @@ __all__ = ['thread_pool', 'class_argmax']
 _POOL = None
 
 
+def _forget_pool():
+    # A forked child (the training iterator's workers) inherits the pool object
+    # but not its threads: work submitted there would wait forever.
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def thread_pool():
-    """The process-wide pool (created on first use, one worker per core, at most 8)."""
+    """The process-wide pool (created on first use, one worker per core, at most 8; anew in a forked child)."""
     global _POOL
     if _POOL is None:
         _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))

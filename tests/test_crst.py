@@ -1,0 +1,352 @@
+"""CRST (issegm/crst.py) against independent numpy transcriptions of the issue's formulas."""
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+from PIL import Image
+
+from issegm import crst
+
+C = 4
+
+
+# ---------------------------------------------------------------------------- the loss, in numpy (float64)
+def reference_loss(logits, target, is_source, kld=0., ent=0., l2=0., src=0.):
+    """ce / N + sum_X w_X * sum(s_X r_X over labelled pixels) / N_X, as written in issue 13."""
+    x = logits.astype(np.float64)
+    x = x - x.max(axis=1, keepdims=True)
+    logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    p = np.exp(logp)
+    if target.ndim == 4:
+        y = target.astype(np.float64)
+        valid = y.sum(axis=1) != 0
+    else:
+        valid = target != 255
+        y = np.zeros(x.shape)
+        for k in range(x.shape[1]):
+            y[:, k] = (target == k) & valid
+    loss = -(y * logp).sum() / max(valid.sum(), 1)
+    c = x.shape[1]
+    for w, r in ((kld, -logp.sum(axis=1) / c), (ent, (p * logp).sum(axis=1)), (l2, (p * p).sum(axis=1))):
+        if w <= 0:
+            continue
+        s = np.where(np.asarray(is_source), src, w)[:, None, None] * np.ones_like(r)
+        n_x = ((s != 0) & valid).sum()
+        if n_x:
+            loss += w * (s * r * valid).sum() / n_x
+    return loss
+
+
+def finite_differences(f, x, eps=1e-4):
+    x = x.astype(np.float64)
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        up = f(x)
+        x[i] = old - eps
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def batch(soft, seed=0):
+    rng = np.random.RandomState(seed)
+    logits = (2 * rng.randn(3, C, 3, 2)).astype(np.float32)
+    if soft:
+        target = rng.rand(3, C, 3, 2).astype(np.float32) ** 3
+        target /= target.sum(axis=1, keepdims=True)
+        target[0, :, 0, 0] = 0   # unlabelled pixels: all-zero vectors
+        target[2, :, 1] = 0
+    else:
+        target = rng.randint(0, C, (3, 3, 2))
+        target[0, 0, 0] = 255
+        target[2, 1] = 255
+    return logits, target, np.array([True, False, False])
+
+
+WEIGHTS = [dict(), dict(kld=0.1), dict(ent=0.2), dict(l2=0.3), dict(kld=0.1, src=0.5), dict(ent=0.2, src=2.),
+           dict(l2=0.3, src=0.7), dict(kld=0.1, ent=0.2, l2=0.3, src=0.5)]
+
+
+@pytest.mark.parametrize('soft', [False, True], ids=['hard', 'soft'])
+@pytest.mark.parametrize('w', WEIGHTS, ids=lambda w: '-'.join('%s%g' % kv for kv in sorted(w.items())) or 'none')
+def test_loss_and_grad_match_numpy_and_finite_differences(soft, w):
+    logits, target, is_source = batch(soft)
+    loss, grad = crst.loss_and_grad(logits, target, is_source, mr_weight_kld=w.get('kld', 0.),
+                                    mr_weight_ent=w.get('ent', 0.), mr_weight_l2=w.get('l2', 0.),
+                                    mr_weight_src=w.get('src', 0.))
+    expected = reference_loss(logits, target, is_source, **w)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    numeric = finite_differences(lambda x: reference_loss(x, target, is_source, **w), logits)
+    assert grad.shape == logits.shape and grad.dtype == np.float32
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=2e-5)
+    assert np.abs(grad).max() > 1e-3
+
+
+def test_target_weight_counts_twice_as_in_crst_release():
+    # Target samples only, every pixel labelled: the MRKLD term is w * w * mean(-sum log p / C).
+    rng = np.random.RandomState(1)
+    logits = rng.randn(2, C, 2, 3).astype(np.float32)
+    target = rng.randint(0, C, (2, 2, 3))
+    plain, _ = crst.loss_and_grad(logits, target, [False, False])
+    regularised, _ = crst.loss_and_grad(logits, target, [False, False], mr_weight_kld=0.1)
+    x = logits.astype(np.float64)
+    logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+    assert regularised - plain == pytest.approx(0.1 * 0.1 * (-logp.sum(axis=1) / C).mean(), rel=1e-4)
+
+
+def test_term_dropped_when_no_sample_is_regularised():
+    logits, target, _ = batch(False)
+    source_only = np.array([True, True, True])
+    plain, g0 = crst.loss_and_grad(logits, target, source_only)
+    loss, g1 = crst.loss_and_grad(logits, target, source_only, mr_weight_kld=0.5, mr_weight_ent=0.5)
+    assert loss == plain and np.array_equal(g0, g1)
+    # nothing labelled at all: 0, not NaN
+    loss, grad = crst.loss_and_grad(logits, np.full(target.shape, 255), source_only, mr_weight_kld=0.5)
+    assert loss == 0 and not grad.any()
+
+
+def test_zero_weights_hard_labels_give_the_softmax_output_gradient():
+    # CBST's head: SoftmaxOutput(use_ignore, normalization='valid') -> (p - onehot) / valid pixels.
+    logits, target, is_source = batch(False, seed=3)
+    _, grad = crst.loss_and_grad(logits, target, is_source)
+    sym = mx.sym.SoftmaxOutput(mx.sym.var('x'), mx.sym.var('y'), multi_output=True, use_ignore=True,
+                               ignore_label=255, normalization='valid')
+    g = mx.nd.zeros(logits.shape)
+    exe = sym.bind(mx.cpu(), {'x': mx.nd.array(logits), 'y': mx.nd.array(target.reshape(3, -1))},
+                   args_grad={'x': g}, grad_req={'x': 'write', 'y': 'null'})
+    exe.forward(is_train=True)
+    exe.backward()
+    np.testing.assert_allclose(grad, g.asnumpy(), atol=1e-6)
+
+
+def test_loss_and_grad_rejects_a_target_that_does_not_fit():
+    logits, target, is_source = batch(False)
+    with pytest.raises(ValueError, match='does not fit'):
+        crst.loss_and_grad(logits, target[:, :2], is_source)
+
+
+# ---------------------------------------------------------------------------- soft pseudo-labels
+def reference_lrent(probs, thresh, alpha):
+    """CRST's label_selection (cb, lr_weight_ent > 0) transcribed on a (C, H, W) map."""
+    p = probs.transpose(1, 2, 0)
+    soft = np.power(p / thresh, 1.0 / alpha)
+    soft = (soft.transpose(2, 0, 1) / soft.sum(2)).transpose(1, 2, 0).astype(np.float32)
+    hard = np.argmax(soft, axis=2).astype(np.uint8)
+    reg = np.sum(-soft * np.log(p + 1e-32) + alpha * soft * np.log(soft + 1e-32), axis=2)
+    sel = np.sum(-soft * np.log(thresh + 1e-32), axis=2)
+    hard[reg >= sel] = 255
+    return soft.transpose(2, 0, 1), hard
+
+
+def probability_map(shape, seed):
+    rng = np.random.RandomState(seed)
+    logits = 3 * rng.randn(*shape)
+    p = np.exp(logits - logits.max(axis=0))
+    return (p / p.sum(axis=0)).astype(np.float32)
+
+
+@pytest.mark.parametrize('alpha', [0.1, 0.25, 0.5, 1.0, 2.0])
+def test_soft_pseudo_labels_match_crst_formula(alpha):
+    probs = probability_map((19, 30, 40), seed=int(alpha * 100))
+    probs[:, :10] = 0.5 * probs[:, :10] + 0.5 / 19  # flatter, as from a network still unsure
+    thresh = np.random.RandomState(7).uniform(0.05, 0.95, 19)
+    soft, hard = crst.soft_pseudo_labels(probs, thresh, alpha)
+    ref_soft, ref_hard = reference_lrent(probs, thresh, alpha)
+    assert soft.dtype == np.float32 and soft.shape == probs.shape and hard.dtype == np.uint8
+    np.testing.assert_allclose(soft, ref_soft, rtol=2e-6, atol=1e-7)
+    assert np.array_equal(hard, ref_hard)
+    # With alpha >= 1 and thresholds <= 1 the selection keeps every pixel (sum_k p_k / lambda_k >= 1).
+    assert (hard != 255).any() and (hard == 255).any() == (alpha < 1)
+    label, rw = crst.lrent_pseudo_label(probs, thresh, alpha, return_argmax=True)
+    assert np.array_equal(label, hard) and np.array_equal(rw, soft.argmax(axis=0))
+    with pytest.raises(ValueError, match='thresholds of shape'):
+        crst.soft_pseudo_labels(probs, thresh[:5], alpha)
+
+
+def test_soft_pseudo_labels_small_alpha_and_empty_pixels():
+    probs = probability_map((4, 5, 6), seed=1)
+    probs[:, 0, 0] = 0  # e.g. a spatial prior of zero for every class
+    probs[2, 1, 1] = -1e-3  # bicubic overshoot: counts as 0
+    thresh = np.array([0.01, 0.5, 0.9, 0.2])
+    with np.errstate(over='ignore', invalid='ignore'):
+        assert not np.isfinite(reference_lrent(probs, thresh, 1e-3)[0]).all()  # CRST's formula overflows
+    soft, hard = crst.soft_pseudo_labels(probs, thresh, 1e-3)
+    assert np.isfinite(soft).all() and not soft[:, 0, 0].any() and hard[0, 0] == 255
+    np.testing.assert_allclose(soft.sum(axis=0)[1:], 1, rtol=1e-6)
+    assert soft[2, 1, 1] == 0 and soft[:, 1, 1].sum() == pytest.approx(1, rel=1e-6)
+    # a vanishing alpha is the one-hot of argmax p / lambda
+    assert np.array_equal(soft.argmax(axis=0)[1:], (probs / thresh[:, None, None]).argmax(axis=0)[1:])
+
+
+def test_soft_labels_of_a_window_are_the_window_of_the_soft_labels():
+    probs = probability_map((6, 20, 24), seed=2)
+    thresh = np.linspace(0.3, 0.9, 6)
+    full = crst.soft_pseudo_labels(probs, thresh, 0.3)[0]
+    for rows, cols in ((slice(3, 11), slice(5, 24)), (slice(0, 1), slice(7, 8)), (slice(12, 20), slice(0, 13))):
+        part = crst.soft_pseudo_labels(probs[:, rows, cols], thresh, 0.3)[0]
+        assert np.array_equal(part, full[:, rows, cols])
+
+
+# ---------------------------------------------------------------------------- soft labels in the iterator
+H, W, T, S = 40, 56, 32, 8
+
+
+def write_round(root, names, with_prior, alpha=0.5):
+    """A pseudo-label round as the val phase leaves it for LRENT: low-res maps, recipe, pseudo-labels."""
+    from issegm.datasets import get_dataset
+    from issegm.inference import LowRes
+    from issegm.self_training import lowres_to_probmap, save_lowres
+    info = get_dataset('cityscapes')
+    rng = np.random.RandomState(0)
+    round_dir = os.path.join(root, 'out', '0')
+    prior = None
+    if with_prior:
+        import scipy.io
+        prior = (0.2 + rng.rand(19, H, W)).astype(np.float32)
+        os.makedirs(os.path.join(root, 'spatial_prior', 'gta'))
+        scipy.io.savemat(os.path.join(root, 'spatial_prior', 'gta', 'prior_array.mat'), {'prior_array': prior})
+    thresh = rng.uniform(0.05, 0.3, 19)
+    samples = []
+    for name in names:
+        image = rng.randint(0, 256, (H, W, 3)).astype(np.uint8)
+        image_path = os.path.join(root, 'img', name + '.png')
+        os.makedirs(os.path.dirname(image_path), exist_ok=True)
+        Image.fromarray(image).save(image_path)
+        im_hw = (30, 42)  # tested at 42 px: both upsampling steps of the val phase
+        low = LowRes(probability_map((19, 4, 6), seed=len(samples) + 5), im_hw, S)
+        save_lowres(os.path.join(round_dir, 'probmap', name + '.npz'), low, (H, W))
+        probmap = lowres_to_probmap(low, (H, W), prior)
+        hard = crst.soft_pseudo_labels(probmap, thresh, alpha)[1]
+        label_path = os.path.join(round_dir, 'self_train', 'pseudo_labelIds', name + '.png')
+        os.makedirs(os.path.dirname(label_path), exist_ok=True)
+        Image.fromarray(info.train2label[hard]).save(label_path)
+        samples.append((image_path, label_path, probmap))
+    crst.SoftLabelStore.save_recipe(round_dir, os.path.join(round_dir, 'probmap'), thresh, alpha, S,
+                                    prior_dataset='gta' if with_prior else None)
+    return round_dir, thresh, samples
+
+
+def crop_from_stored_map(stored, geometry, label):
+    """The crop's targets cut from a stored full-resolution soft map, written out step by step."""
+    from util.image import resize
+    g = geometry
+    side = max(g.y0, g.x0) + g.crop + g.d0 + H + W
+    canvas = np.zeros((stored.shape[0], side, side), np.float32)
+    canvas[:, g.d0:g.d0 + H, g.d0:g.d0 + W] = stored
+    window = canvas[:, g.y0:g.y0 + g.crop, g.x0:g.x0 + g.crop]
+    out = np.stack([resize(window[c], (T, T))[S // 2::S, S // 2::S] for c in range(stored.shape[0])])
+    out = np.clip(out, 0, None)
+    out = out / np.where(out.sum(0) > 0, out.sum(0), 1)
+    if g.flip:
+        out = out[:, :, ::-1]
+    return (out.reshape(out.shape[0], -1) * (label != 255)).astype(np.float32)
+
+
+@pytest.mark.parametrize('with_prior', [False, True], ids=['no-prior', 'prior'])
+def test_iterator_soft_labels_equal_a_stored_full_resolution_map(tmp_path, monkeypatch, with_prior):
+    from issegm.data import SOURCE, TARGET, FileIter, Sample
+    monkeypatch.chdir(tmp_path)
+    names = ['a_leftImg8bit', 'b_leftImg8bit']
+    round_dir, thresh, written = write_round(str(tmp_path), names, with_prior)
+    store = crst.SoftLabelStore.load(round_dir, 0.5, 19)
+    targets = crst.TrainingTargets(19, store)
+    samples = [Sample(image, label, TARGET) for image, label, _ in written]
+    samples.append(Sample(written[0][0], written[0][1], SOURCE))  # a labelled image standing in for GTA-5
+    it = FileIter('gta', dataset_tgt='cityscapes', samples=samples, batch_images=3, crop_size=T, feat_stride=S,
+                  origin_size=2048, origin_size_tgt=2048, scale_rate_range=(0.4, 1.6), targets=targets,
+                  meta={'mine_port': 0.5, 'mine_id': [0, 1, 2]})
+    assert [d.shape for d in it.provide_label] == [(3, 19, (T // S) ** 2), (3,)]
+    seen = set()
+    for seed in range(16):
+        data, labels, is_source = it.reader.batch([0, 1, 2], [seed, seed + 100, seed + 200])
+        assert labels.shape == (3, 19, (T // S) ** 2) and list(is_source) == [0, 0, 1]
+        for k in range(2):
+            _, label, geometry = it.reader.make(k, seed + 100 * k)
+            stored = crst.soft_pseudo_labels(written[k][2], thresh, 0.5)[0]  # what CRST would save
+            expected = crop_from_stored_map(stored, geometry, label)
+            assert np.array_equal(labels[k], expected), (seed, k, geometry)
+            seen.add((geometry.flip, geometry.crop > T, geometry.y0 < geometry.d0 or geometry.x0 < geometry.d0))
+        # source samples: one-hot of their labels, all-zero where ignored
+        label = it.reader.make(2, seed + 200)[1]
+        onehot = labels[2]
+        assert np.array_equal(onehot.argmax(0)[label != 255], label[label != 255])
+        assert np.array_equal(onehot.sum(0), (label != 255).astype(np.float32))
+    assert len(seen) >= 6  # flips, down- and up-scaled crops, windows over the canvas margin
+    batch_ = next(iter(it))
+    assert [l.shape for l in batch_.label] == [(3, 19, 16), (3,)]
+    it.close()
+
+
+def test_store_errors_name_the_file_and_the_fix(tmp_path):
+    round_dir, _, _ = write_round(str(tmp_path), ['a'], False)
+    with pytest.raises(ValueError, match='--lr-weight-ent 0.5 but training has 0.25'):
+        crst.SoftLabelStore.load(round_dir, 0.25, 19)
+    store = crst.SoftLabelStore.load(round_dir, 0.5, 19)
+    with pytest.raises(FileNotFoundError, match=r'1 of 2 target images .* \(first: b.npz\); run --phase val'):
+        store.check(['a', 'b'])
+    with pytest.raises(FileNotFoundError, match='soft_labels.json'):
+        crst.SoftLabelStore.load(str(tmp_path), 0.5, 19)
+
+
+def test_hard_targets_without_lrent_and_none_for_cbst():
+    import argparse
+    from issegm.cli import CRST_FLAGS, add_flags
+    parser = add_flags(argparse.ArgumentParser(), CRST_FLAGS + ['--kc-policy'])
+    assert crst.training_targets(parser.parse_args([]), 19, '.', []) is None
+    assert crst.flag_argv(parser.parse_args([])) == []
+    args = parser.parse_args(['--mr-weight-kld', '0.1', '--mr-weight-src', '0.5'])
+    targets = crst.training_targets(args, 19, '.', [])
+    assert not targets.soft and targets.label_shape(2, 16) == (2, 16)
+    assert crst.flag_argv(args) == ['--mr-weight-kld', '0.1', '--mr-weight-src', '0.5']
+    lines = crst.describe(crst.weights_from_args(args))
+    assert len(lines) == 1 and 'effective coefficient 0.01 on target pixels' in lines[0] \
+        and '0.05 on source pixels' in lines[0]
+    with pytest.raises(ValueError, match='--mr-weight-ent must be >= 0'):
+        crst.weights_from_args(parser.parse_args(['--mr-weight-ent', '-1']))
+    with pytest.raises(ValueError, match='needs --kc-policy cb'):
+        crst.weights_from_args(parser.parse_args(['--lr-weight-ent', '0.25', '--kc-policy', 'global']))
+
+
+def test_soft_nll_metric_hard_and_soft():
+    probs = probability_map((C, 2, 3), seed=4)[None]
+    hard = np.array([[0, 1, 255, 3, 2, 255]], np.float32)
+    soft = crst.one_hot(hard[0], C)[None]
+    values = []
+    for label in (hard, soft):
+        m = crst.SoftNllMetric()
+        m.update([mx.nd.array(label)], [mx.nd.array(probs)])
+        values.append(m.get()[1])
+    flat = probs.reshape(C, -1)
+    expected = -np.mean([np.log(flat[int(k), i]) for i, k in enumerate(hard[0]) if k != 255])
+    assert values == pytest.approx([expected, expected], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- training with the objective
+def _crst_iter(with_domain, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.randn(8, 3, 32, 32).astype(np.float32)
+    y = rng.randint(0, 19, (8, 16)).astype(np.float32)
+    y[:, :3] = 255
+    labels = {'softmax_label': y}
+    if with_domain:
+        labels[crst.DOMAIN_NAME] = (np.arange(8) % 2).astype(np.float32)
+    return mx.io.NDArrayIter(x, labels, batch_size=4)
+
+
+def test_training_with_the_objective_is_cbst_at_zero_weights_and_moves_with_them(tmp_path):
+    from issegm.training import train
+    from util.mxutil import load_params_from_file
+    label = 'gta_rna-t1_cls19_s8'
+    runs = {}
+    for name, objective in (('cbst', None), ('zero', crst.Objective(crst.CrstWeights(0, 0, 0, 0, 0))),
+                            ('mr', crst.Objective(crst.CrstWeights(0.5, 0.5, 0.5, 0, 0.5)))):
+        path = train(label, _crst_iter(objective is not None), str(tmp_path / name / (label + '_ep')),
+                     to_epoch=1, base_lr=0.1, objective=objective)[-1]
+        runs[name] = load_params_from_file(path)[0]['linear19_weight'].asnumpy()
+    # The same update as the SoftmaxOutput head (up to float rounding), another one with regularisers.
+    np.testing.assert_allclose(runs['zero'], runs['cbst'], rtol=1e-4, atol=1e-6)
+    assert np.abs(runs['mr'] - runs['cbst']).max() > 100 * np.abs(runs['zero'] - runs['cbst']).max()
