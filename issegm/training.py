@@ -234,6 +234,17 @@ class JobStep(object):
             self.sum_gradients()
 
 
+def _save_epoch(mod, prefix, epoch, updates, arg_params, aux_params):
+    """Rank 0 saves epoch ``epoch`` (the other workers hold the same weights and optimizer state).
+
+    Returns the checkpoint's path once it exists for every worker.
+    """
+    if distributed.rank() == 0:
+        save_checkpoint(mod, prefix, epoch, updates, arg_params, aux_params)
+    distributed.barrier()
+    return checkpoint_path(prefix, epoch)
+
+
 def _job_loss(metric, workers):
     """The epoch's loss over the whole job (every worker's pixels)."""
     if workers == 1:
@@ -529,12 +540,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         if not _all_finite(arg_now):
             raise _diverged('the weights are no longer finite', epoch, n - 1, batches,
                             mod._optimizer.learning_rate, prefix)
-        path = checkpoint_path(prefix, epoch + 1)
-        if rank == 0:  # the other workers hold the same weights and optimizer state
-            save_checkpoint(mod, prefix, epoch + 1, updates, arg_now, aux_now)
-        loss = _job_loss(metric, workers)
-        distributed.barrier()  # the checkpoint exists for every worker before the next epoch
-        done.append(path)
-        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, loss,
-                    mod._optimizer.learning_rate, speed * workers, 'saved' if rank == 0 else 'rank 0 saved', path)
+        done.append(_save_epoch(mod, prefix, epoch + 1, updates, arg_now, aux_now))
+        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, _job_loss(metric, workers),
+                    mod._optimizer.learning_rate, speed * workers, 'saved' if rank == 0 else 'rank 0 saved', done[-1])
     return done
