@@ -268,6 +268,10 @@ def script_main(prog, run, args, errors=()):
     except KeyboardInterrupt:
         print('%s: interrupted; rerun the same command to continue' % prog, file=sys.stderr)
         code = 130
+    except SystemExit as exc:  # e.g. solve_AO's SIGTERM
+        if not distributed.is_open():
+            raise
+        code = exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:
         if getattr(args, 'debug', False):
             import traceback
