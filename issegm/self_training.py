@@ -519,8 +519,10 @@ def _merge_pass1(folder, collector, cm_np, cm_sp):
         if cm is not None:
             arrays.update(cm.to_arrays(prefix))
     parts = distributed.gather(folder, 'pass1', arrays, root_only=True)
-    if distributed.num_workers() == 1 or parts is None:
-        return (collector, cm_np, cm_sp) if parts is not None else (None, None, None)
+    if parts is None:  # not rank 0
+        return None, None, None
+    if len(parts) == 1:  # alone
+        return collector, cm_np, cm_sp
     merged = ConfidenceCollector(collector.num_classes)
     matrices = [None if cm is None else ConfusionMatrix(cm.num_classes) for cm in (cm_np, cm_sp)]
     for part in parts:
