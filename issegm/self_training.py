@@ -690,7 +690,8 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
                                [sample_name(image) for image, _ in target])
     # A worker of a distributed job reads its part of every global batch.
     return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples, num_parts=distributed.num_workers(),
-                    part_index=distributed.rank(), batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
+                    part_index=distributed.rank(), batch_images=args.batch_images, crop_size=args.crop_size,
+                    feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
                     scale_rate_range=[float(v) for v in args.scale_rate_range.split(',')],
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
