@@ -60,7 +60,8 @@ FLAGS = {
     '--save-predictions': dict(action='store_true', help='Accepted for compatibility; no effect.'),
     '--no-save-results': dict(dest='save_results', action='store_false', default=True,
                               help='Do not save the predicted label maps.'),
-    '--kvstore': dict(default='local', help='The type of kvstore, e.g. local, device.'),
+    '--kvstore': dict(default='local', help='The type of kvstore: local, device; dist_sync or dist_device_sync '
+                                            'under python -m issegm.launch (where local/device become them).'),
     '--prefetch-threads': dict(default=1, type=int, help='The number of workers reading data.'),
     '--prefetcher': dict(default='thread', help='The type of the data workers: thread or process.'),
     '--cache-images': dict(default=None, type=int, help='Keep encoded images in memory: 0 or 1.'),
@@ -262,20 +263,30 @@ def script_main(prog, run, args, errors=()):
 
     Exit codes: 0 done, 1 failed but the same command can continue, 2 the
     command or its input must change (:func:`describe_failure`); ``args``
-    None (no arguments: help was printed) gives 1.
+    None (no arguments: help was printed) gives 1. A failed worker of a
+    distributed job ends at once (:func:`issegm.distributed.abort`).
     """
+    from issegm import distributed
     if args is None:
         return 1
     try:
         result = run(args)
     except KeyboardInterrupt:
         print('%s: interrupted; rerun the same command to continue' % prog, file=sys.stderr)
-        return 130
+        code = 130
+    except SystemExit as exc:  # e.g. solve_AO's SIGTERM
+        if not distributed.is_open():
+            raise
+        code = exc.code if isinstance(exc.code, int) else 1
     except Exception as exc:
         if getattr(args, 'debug', False):
             import traceback
             traceback.print_exc()
         code, line = describe_failure(exc)
         print('%s: error: %s' % (prog, line), file=sys.stderr)
-        return code
-    return result if isinstance(result, int) else 0
+    else:
+        code = result if isinstance(result, int) else 0
+    if code and distributed.is_open():
+        # A normal exit would wait for the other workers in ps-lite's last barrier.
+        distributed.abort(code)
+    return code

@@ -287,6 +287,12 @@ class FileIter(mx.io.DataIter):
     (``data_src.py``): each image's scale rate comes from its own size, and
     the max shape is the dataset's own. With it, the self-training one
     (``data.py``): rates come from the max shapes, GTA-5's pinned to 1024 x 2048.
+
+    ``num_parts`` / ``part_index`` (distributed training): ``batch_images``
+    is the global batch; every part draws the epoch's order and sample seeds
+    as one process would and yields its own ``batch_images / num_parts``
+    consecutive samples of each global batch, so the parts together see
+    exactly one process's batches.
     """
 
     def __init__(self, dataset, split=None, data_root='', num_sel_source=None, num_source=None,
@@ -295,8 +301,12 @@ class FileIter(mx.io.DataIter):
                  rgb_mean=None, feat_stride=8, label_stride=None, label_steps=1, origin_size=None,
                  origin_size_tgt=None, crop_size=0, scale_rate_range=None, crops_per_image=1,
                  transformer=None, transformer_image=None, prefetch_threads=1, prefetcher_type='thread',
-                 samples=None, seed=None, prefetcher=None, cache_images=None, targets=None):
-        super(FileIter, self).__init__(batch_images)
+                 samples=None, seed=None, prefetcher=None, cache_images=None, targets=None, num_parts=1,
+                 part_index=0):
+        if batch_images % num_parts or not 0 <= part_index < num_parts:
+            raise ValueError('--batch-images %d (the global batch) cannot be split evenly over %d workers'
+                             % (batch_images, num_parts))
+        super(FileIter, self).__init__(batch_images // num_parts)
         if crop_size <= 0:
             raise ValueError('--crop-size must be positive')
         if label_steps != 1 or crops_per_image != 1 or not has_gt:
@@ -337,7 +347,9 @@ class FileIter(mx.io.DataIter):
             mine_id_priority=meta.get('mine_id_priority', ()),
             audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st, targets=targets)
         self.targets = targets
-        self.batch_size = batch_images
+        self.global_batch = batch_images
+        self.batch_size = batch_images // num_parts
+        self._part = part_index * self.batch_size
         self.crop_size = crop
         self.stride = feat_stride
         self._sampler = sampler
@@ -355,7 +367,7 @@ class FileIter(mx.io.DataIter):
     # -- shapes ------------------------------------------------------------------------
     @property
     def batches_per_epoch(self):
-        return len(self.samples) // self.batch_size
+        return len(self.samples) // self.global_batch
 
     @property
     def num_data(self):
@@ -400,9 +412,11 @@ class FileIter(mx.io.DataIter):
         n = len(self.samples)
         order = self._rng.permutation(n) if self._sampler == 'random' else np.arange(n)
         seeds = self._rng.randint(0, 2 ** 31 - 1, size=n)
-        usable = self.batches_per_epoch * self.batch_size
-        self._batches = [(order[k:k + self.batch_size].tolist(), seeds[k:k + self.batch_size].tolist())
-                         for k in range(0, usable, self.batch_size)]
+        usable = self.batches_per_epoch * self.global_batch
+        self._batches = []
+        for k in range(self._part, usable, self.global_batch):
+            mine = slice(k, k + self.batch_size)  # this part's share of the global batch at k
+            self._batches.append((order[mine].tolist(), seeds[mine].tolist()))
         self._cursor = 0
         self._fill()
 

@@ -21,6 +21,11 @@ readers); scoring happens whenever the list has a label column (the
 reference keys it on the split name); ``--no-save-results`` skips the PNGs
 but still scores. ``--postprocess`` chooses where upsampling, argmax and
 scoring run (:mod:`issegm.postprocess`).
+
+Every device of ``--gpus`` takes images in turn. Under :mod:`issegm.launch`
+each worker evaluates its share of the images (:func:`issegm.distributed.shard`)
+and rank 0 sums the workers' confusion matrices (integer counts, so the
+scores equal a one-process run's exactly) and writes the results.
 """
 import collections
 import contextlib
@@ -30,11 +35,10 @@ import time
 
 import numpy as np
 
-from issegm import metrics
+from issegm import distributed, metrics
 from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
-from util.log import set_logger
 from util.parallel import Writer, host_workers, prefetch
 
 __all__ = ['EvalError', 'resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
@@ -171,7 +175,8 @@ class Evaluation(object):
         self.scales = list(scales)
         self.output = output
         self.save_results = save_results
-        self.post = Postprocessor(info.num_classes, postprocess, ctx=getattr(predictor, 'ctx', None))
+        self.post = Postprocessor(info.num_classes, postprocess,
+                                  ctx=getattr(predictor, 'contexts', getattr(predictor, 'ctx', None)))
         self.cm = metrics.ConfusionMatrix(info.num_classes)
         self.audit = LabelAudit(info)  # unknown ids are ignored by the scores, and reported once
         self.valid = np.zeros(256, bool)
@@ -259,7 +264,7 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
     writers = host_workers() if background_save and evaluation.save_results else 0
     # closing(): a failure stops the readers at once.
     with Writer(writers) as writer, contextlib.closing(prefetch(read, prepared.items, readers)) as records:
-        for i, launched in enumerate(ahead(records, launch, depth=LOOP_DEPTH if overlap else 0)):
+        for i, launched in enumerate(ahead(records, launch, depth=getattr(evaluation.predictor, 'depth', LOOP_DEPTH) if overlap else 0)):
             (image_rel, _), _ = launched.item
             pending, label, finding = launched.get()
             pred = predicting(evaluation.finish, pending)
@@ -284,11 +289,12 @@ def run(args, net=None):
     ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
     it must map normalised NCHW data to probabilities at 1/stride.
     """
-    from issegm.run_guard import locked
     resolve_args(args)
     prepared = prepare(args)
+    distributed.init()  # under the launcher: join the job, learn this worker's share
     # The output may be a checkpoint's folder: clean only the folders evaluation writes.
-    with locked(args.output, ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')), False):
+    with distributed.locked(args.output, ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')),
+                            False):
         return _run_locked(args, prepared, net)
 
 
@@ -296,26 +302,31 @@ def _run_locked(args, prepared, net):
     from issegm.inference import Predictor
     from issegm.model import get_model
     from util.device import get_contexts
-    set_logger(args.output, args.log_file, args.debug)
+    distributed.set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(prepared.spec._asdict()))
     if args.save_predictions:
         logger.info('--save-predictions has no effect in evaluation (as in the reference)')
-    ctx = get_contexts(args.gpus)[0]
+    contexts = get_contexts(args.gpus)
     if net is None:
-        net = get_model(prepared.spec, args.weights, ctx=ctx)
+        net = get_model(prepared.spec, args.weights, ctx=contexts)
     predictor = Predictor(net, prepared.info.num_classes, prepared.spec.stride, flip=args.test_flipping,
-                          ctx=ctx, steps=args.test_steps)
+                          ctx=contexts, steps=args.test_steps)
     evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results,
                             postprocess=args.postprocess)
-    logger.info('post-processing: %s on %s', evaluation.post.mode, ctx)
+    logger.info('post-processing: %s on %s', evaluation.post.mode, ', '.join(str(c) for c in contexts))
     timer = {}
-    cm = evaluate_split(evaluation, prepared, args.data_root, args.prefetch_threads, timer=timer)
+    mine = prepared._replace(items=distributed.shard(prepared.items))
+    cm = evaluate_split(evaluation, mine, args.data_root, args.prefetch_threads, timer=timer)
     logger.info('time: %.2f s predicting (network + post-processing), %.2f s other (waits on readers, '
                 'writers, logging)',
                 timer['predict'], timer['other'])
-    if not prepared.has_gt:
+    parts = distributed.gather(args.output, args.result_stem + '_confusion', cm.to_arrays(), root_only=True)
+    if not prepared.has_gt or parts is None:
         return None
+    cm = metrics.ConfusionMatrix(prepared.info.num_classes)
+    for part in parts:
+        cm.merge(metrics.ConfusionMatrix.from_arrays(part))
     case = args.result_stem
     extra = {'model': args.model, 'dataset': prepared.info.name, 'split': args.split,
              'test_scales': prepared.scales, 'test_flipping': bool(args.test_flipping)}

@@ -30,7 +30,9 @@ host work (scaling, normalising, padding; thread-safe, for reader threads),
 asynchronously; flipping and interleaving are averaged on the device too)
 and :func:`ahead` launches image i+1 before image i's results are awaited,
 so on a GPU the host work hides behind the next forward. The numbers are the
-same as one image at a time.
+same as one image at a time. With several devices (``ctx`` a list, the network's
+parameters on each) images go to the devices in turn and
+:attr:`Predictor.depth` images are launched ahead, two a device.
 """
 import collections
 
@@ -83,10 +85,11 @@ class Job(object):
     for them and copies them to the host.
     """
 
-    def __init__(self, outputs, im_hws, orig_hw, flip, steps=1, stride=8):
+    def __init__(self, outputs, im_hws, orig_hw, flip, steps=1, stride=8, ctx=None):
         # per scale, per window (ky, kx) in row-major order: [NDArray] or
         # [NDArray, NDArray of the flipped input]
         self._outputs = outputs
+        self.ctx = ctx               # where the outputs are
         self._device = None
         self.im_hws = im_hws
         self.orig_hw = orig_hw
@@ -136,8 +139,8 @@ class Predictor(object):
         Output stride of the network (8 for the published models).
     flip : bool
         Average with the prediction on the horizontally flipped input.
-    ctx : mx.Context
-        Where the network lives.
+    ctx : mx.Context or list of them
+        Where the network lives; images are dealt to the contexts in turn.
     steps : int
         Sub-stride prediction (``--test-steps``): steps x steps shifted
         forwards interleaved into maps at ``stride / steps``; must divide the stride.
@@ -154,9 +157,16 @@ class Predictor(object):
         self.num_classes = num_classes
         self.stride = stride
         self.flip = flip
-        self.ctx = ctx if ctx is not None else mx.cpu()
+        self.contexts = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx if ctx is not None else mx.cpu()]
+        self.ctx = self.contexts[0]
+        self._turn = 0
         self.steps = steps
         self.map_stride = stride // steps   # the stride of the maps predict_lowres returns
+
+    @property
+    def depth(self):
+        """Images to launch ahead of the one being finished (:func:`ahead`): :data:`LOOP_DEPTH` a device."""
+        return LOOP_DEPTH * len(self.contexts)
 
     def _inputs(self, image, scale):
         """The padded network inputs of ``image`` at ``scale``, one per window, and the scaled size."""
@@ -185,8 +195,8 @@ class Predictor(object):
         data, im_hws = zip(*[self._inputs(image, scale) for scale in scales])
         return Inputs(list(data), list(im_hws), image.shape[:2])
 
-    def _forward(self, data):
-        data = mx.nd.array(data, ctx=self.ctx)
+    def _forward(self, data, ctx):
+        data = mx.nd.array(data, ctx=ctx)
         outs = [self.net(data)]
         if self.flip:
             # The padded input is flipped as a whole, as in the reference.
@@ -194,9 +204,11 @@ class Predictor(object):
         return outs
 
     def launch(self, inputs):
-        """Launch the forwards of prepared :class:`Inputs`; returns a :class:`Job` at once."""
-        outputs = [[self._forward(data) for data in windows] for windows in inputs.data]
-        return Job(outputs, inputs.im_hws, inputs.orig_hw, self.flip, self.steps, self.map_stride)
+        """Launch the forwards of prepared :class:`Inputs` on the next device in turn; returns a :class:`Job` at once."""
+        ctx = self.contexts[self._turn % len(self.contexts)]
+        self._turn += 1
+        outputs = [[self._forward(data, ctx) for data in windows] for windows in inputs.data]
+        return Job(outputs, inputs.im_hws, inputs.orig_hw, self.flip, self.steps, self.map_stride, ctx)
 
     def start(self, image, scales):
         """Launch the forwards of ``image`` at each of ``scales``; returns a :class:`Job`."""

@@ -104,6 +104,20 @@ class ConfusionMatrix(object):
         self.num_images += other.num_images
         return self
 
+    def to_arrays(self, prefix=''):
+        """The counts as a dict of arrays, keys prefixed with ``prefix`` (to hand to another worker)."""
+        return {prefix + 'conf': self.conf, prefix + 'pixels': self.pixels,
+                prefix + 'num_images': np.int64(self.num_images)}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix=''):
+        """A matrix holding the counts of :meth:`to_arrays`."""
+        cm = cls(len(arrays[prefix + 'pixels']))
+        cm.conf += arrays[prefix + 'conf']
+        cm.pixels += arrays[prefix + 'pixels']
+        cm.num_images = int(arrays[prefix + 'num_images'])
+        return cm
+
     # -- scores (reference ScoreUpdater.scores) --------------------------------
     def _parts(self):
         class_pixels = self.pixels.astype(np.float64)

@@ -43,7 +43,7 @@ from util.image import interp_method, resize
 from util.parallel import class_argmax, thread_pool
 
 __all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
-           'DeviceOps', 'Postprocessor', 'Pending', 'LowRes', 'MODES', 'default_mode', 'resolved_mode']
+           'DeviceOps', 'Postprocessor', 'Source', 'Pending', 'LowRes', 'MODES', 'default_mode', 'resolved_mode']
 
 MODES = ('auto', 'pil', 'device')
 
@@ -393,6 +393,17 @@ class Pending(object):
                 for k, val in out.items()}
 
 
+class Source(object):
+    """One image's low-resolution maps for a recipe: the operations to run on and how to load them."""
+
+    def __init__(self, ops, load):
+        self.ops, self.load = ops, load
+
+    def __call__(self):
+        """``(lowres list, orig_hw)`` on ``ops``' backend."""
+        return self.load()
+
+
 class Postprocessor(object):
     """The post-processing of evaluation and pseudo-labelling, on the host (``pil``) or the device.
 
@@ -400,32 +411,57 @@ class Postprocessor(object):
     ----------
     num_classes : int
     mode : 'pil', 'device' or 'auto' (:func:`default_mode` of ``ctx``)
-    ctx : mx.Context of the network (device mode)
+    ctx : the network's mx.Context, or a list of them (device mode: each
+        image is post-processed where its forward ran; stored maps go to the
+        contexts in turn)
     prior : float32 (C, H, W) spatial prior, or None
     """
 
     def __init__(self, num_classes, mode='auto', ctx=None, prior=None):
+        contexts = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
         if mode == 'auto':
-            mode = default_mode(ctx)
+            mode = default_mode(contexts[0])
         if mode not in ('pil', 'device'):
             raise ValueError('--postprocess takes pil, device or auto; got %r' % (mode,))
         self.mode = mode
         self.num_classes = int(num_classes)
-        self.ops = HostOps(num_classes, prior) if mode == 'pil' else DeviceOps(num_classes, ctx, prior)
+        if mode == 'pil':
+            self._ops = [HostOps(num_classes, prior)]
+        else:
+            self._ops = [DeviceOps(num_classes, c, prior) for c in contexts]
+        self.ops = self._ops[0]
+        self._turn = 0
+
+    @property
+    def devices(self):
+        """How many devices post-process in turn (1 on the host)."""
+        return len(self._ops)
+
+    def _ops_for(self, ctx=None):
+        if ctx is not None:
+            for ops in self._ops:
+                if getattr(ops, 'ctx', None) == ctx:
+                    return ops
+        ops = self._ops[self._turn % len(self._ops)]
+        self._turn += 1
+        return ops
 
     def source(self, job=None, stored=None):
-        """``(lowres list, orig_hw)`` of a launched :class:`issegm.inference.Job` or a stored map.
+        """A :class:`Source` of a launched :class:`issegm.inference.Job` or of a stored map.
 
         ``stored`` is ``(LowRes, orig_hw)`` as ``self_training.load_lowres`` returns it.
         """
         if job is not None:
-            return lambda: (self.ops.lowres_of(job), tuple(job.orig_hw))
+            ops = self._ops_for(getattr(job, 'ctx', None))
+            return Source(ops, lambda: (ops.lowres_of(job), tuple(job.orig_hw)))
         low, orig_hw = stored
-        return lambda: ([LowRes(self.ops.stored(low.probs), tuple(low.im_hw), int(low.stride))], tuple(orig_hw))
+        ops = self._ops_for()
+        return Source(ops, lambda: ([LowRes(ops.stored(low.probs), tuple(low.im_hw), int(low.stride))],
+                                    tuple(orig_hw)))
 
     def probmap(self, source, prior=False):
         """Full-resolution probabilities on the backend: upsampled, averaged over scales, times the prior."""
-        ops = self.ops
+        ops = source.ops
         lowres, orig_hw = source()
         total = None
         for low in lowres:
@@ -437,13 +473,16 @@ class Postprocessor(object):
 
     def evaluate(self, job, gt=None):
         """Evaluation: ``{'pred'}`` (uint8 train ids) and with ``gt`` (train ids) ``'confusion'`` (C*C counts)."""
+        source = self.source(job=job)
+        ops = source.ops
+
         def work():
-            pred = self.ops.argmax(self.probmap(self.source(job)))
+            pred = ops.argmax(self.probmap(source))
             out = {'pred': pred}
             if gt is not None:
-                out['confusion'] = self.ops.confusion(gt, pred)
+                out['confusion'] = ops.confusion(gt, pred)
             return out
-        return Pending(self.ops, work)
+        return Pending(ops, work)
 
     def collect(self, source, gt=None):
         """Pseudo-label pass 1 of one image (``source`` from :meth:`source`).
@@ -454,7 +493,7 @@ class Postprocessor(object):
         prior argmax when there is a prior); with ``gt``, ``'confusion_np'``
         (and ``'confusion_sp'``).
         """
-        ops = self.ops
+        ops = source.ops
 
         def work():
             up = self.probmap(source)
@@ -481,7 +520,7 @@ class Postprocessor(object):
         float64 on the host: the full-resolution map comes back from the
         device, and the work waits for :meth:`Pending.result`.
         """
-        ops = self.ops
+        ops = source.ops
         prior = ops.prior is not None
         if alpha:
             from issegm.crst import lrent_pseudo_label

@@ -73,6 +73,33 @@ class ConfidenceCollector(object):
             start += kept[c]
         self.num_images += 1
 
+    def to_arrays(self):
+        """The pools as a dict of arrays (``pool{c}`` without the leading 0.0, ``exists``, ``num_images``).
+
+        What a worker of a distributed job hands over; :meth:`merge_arrays` adds it to another collector.
+        """
+        arrays = {'pool%d' % c: np.concatenate(self._chunks[c][1:] or [np.zeros(0, np.float32)])
+                  for c in range(self.num_classes)}
+        arrays.update(exists=self.exists.copy(), num_images=np.int64(self.num_images))
+        return arrays
+
+    def merge_arrays(self, arrays):
+        """Add another collector's :meth:`to_arrays` (e.g. another worker's images). Returns ``self``.
+
+        Thresholds are order statistics and sizes are counts, so the merged
+        pools give a one-process run's thresholds exactly, in any order.
+        """
+        if len(arrays['exists']) != self.num_classes:
+            raise ValueError('cannot merge %d-class and %d-class pools' % (len(arrays['exists']), self.num_classes))
+        for c in range(self.num_classes):
+            pool = np.asarray(arrays['pool%d' % c], np.float32)
+            if pool.size:
+                self._chunks[c].append(pool)
+                self._sizes[c] += pool.size
+        self.exists |= np.asarray(arrays['exists'], bool)
+        self.num_images += int(arrays['num_images'])
+        return self
+
     def add_probmap(self, probmap):
         """Add one image from its (C, H, W) probability map; returns ``(pred, conf)``."""
         pred, conf = confidence_map(probmap)

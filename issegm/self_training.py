@@ -24,6 +24,15 @@ read ahead and PNGs written behind in threads.
 every target image with its pseudo-label and trains through
 :func:`issegm.training.train`, checkpointing ``{output}/{r}/{model}_ep-%04d.params``.
 
+Distributed (under :mod:`issegm.launch`): each worker forwards and labels
+its share of the images (:func:`issegm.distributed.shard`) on every device
+of ``--gpus``; rank 0 merges the workers' confidence pools and confusion
+matrices (through files in the round's ``probmap/``; thresholds are order
+statistics and sizes counts, so they equal a one-process run's exactly),
+writes the statistics, and every worker labels its images with the same
+thresholds. Training is :func:`issegm.training.train` with ``dist_sync``.
+Rank 0 holds the output's lock and records its settings for the job.
+
 Resuming: every file is written atomically; an image whose pass-1 outputs
 exist is not forwarded again (its low-resolution map is reloaded, so the
 confidences are the same); a round whose pseudo-labels are complete (marker
@@ -45,13 +54,14 @@ import time
 
 import numpy as np
 
+from issegm import distributed
 from issegm.datasets import LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
 from issegm.postprocess import Postprocessor, apply_prior
 from issegm.spatial_prior import load_prior
 from issegm.pseudo_label import ConfidenceCollector, effective_thresholds, mining_ids, threshold_stats
 from util.image import read_image, read_label
 from util.io import atomic_path, atomic_write, makedirs, save_npy_atomic
-from util.log import progress, set_logger
+from util.log import progress
 from util.parallel import Writer, prefetch
 
 __all__ = ['PhaseError', 'complete_args', 'default_log_file', 'RoundPaths',
@@ -115,6 +125,8 @@ def complete_args(args):
         args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
     from issegm.crst import weights_from_args
     weights_from_args(args)  # CRST flags: checked before any work
+    if args.phase == 'train':
+        args.kvstore = distributed.training_kvstore(args.kvstore)
     return args
 
 
@@ -268,8 +280,8 @@ def _write_training_list(path, items, paths):
 def _make_predictor(args, spec, contexts):
     from issegm.inference import Predictor
     from issegm.model import get_model
-    net = get_model(args.model, weights=args.weights, ctx=contexts[0])
-    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts[0],
+    net = get_model(args.model, weights=args.weights, ctx=contexts)
+    return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts,
                      steps=int(args.test_steps))
 
 
@@ -306,21 +318,16 @@ def generate_pseudo_labels(args, predictor=None):
     if alpha:
         config['lr_weight_ent'] = alpha
 
+    root = distributed.is_root()
     done = _load_json(paths.marker)
+    distributed.barrier()  # every worker has read the marker before rank 0 changes it
     if done is not None and done.get('config') == config:
-        # Complete round: only the shared files (list, stats) may have been
-        # overwritten by a later round; restore them from the marker.
         logger.info('round %d: pseudo-labels already complete (%s); not regenerated', r, paths.marker)
-        _write_training_list(train_list, items, paths)
-        st = done['stats']
-        _write_stats(paths.stats, np.array(st['cls_size']), np.array(st['cls_thresh']),
-                     np.array(st['mine_id'], np.int64), np.array(st['mine_id_priority'], np.int64))
-        if not alpha:  # with LRENT the maps are the soft labels' store
-            shutil.rmtree(paths.probmap, ignore_errors=True)
-        return st
+        return _restore_round(paths, done['stats'], train_list, items, keep_maps=bool(alpha))
     if done is not None:
         logger.warning('round %d: %s was made with other settings; regenerating', r, paths.marker)
-        os.remove(paths.marker)
+        if root:
+            os.remove(paths.marker)
 
     folders = [paths.nplabelIds, paths.npcolor, paths.pseudo_labelIds, paths.pseudo_color, paths.probmap,
                paths.stats]
@@ -332,13 +339,15 @@ def generate_pseudo_labels(args, predictor=None):
         makedirs(folder)
     fwd_path = os.path.join(paths.probmap, 'forward.json')
     fwd = _load_json(fwd_path)
-    if fwd is not None and fwd != _forward_config(args):
+    if root and fwd is not None and fwd != _forward_config(args):
         logger.warning('round %d: stored network outputs come from other settings; forwarding again', r)
         shutil.rmtree(paths.probmap)
         makedirs(paths.probmap)
         if os.path.exists(paths.thresholds_used):
             os.remove(paths.thresholds_used)
-    _write_json(fwd_path, _forward_config(args))
+    if root:
+        _write_json(fwd_path, _forward_config(args))
+    distributed.barrier()  # stale maps are gone before anyone writes new ones
 
     prior = load_prior(args.dataset, spec.classes) if with_prior else None
     has_gt = args.split_tgt in ('train', 'val') and all(label is not None for _, label in items)
@@ -351,37 +360,32 @@ def generate_pseudo_labels(args, predictor=None):
             needed += [RoundPaths.png(paths.splabelIds, name), RoundPaths.png(paths.spcolor, name)]
         return all(os.path.exists(p) for p in needed)
 
-    finished = [pass1_done(name) for name in names]
+    mine = distributed.shard(range(x_num))  # this worker's images
+    finished = {i: pass1_done(names[i]) for i in mine}
     if predictor is None:
         from util.device import get_contexts
         contexts = get_contexts(args.gpus)
         # Built before the loop so that a bad checkpoint is not blamed on an image.
-        predictor = _make_predictor(args, spec, contexts) if not all(finished) else None
-        ctx = contexts[0]
+        predictor = _make_predictor(args, spec, contexts) if not all(finished.values()) else None
     else:
-        ctx = getattr(predictor, 'ctx', None)
+        contexts = getattr(predictor, 'contexts', getattr(predictor, 'ctx', None))
     # Reloaded maps are post-processed where new ones would be: the same numbers on resume.
-    post = Postprocessor(spec.classes, getattr(args, 'postprocess', 'auto'), ctx=ctx, prior=prior)
+    post = Postprocessor(spec.classes, getattr(args, 'postprocess', 'auto'), ctx=contexts, prior=prior)
     logger.info('round %d: post-processing %s', r, post.mode)
     run = _Round(args, r, paths, info, items, names, post, spec.stride)
 
-    collector, cm_np, cm_sp = run.pass_one(predictor, finished, _single_scale(args.test_scales), has_gt)
-    _write_training_list(train_list, items, paths)
+    collector, cm_np, cm_sp = run.pass_one(predictor, mine, finished, _single_scale(args.test_scales), has_gt)
+    _write_training_list(train_list, items, paths)  # on every worker: the working folder need not be shared
+    # Read before rank 0 replaces it: pass 2 keeps the labels made by the same rule.
+    old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
 
-    # ---- thresholds and statistics
-    t0 = time.time()
-    cls_size, cls_thresh = threshold_stats(collector, portion, args.kc_policy)
-    mine_id, mine_id_priority = mining_ids(cls_size, args.mine_id_number, args.mine_thresh)
-    logger.info('mine_id %s, mine_id_priority %s', mine_id, mine_id_priority)
-    _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
-    logger.info('Kc determination done in %.2f s.', time.time() - t0)
-    with np.printoptions(precision=4, suppress=True):
-        logger.info('class thresholds %s', cls_thresh)
-        logger.info('class sizes %s', cls_size)
+    # ---- thresholds and statistics (rank 0 merges every worker's pools and scores)
+    collector, cm_np, cm_sp = _merge_pass1(paths.probmap, collector, cm_np, cm_sp)
+    cls_size, cls_thresh, mine_id, mine_id_priority = _round_thresholds(args, paths, collector, spec.classes)
     del collector
 
     thresh = effective_thresholds(cls_thresh)
-    run.pass_two(thresh, alpha)
+    run.pass_two(mine, thresh, alpha, old, save_rule=root)
 
     stats = {'cls_size': cls_size.tolist(), 'cls_thresh': cls_thresh.tolist(),
              'mine_id': mine_id.tolist(), 'mine_id_priority': mine_id_priority.tolist()}
@@ -389,15 +393,18 @@ def generate_pseudo_labels(args, predictor=None):
         stats['scores_np'] = {k: cm_np.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
     if cm_sp is not None:
         stats['scores_sp'] = {k: cm_sp.scores()[k] for k in ('pixel_acc', 'mean_acc', 'mean_iou')}
-    if alpha:
+    distributed.barrier()  # every worker's pseudo-labels are written
+    if root and alpha:
         # CRST-LRENT: the low-resolution maps stay; training recomputes its soft labels from them.
         from issegm.crst import SoftLabelStore
         SoftLabelStore.save_recipe(paths.round_dir, paths.probmap, thresh, alpha, spec.stride,
                                    prior_dataset=args.dataset if with_prior else None)
-    _write_json(paths.marker, {'config': config, 'stats': stats})
-    if not alpha:
+    if root:
+        _write_json(paths.marker, {'config': config, 'stats': stats})
+    if root and not alpha:
         # As the reference, the maps are dropped once the round's labels exist.
         shutil.rmtree(paths.probmap, ignore_errors=True)
+    distributed.barrier()
     logger.info('round %d: pseudo-labels done (%s)', r, paths.pseudo_labelIds)
     return stats
 
@@ -430,8 +437,8 @@ class _Round(object):
     def _npz(self, i):
         return os.path.join(self.paths.probmap, self.names[i] + '.npz')
 
-    def pass_one(self, predictor, finished, scale, has_gt):
-        """Forward (or reload) every image: argmax maps, low-res maps, pooled confidences, scores."""
+    def pass_one(self, predictor, mine, finished, scale, has_gt):
+        """Forward (or reload) this worker's images ``mine``: argmax maps, low-res maps, pooled confidences, scores."""
         from issegm.inference import LOOP_DEPTH, ahead
         from issegm.metrics import ConfusionMatrix
         args, paths, num_classes = self.args, self.paths, self.post.num_classes
@@ -477,10 +484,11 @@ class _Round(object):
             if low is not None:
                 save_lowres(self._npz(i), *low)
 
-        bar = progress(len(self.items), 'round %d pass 1/2 forward' % self.r)
+        bar = progress(len(mine), 'round %d pass 1/2 forward' % self.r)
         start, forwarded = time.time(), 0
-        with Writer() as writer, contextlib.closing(prefetch(read, range(len(self.items)))) as records:
-            for launched in ahead(records, launch, depth=LOOP_DEPTH):
+        depth = getattr(predictor, 'depth', LOOP_DEPTH)
+        with Writer() as writer, contextlib.closing(prefetch(read, mine)) as records:
+            for done_here, launched in enumerate(ahead(records, launch, depth=depth), 1):
                 i = launched.item[0]
                 try:
                     job, pending = launched.get()
@@ -500,29 +508,32 @@ class _Round(object):
                 except Exception as exc:
                     raise self._fail(1, i, exc) from exc
                 bar.update(1)
-                logger.info('Done %d/%d with speed: %.2f/s', i + 1, len(self.items),
-                            (i + 1) / max(time.time() - start, 1e-9))
+                logger.info('Done %d/%d with speed: %.2f/s', done_here, len(mine),
+                            done_here / max(time.time() - start, 1e-9))
                 if cm_sp is not None:
                     logger.info('with prior, %s', cm_sp.summary())
                 if cm_np is not None:
                     logger.info('no prior, %s', cm_np.summary())
         bar.close()
         audit.report(logger)
-        logger.info('round %d pass 1: %d images forwarded, %d reloaded', self.r, forwarded,
-                    len(self.items) - forwarded)
+        logger.info('round %d pass 1: %d images forwarded, %d reloaded', self.r, forwarded, len(mine) - forwarded)
         return collector, cm_np, cm_sp
 
-    def pass_two(self, thresh, alpha=0.):
-        """Pseudo-labels of every image from its stored low-res map and the class thresholds (LRENT: and alpha)."""
+    def pass_two(self, mine, thresh, alpha, old, save_rule):
+        """Pseudo-labels of this worker's images ``mine`` from their stored maps and the class thresholds.
+
+        ``alpha`` > 0: CRST-LRENT's rule. Labels made by the rule ``old`` (the
+        previous run's) are kept when it is this one; ``save_rule``: record
+        this rule (rank 0).
+        """
         from issegm.inference import LOOP_DEPTH, ahead
         paths = self.paths
         # What decides the labels: the thresholds, and alpha with LRENT (so that labels of another rule are redone).
         rule = np.append(thresh, alpha) if alpha else thresh
-        old = np.load(paths.thresholds_used) if os.path.exists(paths.thresholds_used) else None
         reuse = old is not None and np.array_equal(old, rule)
-        save_npy_atomic(paths.thresholds_used, rule)
-        todo = [i for i, name in enumerate(self.names)
-                if not (reuse and os.path.exists(RoundPaths.png(paths.pseudo_labelIds, name)))]
+        if save_rule:
+            save_npy_atomic(paths.thresholds_used, rule)
+        todo = [i for i in mine if not (reuse and os.path.exists(RoundPaths.png(paths.pseudo_labelIds, self.names[i])))]
 
         def launch(record):
             i, future = record
@@ -534,11 +545,11 @@ class _Round(object):
             # pseudo_labelIds last: training reads it, and it marks the image done.
             _write_pred(paths.pseudo_labelIds, paths.pseudo_color, name, out['label'], self.info)
 
-        bar = progress(len(self.items), 'round %d pass 2/2 pseudo-labels' % self.r)
-        bar.update(len(self.items) - len(todo))
-        with Writer() as writer, contextlib.closing(prefetch(lambda i: load_lowres(self._npz(i), self.net_stride), todo)) \
-                as records:
-            for launched in ahead(records, launch, depth=LOOP_DEPTH):
+        bar = progress(len(mine), 'round %d pass 2/2 pseudo-labels' % self.r)
+        bar.update(len(mine) - len(todo))
+        load = lambda i: load_lowres(self._npz(i), self.net_stride)  # noqa: E731
+        with Writer() as writer, contextlib.closing(prefetch(load, todo)) as records:
+            for launched in ahead(records, launch, depth=LOOP_DEPTH * self.post.devices):
                 i = launched.item[0]
                 try:
                     out = launched.get().result()
@@ -549,6 +560,62 @@ class _Round(object):
                     raise self._fail(2, i, exc) from exc
                 bar.update(1)
         bar.close()
+
+
+def _restore_round(paths, stats, train_list, items, keep_maps):
+    """A complete round: restore the shared files a later round may have overwritten (list, stats)."""
+    _write_training_list(train_list, items, paths)
+    if distributed.is_root():
+        _write_stats(paths.stats, np.array(stats['cls_size']), np.array(stats['cls_thresh']),
+                     np.array(stats['mine_id'], np.int64), np.array(stats['mine_id_priority'], np.int64))
+        if not keep_maps:  # with LRENT the maps are the soft labels' store
+            shutil.rmtree(paths.probmap, ignore_errors=True)
+    distributed.barrier()
+    return stats
+
+
+def _merge_pass1(folder, collector, cm_np, cm_sp):
+    """Rank 0's collector and matrices over every worker's images (the others get None; alone: as given)."""
+    from issegm.metrics import ConfusionMatrix
+    arrays = collector.to_arrays()
+    for prefix, cm in (('np_', cm_np), ('sp_', cm_sp)):
+        if cm is not None:
+            arrays.update(cm.to_arrays(prefix))
+    parts = distributed.gather(folder, 'pass1', arrays, root_only=True)
+    if parts is None:  # not rank 0
+        return None, None, None
+    if len(parts) == 1:  # alone
+        return collector, cm_np, cm_sp
+    merged = ConfidenceCollector(collector.num_classes)
+    matrices = [None if cm is None else ConfusionMatrix(cm.num_classes) for cm in (cm_np, cm_sp)]
+    for part in parts:
+        merged.merge_arrays(part)
+        for prefix, cm in zip(('np_', 'sp_'), matrices):
+            if cm is not None:
+                cm.merge(ConfusionMatrix.from_arrays(part, prefix))
+    return (merged,) + tuple(matrices)
+
+
+def _round_thresholds(args, paths, collector, classes):
+    """``(cls_size, cls_thresh, mine_id, mine_id_priority)`` of the round on every worker; rank 0 saves them.
+
+    Rank 0 computes them from the merged ``collector``; the KVStore carries
+    them to the others (float64, unchanged).
+    """
+    t0 = time.time()
+    sizes_thresholds = np.zeros((2, classes))
+    if distributed.is_root():
+        sizes_thresholds = np.stack(threshold_stats(collector, float(args.init_tgt_port), args.kc_policy))
+    cls_size, cls_thresh = distributed.broadcast(sizes_thresholds)
+    mine_id, mine_id_priority = mining_ids(cls_size, args.mine_id_number, args.mine_thresh)
+    logger.info('mine_id %s, mine_id_priority %s', mine_id, mine_id_priority)
+    if distributed.is_root():
+        _write_stats(paths.stats, cls_size, cls_thresh, mine_id, mine_id_priority)
+    logger.info('Kc determination done in %.2f s.', time.time() - t0)
+    with np.printoptions(precision=4, suppress=True):
+        logger.info('class thresholds %s', cls_thresh)
+        logger.info('class sizes %s', cls_size)
+    return cls_size, cls_thresh, mine_id, mine_id_priority
 
 
 def _single_scale(test_scales):
@@ -684,8 +751,10 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     from issegm.crst import training_targets
     targets = training_targets(args, spec.classes, RoundPaths(args.output, args.idx_round).round_dir,
                                [sample_name(image) for image, _ in target])
-    return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples,
-                    batch_images=args.batch_images, crop_size=args.crop_size, feat_stride=spec.stride,
+    # A worker of a distributed job reads its part of every global batch.
+    return FileIter(args.dataset, dataset_tgt=tgt.name, samples=samples, num_parts=distributed.num_workers(),
+                    part_index=distributed.rank(), batch_images=args.batch_images, crop_size=args.crop_size,
+                    feat_stride=spec.stride,
                     origin_size=args.origin_size, origin_size_tgt=args.origin_size_tgt,
                     scale_rate_range=[float(v) for v in args.scale_rate_range.split(',')],
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
@@ -715,7 +784,8 @@ def _guard_phase(args):
         if os.path.exists(paths.source_selected):
             os.remove(paths.source_selected)
 
-    settle(paths.round_dir, 'training', train_settings(args, len(get_contexts(args.gpus)), paths.marker),
+    devices = len(get_contexts(args.gpus)) * distributed.num_workers()  # of the whole job
+    settle(paths.round_dir, 'training', train_settings(args, devices, paths.marker),
            restart=args.restart, discard=discard, what='training of round %d' % args.idx_round,
            has_work=lambda: last_checkpoint(prefix) is not None)
 
@@ -728,21 +798,21 @@ def run(args, predictor=None, dataiter_factory=None):
     command or its input must change (:func:`issegm.cli.describe_failure`).
     """
     from issegm.cli import apply_env_switches, check_flags
-    from issegm.run_guard import locked
     apply_env_switches(args)
     check_flags(args)
     complete_args(args)
     check_flags(args)  # the derived --output too
-    with locked(args.output):
+    distributed.init(args.kvstore if args.phase == 'train' else 'dist_sync')  # under the launcher: join the job
+    with distributed.locked(args.output):
         return _run_phase_locked(args, predictor, dataiter_factory)
 
 
 def _run_phase_locked(args, predictor, dataiter_factory):
     from issegm.cli import describe_failure
-    log = set_logger(args.output, args.log_file, args.debug)
+    log = distributed.set_logger(args.output, args.log_file, args.debug)
     log.info('start with arguments %s', args)
     try:
-        _guard_phase(args)
+        distributed.root_only(_guard_phase, args)
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
         else:
@@ -845,7 +915,9 @@ def train_argv(args, rnd):
         ('--prefetcher', 'process'), ('--mine-id-address', os.path.join(args.output, 'stats')),
         ('--mine-port', args.mine_port), ('--mine-thresh', args.mine_thresh), ('--cache-images', 0),
         ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
-        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train')]) \
+        ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train'),
+        # Not in the reference's command: only when asked for (under the launcher local becomes dist_sync).
+        ('--kvstore', None if getattr(args, 'kvstore', 'local') == 'local' else args.kvstore)]) \
         + _crst_argv(args)
 
 
@@ -886,7 +958,8 @@ def _run_child(cmd):
 
 
 def _run_phase(args, argv, what):
-    if args.self_training_script:
+    # A worker of a distributed job keeps its one ps-lite connection: its phases run in it.
+    if args.self_training_script and not distributed.launched():
         cmd = [sys.executable, args.self_training_script] + argv
         logger.info('running %s', ' '.join(cmd))
         code = _run_child(cmd)
@@ -935,15 +1008,17 @@ def run_rounds(args):
     """
     from issegm.cli import check_flags
     from issegm.preflight import check_rounds, rounds_settings
-    from issegm.run_guard import locked, settle
+    from issegm.run_guard import settle
     from util.device import get_contexts
     check_flags(args)
     rounds = round_schedule(args)
     check_rounds(args, rounds)
-    with locked(args.output):
-        settle(args.output, 'solve_AO', rounds_settings(args, len(get_contexts(args.gpus))), restart=args.restart,
-               discard=lambda: _discard_rounds(args.output), what='self-training rounds',
-               has_work=lambda: _has_round_work(args.output, rounds, args.model))
+    distributed.init(getattr(args, 'kvstore', 'local'))  # under the launcher: join the job for every phase
+    devices = len(get_contexts(args.gpus)) * distributed.num_workers()  # of the whole job
+    with distributed.locked(args.output):
+        distributed.root_only(settle, args.output, 'solve_AO', rounds_settings(args, devices), restart=args.restart,
+                              discard=lambda: _discard_rounds(args.output), what='self-training rounds',
+                              has_work=lambda: _has_round_work(args.output, rounds, args.model))
         return _rounds_locked(args, rounds)
 
 
@@ -964,8 +1039,11 @@ def _sigterm_as_exit():
 
 def _rounds_locked(args, rounds):
     from issegm.cli import describe_failure
-    log = set_logger(args.output, 'solve_AO.log')
+    log = distributed.set_logger(args.output, 'solve_AO.log')
     log.info('solve_AO with arguments %s', args)
+    if args.self_training_script and distributed.launched():
+        log.info('under the launcher the phases run in this process (--self-training-script %s not started)',
+                 args.self_training_script)
     from issegm.crst import describe, weights_from_args
     for line in describe(weights_from_args(args)):
         log.info('%s', line)
@@ -974,13 +1052,13 @@ def _rounds_locked(args, rounds):
             for rnd in rounds:
                 _run_round(args, rnd, log)
                 # Logging may have been redirected by an in-process phase.
-                log = set_logger(args.output, 'solve_AO.log')
+                log = distributed.set_logger(args.output, 'solve_AO.log')
     except PhaseError as exc:
-        log = set_logger(args.output, 'solve_AO.log')
+        log = distributed.set_logger(args.output, 'solve_AO.log')
         log.error('%s', exc)
         return exc.code
     except Exception as exc:
-        log = set_logger(args.output, 'solve_AO.log')
+        log = distributed.set_logger(args.output, 'solve_AO.log')
         if args.debug:
             log.exception('solve_AO failed')
         code, line = describe_failure(exc)

@@ -14,8 +14,12 @@ With ``--self-training-script`` each phase runs as a subprocess of that
 script (as the reference does); without it, in this process. Rerunning the
 same command after a kill continues where it stopped, bit for bit; a rerun
 with other settings stops with the differences (``--restart`` starts the
-folder again). Every flag of the reference ``solve_AO.py`` is accepted with
-its name and default; the work is in :func:`issegm.self_training.run_rounds`.
+folder again). Under ``python -m issegm.launch`` every worker runs the
+rounds, the phases in its own process (one ps-lite connection a process):
+pseudo-labels are shared out over the workers and training uses
+``dist_sync`` (``--kvstore dist_device_sync`` to sum on the GPUs). Every
+flag of the reference ``solve_AO.py`` is accepted with its name and
+default; the work is in :func:`issegm.self_training.run_rounds`.
 """
 import argparse
 import os
@@ -53,7 +57,8 @@ def build_parser():
     parser.add_argument('--self-training-script', dest='self_training_script', default=None, type=str,
                         help='The solve_ST.py to run each phase with, as a subprocess (default: in this '
                              'process).')
-    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--restart', '--debug', '--postprocess'],
+    add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--restart', '--debug', '--kvstore',
+                       '--postprocess'],
               kc_policy=None)
     add_flags(parser, CRST_FLAGS)  # forwarded to both phases when non-zero
     return parser

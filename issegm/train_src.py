@@ -98,8 +98,11 @@ def resolve_args(args):
             raise TrainSrcError('--lr-steps takes comma-separated update counts, got %r' % args.lr_steps)
         if not args.lr_steps_list:
             raise TrainSrcError('--lr-type step needs --lr-steps, e.g. 20000,40000')
-    if args.kvstore not in ('local', 'device'):
-        raise TrainSrcError('--kvstore must be local or device, got %r' % args.kvstore)
+    from issegm.distributed import DistError, training_kvstore
+    try:
+        args.kvstore = training_kvstore(args.kvstore)
+    except DistError as exc:
+        raise TrainSrcError(str(exc))
     if args.prefetcher not in ('thread', 'process'):
         raise TrainSrcError('--prefetcher must be thread or process, got %r' % args.prefetcher)
     if args.dataset is None:
@@ -136,8 +139,10 @@ def make_dataiter(args, spec, info):
     """The reference's source-training iterator (spec section 5) over ``--split``.
 
     Images are cached unless ``--cache-images 0`` (the reference caches in
-    training by default).
+    training by default). A worker of a distributed job reads its part of
+    every global batch of ``--batch-images``.
     """
+    from issegm import distributed
     from issegm.data import FileIter
     cache = True if args.cache_images is None else bool(args.cache_images)
     return FileIter(dataset=info.name, split=args.split, data_root=args.data_root, sampler='random',
@@ -145,7 +150,7 @@ def make_dataiter(args, spec, info):
                     origin_size=args.origin_size, scale_rate_range=args.scale_rate,
                     feat_stride=spec.stride, label_stride=spec.stride,
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
-                    cache_images=cache)
+                    cache_images=cache, num_parts=distributed.num_workers(), part_index=distributed.rank())
 
 
 def settings(args, devices):
@@ -181,8 +186,9 @@ def run(args, dataiter=None, batch_end_callback=None):
     ``dataiter`` replaces the :class:`issegm.data.FileIter` (tests);
     ``batch_end_callback(epoch, nbatch, loss, lr)`` is passed to the loop.
     """
+    from issegm import distributed
     from issegm.datasets import DataError, get_dataset
-    from issegm.run_guard import locked, settle
+    from issegm.run_guard import settle
     from issegm.training import last_checkpoint, remove_checkpoints
     from util.device import get_contexts
     args, spec = resolve_args(args)
@@ -194,20 +200,22 @@ def run(args, dataiter=None, batch_end_callback=None):
         raise TrainSrcError('model %s has %d classes but dataset %s has %d'
                             % (args.model, spec.classes, info.name, info.num_classes))
     contexts = get_contexts(args.gpus)
+    distributed.init(args.kvstore)  # under the launcher: join the job, learn this worker's rank
     prefix = os.path.join(args.output, '%s_ep' % args.model)
-    with locked(args.output):
-        settle(args.output, 'train_src', settings(args, len(contexts)), restart=args.restart,
-               discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model,
-               has_work=lambda: last_checkpoint(prefix) is not None)
+    devices = len(contexts) * distributed.num_workers()  # of the whole job
+    with distributed.locked(args.output):
+        distributed.root_only(settle, args.output, 'train_src', settings(args, devices), restart=args.restart,
+                              discard=lambda: remove_checkpoints(prefix), what='checkpoints of %s' % args.model,
+                              has_work=lambda: last_checkpoint(prefix) is not None)
         return _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback)
 
 
 def _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callback):
+    from issegm import distributed
     from issegm.training import train
-    from util.log import set_logger
     if dataiter is None:
         dataiter = make_dataiter(args, spec, info)
-    set_logger(args.output, args.log_file, args.debug)
+    distributed.set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
     logger.info('and model specs %s', dict(spec._asdict()))
     return train(args.model, dataiter, prefix, weights=args.weights, contexts=contexts,

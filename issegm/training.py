@@ -16,6 +16,17 @@ every epoch, and the rest is in the ``.states``. A ``.params`` without
 A non-finite loss stops training before the update (:class:`DivergenceError`);
 nothing is saved after it.
 
+Under :mod:`issegm.launch` (``--kvstore dist_sync`` / ``dist_device_sync``)
+every worker trains on its part of each global batch (the iterator's
+``num_parts``) and the KVStore sums the gradients of all devices of the job
+(:class:`GradientSum`); the servers only sum, and the SGD update runs on the
+workers, identically on each, so the optimizer state is on every worker and
+rank 0 checkpoints it (``.states``) as one process does; every worker resumes
+from the epoch rank 0 finds, with that state. With more than one device in
+the job, each device's dropout generator is seeded per step from (seed,
+epoch, batch, device number in the job), so one process with two devices and
+two workers with one device each draw the same masks (:class:`JobStep`).
+
 The logged metric is the reference's: the mean negative log-probability of
 the true class over non-ignored pixels.
 """
@@ -31,6 +42,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from issegm import distributed
 from issegm.model import get_module, get_symbol, head_initializer, load_weights
 from issegm.run_guard import file_digest
 from util.io import atomic_path
@@ -139,6 +151,106 @@ def _seed(seed, offset):
     if seed is not None:
         mx.random.seed(int(seed) + offset)
         np.random.seed((int(seed) + offset) % 2 ** 32)
+
+
+def _device_seed(seed, epoch, nbatch, device):
+    return int(np.random.SeedSequence([int(seed), epoch, nbatch, device]).generate_state(1)[0] % 2 ** 31)
+
+
+def seed_devices_per_step(mod, seed, first_device, step):
+    """Seed each device's generator before its training forward from ``(seed, epoch, batch, device)``.
+
+    ``step`` is a dict holding the current ``epoch`` and ``batch``; device k
+    of this process is device ``first_device + k`` of the job. Dropout masks
+    then depend on which device of the job runs a slice of the batch, not on
+    how the devices are grouped into processes.
+    """
+    for k, executor in enumerate(mod._exec_group.execs):
+        def forward(is_train=False, _forward=executor.forward, _device=first_device + k, _ctx=executor._ctx,
+                    **kwargs):
+            if is_train:
+                mx.random.seed(_device_seed(seed, step['epoch'], step['batch'], _device), ctx=_ctx)
+            return _forward(is_train=is_train, **kwargs)
+        executor.forward = forward
+
+
+class GradientSum(object):
+    """Replaces every device's gradients with their sum over all devices of the job (KVStore ``pushpull``).
+
+    Module's own KVStore path keys the store by parameter name, so a second
+    training in one process (the rounds of ``solve_AO``, which keeps its one
+    ps-lite connection) could not initialise its keys again; these keys are
+    new for each training run. Then ``Module.update`` (without a KVStore)
+    applies the summed gradient on each device, as Module does itself.
+    """
+
+    def __init__(self, kv, mod):
+        self.kv = kv
+        self.grads = mod._exec_group.grad_arrays
+        run = distributed.new_key()
+        names = mod._exec_group.param_names
+        self.keys = ['%s_%s' % (run, name) for name in names]
+        live = [(k, g) for k, g in zip(self.keys, self.grads) if g[0] is not None]
+        kv.init([k for k, _ in live], [mx.nd.zeros(g[0].shape, dtype=g[0].dtype) for _, g in live])
+
+    def __call__(self):
+        for idx, (key, grads) in enumerate(zip(self.keys, self.grads)):
+            if grads[0] is not None:
+                # Earlier layers first: their gradients are needed first by the next forward.
+                self.kv.pushpull(key, grads, out=grads, priority=-idx)
+
+
+def _check_same_start(mod, what):
+    """Every worker must start from the same weights (same files on every machine)."""
+    arg, aux = mod.get_params()
+    total = sum(float(v.asnumpy().astype(np.float64).sum()) for v in list(arg.values()) + list(aux.values()))
+    root = float(distributed.broadcast([total])[0])
+    if root != total:
+        raise distributed.DistError('worker %d starts from other weights than worker 0 (%s): every machine '
+                                    'must see the same files (one shared output folder)'
+                                    % (distributed.rank(), what))
+
+
+class JobStep(object):
+    """What a training step does beyond one process on one device.
+
+    With more than one device in the job, each device's generator is seeded
+    before its forward (:func:`seed_devices_per_step`); in a distributed job
+    the gradients are summed over every device of the job before the update
+    (:class:`GradientSum`).
+    """
+
+    def __init__(self, mod, kv, seed, devices, first_device):
+        self.position = {'epoch': 0, 'batch': 0}
+        self.sum_gradients = GradientSum(kv, mod) if kv is not None else None
+        if seed is not None and devices > 1:
+            seed_devices_per_step(mod, seed, first_device, self.position)
+
+    def start(self, epoch, nbatch):
+        self.position.update(epoch=epoch, batch=nbatch)
+
+    def exchange(self):
+        if self.sum_gradients is not None:
+            self.sum_gradients()
+
+
+def _save_epoch(mod, prefix, epoch, updates, arg_params, aux_params):
+    """Rank 0 saves epoch ``epoch`` (the other workers hold the same weights and optimizer state).
+
+    Returns the checkpoint's path once it exists for every worker.
+    """
+    if distributed.rank() == 0:
+        save_checkpoint(mod, prefix, epoch, updates, arg_params, aux_params)
+    distributed.barrier()
+    return checkpoint_path(prefix, epoch)
+
+
+def _job_loss(metric, workers):
+    """The epoch's loss over the whole job (every worker's pixels)."""
+    if workers == 1:
+        return metric.get()[1]
+    total, count = distributed.allreduce([metric.sum_metric, metric.num_inst])
+    return total / max(count, 1)
 
 
 def checkpoint_path(prefix, epoch):
@@ -258,6 +370,9 @@ def _resume_point(label, prefix, weights, from_epoch, stop_epoch, resume, symbol
     (or ``from_epoch``); ``state`` what :func:`load_states` gives for it.
     """
     found = last_checkpoint(prefix, upto=stop_epoch) if resume else None
+    if distributed.num_workers() > 1:  # the epoch rank 0 finds, on every worker
+        found = int(distributed.broadcast([-1 if found is None else found])[0])
+        found = None if found < 0 else found
     if found is not None and found > from_epoch:
         done = [checkpoint_path(prefix, e) for e in range(from_epoch + 1, found + 1)
                 if os.path.exists(checkpoint_path(prefix, e))]
@@ -300,13 +415,17 @@ def _diverged(what, epoch, nbatch, batches, lr, prefix):
         'the images); %s' % (what, epoch + 1, nbatch + 1, batches, lr, kept))
 
 
-def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback):
-    """One pass over ``dataiter``; returns ``(updates, images)``. Stops before a non-finite update."""
+def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback, job):
+    """One pass over ``dataiter``; returns ``(updates, images/s)``. Stops before a non-finite update.
+
+    ``job`` is the :class:`JobStep` of this process.
+    """
     dataiter.reset()
     metric.reset()
     bar = progress(batches, 'epoch %d/%d' % (epoch + 1, stop_epoch), unit='batch')
     start, seen, nbatch = time.time(), 0, -1
     for nbatch, batch in enumerate(dataiter):
+        job.start(epoch, nbatch)
         mod.forward_backward(batch)
         # The loss is read before the update, so a non-finite one never reaches the weights.
         mod.update_metric(metric, batch.label)
@@ -314,6 +433,7 @@ def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batc
         bad = 'the loss is %s' % loss if not math.isfinite(loss) else _nonfinite_gradients(mod)
         if bad:
             raise _diverged(bad, epoch, nbatch, batches, mod._optimizer.learning_rate, prefix)
+        job.exchange()
         mod.update()
         lr = mod._optimizer.learning_rate  # the rate this update used
         seen += batch.data[0].shape[0]
@@ -365,6 +485,8 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     Raises :class:`DivergenceError` when the loss or the weights stop being finite.
     """
     contexts = contexts or [mx.cpu()]
+    kv = distributed.init(distributed.training_kvstore(kvstore))
+    workers, rank = distributed.num_workers(), distributed.rank()
     stop_epoch = to_epoch if stop_epoch is None else stop_epoch
     if not from_epoch < stop_epoch <= to_epoch:
         raise ValueError('need from_epoch < stop_epoch <= to_epoch, got %d, %d, %d'
@@ -393,27 +515,32 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
                     allow_missing=bool(missing))
     # learning_rate replaces the scheduler's base rate in MXNet: give it the scheduler's own
     # (a step schedule resumed past a step starts lower).
-    mod.init_optimizer(kvstore=kvstore, optimizer='sgd', optimizer_params={
+    # Gradients are summed over every device of the job: rescale by their number.
+    mod.init_optimizer(kvstore=None if kv else kvstore, optimizer='sgd', optimizer_params={
         'learning_rate': scheduler.base_lr, 'momentum': momentum, 'wd': weight_decay,
-        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / len(contexts), 'begin_num_update': updates})
+        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / (len(contexts) * workers), 'begin_num_update': updates})
+    job = JobStep(mod, kv, seed, len(contexts) * workers, rank * len(contexts))
     if state is not None:
         _restore_states(mod, state)
         if seed is None:
             np.random.set_state(state['numpy_random'])
-    with atomic_path(prefix + '-symbol.json') as tmp:
-        symbol.save(tmp)
+    if workers > 1:
+        _check_same_start(mod, checkpoint_path(prefix, begin) if begin > from_epoch else weights)
+    if rank == 0:
+        with atomic_path(prefix + '-symbol.json') as tmp:
+            symbol.save(tmp)
 
     metric = NllMetric() if objective is None else objective.metric()
     for epoch in range(begin, stop_epoch):
         _seed(seed, epoch + 1)
-        n, speed = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback)
+        n, speed = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback,
+                                job)
         updates += n
         arg_now, aux_now = mod.get_params()
         if not _all_finite(arg_now):
             raise _diverged('the weights are no longer finite', epoch, n - 1, batches,
                             mod._optimizer.learning_rate, prefix)
-        path = save_checkpoint(mod, prefix, epoch + 1, updates, arg_now, aux_now)
-        done.append(path)
-        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, saved %s', epoch + 1,
-                    metric.get()[1], mod._optimizer.learning_rate, speed, path)
+        done.append(_save_epoch(mod, prefix, epoch + 1, updates, arg_now, aux_now))
+        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, _job_loss(metric, workers),
+                    mod._optimizer.learning_rate, speed * workers, 'saved' if rank == 0 else 'rank 0 saved', done[-1])
     return done

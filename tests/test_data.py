@@ -294,6 +294,29 @@ def test_same_seed_same_batches_for_any_workers(tmp_path):
             it.close()
 
 
+def test_parts_together_are_one_process_batches(tmp_path):
+    """Distributed training: each part yields its consecutive share of every global batch."""
+    samples = _dataset(tmp_path, 9)
+    whole = _iter(samples, batch_images=4, seed=5, mine_port=0.5, mine_id=[18])
+    parts = [_iter(samples, batch_images=4, seed=5, mine_port=0.5, mine_id=[18], num_parts=2, part_index=k)
+             for k in (0, 1)]
+    try:
+        assert [p.provide_data[0].shape[0] for p in parts] == [2, 2] and parts[0].batches_per_epoch == 2
+        for _ in range(2):  # two epochs: each part draws the epoch as the whole does
+            ew, e0, e1 = _epoch(whole), _epoch(parts[0]), _epoch(parts[1])
+            assert len(ew) == len(e0) == len(e1) == 2
+            for (dw, lw), (d0, l0), (d1, l1) in zip(ew, e0, e1):
+                np.testing.assert_array_equal(dw, np.concatenate([d0, d1]))
+                np.testing.assert_array_equal(lw, np.concatenate([l0, l1]))
+            assert whole.epoch_indices() == [i for b in range(2) for p in parts
+                                             for i in p.epoch_indices()[2 * b:2 * b + 2]]
+    finally:
+        for it in [whole] + parts:
+            it.close()
+    with pytest.raises(ValueError, match='--batch-images 3 .* cannot be split evenly over 2 workers'):
+        _iter(samples, batch_images=3, num_parts=2, part_index=0)
+
+
 def test_target_pseudo_labels_map_id0_to_ignore(tmp_path):
     label = np.zeros((H, W), np.uint8)
     label[:, W // 2:] = 26   # car

@@ -16,6 +16,13 @@ def test_no_gpu_falls_back_to_cpu_with_one_warning(monkeypatch, caplog):
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
+def test_no_gpu_gives_one_cpu_context_per_listed_device(monkeypatch):
+    # the batch is then split as on the GPUs (two executors for 0,1)
+    monkeypatch.setattr(device, 'num_gpus', lambda: 0)
+    assert device.get_contexts('0,1') == [mx.cpu(0), mx.cpu(1)]
+    assert device.get_contexts('2,5,7') == [mx.cpu(0), mx.cpu(1), mx.cpu(2)]
+
+
 def test_one_context_per_device(monkeypatch):
     monkeypatch.setattr(device, 'num_gpus', lambda: 4)
     assert device.get_contexts('0,1') == [mx.gpu(0), mx.gpu(1)]

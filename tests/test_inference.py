@@ -151,6 +151,22 @@ def test_steps_must_divide_the_stride():
         Predictor(None, 19, 8, steps=3)
 
 
+def test_several_devices_take_images_in_turn_with_the_same_numbers():
+    import mxnet as mx
+    net2 = get_model('cityscapes_rna-t1_cls19_s8', ctx=[mx.cpu(0), mx.cpu(1)])
+    net1 = get_model('cityscapes_rna-t1_cls19_s8', ctx=mx.cpu(0))
+    for name, param in net2.collect_params().items():  # the same weights on both nets
+        net1.collect_params()[name].set_data(param.data(mx.cpu(0)))
+    one = Predictor(net1, 19, 8, flip=True)
+    two = Predictor(net2, 19, 8, flip=True, ctx=[mx.cpu(0), mx.cpu(1)])
+    assert (one.depth, two.depth) == (2, 4)   # two images a device
+    images = [_image(40, 72, seed=s) for s in range(3)]
+    jobs = [two.start(im, [72]) for im in images]
+    assert [j._outputs[0][0][0].context for j in jobs] == [mx.cpu(0), mx.cpu(1), mx.cpu(0)]
+    for im, job in zip(images, jobs):
+        assert np.array_equal(two.finish(job), one.predict(im, [72]))
+
+
 def test_ahead_launches_the_next_item_before_yielding_this_one():
     events = []
 

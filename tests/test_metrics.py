@@ -43,6 +43,20 @@ def test_accumulates_over_images_like_one_big_image():
     assert a.mean_iou() == b.mean_iou()
 
 
+def test_counts_travel_as_arrays_and_merge_exactly():
+    rng = np.random.RandomState(1)
+    gts, preds = rng.randint(0, 4, (4, 5, 7)), rng.randint(0, 4, (4, 5, 7))
+    whole = ConfusionMatrix(4)
+    parts = [ConfusionMatrix(4), ConfusionMatrix(4)]
+    for k, (g, p) in enumerate(zip(gts, preds)):
+        whole.update(g, p)
+        parts[k % 2].update(g, p)
+    merged = ConfusionMatrix(4)
+    for part in parts:
+        merged.merge(ConfusionMatrix.from_arrays(part.to_arrays('np_'), 'np_'))
+    assert merged.scores() == whole.scores()
+
+
 def test_absent_class_counts_as_zero_in_the_mean():
     # Reference quirk: class_pixels += class_pixels == 0, so an absent class has
     # IoU 0 and accuracy 0 and still divides the mean (the official script gives NaN and skips it).

@@ -214,3 +214,22 @@ def test_lrent_labels_take_the_crst_rule_on_either_path():
         same = np.mean([(out[k] == w).mean() for k, w in zip(('label', 'argmax'), want)])
         assert same == 1.0 if mode == 'pil' else same >= 0.9999
     assert (want[0] == 255).any() and (want[0] != 255).any()
+
+
+def test_each_image_is_post_processed_on_the_device_its_forward_ran_on():
+    from issegm.inference import Predictor
+    from issegm.model import get_model
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    predictor = Predictor(get_model('cityscapes_rna-t1_cls19_s8', ctx=contexts), C, 8, ctx=contexts)
+    device, host = Postprocessor(C, 'device', ctx=contexts), Postprocessor(C, 'pil')
+    assert device.devices == 2
+    images = [(np.random.RandomState(s).rand(40, 72, 3) * 255).astype(np.uint8) for s in range(3)]
+    for image in images:
+        job = predictor.start(image, [72])
+        source = device.source(job=job)
+        assert source.ops.ctx == job.ctx          # where the forward ran
+        got = device.evaluate(job).result()['pred']
+        want = host.evaluate(job).result()['pred']
+        assert (got == want).mean() >= 0.9999
+    stored = [device.source(stored=(LowRes(smooth_probs((5, 9), s), (36, 72), 8), (40, 80))) for s in range(2)]
+    assert [s.ops.ctx for s in stored] == contexts  # stored maps go to the devices in turn

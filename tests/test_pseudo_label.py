@@ -134,6 +134,23 @@ def test_mining_ids_follow_argsort_and_share_threshold():
     assert mine_id.dtype == np.int64 and priority.dtype == np.int64
 
 
+@pytest.mark.parametrize('policy', ['cb', 'global'])
+def test_merged_worker_pools_give_the_one_collector_thresholds(policy):
+    maps = make_probmaps(3, num_images=5)
+    whole = collect(maps)
+    merged = ConfidenceCollector(5)
+    for part in (maps[0::2], maps[1::2]):  # two workers' interleaved shares, in either order
+        merged.merge_arrays(collect(part).to_arrays())
+    np.testing.assert_array_equal(merged.sizes, whole.sizes)
+    np.testing.assert_array_equal(merged.exists, whole.exists)
+    assert merged.num_images == 5
+    for portion in (0.2, 0.5):
+        a, b = threshold_stats(merged, portion, policy), threshold_stats(whole, portion, policy)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert (a[1] > 0).any()
+
+
 def test_collector_rejects_out_of_range_ids():
     col = ConfidenceCollector(2)
     with pytest.raises(ValueError):

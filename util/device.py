@@ -21,7 +21,9 @@ def get_contexts(gpus):
     """``'0,1'`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''``/``'cpu'``/``'-1'`` -> ``[mx.cpu()]``.
 
     Where no GPU exists the run goes on on the CPU after one warning line,
-    instead of failing at the first allocation as the reference does.
+    instead of failing at the first allocation as the reference does, with
+    one CPU context per listed device (``'0,1'`` -> ``[cpu(0), cpu(1)]``), so
+    that a batch is split across devices exactly as on the GPUs.
     """
     text = str(gpus if gpus is not None else '').strip().lower()
     if text in ('', 'cpu', '-1'):
@@ -35,7 +37,7 @@ def get_contexts(gpus):
         if text not in _WARNED:
             logger.warning('no GPU found (--gpus %s): running on the CPU', gpus)
             _WARNED.add(text)
-        return [mx.cpu()]
+        return [mx.cpu(i) for i in range(max(1, len(ids)))]
     bad = [i for i in ids if i >= available]
     if bad:
         raise ValueError('--gpus %s names device(s) %s but only %d GPU(s) exist; use ids 0..%d'

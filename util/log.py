@@ -10,14 +10,20 @@ __all__ = ['set_logger', 'progress']
 _FORMAT = '%(asctime)-15s %(message)s'
 
 
-def set_logger(output, log_file, debug=False):
+_console = {'on': True}
+
+
+def set_logger(output, log_file, debug=False, console=True):
     """Log to ``{output}/{log_file}`` (appending, as the reference) and to stderr.
 
     Works on the root logger, so every module's messages (the training loop's
     epochs, the checkpoint loader's notes) land in the log of the phase that
     is running, and phases run one after another in one process each keep a
-    single file handler. Returns the ``cbst`` logger.
+    single file handler. ``console=False`` shows only warnings and errors on
+    stderr and no progress bars (the other workers of a distributed job).
+    Returns the ``cbst`` logger.
     """
+    _console['on'] = bool(console)
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
     fmt = logging.Formatter(_FORMAT)
@@ -36,11 +42,14 @@ def set_logger(output, log_file, debug=False):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(fmt)
         root.addHandler(handler)
+    for h in root.handlers:
+        if type(h) is logging.StreamHandler:
+            h.setLevel(logging.NOTSET if console else logging.WARNING)
     return logging.getLogger('cbst')
 
 
 def progress(total, desc, unit='img'):
     """A tqdm bar on stderr (shown on terminals, silent in logs and CI)."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None, leave=False,
-                file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=None if _console['on'] else True,
+                leave=False, file=sys.stderr)
