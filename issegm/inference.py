@@ -66,8 +66,9 @@ def _upsample_one(prob, stride, im_hw, orig_hw):
     h, w = prob.shape
     up = np.asarray(Image.fromarray(prob, mode='F').resize((w * stride, h * stride), Image.BICUBIC))
     up = up[:im_hw[0], :im_hw[1]]
-    # The reference compares heights only: scaling keeps the aspect ratio.
-    if orig_hw[0] != im_hw[0]:
+    # The reference compares heights only, so a scale that rounds the height back to
+    # the original (2047 on 1024 x 2048) left the width wrong; compare both sides.
+    if tuple(orig_hw) != tuple(im_hw):
         up = resize(up, orig_hw)
     return up
 
