@@ -257,16 +257,16 @@ def test_the_forward_is_asynchronous_and_overlaps_the_upsampling(monkeypatch):
     """With a device that takes 0.3 s a forward, image i+1 is on the device while image i is upsampled."""
     import time
     from standin import DeviceStandIn, with_host_delay
+    HOST_DELAY = 0.3   # host time a step; the overlap shows with this much slack
     device = DeviceStandIn(0.3)
     p = Predictor(device, 19, 8)
     spans = []
-    # host work worth half a forward
-    monkeypatch.setattr(Predictor, 'upsample', with_host_delay(Predictor.upsample, 0.15, spans))
+    monkeypatch.setattr(Predictor, 'upsample', with_host_delay(Predictor.upsample, HOST_DELAY, spans))
 
-    t0 = time.perf_counter()
     job = p.start(_image(64, 128), [128])
-    assert time.perf_counter() - t0 < 0.2  # returned before the device finished
+    returned = time.perf_counter()
     p.finish(job)
+    assert returned < device.spans[0][1]  # start returned before the device finished
     device.spans.clear()
     spans.clear()
     for launched in ahead([_image(64, 128, seed=s) for s in range(3)], lambda im: p.start(im, [128])):
@@ -274,5 +274,6 @@ def test_the_forward_is_asynchronous_and_overlaps_the_upsampling(monkeypatch):
     fwd = sorted(device.spans)
     assert len(fwd) == 3 and len(spans) == 3
     for i in range(2):
-        # Sequential code would start forward i+1 only after upsampling i ended.
-        assert fwd[i + 1][0] < spans[i][1] - 0.1
+        # Sequential code starts forward i+1 only after upsampling i ended; the overlap starts it
+        # as forward i ends, HOST_DELAY before that (slack for a busy machine).
+        assert fwd[i + 1][0] < spans[i][1]
