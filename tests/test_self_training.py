@@ -252,3 +252,23 @@ def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, mo
         # Sequential code starts forward i+1 only after upsampling i ended; the overlap starts it
         # as forward i ends, HOST_DELAY before that (slack for a busy machine).
         assert fwd[i + 1][0] < spans[i][1]
+
+
+def test_target_list_without_labels_gives_the_same_pseudo_labels_unscored(layout):
+    """Pseudo-labels need no ground truth: an image-only target list gives the same labels
+    and statistics, and no scores."""
+    assert st.run(val_args('with'), predictor=FakePredictor()) == 0
+    with open('issegm/data_list/cityscapes/train.lst') as f:
+        images = [line.split('\t')[0] for line in f.read().splitlines()]
+    with open('issegm/data_list/cityscapes/train.lst', 'w') as f:
+        f.write('\n'.join(images) + '\n')
+    assert st.run(val_args('without'), predictor=FakePredictor()) == 0
+    for stat in ('cls_size', 'cls_thresh', 'mine_id', 'mine_id_priority'):
+        np.testing.assert_array_equal(np.load('without/stats/%s.npy' % stat), np.load('with/stats/%s.npy' % stat))
+    for name in NAMES:
+        np.testing.assert_array_equal(read_png('without/0/self_train/pseudo_labelIds/%s.png' % name),
+                                      read_png('with/0/self_train/pseudo_labelIds/%s.png' % name))
+    assert 'scores_np' in st._load_json('with/0/pseudo_label.done.json')['stats']
+    assert 'scores_np' not in st._load_json('without/0/pseudo_label.done.json')['stats']
+    with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
+        assert [line.split('\t')[0] for line in f.read().splitlines()] == images
