@@ -605,7 +605,7 @@ def test_fileiter_from_list_files(tmp_path, monkeypatch):
               data_root=str(src_root), data_root_tgt=str(tgt_root))
     it = FileIter('gta', 'train', batch_images=2, crop_size=T, feat_stride=S, scale_rate_range=(0.7, 1.3),
                   origin_size=W, origin_size_tgt=W, seed=0,
-                  meta=dict(max_shape_src=(H, W), max_shape_tgt=(H, W), gpus='0'), **kw)
+                  meta=dict(max_shape_src=(H, W), max_shape_tgt=(H, W)), **kw)   # gpus: '0' by default
     try:
         assert it.samples == parse_split_file('gta', 'train', gpus='0', **kw)
         assert it.num_data == 7 and it.batches_per_epoch == 3
@@ -839,3 +839,72 @@ def test_mining_picks_one_of_several_candidate_classes_uniformly(tmp_path):
     # 1/3 each (sd 0.027 at 300 draws); by area the bicycle would get 1%, first-listed 100%.
     assert all(abs(s - 1 / 3.) < 0.1 for s in share.values()), share
     it.close()
+
+
+
+@pytest.mark.parametrize('row,col,mined', [
+    # crop 32 at rate 1 on a 64 x 64 image: half 16; the reference's region of centres is image
+    # rows/columns [half, h - half - 1) = [16, 47)
+    ((16, 30), (30, 16), True), ((46, 30), (30, 46), True),
+    ((15, 30), (30, 15), False), ((47, 30), (30, 47), False),
+])
+def test_mining_region_is_where_a_centred_crop_stays_inside(tmp_path, row, col, mined):
+    """Spec 5.4: only pixels where a centred crop keeps inside the image are centres; a single-pixel
+    class there is the centre itself; one outside gives a uniform crop, not marked as mined."""
+    h = w = 64
+    for k, (y, x) in enumerate((row, col)):
+        label = np.full((h, w), 7, np.uint8)
+        label[y, x] = 33                                   # one bicycle pixel
+        rel = write_cityscapes(str(tmp_path), 'train', 'ulm', '%06d_000019' % k, np.zeros((h, w, 3), np.uint8),
+                               label)
+        it = FileIter('cityscapes', samples=[Sample(str(tmp_path / rel[0]), str(tmp_path / rel[1]), SOURCE)],
+                      batch_images=1, crop_size=T, feat_stride=S, origin_size=w, scale_rate_range=(1.0, 1.0),
+                      meta=dict(max_shape_src=(h, w), mine_port=1.0, mine_id=[18]))
+        for seed in range(5):
+            g = it.reader.make(0, seed)[2]
+            assert g.crop == T and g.mined == mined, (y, x, seed)
+            if mined:
+                assert (g.y0 + T // 2 - g.d0, g.x0 + T // 2 - g.d0) == (y, x)
+        it.close()
+
+
+def test_epochs_draw_a_fresh_crop_per_sample_and_sequential_keeps_list_order(tmp_path):
+    samples, _ = _coded_samples(tmp_path, 48, 64)           # a random image
+    it = _iter(samples[:1] * 120, batch_images=10, scale_rate_range=(0.7, 1.3))
+    _identity_labels(it.reader)
+    it.reset()
+    crops = {b.data[0].asnumpy()[i].tobytes() for b in it for i in range(10)}
+    assert len(crops) > 100                                # each sample has its own random draw
+    it.close()
+    it = _iter(_dataset(tmp_path, 7), batch_images=2, sampler='sequential')
+    it.reset()
+    assert it.epoch_indices() == [0, 1, 2, 3, 4, 5]
+    it.close()
+
+
+def test_meta_max_shape_and_the_default_origin_set_the_scale(tmp_path):
+    """``meta['max_shape_src']`` replaces the registry's max shape, and the origin size defaults
+    to its longer side: rate = int(1.0 * 64) / 64 = 1, crop = T."""
+    samples, _ = _coded_samples(tmp_path, 48, 64)
+    it = FileIter('cityscapes', samples=samples, batch_images=1, crop_size=T, feat_stride=S,
+                  scale_rate_range=(1.0, 1.0), meta=dict(max_shape_src=(48, 64)))
+    reader = _identity_labels(it.reader)
+    for seed in range(5):
+        _observe(reader, 0, 1, seed, T, 48, 64)
+    it.close()
+
+
+@pytest.mark.parametrize('kw,message', [
+    (dict(crop_size=0), '^--crop-size must be positive$'),
+    (dict(label_steps=2), '^only label_steps=1, crops_per_image=1 and labelled samples are supported'),
+    (dict(crops_per_image=2), '^only label_steps=1, crops_per_image=1 and labelled samples are supported'),
+    (dict(has_gt=False), '^only label_steps=1, crops_per_image=1 and labelled samples are supported'),
+    (dict(transformer=object()), '^custom transformers are not supported; the reference pipeline is built in$'),
+    (dict(label_stride=4), '^label_stride must equal feat_stride$'),
+    (dict(samples=[]), '^no training samples \\(empty source selection and target list\\)$'),
+])
+def test_unsupported_iterator_arguments_are_named(tmp_path, kw, message):
+    args = dict(samples=_dataset(tmp_path, 1), batch_images=1, crop_size=T)
+    args.update(kw)
+    with pytest.raises((ValueError, DataError), match=message):
+        FileIter('cityscapes', **args)
