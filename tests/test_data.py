@@ -908,3 +908,28 @@ def test_unsupported_iterator_arguments_are_named(tmp_path, kw, message):
     args.update(kw)
     with pytest.raises((ValueError, DataError), match=message):
         FileIter('cityscapes', **args)
+
+
+def test_a_crop_past_the_canvas_equals_one_from_a_larger_canvas(tmp_path):
+    """When the crop reaches past the canvas (an image larger than max_shape, with the per-image
+    rate of source training), the canvas is extended in kind: the sample equals the one drawn
+    with a max_shape whose canvas is large enough."""
+    samples, _ = _coded_samples(tmp_path, 20, 20)
+    l2t = np.arange(256, dtype=np.uint8)
+
+    def reader(max_shape):
+        return SampleReader(samples, (l2t, l2t), (max_shape, max_shape), (16, 16), T, S, (1.0, 1.0),
+                            max_label_ids=(254, 254), rate_from_image=True)
+
+    small, large = reader((10, 10)), reader((20, 20))
+    extended = 0
+    for seed in range(30):
+        for index in (0, 1):
+            a, b = small.make(index, seed), large.make(index, seed)
+            assert a[2] == b[2] and a[2].crop == 40           # rate 16 / 20, crop int(32 / 0.8)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        g = a[2]
+        # small's canvas side: max(max_crop 20, 20, 20) + d1 5 + d0 5 = 30
+        extended += max(g.y0, g.x0) + g.crop > 30
+    assert extended >= 10
