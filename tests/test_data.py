@@ -883,14 +883,16 @@ def test_epochs_draw_a_fresh_crop_per_sample_and_sequential_keeps_list_order(tmp
 
 
 def test_meta_max_shape_and_the_default_origin_set_the_scale(tmp_path):
-    """``meta['max_shape_src']`` replaces the registry's max shape, and the origin size defaults
-    to its longer side: rate = int(1.0 * 64) / 64 = 1, crop = T."""
+    """``meta['max_shape_src']`` replaces the registry's max shape, the origin size defaults to
+    its longer side and the scale range to (1, 1): rate = int(1.0 * 64) / 64 = 1, crop = T.
+    Without ``mine_port`` nothing is mined."""
     samples, _ = _coded_samples(tmp_path, 48, 64)
     it = FileIter('cityscapes', samples=samples, batch_images=1, crop_size=T, feat_stride=S,
-                  scale_rate_range=(1.0, 1.0), meta=dict(max_shape_src=(48, 64)))
+                  meta=dict(max_shape_src=(48, 64), mine_id=list(range(40))))
     reader = _identity_labels(it.reader)
     for seed in range(5):
         _observe(reader, 0, 1, seed, T, 48, 64)
+        assert not reader.make(0, seed)[2].mined
     it.close()
 
 
@@ -902,6 +904,7 @@ def test_meta_max_shape_and_the_default_origin_set_the_scale(tmp_path):
     (dict(transformer=object()), '^custom transformers are not supported; the reference pipeline is built in$'),
     (dict(label_stride=4), '^label_stride must equal feat_stride$'),
     (dict(samples=[]), '^no training samples \\(empty source selection and target list\\)$'),
+    (dict(prefetcher_type='fork'), "^--prefetcher is thread or process, not 'fork'$"),
 ])
 def test_unsupported_iterator_arguments_are_named(tmp_path, kw, message):
     args = dict(samples=_dataset(tmp_path, 1), batch_images=1, crop_size=T)
