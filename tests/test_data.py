@@ -737,6 +737,8 @@ def _spec_geometry(h, w, max_side, origin, rate_lo):
     (12, 16, 5.0, (6, 1, 8, 12)),
     # ls = 3.2: d0 = 1, crop 12
     (20, 24, 2.5, (12, 1, 10, 14)),
+    # a square image at ls = 11.6: rows and columns both limited by ls (11 corners each)
+    (48, 48, 0.7, (46, 5, 11, 11)),
 ])
 def test_canvas_offset_and_corner_range_follow_the_spec(tmp_path, h, w, rate_lo, want):
     # The hand-worked values of the spec's formulas (origin = the longer side of max_shape).
