@@ -260,6 +260,11 @@ def test_sgd_steps_are_momentum_0_9_and_weight_decay_5e_4_on_two_devices(tmp_pat
     paths = train(LABEL, it, prefix, weights=str(tmp_path / 'w.params'), contexts=[mx.cpu(0), mx.cpu(1)],
                   to_epoch=2, base_lr=lr)
     w1, w2 = (load_params_from_file(p)[0] for p in paths)
+    # BatchNorm statistics are the weights', frozen (use_global_stats).
+    aux0, aux2 = load_params_from_file(str(tmp_path / 'w.params'))[1], load_params_from_file(paths[1])[1]
+    assert sorted(aux0) == sorted(aux2) and len(aux0) > 10
+    for name in aux0:
+        np.testing.assert_array_equal(aux2[name].asnumpy(), aux0[name].asnumpy(), err_msg=name)
     wd = 5e-4
     decayed = [n for n in w0 if n.endswith('_weight') or n.endswith('_gamma')]
     fixed = [n for n in w0 if n.endswith('_bias') or n.endswith('_beta')]
@@ -278,3 +283,25 @@ def test_sgd_steps_are_momentum_0_9_and_weight_decay_5e_4_on_two_devices(tmp_pat
     opt = mod._optimizer
     assert type(opt) is mx.optimizer.SGD and len(mod._context) == 2
     assert (opt.momentum, opt.wd, opt.rescale_grad) == (0.9, 5e-4, 0.5)
+
+
+def test_poly_schedule_runs_over_all_updates_and_resumes_where_it_stopped(tmp_path):
+    """lr = base (1 - n / (updates + 1)) ** 0.9 over the run's 2 epochs x 2 batches; a run stopped
+    after epoch 1 and resumed sees the same rates in epoch 2."""
+    lrs = {'a': [], 'b': []}
+
+    def log(name):
+        return lambda epoch, nbatch, loss, lr: lrs[name].append(lr)
+
+    train(LABEL, _iter(), str(tmp_path / 'a' / (LABEL + '_ep')), to_epoch=2, base_lr=0.1, lr_policy='poly',
+          batch_end_callback=log('a'))
+    assert lrs['a'] == pytest.approx([0.1 * (1 - n / 5.) ** 0.9 for n in (1, 2, 3, 4)], rel=1e-6)
+    prefix = str(tmp_path / 'b' / (LABEL + '_ep'))
+    train(LABEL, _iter(), prefix, to_epoch=2, stop_epoch=1, base_lr=0.1, lr_policy='poly')
+    train(LABEL, _iter(), prefix, to_epoch=2, base_lr=0.1, lr_policy='poly', batch_end_callback=log('b'))
+    assert lrs['b'] == pytest.approx(lrs['a'][2:], rel=1e-6)
+
+
+def test_an_empty_epoch_range_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match='^need from_epoch < stop_epoch <= to_epoch, got 2, 2, 2$'):
+        train(LABEL, _iter(), str(tmp_path / (LABEL + '_ep')), from_epoch=2, to_epoch=2)
