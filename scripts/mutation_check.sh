@@ -28,7 +28,9 @@ for g in "${ORDER[@]}"; do
   [ -n "${GROUP[$g]:-}" ] || { echo "unknown group $g (known: ${!GROUP[*]})" >&2; exit 2; }
 done
 
-rm -rf mutants   # a fresh copy: mutmut does not refresh files it copied before
+# A fresh copy (mutmut does not refresh files it copied before); MUTATION_KEEP=1 reuses the
+# copy, the test-coverage map and the verdicts of a run on the same code and tests.
+[ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
 mkdir -p mutants
 for g in "${ORDER[@]}"; do
   echo "== $g: mutmut run ${GROUP[$g]}"
