@@ -305,3 +305,10 @@ def test_poly_schedule_runs_over_all_updates_and_resumes_where_it_stopped(tmp_pa
 def test_an_empty_epoch_range_is_an_error(tmp_path):
     with pytest.raises(ValueError, match='^need from_epoch < stop_epoch <= to_epoch, got 2, 2, 2$'):
         train(LABEL, _iter(), str(tmp_path / (LABEL + '_ep')), from_epoch=2, to_epoch=2)
+
+
+def test_step_schedule_divides_by_the_default_factor_after_each_step(tmp_path):
+    lrs = []
+    train(LABEL, _iter(), str(tmp_path / (LABEL + '_ep')), to_epoch=2, base_lr=0.1, lr_policy='step',
+          lr_steps=(2,), batch_end_callback=lambda epoch, nbatch, loss, lr: lrs.append(lr))
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01], rel=1e-6)
