@@ -229,3 +229,12 @@ def test_merging_two_halves_equals_scoring_the_whole():
     assert a.num_images == 2
     with pytest.raises(ValueError, match='^cannot merge 4-class and 3-class matrices$'):
         a.merge(ConfusionMatrix(3))
+
+
+def test_values_just_past_the_classes_are_ignored_or_missed():
+    # ground truth 3 of 3 classes is not scored; a prediction of 3 is a miss with no column
+    cm = ConfusionMatrix(3).update(np.array([0, 3, 1]), np.array([0, 0, 3]))
+    np.testing.assert_array_equal(cm.pixels, [1, 1, 0])
+    np.testing.assert_array_equal(cm.conf, [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match=r'^ground truth shape \(2,\) differs from prediction shape \(3,\)$'):
+        cm.update(np.array([0, 1]), np.array([0, 1, 2]))
