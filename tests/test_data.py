@@ -685,7 +685,6 @@ def _identity_labels(reader):
     """Let a reader built for a real dataset pass position codes through unchanged."""
     l2t = np.arange(256, dtype=np.uint8)
     reader.label2train = (l2t, l2t)
-    reader.max_label_ids = (254, 254)
     return reader
 
 
@@ -924,7 +923,7 @@ def test_a_crop_past_the_canvas_equals_one_from_a_larger_canvas(tmp_path):
 
     def reader(max_shape):
         return SampleReader(samples, (l2t, l2t), (max_shape, max_shape), (16, 16), T, S, (1.0, 1.0),
-                            max_label_ids=(254, 254), rate_from_image=True)
+                            rate_from_image=True)
 
     small, large = reader((10, 10)), reader((20, 20))
     extended = 0
