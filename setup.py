@@ -56,6 +56,8 @@ setup(
     extras_require={
         'gpu': [MXNET_GPU],
         'test': ['pytest>=7'],
+        # scripts/mutation_check.sh (mutmut 3 copies the project into mutants/)
+        'dev': ['pytest>=7', 'mutmut==3.8.1'],
     },
     entry_points={'console_scripts': [
         'cbst-solve-ao=issegm.solve_AO:main',

@@ -118,15 +118,17 @@ def upsample_matrices(lowres_hw, stride, im_hw, orig_hw):
     """``(A_h, A_w)``: the whole upsampling of a (h, w) map as ``A_h . X . A_w^T`` (float64, read-only).
 
     Bicubic by ``stride``, the padding cut off to ``im_hw``, then (when the
-    heights differ, as the reference tests) the resize to ``orig_hw`` with
-    the reference filter rule (:func:`util.image.interp_method`).
+    sizes differ) the resize to ``orig_hw`` with the reference filter rule
+    (:func:`util.image.interp_method`).
     """
     (h, w), (imh, imw) = lowres_hw, im_hw
     if imh > h * stride or imw > w * stride:
         raise ValueError('a %dx%d map at stride %d does not cover the %dx%d image' % (h, w, stride, imh, imw))
     a_h = resample_matrix(h, h * stride, Image.BICUBIC)[:imh]
     a_w = resample_matrix(w, w * stride, Image.BICUBIC)[:imw]
-    if orig_hw[0] != imh:
+    # The reference compares heights only, so a scale that rounds the height back to
+    # the original (2047 on 1024 x 2048) left the width wrong; compare both sides.
+    if tuple(orig_hw) != (imh, imw):
         method = interp_method(im_hw, orig_hw)
         a_h = resample_matrix(imh, orig_hw[0], method).dot(a_h)
         a_w = resample_matrix(imw, orig_hw[1], method).dot(a_w)
@@ -140,8 +142,7 @@ def _upsample_one(prob, stride, im_hw, orig_hw):
     h, w = prob.shape
     up = np.asarray(Image.fromarray(prob, mode='F').resize((w * stride, h * stride), Image.BICUBIC))
     up = up[:im_hw[0], :im_hw[1]]
-    # The reference compares heights only: scaling keeps the aspect ratio.
-    if orig_hw[0] != im_hw[0]:
+    if tuple(orig_hw) != tuple(im_hw):  # both sides: see upsample_matrices
         up = resize(up, orig_hw)
     return up
 

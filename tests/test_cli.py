@@ -43,6 +43,9 @@ def test_script_defaults_differ_where_the_reference_did():
     assert solve_ST.build_parser().parse_args([]).origin_size == 2048
     assert solve_AO.build_parser().parse_args([]).kc_policy is None
     assert solve_ST.build_parser().parse_args([]).kc_policy == 'cb'
+    # Spec 7: weight decay 5e-4 in both trainings unless --weight-decay says otherwise.
+    assert train_src.build_parser().parse_args([]).weight_decay == 5e-4
+    assert solve_ST.build_parser().parse_args([]).weight_decay == 5e-4
 
 
 def test_add_flags_rejects_unknown_defaults():

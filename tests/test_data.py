@@ -605,7 +605,7 @@ def test_fileiter_from_list_files(tmp_path, monkeypatch):
               data_root=str(src_root), data_root_tgt=str(tgt_root))
     it = FileIter('gta', 'train', batch_images=2, crop_size=T, feat_stride=S, scale_rate_range=(0.7, 1.3),
                   origin_size=W, origin_size_tgt=W, seed=0,
-                  meta=dict(max_shape_src=(H, W), max_shape_tgt=(H, W), gpus='0'), **kw)
+                  meta=dict(max_shape_src=(H, W), max_shape_tgt=(H, W)), **kw)   # gpus: '0' by default
     try:
         assert it.samples == parse_split_file('gta', 'train', gpus='0', **kw)
         assert it.num_data == 7 and it.batches_per_epoch == 3
@@ -652,3 +652,288 @@ def test_mine_port_is_the_chance_of_mining(tmp_path):
     mined = [it.reader.make(k % 4, 2000 + k)[2].mined for k in range(300)]
     # binomial(300, 0.3): sd 0.026; 4 sd
     assert abs(np.mean(mined) - 0.3) < 0.11
+
+
+# -- the spec's formulas, observed in what the iterator outputs ------------------------------
+#
+# The labels of the samples below encode positions (the row index in one file, the column
+# index in another; identity label table), so each output label cell tells which image pixel
+# it came from. The crop's offset on the image and the flip are read from them, never from
+# the iterator's own Geometry; expectations come from spec section 5.
+
+def _pil_nearest(out, crop):
+    """Source index PIL's nearest-neighbour resize crop -> T reads for output index ``out``."""
+    return np.floor((np.asarray(out) + 0.5) * crop / float(T)).astype(int)
+
+
+def _coded_samples(tmp_path, h, w, domain=SOURCE, tag='a'):
+    """Three samples of one random h x w image: labels = row index, column index, and the image's own."""
+    assert max(h, w) < 255
+    rng = np.random.RandomState(h * 1000 + w)
+    image = rng.randint(0, 256, (h, w, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w].astype(np.uint8)
+    out = []
+    for kind, label in (('rows', yy), ('cols', xx)):
+        img_path, lab_path = str(tmp_path / ('%s_img.png' % tag)), str(tmp_path / ('%s_%s.png' % (tag, kind)))
+        Image.fromarray(image).save(img_path)
+        Image.fromarray(np.ascontiguousarray(label)).save(lab_path)
+        out.append(Sample(img_path, lab_path, domain))
+    return out, image
+
+
+def _identity_labels(reader):
+    """Let a reader built for a real dataset pass position codes through unchanged."""
+    l2t = np.arange(256, dtype=np.uint8)
+    reader.label2train = (l2t, l2t)
+    return reader
+
+
+def _observe(reader, rows_index, cols_index, seed, crop, h, w):
+    """``(dy, dx, flip)`` of one draw, read from the output labels: the crop's top-left corner
+    on the image (canvas corner minus the canvas offset) and whether it was mirrored.
+
+    ``crop`` is the spec's crop size for the sample's domain: the cells must fit it exactly
+    (a crop of another size puts them at other spacings), else this fails.
+    """
+    n = T // S
+    p = _pil_nearest(np.arange(S // 2, T, S), crop)
+    rows = reader.make(rows_index, seed)[1].reshape(n, n)
+    cols = reader.make(cols_index, seed)[1].reshape(n, n)
+    inside = rows != 255
+    assert inside.any(), 'no output cell on the image'
+    dys = set((rows - p[:, None])[inside].astype(int).tolist())
+    assert len(dys) == 1, ('cells do not fit crop %d: rows %s' % (crop, rows))
+    fits = {}
+    for flip, q in ((False, p), (True, p[::-1])):
+        dxs = set((cols - q[None, :])[cols != 255].astype(int).tolist())
+        if len(dxs) == 1:
+            fits[flip] = dxs.pop()
+    assert len(fits) == 1, ('columns fit %s for crop %d: %s' % (sorted(fits), crop, cols))
+    (flip, dx), = fits.items()
+    dy = dys.pop()
+    # Cells off the image are exactly those the offsets put off it.
+    ys, xs = dy + p, dx + (p[::-1] if flip else p)
+    np.testing.assert_array_equal(inside, ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None])
+    return dy, dx, flip
+
+
+def _spec_geometry(h, w, max_side, origin, rate_lo):
+    """Spec 5.2-5.4 with lo = hi: rate, crop, canvas offset d0 and the number of corner rows/columns."""
+    target_size = int(rate_lo * origin)
+    rate = target_size / float(max_side)
+    crop = int(T / rate)
+    ls = S / rate
+    d0 = max(1, int(ls // 2))
+    ny = int(max(1, ls, d0 + h - crop + 1))
+    nx = int(max(1, ls, d0 + w - crop + 1))
+    return crop, d0, ny, nx
+
+
+@pytest.mark.parametrize('h,w,rate_lo,want', [
+    # ls = 11.6: d0 = 5; rows limited by ls (11 corners), columns by the image (24 corners)
+    (48, 64, 0.7, (46, 5, 11, 24)),
+    # ls = 1.6: d0 = max(1, 0) = 1; crop 6 (upscaled)
+    (12, 16, 5.0, (6, 1, 8, 12)),
+    # ls = 3.2: d0 = 1, crop 12
+    (20, 24, 2.5, (12, 1, 10, 14)),
+    # a square image at ls = 11.6: rows and columns both limited by ls (11 corners each)
+    (48, 48, 0.7, (46, 5, 11, 11)),
+])
+def test_canvas_offset_and_corner_range_follow_the_spec(tmp_path, h, w, rate_lo, want):
+    # The hand-worked values of the spec's formulas (origin = the longer side of max_shape).
+    assert _spec_geometry(h, w, w, w, rate_lo) == want
+    crop, d0, ny, nx = want
+    samples, _ = _coded_samples(tmp_path, h, w)
+    reader = _identity_reader(samples, (rate_lo, rate_lo), max_shape=(h, w))
+    draws = [_observe(reader, 0, 1, 7000 + k, crop, h, w) for k in range(500)]
+    dy = np.array([d[0] for d in draws])
+    dx = np.array([d[1] for d in draws])
+    # The corner is uniform over [0, ny) x [0, nx) on a canvas whose image starts at d0:
+    # every corner occurs, none outside, at uniform frequencies (chi-square, 1e-4 level).
+    from scipy.stats import chi2
+    for got, n in ((dy, ny), (dx, nx)):
+        assert sorted(set(got.tolist())) == list(range(-d0, n - d0))
+        counts = np.bincount(got + d0, minlength=n)
+        expected = len(got) / float(n)
+        assert ((counts - expected) ** 2 / expected).sum() < chi2.ppf(1 - 1e-4, n - 1)
+
+
+def test_flip_probability_is_one_half(tmp_path):
+    samples, _ = _coded_samples(tmp_path, 48, 64)
+    reader = _identity_reader(samples, (0.7, 0.7), max_shape=(48, 64))
+    flips = [_observe(reader, 0, 1, 100 + k, 46, 48, 64)[2] for k in range(400)]
+    # binomial(400, 1/2): sd 0.025; a rate of 1/4 or 3/4 is 10 sd away.
+    assert abs(np.mean(flips) - 0.5) < 0.1
+
+
+def test_crops_are_resized_with_pil_lanczos_down_and_bicubic_up(tmp_path):
+    """Spec 5.5 through the real crop: shrink -> PIL's LANCZOS, grow -> PIL's BICUBIC (not the
+    project's resize helper). Only draws whose crop lies on the image are compared, so the
+    padding (another helper's concern) cannot enter."""
+    h, w = 120, 120
+    samples, image = _coded_samples(tmp_path, h, w)
+    for rate, method, other in ((0.5, Image.LANCZOS, Image.BICUBIC), (2.0, Image.BICUBIC, Image.LANCZOS)):
+        crop = int(T / rate)
+        reader = _identity_reader(samples, (rate, rate), max_shape=(h, w))
+        checked = 0
+        for seed in range(40):
+            dy, dx, flip = _observe(reader, 0, 1, seed, crop, h, w)
+            if not (0 <= dy and dy + crop <= h and 0 <= dx and dx + crop <= w):
+                continue
+            data = reader.make(0, seed)[0]
+            if flip:
+                data = data[:, :, ::-1]
+            patch = Image.fromarray(image[dy:dy + crop, dx:dx + crop])
+            want = np.asarray(patch.resize((T, T), method), np.float64)
+            got = (data.transpose(1, 2, 0) * STD_RGB + MEAN_RGB) * 255
+            np.testing.assert_allclose(got, want, atol=1e-3, err_msg='rate %s seed %d' % (rate, seed))
+            # The other filter gives other pixels: the check can fail.
+            wrong = np.asarray(patch.resize((T, T), other), np.float64)
+            assert np.abs(got - wrong).max() > 5
+            checked += 1
+        assert checked >= 10, rate
+
+
+@pytest.mark.parametrize('source,target,origins,crops', [
+    # GTA-5 as a self-training source is scaled against 1024 x 2048 (not its 1052 x 1914):
+    # rate 1024 / 2048 -> crop 64; Cityscapes: 2048 / 2048 -> crop 32.
+    ('gta', 'cityscapes', (1024, 2048), (64, 32)),
+    # SYNTHIA: 1280 / 1280 -> crop 32; Cityscapes (16 classes): 1024 / 2048 -> crop 64.
+    # The target's own origin and max shape matter: the source's would give 40 or 51.
+    ('synthia', 'cityscapes16', (1280, 1024), (32, 64)),
+])
+def test_self_training_scales_each_domain_by_its_own_origin_and_max_shape(tmp_path, source, target, origins,
+                                                                         crops):
+    h, w = 96, 112
+    src, _ = _coded_samples(tmp_path, h, w, SOURCE, 's')
+    tgt, _ = _coded_samples(tmp_path, h, w, TARGET, 't')
+    it = FileIter(source, dataset_tgt=target, samples=src + tgt, batch_images=1, crop_size=T, feat_stride=S,
+                  origin_size=origins[0], origin_size_tgt=origins[1], scale_rate_range=(1.0, 1.0), seed=0)
+    reader = _identity_labels(it.reader)
+    for (rows, cols), crop in (((0, 1), crops[0]), ((2, 3), crops[1])):
+        for seed in range(8):
+            _observe(reader, rows, cols, seed, crop, h, w)   # fails unless the cells fit this crop
+    it.close()
+
+
+def test_mining_picks_one_of_several_candidate_classes_uniformly(tmp_path):
+    """Spec 5.4: a candidate class is drawn uniformly (not by area, not the first listed),
+    then one of its pixels."""
+    h, w = 48, 64
+    label = np.full((h, w), 7, np.uint8)                  # road
+    label[16:32, 20:44] = 26                              # car: 384 pixels
+    label[20:24, 48:52] = 24                              # person: 16 pixels
+    label[22:24, 10:12] = 33                              # bicycle: 4 pixels
+    rel = write_cityscapes(str(tmp_path), 'train', 'ulm', '000000_000019', np.full((h, w, 3), 90, np.uint8), label)
+    sample = Sample(str(tmp_path / rel[0]), str(tmp_path / rel[1]), SOURCE)
+    car, person, bicycle = 13, 11, 18
+    it = FileIter('cityscapes', samples=[sample], batch_images=1, crop_size=16, feat_stride=S,
+                  origin_size=w, scale_rate_range=(1.0, 1.0), seed=0,
+                  meta=dict(max_shape_src=(h, w), mine_port=1.0, mine_id=[bicycle, car, person]))
+    train = it.reader.load(sample)[1]
+    centres = []
+    for seed in range(300):
+        g = it.reader.make(0, seed)[2]
+        assert g.mined
+        centres.append(int(train[g.y0 + g.crop // 2 - g.d0, g.x0 + g.crop // 2 - g.d0]))
+    share = {c: np.mean(np.array(centres) == c) for c in (car, person, bicycle)}
+    # 1/3 each (sd 0.027 at 300 draws); by area the bicycle would get 1%, first-listed 100%.
+    assert all(abs(s - 1 / 3.) < 0.1 for s in share.values()), share
+    it.close()
+
+
+
+@pytest.mark.parametrize('row,col,mined', [
+    # crop 32 at rate 1 on a 64 x 64 image: half 16; the reference's region of centres is image
+    # rows/columns [half, h - half - 1) = [16, 47)
+    ((16, 30), (30, 16), True), ((46, 30), (30, 46), True),
+    ((15, 30), (30, 15), False), ((47, 30), (30, 47), False),
+])
+def test_mining_region_is_where_a_centred_crop_stays_inside(tmp_path, row, col, mined):
+    """Spec 5.4: only pixels where a centred crop keeps inside the image are centres; a single-pixel
+    class there is the centre itself; one outside gives a uniform crop, not marked as mined."""
+    h = w = 64
+    for k, (y, x) in enumerate((row, col)):
+        label = np.full((h, w), 7, np.uint8)
+        label[y, x] = 33                                   # one bicycle pixel
+        rel = write_cityscapes(str(tmp_path), 'train', 'ulm', '%06d_000019' % k, np.zeros((h, w, 3), np.uint8),
+                               label)
+        it = FileIter('cityscapes', samples=[Sample(str(tmp_path / rel[0]), str(tmp_path / rel[1]), SOURCE)],
+                      batch_images=1, crop_size=T, feat_stride=S, origin_size=w, scale_rate_range=(1.0, 1.0),
+                      meta=dict(max_shape_src=(h, w), mine_port=1.0, mine_id=[18]))
+        for seed in range(5):
+            g = it.reader.make(0, seed)[2]
+            assert g.crop == T and g.mined == mined, (y, x, seed)
+            if mined:
+                assert (g.y0 + T // 2 - g.d0, g.x0 + T // 2 - g.d0) == (y, x)
+        it.close()
+
+
+def test_epochs_draw_a_fresh_crop_per_sample_and_sequential_keeps_list_order(tmp_path):
+    samples, _ = _coded_samples(tmp_path, 48, 64)           # a random image
+    it = _iter(samples[:1] * 120, batch_images=10, scale_rate_range=(0.7, 1.3))
+    _identity_labels(it.reader)
+    it.reset()
+    crops = {b.data[0].asnumpy()[i].tobytes() for b in it for i in range(10)}
+    assert len(crops) > 100                                # each sample has its own random draw
+    it.close()
+    it = _iter(_dataset(tmp_path, 7), batch_images=2, sampler='sequential')
+    it.reset()
+    assert it.epoch_indices() == [0, 1, 2, 3, 4, 5]
+    it.close()
+
+
+def test_meta_max_shape_and_the_default_origin_set_the_scale(tmp_path):
+    """``meta['max_shape_src']`` replaces the registry's max shape, the origin size defaults to
+    its longer side and the scale range to (1, 1): rate = int(1.0 * 64) / 64 = 1, crop = T.
+    Without ``mine_port`` nothing is mined."""
+    samples, _ = _coded_samples(tmp_path, 48, 64)
+    it = FileIter('cityscapes', samples=samples, batch_images=1, crop_size=T, feat_stride=S,
+                  meta=dict(max_shape_src=(48, 64), mine_id=list(range(40))))
+    reader = _identity_labels(it.reader)
+    for seed in range(5):
+        _observe(reader, 0, 1, seed, T, 48, 64)
+        assert not reader.make(0, seed)[2].mined
+    it.close()
+
+
+@pytest.mark.parametrize('kw,message', [
+    (dict(crop_size=0), '^--crop-size must be positive$'),
+    (dict(label_steps=2), '^only label_steps=1, crops_per_image=1 and labelled samples are supported'),
+    (dict(crops_per_image=2), '^only label_steps=1, crops_per_image=1 and labelled samples are supported'),
+    (dict(has_gt=False), '^only label_steps=1, crops_per_image=1 and labelled samples are supported'),
+    (dict(transformer=object()), '^custom transformers are not supported; the reference pipeline is built in$'),
+    (dict(label_stride=4), '^label_stride must equal feat_stride$'),
+    (dict(samples=[]), '^no training samples \\(empty source selection and target list\\)$'),
+    (dict(prefetcher_type='fork'), "^--prefetcher is thread or process, not 'fork'$"),
+])
+def test_unsupported_iterator_arguments_are_named(tmp_path, kw, message):
+    args = dict(samples=_dataset(tmp_path, 1), batch_images=1, crop_size=T)
+    args.update(kw)
+    with pytest.raises((ValueError, DataError), match=message):
+        FileIter('cityscapes', **args)
+
+
+def test_a_crop_past_the_canvas_equals_one_from_a_larger_canvas(tmp_path):
+    """When the crop reaches past the canvas (an image larger than max_shape, with the per-image
+    rate of source training), the canvas is extended in kind: the sample equals the one drawn
+    with a max_shape whose canvas is large enough."""
+    samples, _ = _coded_samples(tmp_path, 20, 20)
+    l2t = np.arange(256, dtype=np.uint8)
+
+    def reader(max_shape):
+        return SampleReader(samples, (l2t, l2t), (max_shape, max_shape), (16, 16), T, S, (1.0, 1.0),
+                            rate_from_image=True)
+
+    small, large = reader((10, 10)), reader((20, 20))
+    extended = 0
+    for seed in range(30):
+        for index in (0, 1):
+            a, b = small.make(index, seed), large.make(index, seed)
+            assert a[2] == b[2] and a[2].crop == 40           # rate 16 / 20, crop int(32 / 0.8)
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        g = a[2]
+        # small's canvas side: max(max_crop 20, 20, 20) + d1 5 + d0 5 = 30
+        extended += max(g.y0, g.x0) + g.crop > 30
+    assert extended >= 10

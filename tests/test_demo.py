@@ -2,6 +2,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -38,6 +39,14 @@ def test_quick_demo_writes_table_plot_and_picture(tmp_path):
     cols = [float(rows['CBST'][1 + i]) - float(rows['Source'][1 + i]) for i in rare]
     assert abs(gains['CBST']['rare_class_gain'] - sum(cols) / len(cols)) < 0.11
     assert saved['verdict'].startswith('CBST vs Source: ') and ' vs ST ' in saved['verdict']
+    # The table's numbers are the saved predictions' scores, recomputed here from the label-id PNGs
+    # against the ground truth (a class absent from the ground truth scores 0 and counts, as in the
+    # reference): a run that wrote zeros, or scored other predictions, fails.
+    for case, folder in (('Source', 'eval/source'), ('CBST', 'eval/CBST/0')):
+        iou = _class_iou(out, out / folder / 'labelId')
+        assert [float(v) for v in rows[case][1:]] == pytest.approx(list(100 * iou), abs=0.051), case
+        assert float(rows[case][0]) == pytest.approx(100 * iou.mean(), abs=0.051)
+        assert iou.max() > 0.1, case   # the two-epoch source model already finds buildings
     # The real scripts ran, in the reference layout, from the work folder.
     assert (out / 'adapt' / 'CBST' / '0' / 'self_train' / 'pseudo_labelIds').is_dir()
     assert (out / 'issegm' / 'data_list' / 'cityscapes' / 'train_training_gpu0.lst').is_file()
@@ -70,3 +79,23 @@ def test_methods_flag_selects_crst_variants():
         'CRST-LRENT', 'CRST-MRENT', 'CRST-MRL2']
     with pytest.raises(ValueError, match='unknown --methods CRST-XYZ; choose from ST, CBST, CBST-SP, CRST-MRKLD'):
         demo.select_methods('CBST,CRST-XYZ')
+
+
+def _class_iou(workdir, pred_dir):
+    """Per-class IoU over the val split, from label-id predictions, computed directly."""
+    from issegm.datasets import get_dataset
+    lut = get_dataset('cityscapes').label2train
+    tp, gt_n, pred_n = np.zeros(19), np.zeros(19), np.zeros(19)
+    with open(workdir / 'issegm' / 'data_list' / 'cityscapes' / 'val.lst') as f:
+        lines = [line.split('\t') for line in f.read().splitlines()]
+    for image, label in lines:
+        gt = lut[np.asarray(Image.open(workdir / 'data' / 'cityscapes' / label))]
+        name = os.path.splitext(os.path.basename(image))[0] + '.png'
+        pred = lut[np.asarray(Image.open(pred_dir / name))]
+        valid = gt != 255
+        for c in range(19):
+            g, p = valid & (gt == c), valid & (pred == c)
+            tp[c] += (g & p).sum()
+            gt_n[c] += g.sum()
+            pred_n[c] += p.sum()
+    return tp / (gt_n + (gt_n == 0) + pred_n - tp)

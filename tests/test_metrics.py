@@ -190,3 +190,51 @@ def test_equals_official_cityscapes_script(tmp_path, monkeypatch):
     np.testing.assert_allclose(cm.class_iou() * 100, official * 100, atol=0.01)
     assert abs(cm.mean_iou() * 100 - res['averageScoreClasses'] * 100) < 0.01
     assert 0.3 < cm.mean_iou() < 0.9   # a real, non-trivial score
+
+
+def _hand_case():
+    # The matrix of test_hand_computed_scores: pixel acc 5/7, mean acc 7/9, mean IoU 5/9.
+    return ConfusionMatrix(3).update(np.array([[0, 0, 0, 1], [1, 1, 2, 255]]),
+                                     np.array([[0, 0, 1, 1], [2, 1, 2, 0]]))
+
+
+def test_summary_line_and_scores_dict_on_the_hand_case():
+    cm = _hand_case()
+    assert cm.summary() == 'pixel acc: 71.43%, mean acc: 77.78%, mean iou: 55.56%'
+    s = cm.scores()
+    assert s['class_names'] == ['0', '1', '2']
+    assert s['class_acc'] == pytest.approx([2 / 3, 2 / 3, 1.0])
+    assert (s['num_images'], s['num_pixels'], s['class_pixels']) == (1, 7, [3, 3, 1])
+    assert s['confusion'] == [[2, 1, 0], [0, 2, 1], [0, 0, 1]]
+    assert all(type(v) is int for row in s['confusion'] for v in row)   # counts, not floats
+    with pytest.raises(ValueError, match='^2 class names for 3 classes$'):
+        cm.scores(['road', 'sky'])
+
+
+def test_pixel_accuracy_of_an_empty_and_of_a_one_pixel_matrix():
+    assert ConfusionMatrix(3).pixel_accuracy() == 0.0          # nothing scored: 0, not NaN
+    assert ConfusionMatrix(3).update(np.array([2]), np.array([2])).pixel_accuracy() == 1.0
+    assert ConfusionMatrix(3).update(np.array([255]), np.array([2])).pixel_accuracy() == 0.0
+
+
+def test_merging_two_halves_equals_scoring_the_whole():
+    rng = np.random.RandomState(1)
+    gt, pred = rng.randint(0, 4, (2, 6, 5)), rng.randint(0, 4, (2, 6, 5))
+    a = ConfusionMatrix(4).update(gt[0], pred[0])
+    b = ConfusionMatrix(4).update(gt[1], pred[1])
+    whole = ConfusionMatrix(4).update(gt, pred)
+    assert a.merge(b) is a
+    np.testing.assert_array_equal(a.conf, whole.conf)
+    np.testing.assert_array_equal(a.pixels, whole.pixels)
+    assert a.num_images == 2
+    with pytest.raises(ValueError, match='^cannot merge 4-class and 3-class matrices$'):
+        a.merge(ConfusionMatrix(3))
+
+
+def test_values_just_past_the_classes_are_ignored_or_missed():
+    # ground truth 3 of 3 classes is not scored; a prediction of 3 is a miss with no column
+    cm = ConfusionMatrix(3).update(np.array([0, 3, 1]), np.array([0, 0, 3]))
+    np.testing.assert_array_equal(cm.pixels, [1, 1, 0])
+    np.testing.assert_array_equal(cm.conf, [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match=r'^ground truth shape \(2,\) differs from prediction shape \(3,\)$'):
+        cm.update(np.array([0, 1]), np.array([0, 1, 2]))

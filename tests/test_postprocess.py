@@ -39,9 +39,11 @@ def test_upsample_matrices_are_cached_and_read_only():
         a[0][0, 0] = 1
 
 
-# (lowres h, w), stride, scaled image size, original size: grow, shrink (Lanczos), mixed (bilinear), none
+# (lowres h, w), stride, scaled image size, original size: grow, shrink (Lanczos), mixed (bilinear), none,
+# and equal heights with other widths (a test scale that rounds the height back, 2047 on 1024 x 2048)
 CASES = [((5, 9), 8, (36, 72), (40, 80)), ((13, 25), 8, (100, 200), (50, 100)),
-         ((8, 13), 8, (60, 100), (60, 100)), ((7, 7), 8, (50, 50), (47, 51)), ((9, 6), 4, (33, 21), (66, 42))]
+         ((8, 13), 8, (60, 100), (60, 100)), ((7, 7), 8, (50, 50), (47, 51)), ((9, 6), 4, (33, 21), (66, 42)),
+         ((2, 13), 8, (10, 99), (10, 100))]
 
 
 def smooth_probs(hw, seed):

@@ -153,5 +153,49 @@ def test_merged_worker_pools_give_the_one_collector_thresholds(policy):
 
 def test_collector_rejects_out_of_range_ids():
     col = ConfidenceCollector(2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r'^pred holds ids outside 0\.\.1$'):
         col.add(np.array([[0, 2]]), np.float32([[0.5, 0.5]]))
+    with pytest.raises(ValueError, match=r'^pred \(3,\) and conf \(2,\) differ in size$'):
+        col.add(np.array([0, 1, 1]), np.float32([0.5, 0.5]))
+
+
+def test_collector_pools_float32_values_and_counts_images():
+    """The reference appends float32 confidences: a float64 map is pooled as its float32 values."""
+    col = ConfidenceCollector(2)
+    conf = np.array([[0.1, 0.7, 0.3, 0.9]], np.float64)
+    col.add(np.array([[0, 1, 0, 1]]), conf)
+    col.add(np.array([[1, 1, 1, 1]]), conf)
+    assert col.values(0).dtype == np.float32 and col.global_values().dtype == np.float32
+    np.testing.assert_array_equal(col.values(0), np.float32([0, 0.1]))
+    np.testing.assert_array_equal(col.values(1), np.float32([0, 0.7, 0.1]))
+    assert col.sizes.tolist() == [2, 3] and col.exists.tolist() == [True, True] and col.num_images == 2
+
+
+def test_policy_defaults_to_cb_and_is_passed_through():
+    col = collect(make_probmaps(seed=3))
+    ref_cb = reference_stats(make_probmaps(seed=3), 0.3, 'cb')[1]
+    ref_global = reference_stats(make_probmaps(seed=3), 0.3, 'global')[1]
+    ref_cb[ref_cb == 0] = 1.0
+    np.testing.assert_array_equal(threshold_stats(col, 0.3)[1], threshold_stats(col, 0.3, 'cb')[1])
+    np.testing.assert_array_equal(class_thresholds(col, 0.3), ref_cb)
+    np.testing.assert_array_equal(class_thresholds(col, 0.3, 'global'), ref_global)
+    assert not np.array_equal(ref_cb, ref_global)
+    with pytest.raises(ValueError, match="unknown --kc-policy 'cbst'"):
+        threshold_stats(col, 0.3, 'cbst')
+
+
+def test_pseudo_label_names_a_threshold_count_mismatch():
+    with pytest.raises(ValueError, match='^3 thresholds for 2 classes$'):
+        pseudo_label(np.zeros((2, 4, 5), np.float32), np.ones(3))
+
+
+def test_mining_priority_is_strictly_below_the_share_and_all_zero_sizes_are_quiet():
+    import warnings
+    # share of class 0 is exactly 1/1000 = --mine-thresh 0.001: not below it (the reference's '<')
+    assert mining_ids(np.array([1., 999.]), 1, 0.001)[1].tolist() == []
+    assert mining_ids(np.array([1., 1000.]), 1, 0.001)[1].tolist() == [0]
+    # No pixel at all (0 / 0 shares) gives no warning and no priority class.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        mine_id, priority = mining_ids(np.zeros(4), 2, 0.001)
+    assert priority.tolist() == [] and len(mine_id) == 2

@@ -6,6 +6,7 @@ the published flags (scaled down) run in well under a minute on a CPU.
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,12 +68,15 @@ def write_layout(root, n_src=6, n_tgt=4):
             f.writelines(lines)
 
 
-def write_weights(path, label):
-    from issegm.model import get_symbol, param_shapes
+def write_weights(path, label, seed=0, head_scale=1.0):
+    """Recipe weights for ``label``; ``head_scale`` multiplies the classifier's weights."""
+    from issegm.model import get_symbol, param_shapes, parse_label
     args, auxs = param_shapes(get_symbol(label))
     rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    mx.nd.save(path, recipe_params(rows, seed=0))
+    params = recipe_params(rows, seed=seed)
+    params['arg:linear%d_weight' % parse_label(label).classes] *= head_scale
+    mx.nd.save(path, params)
 
 
 @pytest.fixture
@@ -709,3 +713,134 @@ def test_crst_flags_at_zero_are_cbst_bit_for_bit(mini):
     args = build_parser().parse_args(AO_FLAGS)
     rnd = st.round_schedule(args)[0]
     assert not [w for w in st.val_argv(args, rnd) + st.train_argv(args, rnd) if w.startswith(('--mr-', '--lr-w'))]
+
+# -- SYNTHIA -> Cityscapes (16 classes) ----------------------------------------------------------
+
+SYN_SRC_MODEL = 'synthia_rna-t1_cls16_s8'
+SYN_MODEL = 'cityscapes_rna-t1_cls16_s8'
+# Spec section 4, written out: SYNTHIA id -> train id, and Cityscapes label id -> 16-class train id.
+SYNTHIA_TO_TRAIN = {1: 9, 2: 2, 3: 0, 4: 1, 5: 4, 6: 8, 7: 5, 8: 12, 9: 7, 10: 10, 11: 15, 12: 14, 15: 6,
+                    17: 11, 19: 13, 21: 3}
+CITY16_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 23: 9, 24: 10, 25: 11, 26: 12,
+                   28: 13, 32: 14, 33: 15}
+
+
+def _table(mapping):
+    lut = np.full(256, 255, np.uint8)
+    for k, v in mapping.items():
+        lut[k] = v
+    return lut
+
+
+def synthia_scene(rng):
+    """SYNTHIA ids: sky, building, vegetation, road with lane marking, sidewalk, car, pole,
+    pedestrian, and void / terrain (ignored)."""
+    h, w = SHAPE
+    ids = np.full(SHAPE, 1, np.uint16)
+    ids[h // 4:h // 2] = 2
+    ids[h // 4:h // 2, rng.randint(0, w // 2):][:, :w // 4] = 6
+    ids[h // 2:] = 3
+    ids[h // 2 + 10:h // 2 + 12] = 22
+    ids[h // 2:, :w // 6] = 4
+    ids[-4:, -20:] = 16
+    ids[:2] = 0
+    x = rng.randint(10, w - 30)
+    ids[h // 2 + 4:h // 2 + 16, x:x + 20] = 8
+    ids[h // 4:h // 2 + 8, x + 24:x + 26] = 7
+    ids[h // 2 - 6:h // 2 + 6, rng.randint(0, w - 4):][:, :3] = 10
+    colors = rng.randint(0, 256, (256, 3)).astype(np.uint8)
+    return colors[ids] // 2 + rng.randint(0, 128, SHAPE + (3,)).astype(np.uint8), ids
+
+
+@pytest.fixture
+def synthia_mini(tmp_path, monkeypatch):
+    """SYNTHIA as downloaded (16-bit GT/LABELS) converted by prepare_data.py, a Cityscapes train
+    split listed by prepare_data.py, and a 16-class source model."""
+    from minidata import write_synthia_raw
+    from issegm import prepare_data
+    from issegm.layouts import write_cityscapes
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.RandomState(0)
+    raw = {}
+    for k in range(4):
+        image, ids = synthia_scene(rng)
+        instances = rng.randint(0, 3000, SHAPE)        # above 8 bits: must not leak into the ids
+        write_synthia_raw('synthia', k, image, ids, instances)
+        raw['RGB/%07d.png' % k] = ids
+    for k in range(4):
+        image, label = scene(rng)
+        label[-3:, :] = 22                             # terrain: not one of the 16 classes
+        write_cityscapes('cityscapes', 'train', 'aachen', '%06d_000019' % k, 255 - image, label)
+    assert prepare_data.main(['synthia', '--data-root', 'synthia', '--quiet']) == 0
+    assert prepare_data.main(['cityscapes', '--data-root', 'cityscapes', '--quiet']) == 0
+    shutil.copyfile('issegm/data_list/cityscapes/train_full.lst', 'issegm/data_list/cityscapes/train.lst')
+    # This draw of untrained weights predicts five classes on these images: the tables get exercised.
+    write_weights(str(tmp_path / 'models' / (SYN_SRC_MODEL + '_ep-0000.params')), SYN_SRC_MODEL, seed=2,
+                  head_scale=10.)
+    return raw
+
+
+def test_solve_AO_synthia_to_cityscapes_one_round(synthia_mini, monkeypatch):
+    """The published SYNTHIA command, scaled down to one round: 16-class pseudo-labels (label ids
+    of the 16 shared classes, 0 where unselected) and the iterator feeding the 16-class network
+    SYNTHIA ids and pseudo-labels through their own tables."""
+    from issegm import solve_AO
+    from issegm.data import SOURCE, FileIter
+    iters, labels_fed = [], []
+    init, nxt = FileIter.__init__, FileIter.next
+
+    def recording_init(self, *a, **kw):
+        init(self, *a, **kw)
+        iters.append(self)
+
+    def recording_next(self):
+        batch = nxt(self)
+        labels_fed.append(batch.label[0].asnumpy())
+        return batch
+
+    monkeypatch.setattr(FileIter, '__init__', recording_init)
+    monkeypatch.setattr(FileIter, 'next', recording_next)
+    argv = ['--num-round', '1', '--test-scales', '64', '--scale-rate-range', '0.7,1.3', '--dataset', 'synthia',
+            '--dataset-tgt', 'cityscapes', '--split', 'train', '--split-tgt', 'train', '--data-root', 'synthia',
+            '--data-root-tgt', 'cityscapes', '--output', 'syn2city', '--model', SYN_MODEL, '--weights',
+            'models/%s_ep-0000.params' % SYN_SRC_MODEL, '--batch-images', '2', '--crop-size', '32',
+            '--origin-size', '1280', '--origin-size-tgt', '2048', '--init-tgt-port', '0.2', '--init-src-port', '0.5',
+            '--max-src-port', '0.06', '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
+            '--mine-thresh', '0.001', '--base-lr', '1e-4', '--to-epoch', '2', '--epoch-per-round', '1',
+            '--source-sample-policy', 'cumulative', '--kc-policy', 'cb', '--prefetch-threads', '2', '--gpus', '0',
+            '--with-prior', 'False']
+    assert solve_AO.main(argv) == 0
+    assert os.path.exists('syn2city/0/%s_ep-0001.params' % SYN_MODEL)
+
+    ids16 = set(CITY16_TO_TRAIN)
+    assert len(np.load('syn2city/stats/cls_size.npy')) == 16
+    predicted = set()
+    for sub in ('results/nplabelIds', 'self_train/rwlabelIds', 'self_train/pseudo_labelIds'):
+        files = sorted(glob.glob('syn2city/0/%s/*.png' % sub))
+        assert len(files) == 4, sub
+        values = set(np.unique(np.stack([np.asarray(Image.open(p)) for p in files])).tolist())
+        allowed = ids16 | ({0} if sub.endswith('pseudo_labelIds') else set())
+        assert values <= allowed, (sub, values - allowed)
+        predicted |= values
+    assert len(predicted & ids16) >= 4    # the table is exercised: several classes were predicted
+
+    # What the iterator reads: SYNTHIA ids of the converted labels and the pseudo-labels, each through
+    # its table; every label fed to the network is a 16-class train id or ignore.
+    (it,) = iters
+    # Each domain's scale comes from its own origin size and max shape (test_data checks the geometry).
+    assert it.reader.origin_sizes == (1280, 2048) and it.reader.max_shapes == ((760, 1280), (1024, 2048))
+    syn, city16 = _table(SYNTHIA_TO_TRAIN), _table(CITY16_TO_TRAIN)
+    domains = []
+    for sample in it.samples:
+        train = it.reader.load(sample)[1]
+        if sample.domain == SOURCE:
+            ids = synthia_mini[os.path.relpath(sample.image, 'synthia')]
+            np.testing.assert_array_equal(train, syn[ids])
+        else:
+            np.testing.assert_array_equal(train, city16[np.asarray(Image.open(sample.label))])
+            assert sample.label.startswith('syn2city/0/self_train/pseudo_labelIds/')
+        domains.append(sample.domain)
+    assert domains.count(SOURCE) == 2 and len(domains) == 6
+    fed = np.concatenate([l.ravel() for l in labels_fed])
+    assert len(labels_fed) == 3 and set(np.unique(fed).tolist()) <= set(range(16)) | {255}
+    assert len(set(np.unique(fed).tolist()) - {255}) >= 3

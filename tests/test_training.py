@@ -223,3 +223,92 @@ def test_a_divergent_loss_stops_before_the_update_and_saves_nothing_after(tmp_pa
     with pytest.raises(DivergenceError, match=r'epoch 1, iteration 2/2 \(lr 1.000e\+03\).*no checkpoint'):
         train(LABEL, _iter(), fresh, to_epoch=3, base_lr=1e3)
     assert not os.path.exists(os.path.dirname(fresh)) or last_checkpoint(fresh) is None
+
+
+def _write_weights(path, seed=0):
+    from checkpoint_recipe import recipe_params
+    from issegm.model import get_symbol, param_shapes
+    args, auxs = param_shapes(get_symbol(LABEL))
+    rows = [('arg:' + n, s) for n, s in sorted(args.items())] + [('aux:' + n, s) for n, s in sorted(auxs.items())]
+    mx.nd.save(path, recipe_params(rows, seed=seed))
+    return path
+
+
+def test_sgd_steps_are_momentum_0_9_and_weight_decay_5e_4_on_two_devices(tmp_path, monkeypatch):
+    """Spec 7: SGD, momentum 0.9, weight decay 5e-4, gradients rescaled by 1 / devices.
+
+    Every label is ignored, so every gradient is 0 and each step is weight decay carried by
+    momentum alone, which can be computed by hand: v1 = -lr wd w0, w1 = w0 + v1;
+    v2 = 0.9 v1 - lr wd w1, w2 = w1 + v2 (weights and BN gammas; biases and betas have
+    weight-decay multiplier 0 and stay put)."""
+    import issegm.training as training
+    modules = []
+
+    def recording(label, contexts, **kw):
+        mod = get_module(label, contexts, **kw)
+        modules.append(mod)
+        return mod
+
+    from issegm.model import get_module
+    monkeypatch.setattr(training, 'get_module', recording)
+    rng = np.random.RandomState(0)
+    x = rng.randn(4, 3, 32, 32).astype(np.float32)
+    it = mx.io.NDArrayIter(x, np.full((4, 16), 255, np.float32), batch_size=4, label_name='softmax_label')
+    w0 = load_params_from_file(_write_weights(str(tmp_path / 'w.params')))[0]
+    prefix = str(tmp_path / (LABEL + '_ep'))
+    lr = 10.0   # large, so that one step of weight decay is far above float32 rounding
+    paths = train(LABEL, it, prefix, weights=str(tmp_path / 'w.params'), contexts=[mx.cpu(0), mx.cpu(1)],
+                  to_epoch=2, base_lr=lr)
+    w1, w2 = (load_params_from_file(p)[0] for p in paths)
+    # BatchNorm statistics are the weights', frozen (use_global_stats).
+    aux0, aux2 = load_params_from_file(str(tmp_path / 'w.params'))[1], load_params_from_file(paths[1])[1]
+    assert sorted(aux0) == sorted(aux2) and len(aux0) > 10
+    for name in aux0:
+        np.testing.assert_array_equal(aux2[name].asnumpy(), aux0[name].asnumpy(), err_msg=name)
+    wd = 5e-4
+    decayed = [n for n in w0 if n.endswith('_weight') or n.endswith('_gamma')]
+    fixed = [n for n in w0 if n.endswith('_bias') or n.endswith('_beta')]
+    assert len(decayed) > 10 and len(fixed) > 5
+    for name in decayed:
+        a0 = w0[name].asnumpy().astype(np.float64)
+        v1 = -lr * wd * a0
+        a1 = a0 + v1
+        a2 = a1 + 0.9 * v1 - lr * wd * a1
+        np.testing.assert_allclose(w1[name].asnumpy(), a1, rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(w2[name].asnumpy(), a2, rtol=1e-5, atol=1e-7, err_msg=name)
+    for name in fixed:
+        np.testing.assert_array_equal(w2[name].asnumpy(), w0[name].asnumpy(), err_msg=name)
+    # The bound optimizer: plain SGD, gradients summed over the two devices then halved.
+    (mod,) = modules
+    opt = mod._optimizer
+    assert type(opt) is mx.optimizer.SGD and len(mod._context) == 2
+    assert (opt.momentum, opt.wd, opt.rescale_grad) == (0.9, 5e-4, 0.5)
+
+
+def test_poly_schedule_runs_over_all_updates_and_resumes_where_it_stopped(tmp_path):
+    """lr = base (1 - n / (updates + 1)) ** 0.9 over the run's 2 epochs x 2 batches; a run stopped
+    after epoch 1 and resumed sees the same rates in epoch 2."""
+    lrs = {'a': [], 'b': []}
+
+    def log(name):
+        return lambda epoch, nbatch, loss, lr: lrs[name].append(lr)
+
+    train(LABEL, _iter(), str(tmp_path / 'a' / (LABEL + '_ep')), to_epoch=2, base_lr=0.1, lr_policy='poly',
+          batch_end_callback=log('a'))
+    assert lrs['a'] == pytest.approx([0.1 * (1 - n / 5.) ** 0.9 for n in (1, 2, 3, 4)], rel=1e-6)
+    prefix = str(tmp_path / 'b' / (LABEL + '_ep'))
+    train(LABEL, _iter(), prefix, to_epoch=2, stop_epoch=1, base_lr=0.1, lr_policy='poly')
+    train(LABEL, _iter(), prefix, to_epoch=2, base_lr=0.1, lr_policy='poly', batch_end_callback=log('b'))
+    assert lrs['b'] == pytest.approx(lrs['a'][2:], rel=1e-6)
+
+
+def test_an_empty_epoch_range_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match='^need from_epoch < stop_epoch <= to_epoch, got 2, 2, 2$'):
+        train(LABEL, _iter(), str(tmp_path / (LABEL + '_ep')), from_epoch=2, to_epoch=2)
+
+
+def test_step_schedule_divides_by_the_default_factor_after_each_step(tmp_path):
+    lrs = []
+    train(LABEL, _iter(), str(tmp_path / (LABEL + '_ep')), to_epoch=2, base_lr=0.1, lr_policy='step',
+          lr_steps=(2,), batch_end_callback=lambda epoch, nbatch, loss, lr: lrs.append(lr))
+    assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01], rel=1e-6)

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Mutation check of the code that carries the method (not part of CI; CPU-heavy, see README).
+#   bash scripts/mutation_check.sh                     # every group below, one after another
+#   bash scripts/mutation_check.sh pseudo_label data   # some groups
+# mutmut (pinned in setup.py's `dev` extra, configured in setup.cfg) copies the project
+# into mutants/, changes one thing at a time in the functions of a group, runs the fast
+# tests that reach it, and this script prints, per group, the mutants, how many the tests
+# killed, and every survivor as a diff.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x .venv/bin/python ] || bash scripts/setup_env.sh
+.venv/bin/python -m pip install -q -e ".[dev]"
+
+# One thread everywhere and MXNet's synchronous engine: mutmut's workers are forked.
+export MXNET_ENGINE_TYPE=NaiveEngine OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+declare -A GROUP=(
+  [pseudo_label]='issegm.pseudo_label.*'
+  [data]='issegm.data.*SampleReader*_scale__* issegm.data.*SampleReader*_mine_centre__* issegm.data.*SampleReader*make__* issegm.data.*SampleReader*batch__* issegm.data.*FileIter*__init____* issegm.data.*FileIter*reset__* issegm.data.x_select_source_indices__* issegm.data.x_make_divisible__*'
+  [training]='issegm.training.x_train__*'
+  [metrics]='issegm.metrics.*ConfusionMatrix* issegm.metrics.x_format_row__*'
+  [inference]='issegm.inference.*'
+  [image]='util.image.x_interp_method__* util.image.x_resize__* util.image.x_longer_side_shape__* util.image.x_normalize__*'
+)
+ORDER=(pseudo_label data training metrics inference image)
+if [ $# -gt 0 ]; then ORDER=("$@"); fi
+for g in "${ORDER[@]}"; do
+  [ -n "${GROUP[$g]:-}" ] || { echo "unknown group $g (known: ${!GROUP[*]})" >&2; exit 2; }
+done
+
+# A fresh copy (mutmut does not refresh files it copied before); MUTATION_KEEP=1 reuses the
+# copy, the test-coverage map and the verdicts of a run on the same code and tests.
+[ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
+mkdir -p mutants
+for g in "${ORDER[@]}"; do
+  echo "== $g: mutmut run ${GROUP[$g]}"
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  .venv/bin/mutmut run ${GROUP[$g]} > "mutants/run_$g.log" 2>&1 || { tail -20 "mutants/run_$g.log"; exit 1; }
+  echo "   $(( $(date +%s) - start )) s"
+  .venv/bin/mutmut results --all true > "mutants/results_$g.txt" 2>&1
+  # shellcheck disable=SC2086
+  .venv/bin/python - "mutants/results_$g.txt" ${GROUP[$g]} <<'PY'
+import collections
+import fnmatch
+import subprocess
+import sys
+
+path, globs = sys.argv[1], sys.argv[2:]
+status = {}
+for line in open(path, encoding='utf-8'):
+    name, _, state = line.strip().rpartition(': ')
+    if name and any(fnmatch.fnmatch(name, g) for g in globs):
+        status[name] = state
+counts = collections.Counter(status.values())
+print('   %d mutants: %s' % (len(status), ', '.join('%s %d' % kv for kv in sorted(counts.items()))))
+for name in sorted(n for n, s in status.items() if s not in ('killed', 'timeout')):
+    diff = subprocess.run(['.venv/bin/mutmut', 'show', name], capture_output=True, text=True).stdout
+    lines = [l for l in diff.splitlines() if l[:1] in '-+' and l[:3] not in ('---', '+++')]
+    print('   %s [%s]' % (name, status[name]))
+    for l in lines:
+        print('      ' + l)
+PY
+done
