@@ -141,22 +141,48 @@ def new_key():
     return '__cbst_%d' % _state['keys']
 
 
+#: A float64 crosses the servers as four 16-bit pieces held in float32 values. Some
+#: servers keep a non-float32 value as a float32 copy (MXNet's multi-precision store:
+#: seen here with one venv and not another), which rounded a float64 broadcast;
+#: whole numbers below 2**16 are exact in any float type, so the pieces always are.
+_SHIFTS = np.array([0, 16, 32, 48], np.uint64)
+
+
+def _to_pieces(values):
+    bits = np.ascontiguousarray(values, np.float64).ravel().view(np.uint64)
+    return ((bits[:, None] >> _SHIFTS) & np.uint64(0xFFFF)).astype(np.float32).ravel()
+
+
+def _from_pieces(pieces, shape):
+    parts = np.rint(np.asarray(pieces, np.float64)).astype(np.uint64).reshape(-1, len(_SHIFTS))
+    return (parts << _SHIFTS).sum(axis=1, dtype=np.uint64).view(np.float64).reshape(shape)
+
+
 def _through_kvstore(array, total):
     array = np.asarray(array, np.float64)
     kv = kvstore()
     if kv is None or kv.num_workers == 1:
         return array.copy()
     import mxnet as mx
-    key, value = new_key(), mx.nd.array(array, dtype='float64')
+    key, pieces = new_key(), _to_pieces(array)
     if total:
-        # No updater on the servers (training updates on the workers), so a
-        # push stores the sum of the workers' values and the pull returns it.
-        kv.init(key, mx.nd.zeros(array.shape, dtype='float64'))
+        # Each worker fills its own row; the servers' sum of the rows (no updater there:
+        # training updates on the workers) hands every worker every row, which it adds
+        # up in float64 in rank order, so all get the same bits whatever the servers keep.
+        rows = np.zeros((kv.num_workers, pieces.size), np.float32)
+        rows[kv.rank] = pieces
+        value = mx.nd.array(rows, dtype='float32')
+        kv.init(key, mx.nd.zeros(rows.shape, dtype='float32'))
         kv.pushpull(key, value, out=value)
-    else:
-        kv.init(key, value)  # the servers keep rank 0's value
-        kv.pull(key, out=value)
-    return value.asnumpy()
+        rows = [_from_pieces(row, array.shape) for row in value.asnumpy()]
+        summed = rows[0].copy()
+        for row in rows[1:]:
+            summed += row
+        return summed
+    value = mx.nd.array(pieces, dtype='float32')
+    kv.init(key, value)  # the servers keep rank 0's value
+    kv.pull(key, out=value)
+    return _from_pieces(value.asnumpy(), array.shape)
 
 
 def allreduce(array):

@@ -75,6 +75,16 @@ def test_train_src_refuses_dist_sync_without_the_launcher(alone, tmp_path, capsy
     assert code == 2 and len(err) == 1 and 'needs the launcher' in err[0]
 
 
+def test_float64_values_cross_the_servers_as_pieces_exact_in_float32():
+    """A server that keeps a float32 copy cannot round a broadcast or a sum: the pieces are whole
+    numbers below 2**16 (float32 rounding would turn 2041.8960948596614 into 2041.8961181640625)."""
+    values = np.array([[2041.8960948596614, 2.0 ** 24 + 1, -1e-300], [np.inf, 0., 1.5e308]])
+    pieces = distributed._to_pieces(values)
+    assert pieces.dtype == np.float32 and pieces.max() < 2 ** 16 and np.all(pieces == np.rint(pieces))
+    back = distributed._from_pieces(pieces.astype(np.float32).astype(np.float64), values.shape)
+    assert back.tobytes() == values.tobytes()
+
+
 # ---------------------------------------------------------------------------- launched jobs
 @pytest.fixture
 def mini(tmp_path, monkeypatch):
