@@ -38,13 +38,13 @@ import numpy as np
 
 from issegm.cli import CRST_FLAGS
 from issegm.datasets import IGNORE_LABEL, sample_name
-from util.image import resize
+from util.image import interp_method, resize
 from util.io import atomic_write
 
 __all__ = ['CrstWeights', 'FLAG_NAMES', 'weights_from_args', 'flag_argv', 'describe',
            'soft_pseudo_labels', 'lrent_pseudo_label', 'loss_symbol', 'training_symbol', 'loss_and_grad',
            'Objective', 'SoftNllMetric', 'SoftLabelStore', 'TrainingTargets', 'training_targets', 'crop_soft_labels',
-           'one_hot', 'DOMAIN_NAME', 'RECIPE']
+           'crop_support', 'one_hot', 'DOMAIN_NAME', 'RECIPE']
 
 logger = logging.getLogger('cbst')
 
@@ -367,6 +367,7 @@ def crop_soft_labels(window, label, crop_size, stride, flip):
     clipped, the vectors renormalised to sum 1 (as CRST does after resizing),
     flipped with the crop, and set all-zero where ``label`` (the crop's
     (T/s)^2 train ids, already flipped) is 255. Returns float32 (C, (T/s)^2).
+    Only the window pixels :func:`crop_support` marks are read.
     """
     s = stride
     out = np.stack([resize(np.asarray(m, np.float32), (crop_size, crop_size))[s // 2::s, s // 2::s]
@@ -380,10 +381,22 @@ def crop_soft_labels(window, label, crop_size, stride, flip):
     return np.ascontiguousarray(out * (np.asarray(label).ravel() != IGNORE_LABEL), dtype=np.float32)
 
 
-def _on_image(start, crop, size):
-    """The part of ``[start, start + crop)`` (image coordinates) inside ``[0, size)``, window offsets too."""
-    a, b = max(0, start), min(size, start + crop)
-    return (slice(a, b), slice(a - start, b - start)) if b > a else None
+def crop_support(crop, crop_size, stride):
+    """bool (crop,): the window rows (and columns) whose values reach :func:`crop_soft_labels`' output.
+
+    The crop is resized to ``crop_size`` and only the stride centres are
+    kept, so the other rows and columns of the window carry no weight (about
+    half of them when the crop grows, all but one in ``stride`` at scale 1).
+    """
+    from issegm.postprocess import resample_support
+    kept = np.arange(stride // 2, crop_size, stride)
+    return resample_support(crop, crop_size, interp_method((crop, crop), (crop_size, crop_size)), kept)
+
+
+def _on_image(start, wanted, size):
+    """Window offsets marked in ``wanted`` whose image coordinate ``start + offset`` lies in ``[0, size)``."""
+    offsets = np.flatnonzero(wanted)
+    return offsets[(start + offsets >= 0) & (start + offsets < size)]
 
 
 class SoftLabelStore(object):
@@ -450,22 +463,30 @@ class SoftLabelStore(object):
                                     'run --phase val of this round again' % (len(missing), len(names),
                                                                               self.folder, missing[0]))
 
-    def window(self, name, top, left, crop):
+    def window(self, name, top, left, crop, needed=None):
         """float32 (C, crop, crop): soft labels of the image rows/cols ``[top, top+crop) x [left, left+crop)``.
 
-        Coordinates are in the image (negative or past its end on the
-        canvas margins, which get all-zero vectors).
+        Coordinates are in the image (negative or past its end on the canvas
+        margins, which get all-zero vectors). ``needed`` (bool (crop,), e.g.
+        :func:`crop_support`) limits the work to those window rows and
+        columns (the others stay 0). Only the window is upsampled
+        (:func:`issegm.postprocess.upsample_window`, the matrix path), so
+        the cost follows the crop, not the image; the values are those of
+        the whole map upsampled by that path, to float32 rounding.
         """
-        from issegm.self_training import apply_prior, load_lowres, lowres_to_probmap
+        from issegm.postprocess import apply_prior, upsample_window
+        from issegm.self_training import load_lowres
         low, orig_hw = load_lowres(self.path(name), self.stride)
         out = np.zeros((self.num_classes, crop, crop), np.float32)
-        rows, cols = _on_image(top, crop, orig_hw[0]), _on_image(left, crop, orig_hw[1])
-        if rows is None or cols is None:
+        wanted = np.ones(crop, bool) if needed is None else np.asarray(needed, bool)
+        rows, cols = [_on_image(start, wanted, size) for start, size in ((top, orig_hw[0]), (left, orig_hw[1]))]
+        if not rows.size or not cols.size:
             return out
-        up = lowres_to_probmap(low, orig_hw)[:, rows[0], cols[0]]
+        rows_im, cols_im = top + rows, left + cols
+        up = upsample_window(low.probs, low.stride, low.im_hw, orig_hw, rows_im, cols_im)
         if self.prior is not None:
-            up = apply_prior(self.prior[:, rows[0], cols[0]], up)
-        out[:, rows[1], cols[1]] = _soft(up, self.thresholds, self.alpha)[0]
+            up = apply_prior(self.prior[:, rows_im[:, None], cols_im[None, :]], up)
+        out[:, rows[:, None], cols[None, :]] = _soft(up, self.thresholds, self.alpha)[0]
         return out
 
 
@@ -512,5 +533,6 @@ class TrainingTargets(object):
         if not is_target:
             return one_hot(label, self.num_classes)
         g = geometry
-        window = self.soft_labels.window(sample_name(sample.image), g.y0 - g.d0, g.x0 - g.d0, g.crop)
+        window = self.soft_labels.window(sample_name(sample.image), g.y0 - g.d0, g.x0 - g.d0, g.crop,
+                                         crop_support(g.crop, crop_size, stride))
         return crop_soft_labels(window, label, crop_size, stride, g.flip)

@@ -28,7 +28,9 @@ Same numbers: the matrices hold PIL's coefficients exactly (float64, cast to
 float32 on the device); the device's float32 products differ from PIL's
 float64 sums by float32 rounding (about 1e-7 of the largest value);
 predictions, thresholds and labels agree to that rounding. CRST-LRENT's
-labels (float64, :mod:`issegm.crst`) are computed on the host on either path.
+labels (float64, :mod:`issegm.crst`) are computed on the host on either path;
+its training iterator upsamples each crop's window alone with the same
+matrices in float64 on the host (:func:`upsample_window`).
 """
 import collections
 import functools
@@ -42,8 +44,9 @@ from issegm.pseudo_label import (IGNORE_LABEL, SUBSAMPLE, confidence_map, effect
 from util.image import interp_method, resize
 from util.parallel import class_argmax, thread_pool
 
-__all__ = ['resample_matrix', 'upsample_matrices', 'upsample_probs', 'apply_prior', 'HostOps',
-           'DeviceOps', 'Postprocessor', 'Source', 'Pending', 'LowRes', 'MODES', 'default_mode', 'resolved_mode']
+__all__ = ['resample_matrix', 'resample_support', 'upsample_matrices', 'upsample_window', 'upsample_probs',
+           'apply_prior', 'HostOps', 'DeviceOps', 'Postprocessor', 'Source', 'Pending', 'LowRes', 'MODES',
+           'default_mode', 'resolved_mode']
 
 MODES = ('auto', 'pil', 'device')
 
@@ -80,19 +83,13 @@ def _bilinear(x):
 _FILTERS = {Image.BICUBIC: (_bicubic, 2.0), Image.LANCZOS: (_lanczos, 3.0), Image.BILINEAR: (_bilinear, 1.0)}
 
 
-def resample_matrix(n_in, n_out, method):
-    """PIL's 1-D resampling from ``n_in`` to ``n_out`` samples as a float64 (n_out, n_in) matrix.
+def _coefficients(n_in, n_out, method):
+    """PIL's taps of a 1-D resampling: ``(xmin, inside, weights)``, each output's window and its coefficients.
 
-    The coefficients of Pillow's ``ImagingResample`` (``precompute_coeffs``):
-    output sample ``i`` is centred at ``(i + 0.5) * n_in / n_out``; when
-    shrinking, the kernel is stretched by the scale (its support grows and
-    its argument is divided by the scale); taps run over the rounded window
-    inside the input; each row is normalised to sum to 1. Equal sizes are the
-    identity (PIL skips that pass).
+    Output sample ``i`` reads inputs ``xmin[i] + j`` for the ``j`` where
+    ``inside[i, j]``, with weights ``weights[i, j]`` (Pillow's
+    ``precompute_coeffs``).
     """
-    n_in, n_out = int(n_in), int(n_out)
-    if n_in == n_out:
-        return np.eye(n_out)
     kernel, base_support = _FILTERS[method]
     scale = float(n_in) / n_out
     filterscale = max(scale, 1.0)
@@ -107,10 +104,47 @@ def resample_matrix(n_in, n_out, method):
     weights = np.where(inside, kernel((taps - center[:, None] + 0.5) / filterscale), 0.0)
     total = weights.sum(1, keepdims=True)
     weights = np.where(total != 0, weights / np.where(total != 0, total, 1.0), weights)
+    return xmin, inside, weights
+
+
+def resample_matrix(n_in, n_out, method):
+    """PIL's 1-D resampling from ``n_in`` to ``n_out`` samples as a float64 (n_out, n_in) matrix.
+
+    The coefficients of Pillow's ``ImagingResample`` (``precompute_coeffs``):
+    output sample ``i`` is centred at ``(i + 0.5) * n_in / n_out``; when
+    shrinking, the kernel is stretched by the scale (its support grows and
+    its argument is divided by the scale); taps run over the rounded window
+    inside the input; each row is normalised to sum to 1. Equal sizes are the
+    identity (PIL skips that pass).
+    """
+    n_in, n_out = int(n_in), int(n_out)
+    if n_in == n_out:
+        return np.eye(n_out)
+    xmin, inside, weights = _coefficients(n_in, n_out, method)
+    taps = xmin[:, None] + np.arange(inside.shape[1])[None, :]
     out = np.zeros((n_out, n_in))
     rows = np.broadcast_to(np.arange(n_out)[:, None], taps.shape)
     out[rows[inside], taps[inside]] = weights[inside]
     return out
+
+
+def resample_support(n_in, n_out, method, outputs):
+    """bool (n_in,): the input samples that PIL's resampling reads for the output samples ``outputs``.
+
+    Every sample of the tap windows counts, whatever its coefficient (a tap
+    whose weight is 0 here may be a tiny non-zero in PIL's C arithmetic), so
+    inputs outside the mask have no influence on those outputs in PIL or in
+    :func:`resample_matrix`.
+    """
+    n_in, n_out = int(n_in), int(n_out)
+    mask = np.zeros(n_in, bool)
+    if n_in == n_out:
+        mask[outputs] = True
+        return mask
+    xmin, inside, _ = _coefficients(n_in, n_out, method)
+    taps = xmin[outputs, None] + np.arange(inside.shape[1])[None, :]
+    mask[taps[inside[outputs]]] = True
+    return mask
 
 
 @functools.lru_cache(maxsize=32)
@@ -135,6 +169,38 @@ def upsample_matrices(lowres_hw, stride, im_hw, orig_hw):
     a_h.flags.writeable = False
     a_w.flags.writeable = False
     return a_h, a_w
+
+
+def _band(a):
+    """``a`` restricted to the columns between its first and last non-zero ones, and their slice."""
+    used = np.flatnonzero(a.any(axis=0))
+    cut = slice(used[0], used[-1] + 1) if used.size else slice(0, 0)
+    return a[:, cut], cut
+
+
+def upsample_window(probs, stride, im_hw, orig_hw, rows, cols):
+    """Rows ``rows`` x columns ``cols`` of the full-resolution map, at a cost that follows the window.
+
+    ``A_h[rows] . X . A_w[cols]^T`` with the matrices of
+    :func:`upsample_matrices`, over the low-resolution cells those rows and
+    columns read only, in float64, rounded to float32 (C, len(rows),
+    len(cols)). The whole image through this function is the reference
+    full-resolution map of the matrix path; a window of it differs from
+    that by float64 summation order (a float32 result moves by at most one
+    unit in the last place, and rarely), and from PIL's
+    :func:`upsample_probs` by float32 rounding.
+    """
+    c, h, w = probs.shape
+    a_h, a_w = upsample_matrices((h, w), int(stride), tuple(im_hw), tuple(orig_hw))
+    (a_h, r), (a_w, k) = _band(a_h[rows]), _band(a_w[cols])
+    x = np.asarray(probs[:, r, k], np.float64)
+    (nr, kh), (nc, kw) = a_h.shape, a_w.shape
+    # Contract the axis whose product is cheaper first (as DeviceOps.upsample).
+    if kh * kw * nc + nr * kh * nc <= nr * kh * kw + nr * kw * nc:
+        out = np.matmul(a_h, x.reshape(c * kh, kw).dot(a_w.T).reshape(c, kh, nc))
+    else:
+        out = np.matmul(a_h, x).reshape(c * nr, kw).dot(a_w.T).reshape(c, nr, nc)
+    return out.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------- host (PIL) operations

@@ -193,10 +193,27 @@ def test_soft_labels_of_a_window_are_the_window_of_the_soft_labels():
 
 # ---------------------------------------------------------------------------- soft labels in the iterator
 H, W, T, S = 40, 56, 32, 8
+# The store upsamples each window alone: the same float64 terms as the whole map, summed in another
+# order, so a float32 probability moves by at most one unit in the last place (2**-24 relative, and
+# rarely). Through yhat ~ p^(1/alpha) (alpha 0.5 here: x2) and the crop's resize (Lanczos lobes: below
+# x2) a target value moves by less than 1e-6. The hard labels (argmax, all-zero vectors) must agree exactly.
+TOL = 1e-6
+
+
+def matrix_probmap(low, orig_hw, prior=None):
+    """The reference full-resolution map of the matrix path: A_h . X . A_w^T in float64, rounded to float32."""
+    from issegm.postprocess import upsample_matrices
+    a_h, a_w = upsample_matrices(low.probs.shape[1:], low.stride, low.im_hw, tuple(orig_hw))
+    full = np.einsum('ij,cjk,lk->cil', a_h, low.probs.astype(np.float64), a_w).astype(np.float32)
+    return full if prior is None else (prior * full).astype(np.float32)
 
 
 def write_round(root, names, with_prior, alpha=0.5):
-    """A pseudo-label round as the val phase leaves it for LRENT: low-res maps, recipe, pseudo-labels."""
+    """A pseudo-label round as the val phase leaves it for LRENT: low-res maps, recipe, pseudo-labels.
+
+    The pseudo-labels come from PIL's upsampling (the host path of pass 2); each sample carries its
+    low-resolution map and the prior, for the reference maps.
+    """
     from issegm.datasets import get_dataset
     from issegm.inference import LowRes
     from issegm.self_training import lowres_to_probmap, save_lowres
@@ -219,12 +236,11 @@ def write_round(root, names, with_prior, alpha=0.5):
         im_hw = (30, 42)  # tested at 42 px: both upsampling steps of the val phase
         low = LowRes(probability_map((19, 4, 6), seed=len(samples) + 5), im_hw, S)
         save_lowres(os.path.join(round_dir, 'probmap', name + '.npz'), low, (H, W))
-        probmap = lowres_to_probmap(low, (H, W), prior)
-        hard = crst.soft_pseudo_labels(probmap, thresh, alpha)[1]
+        hard = crst.soft_pseudo_labels(lowres_to_probmap(low, (H, W), prior), thresh, alpha)[1]
         label_path = os.path.join(round_dir, 'self_train', 'pseudo_labelIds', name + '.png')
         os.makedirs(os.path.dirname(label_path), exist_ok=True)
         Image.fromarray(info.train2label[hard]).save(label_path)
-        samples.append((image_path, label_path, probmap))
+        samples.append((image_path, label_path, low, prior))
     crst.SoftLabelStore.save_recipe(round_dir, os.path.join(round_dir, 'probmap'), thresh, alpha, S,
                                     prior_dataset='gta' if with_prior else None)
     return round_dir, thresh, samples
@@ -234,9 +250,10 @@ def crop_from_stored_map(stored, geometry, label):
     """The crop's targets cut from a stored full-resolution soft map, written out step by step."""
     from util.image import resize
     g = geometry
-    side = max(g.y0, g.x0) + g.crop + g.d0 + H + W
+    h, w = stored.shape[1:]
+    side = max(g.y0, g.x0) + g.crop + g.d0 + h + w
     canvas = np.zeros((stored.shape[0], side, side), np.float32)
-    canvas[:, g.d0:g.d0 + H, g.d0:g.d0 + W] = stored
+    canvas[:, g.d0:g.d0 + h, g.d0:g.d0 + w] = stored
     window = canvas[:, g.y0:g.y0 + g.crop, g.x0:g.x0 + g.crop]
     out = np.stack([resize(window[c], (T, T))[S // 2::S, S // 2::S] for c in range(stored.shape[0])])
     out = np.clip(out, 0, None)
@@ -244,6 +261,99 @@ def crop_from_stored_map(stored, geometry, label):
     if g.flip:
         out = out[:, :, ::-1]
     return (out.reshape(out.shape[0], -1) * (label != 255)).astype(np.float32)
+
+
+def assert_same_targets(got, expected, context):
+    """Values to TOL; the hard labels they imply (argmax of labelled pixels, all-zero vectors) exactly."""
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOL, err_msg=str(context))
+    labelled = expected.sum(axis=0) != 0
+    assert np.array_equal(got.sum(axis=0) != 0, labelled), context
+    assert np.array_equal(got.argmax(axis=0)[labelled], expected.argmax(axis=0)[labelled]), context
+
+
+@pytest.mark.parametrize('crop', [20, 24, 32, 45, 61])
+def test_crop_support_marks_every_window_pixel_the_targets_read(crop):
+    window = probability_map((3, crop, crop), seed=crop)
+    label = np.zeros((T // S) ** 2, np.uint8)
+    need = crst.crop_support(crop, T, S)
+    outside = ~need[:, None] | ~need[None, :]
+    assert outside.any()  # a real restriction in every case: growing, scale 1, shrinking
+    if crop == T:
+        assert np.array_equal(np.flatnonzero(need), np.arange(S // 2, T, S))
+    # PIL reads nothing outside the support: changing those pixels leaves the targets' bits alone.
+    changed = window.copy()
+    changed[:, outside] = 0.
+    for flip in (False, True):
+        assert np.array_equal(crst.crop_soft_labels(changed, label, T, S, flip),
+                              crst.crop_soft_labels(window, label, T, S, flip))
+
+
+# orig 40 x 56; the scaled image (im_hw) grows back (bicubic), shrinks (Lanczos), both (bilinear) or stays.
+RESIZES = {'grow': ((30, 42), (4, 6)), 'shrink': ((52, 70), (7, 9)), 'mixed': ((48, 44), (6, 6)),
+           'same': ((40, 56), (5, 7))}
+
+
+@pytest.mark.parametrize('with_prior', [False, True], ids=['no-prior', 'prior'])
+@pytest.mark.parametrize('resize_case', sorted(RESIZES))
+def test_store_windows_equal_the_full_matrix_map(tmp_path, resize_case, with_prior):
+    from issegm.data import Geometry, Sample, TARGET
+    from issegm.inference import LowRes
+    from issegm.postprocess import upsample_window
+    from issegm.self_training import save_lowres
+    im_hw, low_hw = RESIZES[resize_case]
+    rng = np.random.RandomState(len(resize_case))
+    low = LowRes(probability_map((19,) + low_hw, seed=3), im_hw, S)
+    save_lowres(str(tmp_path / 'a.npz'), low, (H, W))
+    prior = (0.2 + rng.rand(19, H, W)).astype(np.float32) if with_prior else None
+    thresh, alpha = rng.uniform(0.05, 0.3, 19), 0.5
+    store = crst.SoftLabelStore(str(tmp_path), thresh, alpha, S, prior)
+    probmap = matrix_probmap(low, (H, W), prior)
+    soft, hard = crst.soft_pseudo_labels(probmap, thresh, alpha)  # what CRST would store
+    targets = crst.TrainingTargets(19, store)
+    d0 = 2
+    # (crop, top, left) in image coordinates: growing, scale-1 and shrinking crops inside the image,
+    # over the canvas margin before it, past its end, and wholly in the padding.
+    windows = [(24, 5, 9), (32, 0, 20), (45, -2, -1), (20, -2, 40), (61, -2, -2), (45, 10, 30), (24, 30, 50),
+               (20, H + 1, 0)]
+    for k, (crop, top, left) in enumerate(windows):
+        geometry = Geometry(1., crop, d0, top + d0, left + d0, bool(k % 2), False)
+        label = rng.randint(0, 19, (T // S) ** 2).astype(np.uint8)
+        label[rng.rand(label.size) < 0.2] = 255
+        got = targets(Sample('img/a.png', None, TARGET), label, geometry, T, S, True)
+        expected = crop_from_stored_map(soft, geometry, label)
+        assert_same_targets(got, expected, (resize_case, crop, top, left))
+        if top >= H:
+            assert not got.any()
+            continue
+        # the whole window, and its LRENT hard labels (argmax, 255 where ignored)
+        on = (slice(max(top, 0), min(top + crop, H)), slice(max(left, 0), min(left + crop, W)))
+        part = store.window('a', top, left, crop)[:, on[0].start - top:on[0].stop - top,
+                                                   on[1].start - left:on[1].stop - left]
+        np.testing.assert_allclose(part, soft[:, on[0], on[1]], rtol=0, atol=TOL)
+        rows, cols = np.arange(H)[on[0]], np.arange(W)[on[1]]
+        probs = upsample_window(low.probs, S, im_hw, (H, W), rows, cols)
+        if prior is not None:
+            probs = (prior[:, on[0], on[1]] * probs).astype(np.float32)
+        assert np.array_equal(crst.soft_pseudo_labels(probs, thresh, alpha)[1], hard[on])
+
+
+def test_store_windows_equal_pils_map_to_float32_rounding(tmp_path):
+    """What training sees moved from the PIL-upsampled map (the store before windows) by rounding only."""
+    from issegm.data import Geometry, Sample, TARGET
+    from issegm.inference import LowRes
+    from issegm.self_training import lowres_to_probmap, save_lowres
+    low = LowRes(probability_map((19, 7, 9), seed=4), (52, 70), S)
+    save_lowres(str(tmp_path / 'a.npz'), low, (H, W))
+    thresh = np.random.RandomState(1).uniform(0.05, 0.3, 19)
+    pil, matrix = lowres_to_probmap(low, (H, W)), matrix_probmap(low, (H, W))
+    assert 0 < np.abs(pil - matrix).max() <= 2 ** -23  # not the same bits, the same to float32 rounding
+    soft_pil = crst.soft_pseudo_labels(pil, thresh, 0.5)[0]
+    targets = crst.TrainingTargets(19, crst.SoftLabelStore(str(tmp_path), thresh, 0.5, S))
+    label = np.zeros((T // S) ** 2, np.uint8)
+    for crop, top, left in ((24, 3, 4), (45, -1, 12)):
+        geometry = Geometry(1., crop, 1, top + 1, left + 1, False, False)
+        got = targets(Sample('a.png', None, TARGET), label, geometry, T, S, True)
+        assert_same_targets(got, crop_from_stored_map(soft_pil, geometry, label), crop)
 
 
 @pytest.mark.parametrize('with_prior', [False, True], ids=['no-prior', 'prior'])
@@ -254,21 +364,21 @@ def test_iterator_soft_labels_equal_a_stored_full_resolution_map(tmp_path, monke
     round_dir, thresh, written = write_round(str(tmp_path), names, with_prior)
     store = crst.SoftLabelStore.load(round_dir, 0.5, 19)
     targets = crst.TrainingTargets(19, store)
-    samples = [Sample(image, label, TARGET) for image, label, _ in written]
+    samples = [Sample(image, label, TARGET) for image, label, _, _ in written]
     samples.append(Sample(written[0][0], written[0][1], SOURCE))  # a labelled image standing in for GTA-5
     it = FileIter('gta', dataset_tgt='cityscapes', samples=samples, batch_images=3, crop_size=T, feat_stride=S,
                   origin_size=2048, origin_size_tgt=2048, scale_rate_range=(0.4, 1.6), targets=targets,
                   meta={'mine_port': 0.5, 'mine_id': [0, 1, 2]})
     assert [d.shape for d in it.provide_label] == [(3, 19, (T // S) ** 2), (3,)]
+    stored = [crst.soft_pseudo_labels(matrix_probmap(low, (H, W), prior), thresh, 0.5)[0]  # what CRST would save
+              for _, _, low, prior in written]
     seen = set()
     for seed in range(16):
         data, labels, is_source = it.reader.batch([0, 1, 2], [seed, seed + 100, seed + 200])
         assert labels.shape == (3, 19, (T // S) ** 2) and list(is_source) == [0, 0, 1]
         for k in range(2):
             _, label, geometry = it.reader.make(k, seed + 100 * k)
-            stored = crst.soft_pseudo_labels(written[k][2], thresh, 0.5)[0]  # what CRST would save
-            expected = crop_from_stored_map(stored, geometry, label)
-            assert np.array_equal(labels[k], expected), (seed, k, geometry)
+            assert_same_targets(labels[k], crop_from_stored_map(stored[k], geometry, label), (seed, k, geometry))
             seen.add((geometry.flip, geometry.crop > T, geometry.y0 < geometry.d0 or geometry.x0 < geometry.d0))
         # source samples: one-hot of their labels, all-zero where ignored
         label = it.reader.make(2, seed + 200)[1]
