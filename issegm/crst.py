@@ -29,6 +29,7 @@ recipe (thresholds, alpha, prior; ``{output}/{r}/soft_labels.json``), and
 the iterator's workers: the same numbers as a stored full-resolution map.
 """
 import collections
+import functools
 import json
 import logging
 import os
@@ -367,36 +368,59 @@ def crop_soft_labels(window, label, crop_size, stride, flip):
     clipped, the vectors renormalised to sum 1 (as CRST does after resizing),
     flipped with the crop, and set all-zero where ``label`` (the crop's
     (T/s)^2 train ids, already flipped) is 255. Returns float32 (C, (T/s)^2).
-    Only the window pixels :func:`crop_support` marks are read.
+
+    The resize is PIL's (its coefficients, :func:`issegm.postprocess.resample_matrix`)
+    evaluated at the kept centres only, in float64: PIL's float32 passes
+    differ by float32 rounding. Only the window rows and columns
+    :func:`crop_support` lists are read.
     """
-    s = stride
-    out = np.stack([resize(np.asarray(m, np.float32), (crop_size, crop_size))[s // 2::s, s // 2::s]
-                    for m in window])
+    support = crop_support(window.shape[1], crop_size, stride)
+    values = np.asarray(window)[:, support][:, :, support]
+    return _support_targets(values, window.shape[1], label, crop_size, stride, flip)
+
+
+@functools.lru_cache(maxsize=1024)
+def _kept_resize(crop, crop_size, stride):
+    """``(support, R)``: window offsets the kept centres read, and the resize from them (CSR, float64)."""
+    import scipy.sparse
+    from issegm.postprocess import resample_matrix, resample_support
+    method = interp_method((crop, crop), (crop_size, crop_size))
+    kept = np.arange(stride // 2, crop_size, stride)
+    support = np.flatnonzero(resample_support(crop, crop_size, method, kept))
+    return support, scipy.sparse.csr_matrix(resample_matrix(crop, crop_size, method)[kept][:, support])
+
+
+def crop_support(crop, crop_size, stride):
+    """int (n,): the window rows (and columns) whose values reach :func:`crop_soft_labels`' output.
+
+    The crop is resized to ``crop_size`` and only the stride centres are
+    kept, so the other rows and columns of the window carry no weight (about
+    a third of them when the crop grows, all but one in ``stride`` at scale 1).
+    """
+    return _kept_resize(int(crop), int(crop_size), int(stride))[0]
+
+
+def _support_targets(values, crop, label, crop_size, stride, flip):
+    """:func:`crop_soft_labels` of a window given by its values at the :func:`crop_support` rows x columns."""
+    resize_kept = _kept_resize(int(crop), int(crop_size), int(stride))[1]
+    c, n = values.shape[:2]
+    k = resize_kept.shape[0]
+    # R . V_c . R^T for every class: rows as one sparse product, then columns as another.
+    rows = resize_kept.dot(values.transpose(1, 0, 2).reshape(n, c * n))  # (k, C * n)
+    rows = rows.reshape(k, c, n).transpose(1, 0, 2).reshape(c * k, n)
+    out = resize_kept.dot(rows.T).T.reshape(c, k, k).astype(np.float32)
     np.maximum(out, 0., out=out)
     total = out.sum(axis=0)
     out /= np.where(total > 0, total, 1.)
     if flip:
         out = out[:, :, ::-1]
-    out = out.reshape(out.shape[0], -1)
+    out = out.reshape(c, -1)
     return np.ascontiguousarray(out * (np.asarray(label).ravel() != IGNORE_LABEL), dtype=np.float32)
 
 
-def crop_support(crop, crop_size, stride):
-    """bool (crop,): the window rows (and columns) whose values reach :func:`crop_soft_labels`' output.
-
-    The crop is resized to ``crop_size`` and only the stride centres are
-    kept, so the other rows and columns of the window carry no weight (about
-    half of them when the crop grows, all but one in ``stride`` at scale 1).
-    """
-    from issegm.postprocess import resample_support
-    kept = np.arange(stride // 2, crop_size, stride)
-    return resample_support(crop, crop_size, interp_method((crop, crop), (crop_size, crop_size)), kept)
-
-
-def _on_image(start, wanted, size):
-    """Window offsets marked in ``wanted`` whose image coordinate ``start + offset`` lies in ``[0, size)``."""
-    offsets = np.flatnonzero(wanted)
-    return offsets[(start + offsets >= 0) & (start + offsets < size)]
+def _on_image(start, offsets, size):
+    """The slice of ``offsets`` (sorted) whose image coordinate ``start + offset`` lies in ``[0, size)``."""
+    return slice(np.searchsorted(offsets, -start), np.searchsorted(offsets, size - start))
 
 
 class SoftLabelStore(object):
@@ -463,30 +487,36 @@ class SoftLabelStore(object):
                                     'run --phase val of this round again' % (len(missing), len(names),
                                                                               self.folder, missing[0]))
 
-    def window(self, name, top, left, crop, needed=None):
+    def window(self, name, top, left, crop):
         """float32 (C, crop, crop): soft labels of the image rows/cols ``[top, top+crop) x [left, left+crop)``.
 
-        Coordinates are in the image (negative or past its end on the canvas
-        margins, which get all-zero vectors). ``needed`` (bool (crop,), e.g.
-        :func:`crop_support`) limits the work to those window rows and
-        columns (the others stay 0). Only the window is upsampled
-        (:func:`issegm.postprocess.upsample_window`, the matrix path), so
-        the cost follows the crop, not the image; the values are those of
-        the whole map upsampled by that path, to float32 rounding.
+        Coordinates are in the image (negative or past its end on the
+        canvas margins, which get all-zero vectors).
+        """
+        return self.values(name, top, left, np.arange(crop))
+
+    def values(self, name, top, left, offsets):
+        """float32 (C, n, n): soft labels of the image rows ``top + offsets`` x columns ``left + offsets``.
+
+        ``offsets`` (n,) sorted window offsets, e.g. :func:`crop_support`;
+        pixels off the image get all-zero vectors. Only those rows and
+        columns are upsampled (:func:`issegm.postprocess.upsample_window`,
+        the matrix path), so the cost follows the crop, not the image; the
+        values are those of the whole map upsampled by that path, to float32
+        rounding.
         """
         from issegm.postprocess import apply_prior, upsample_window
         from issegm.self_training import load_lowres
         low, orig_hw = load_lowres(self.path(name), self.stride)
-        out = np.zeros((self.num_classes, crop, crop), np.float32)
-        wanted = np.ones(crop, bool) if needed is None else np.asarray(needed, bool)
-        rows, cols = [_on_image(start, wanted, size) for start, size in ((top, orig_hw[0]), (left, orig_hw[1]))]
-        if not rows.size or not cols.size:
-            return out
-        rows_im, cols_im = top + rows, left + cols
-        up = upsample_window(low.probs, low.stride, low.im_hw, orig_hw, rows_im, cols_im)
-        if self.prior is not None:
-            up = apply_prior(self.prior[:, rows_im[:, None], cols_im[None, :]], up)
-        out[:, rows[:, None], cols[None, :]] = _soft(up, self.thresholds, self.alpha)[0]
+        offsets = np.asarray(offsets)
+        out = np.zeros((self.num_classes, offsets.size, offsets.size), np.float32)
+        on_r, on_c = _on_image(top, offsets, orig_hw[0]), _on_image(left, offsets, orig_hw[1])
+        rows, cols = top + offsets[on_r], left + offsets[on_c]
+        if rows.size and cols.size:
+            up = upsample_window(low.probs, low.stride, low.im_hw, orig_hw, rows, cols)
+            if self.prior is not None:
+                up = apply_prior(self.prior[:, rows[:, None], cols[None, :]], up)
+            out[:, on_r, on_c] = _soft(up, self.thresholds, self.alpha)[0]
         return out
 
 
@@ -533,6 +563,6 @@ class TrainingTargets(object):
         if not is_target:
             return one_hot(label, self.num_classes)
         g = geometry
-        window = self.soft_labels.window(sample_name(sample.image), g.y0 - g.d0, g.x0 - g.d0, g.crop,
+        values = self.soft_labels.values(sample_name(sample.image), g.y0 - g.d0, g.x0 - g.d0,
                                          crop_support(g.crop, crop_size, stride))
-        return crop_soft_labels(window, label, crop_size, stride, g.flip)
+        return _support_targets(values, g.crop, label, crop_size, stride, g.flip)

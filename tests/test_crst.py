@@ -246,21 +246,25 @@ def write_round(root, names, with_prior, alpha=0.5):
     return round_dir, thresh, samples
 
 
-def crop_from_stored_map(stored, geometry, label):
-    """The crop's targets cut from a stored full-resolution soft map, written out step by step."""
+def pil_targets(window, label, flip):
+    """A crop window's targets with PIL's resize of every class map, written out step by step."""
     from util.image import resize
+    out = np.stack([resize(m, (T, T))[S // 2::S, S // 2::S] for m in window])
+    out = np.clip(out, 0, None)
+    out = out / np.where(out.sum(0) > 0, out.sum(0), 1)
+    if flip:
+        out = out[:, :, ::-1]
+    return (out.reshape(out.shape[0], -1) * (label != 255)).astype(np.float32)
+
+
+def crop_from_stored_map(stored, geometry, label):
+    """The crop's targets cut from a stored full-resolution soft map on the canvas."""
     g = geometry
     h, w = stored.shape[1:]
     side = max(g.y0, g.x0) + g.crop + g.d0 + h + w
     canvas = np.zeros((stored.shape[0], side, side), np.float32)
     canvas[:, g.d0:g.d0 + h, g.d0:g.d0 + w] = stored
-    window = canvas[:, g.y0:g.y0 + g.crop, g.x0:g.x0 + g.crop]
-    out = np.stack([resize(window[c], (T, T))[S // 2::S, S // 2::S] for c in range(stored.shape[0])])
-    out = np.clip(out, 0, None)
-    out = out / np.where(out.sum(0) > 0, out.sum(0), 1)
-    if g.flip:
-        out = out[:, :, ::-1]
-    return (out.reshape(out.shape[0], -1) * (label != 255)).astype(np.float32)
+    return pil_targets(canvas[:, g.y0:g.y0 + g.crop, g.x0:g.x0 + g.crop], label, g.flip)
 
 
 def assert_same_targets(got, expected, context):
@@ -272,20 +276,26 @@ def assert_same_targets(got, expected, context):
 
 
 @pytest.mark.parametrize('crop', [20, 24, 32, 45, 61])
-def test_crop_support_marks_every_window_pixel_the_targets_read(crop):
+def test_crop_support_lists_every_window_pixel_pils_resize_reads(crop):
+    from util.image import resize
     window = probability_map((3, crop, crop), seed=crop)
-    label = np.zeros((T // S) ** 2, np.uint8)
-    need = crst.crop_support(crop, T, S)
-    outside = ~need[:, None] | ~need[None, :]
-    assert outside.any()  # a real restriction in every case: growing, scale 1, shrinking
+    support = crst.crop_support(crop, T, S)
+    assert np.all(np.diff(support) > 0) and support.size < crop  # a real restriction: growing, scale 1, shrinking
     if crop == T:
-        assert np.array_equal(np.flatnonzero(need), np.arange(S // 2, T, S))
-    # PIL reads nothing outside the support: changing those pixels leaves the targets' bits alone.
+        assert np.array_equal(support, np.arange(S // 2, T, S))
+    # PIL reads nothing outside the support: changing those rows and columns leaves the kept centres' bits alone.
+    outside = np.ones(crop, bool)
+    outside[support] = False
     changed = window.copy()
     changed[:, outside] = 0.
+    changed[:, :, outside] = 0.
+    for m, n in zip(changed, window):
+        assert np.array_equal(resize(m, (T, T))[S // 2::S, S // 2::S], resize(n, (T, T))[S // 2::S, S // 2::S])
+    # The targets: PIL's coefficients at the kept centres in float64, PIL's float32 passes to rounding.
+    label = np.random.RandomState(crop).randint(0, 3, (T // S) ** 2).astype(np.uint8)
+    label[::5] = 255
     for flip in (False, True):
-        assert np.array_equal(crst.crop_soft_labels(changed, label, T, S, flip),
-                              crst.crop_soft_labels(window, label, T, S, flip))
+        assert_same_targets(crst.crop_soft_labels(window, label, T, S, flip), pil_targets(window, label, flip), crop)
 
 
 # orig 40 x 56; the scaled image (im_hw) grows back (bicubic), shrinks (Lanczos), both (bilinear) or stays.
