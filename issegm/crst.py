@@ -26,7 +26,11 @@ Cityscapes image). Here the pseudo-label phase keeps the network's
 low-resolution output (``{output}/{r}/probmap/{name}.npz``, ~2 MB) and the
 recipe (thresholds, alpha, prior; ``{output}/{r}/soft_labels.json``), and
 :class:`SoftLabelStore` recomputes the soft labels of each training crop in
-the iterator's workers: the same numbers as a stored full-resolution map.
+the iterator's workers: only the window rows and columns that the crop's
+resize reads at its kept stride centres (:func:`crop_support`), so the cost
+follows the crop, not the image. The numbers are those of a stored
+full-resolution map upsampled by the matrix path, to float32 rounding (the
+hard labels they imply agree exactly in ``bench/crst.py`` at Cityscapes size).
 """
 import collections
 import functools
@@ -57,6 +61,8 @@ DOMAIN_NAME = 'is_source'
 RECIPE = 'soft_labels.json'
 # log(p + 1e-32) as CRST writes it, so that zero probabilities stay finite.
 _EPS = 1e-32
+# Values per block of the soft labels of a crop: float64 temporaries of about 1 MB (an L2 cache).
+_CACHE_VALUES = 1 << 17
 
 #: The five weights; ``kld``/``ent``/``l2``/``lr_ent``/``src`` are the flags in :data:`FLAG_NAMES` order.
 CrstWeights = collections.namedtuple('CrstWeights', ['kld', 'ent', 'l2', 'lr_ent', 'src'])
@@ -428,9 +434,11 @@ class SoftLabelStore(object):
 
     Holds the class thresholds, alpha, the stride, the spatial prior (if the
     round used one) and the folder of ``{name}.npz`` maps written by the
-    pseudo-label phase; :meth:`window` gives the soft labels under a crop
-    window, the same numbers as cropping a stored full-resolution map. Kept
-    picklable for the iterator's worker processes.
+    pseudo-label phase; :meth:`values` gives the soft labels of chosen rows
+    and columns of a crop window (:meth:`window`: all of them), upsampling
+    those alone: the numbers of a stored full-resolution map of the matrix
+    path (:func:`issegm.postprocess.upsample_window`), to float32 rounding.
+    Kept picklable for the iterator's worker processes.
     """
 
     def __init__(self, folder, thresholds, alpha, stride, prior=None):
@@ -516,7 +524,11 @@ class SoftLabelStore(object):
             up = upsample_window(low.probs, low.stride, low.im_hw, orig_hw, rows, cols)
             if self.prior is not None:
                 up = apply_prior(self.prior[:, rows[:, None], cols[None, :]], up)
-            out[:, on_r, on_c] = _soft(up, self.thresholds, self.alpha)[0]
+            inside = out[:, on_r, on_c]
+            # Rows in blocks whose float64 temporaries stay in the cache (pixel by pixel: the same numbers).
+            step = max(1, _CACHE_VALUES // (up.shape[0] * up.shape[2]))
+            for y in range(0, up.shape[1], step):
+                inside[:, y:y + step] = _soft(up[:, y:y + step], self.thresholds, self.alpha)[0]
         return out
 
 

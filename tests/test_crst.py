@@ -305,7 +305,7 @@ RESIZES = {'grow': ((30, 42), (4, 6)), 'shrink': ((52, 70), (7, 9)), 'mixed': ((
 
 @pytest.mark.parametrize('with_prior', [False, True], ids=['no-prior', 'prior'])
 @pytest.mark.parametrize('resize_case', sorted(RESIZES))
-def test_store_windows_equal_the_full_matrix_map(tmp_path, resize_case, with_prior):
+def test_store_windows_equal_the_full_matrix_map(tmp_path, monkeypatch, resize_case, with_prior):
     from issegm.data import Geometry, Sample, TARGET
     from issegm.inference import LowRes
     from issegm.postprocess import upsample_window
@@ -317,6 +317,7 @@ def test_store_windows_equal_the_full_matrix_map(tmp_path, resize_case, with_pri
     prior = (0.2 + rng.rand(19, H, W)).astype(np.float32) if with_prior else None
     thresh, alpha = rng.uniform(0.05, 0.3, 19), 0.5
     store = crst.SoftLabelStore(str(tmp_path), thresh, alpha, S, prior)
+    monkeypatch.setattr(crst, '_CACHE_VALUES', 19 * 40)  # soft labels in blocks of one or two rows
     probmap = matrix_probmap(low, (H, W), prior)
     soft, hard = crst.soft_pseudo_labels(probmap, thresh, alpha)  # what CRST would store
     targets = crst.TrainingTargets(19, store)
