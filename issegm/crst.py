@@ -43,7 +43,7 @@ import numpy as np
 
 from issegm.cli import CRST_FLAGS
 from issegm.datasets import IGNORE_LABEL, sample_name
-from util.image import interp_method, resize
+from util.image import interp_method
 from util.io import atomic_write
 
 __all__ = ['CrstWeights', 'FLAG_NAMES', 'weights_from_args', 'flag_argv', 'describe',
@@ -400,8 +400,9 @@ def crop_support(crop, crop_size, stride):
     """int (n,): the window rows (and columns) whose values reach :func:`crop_soft_labels`' output.
 
     The crop is resized to ``crop_size`` and only the stride centres are
-    kept, so the other rows and columns of the window carry no weight (about
-    a third of them when the crop grows, all but one in ``stride`` at scale 1).
+    kept, so the other rows and columns of the window carry no weight: all
+    but one in ``stride`` at scale 1, a third when a 387-pixel crop grows to
+    504, a quarter when a 720-pixel one shrinks to it (scales 1.3 and 0.7).
     """
     return _kept_resize(int(crop), int(crop_size), int(stride))[0]
 

@@ -193,10 +193,12 @@ def test_soft_labels_of_a_window_are_the_window_of_the_soft_labels():
 
 # ---------------------------------------------------------------------------- soft labels in the iterator
 H, W, T, S = 40, 56, 32, 8
-# The store upsamples each window alone: the same float64 terms as the whole map, summed in another
-# order, so a float32 probability moves by at most one unit in the last place (2**-24 relative, and
-# rarely). Through yhat ~ p^(1/alpha) (alpha 0.5 here: x2) and the crop's resize (Lanczos lobes: below
-# x2) a target value moves by less than 1e-6. The hard labels (argmax, all-zero vectors) must agree exactly.
+# Two roundings separate the iterator's targets from those cut from a stored map with PIL's resize
+# (pil_targets): the store upsamples each window alone (the whole map's float64 terms summed in another
+# order: a float32 probability moves by one unit in the last place, 2**-24 relative, at most and rarely;
+# x2 through yhat ~ p^(1/alpha) at alpha 0.5), and the crop's resize runs in float64 where PIL rounds each
+# of its two passes to float32 (Lanczos weights: absolute sum below 1.3). On values <= 1 both stay below
+# 1e-6. The hard labels they imply (argmax, all-zero vectors) must agree exactly.
 TOL = 1e-6
 
 
