@@ -234,8 +234,12 @@ def exactness(folder, npz, crops=6, seed=1):
     return report
 
 
-def iterator_rates(folder, batches, images=4, workers=2):
-    """Samples/s of FileIter with ``workers`` threads: CBST, CRST-LRENT before (whole map) and now (windows)."""
+def iterator_rates(folder, batches, rounds=3, images=4, workers=2):
+    """Samples/s of FileIter with ``workers`` threads: CBST, CRST-LRENT before (whole map) and now (windows).
+
+    The three run in turn, ``rounds`` times (a fresh iterator each time), so
+    that the machine's load hits them alike; returns each one's rates.
+    """
     from bench.iterator import make_images
     from issegm.crst import SoftLabelStore, TrainingTargets
     from issegm.data import TARGET, FileIter, Sample
@@ -254,27 +258,27 @@ def iterator_rates(folder, batches, images=4, workers=2):
              ('CRST-LRENT before (whole map)', BeforeTargets(store)),
              ('CRST-LRENT now (windows)', TrainingTargets(CLASSES, store)))
     meta = dict(max_shape_tgt=SHAPE, mine_port=0.8, mine_id=[18, 6, 7], mine_id_priority=[], cache_images=True)
-    rates = {}
-    for name, targets in cases:
-        it = FileIter('gta', dataset_tgt='cityscapes', samples=samples, meta=meta, batch_images=2, feat_stride=8,
-                      crop_size=500, origin_size_tgt=2048, scale_rate_range=(0.7, 1.3), prefetch_threads=workers,
-                      seed=0, targets=targets)
-        try:
-            rates[name] = samples_per_second(it, batches)
-        finally:
-            it.close()
+    rates = {name: [] for name, _ in cases}
+    for _ in range(rounds):
+        for name, targets in cases:
+            it = FileIter('gta', dataset_tgt='cityscapes', samples=samples, meta=meta, batch_images=2,
+                          feat_stride=8, crop_size=500, origin_size_tgt=2048, scale_rate_range=(0.7, 1.3),
+                          prefetch_threads=workers, seed=0, targets=targets)
+            try:
+                rates[name].append(samples_per_second(it, batches))
+            finally:
+                it.close()
     return rates
 
 
 def samples_per_second(it, batches):
-    """Samples/s over ``batches`` batches after the first (which pays start-up and fills the byte cache)."""
-    done, start = 0, None
-    while done <= batches:
+    """Samples/s over the first ``batches`` batches, from the epoch's start (no credit for prefetched work)."""
+    start, done = time.perf_counter(), 0
+    while done < batches:
         it.reset()
         for _ in it:
             done += 1
-            start = start or time.perf_counter()
-            if done > batches:
+            if done == batches:
                 break
     return batches * it.batch_size / (time.perf_counter() - start)
 
@@ -362,10 +366,16 @@ def report_crops(folder, path, draws, report):
 def report_iterator(folder, batches, report):
     rates = iterator_rates(folder, batches)
     report['iterator_samples_per_second'] = rates
-    print('FileIter, 2 worker threads, Cityscapes-size target samples, %d batches of 2:' % batches)
-    for name, rate in rates.items():
-        print('  %-30s %6.2f samples/s, %.2f s per batch of 2 (against an ASSUMED 0.35 s GPU step, '
-              'bench/iterator.py)' % (name, rate, 2. / rate))
+    rounds = len(next(iter(rates.values())))
+    print('FileIter, 2 worker threads, Cityscapes-size target samples, %d batches of 2, %d rounds (median, range):'
+          % (batches, rounds))
+    for name, values in rates.items():
+        rate = float(np.median(values))
+        print('  %-30s %6.2f samples/s (%.2f-%.2f), %.2f s per batch of 2 (against an ASSUMED 0.35 s GPU step, '
+              'bench/iterator.py)' % (name, rate, min(values), max(values), 2. / rate))
+    now, before, cbst = [np.array(v) for v in rates.values()][::-1]
+    print('  now / before, round by round: %s; now / CBST: %s'
+          % (', '.join('%.1fx' % r for r in now / before), ', '.join('%.2f' % r for r in now / cbst)))
 
 
 def report_steps(steps, crop, report):
@@ -384,7 +394,7 @@ def main(argv=None):
     parser.add_argument('--steps', type=int, default=12)
     parser.add_argument('--crop', type=int, default=504)
     parser.add_argument('--draws', type=int, default=20, help='crops drawn for the mean recompute time')
-    parser.add_argument('--batches', type=int, default=8, help='timed iterator batches per case')
+    parser.add_argument('--batches', type=int, default=8, help='timed iterator batches per case and round')
     parser.add_argument('--skip-step', action='store_true')
     parser.add_argument('--skip-crop', action='store_true')
     parser.add_argument('--skip-iter', action='store_true')
