@@ -1,4 +1,4 @@
-"""CRST costs: disk per image of the LRENT soft labels, and the training step with the regularised loss.
+"""CRST costs: disk per image of the LRENT soft labels, their recomputation per crop, the training step.
 
 * **Bytes per image.** CRST saves one H x W x C float32 ``.npy`` per target
   image (Cityscapes: 1024 x 2048 x 19). We keep the network's low-resolution
@@ -17,11 +17,13 @@
   drawn as the iterator draws them; next to ``np.load`` of CRST's stored
   map from the page cache. The same run checks the numbers at that size:
   the targets against those cut from the whole map of the matrix path (to
-  float32 rounding; hard labels exactly) and from PIL's (the map before).
+  float32 rounding; hard labels exactly) and the targets before (PIL's
+  whole map, PIL's resize).
 * **Iterator.** Samples/s of :class:`issegm.data.FileIter` with 2 worker
   threads on Cityscapes-size target samples (``bench/iterator.py``'s
   synthetic images, mining on, bytes cached): CBST's labels, CRST-LRENT's
-  soft labels before and now.
+  soft labels before and now, in turn over 3 rounds, each timed from the
+  epoch's start.
 * **Training step.** Seconds per step (forward, backward, SGD update) of the
   thin network ``rna-t1`` at the self-training setting (batch 2, crop 504,
   19 classes) with the plain SoftmaxOutput head (CBST) and with the CRST
