@@ -22,6 +22,7 @@ script resumes, and finished steps are skipped.
 """
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -75,6 +76,11 @@ PRESETS = {
                   st_lr=0.005, init_tgt_port=0.2, step_tgt_port=0.1, max_tgt_port=0.5, init_src_port=0.5,
                   step_src_port=0.0, max_src_port=0.5),
 }
+
+#: CBST's gain over Source in the README's status table (mIoU points): the mean
+#: and sample standard deviation over seeds of ``command``, which measured them.
+#: A single full-preset run reports whether its own gain lies within mean +- 2 std.
+README_BAND = dict(command='python -m issegm.demo --seeds 0,1,2', seeds=(0, 1, 2), mean=None, std=None)
 
 
 def _python():
@@ -145,6 +151,15 @@ def _checkpoint(folder, label, epoch):
     return os.path.join(folder, '%s_ep-%04d.params' % (label, epoch))
 
 
+def train_src_argv(p, gpus, output, lr_type, lr, to_epoch, origin_size, weights=None):
+    """``train_src.py`` on the source images with the preset's batch, crop and scales."""
+    return [_python(), _script('train_src.py'), '--gpus', gpus, '--split', 'train', '--data-root', 'data/gta',
+            '--output', output, '--model', SOURCE_LABEL] + (['--weights', weights] if weights else []) + [
+            '--batch-images', str(p['batch']), '--crop-size', str(p['crop']), '--scale-rate-range', '0.7,1.3',
+            '--lr-type', lr_type, '--base-lr', repr(lr), '--to-epoch', str(to_epoch), '--kvstore', 'local',
+            '--prefetch-threads', '2', '--prefetcher', 'thread', '--cache-images', '1', '--origin-size', str(origin_size)]
+
+
 def _evaluate(runner, step, weights, output, scale):
     result = os.path.join(runner.workdir, output, os.path.splitext(os.path.basename(weights))[0]
                           + '_results.json')
@@ -158,7 +173,8 @@ def _evaluate(runner, step, weights, output, scale):
     return result
 
 
-def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, overrides=None):
+def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, overrides=None,
+             source_plus=True):
     """Run the whole benchmark in ``workdir``; returns the summary dict written to ``summary.json``.
 
     ``overrides`` replaces preset values (``{'rounds': 4}``).
@@ -167,7 +183,7 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
     p = dict(PRESETS[preset_name], **(overrides or {}))
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    steps = 4 + len(methods) * (1 + p['rounds'])
+    steps = 4 + (2 * p['rounds'] if source_plus else 0) + len(methods) * (1 + p['rounds'])
     start = time.time()
     with tqdm(total=steps, unit='step', dynamic_ncols=True) as bar:
         runner = Runner(workdir, bar, gpus)
@@ -175,162 +191,144 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
         h, w = prepare_benchmark(workdir, p, seed)
         bar.update(1)
         scale = max(h, w)
-        crop = str(p['crop'])
 
         src_ckpt = _checkpoint('source', SOURCE_LABEL, p['src_epochs'])
         # --origin-size is the source images' longer side: train_src.py draws each
         # image's scale from its own size (the published 1914 is GTA-5's resized width).
-        runner.run('train_src', [
-            _python(), _script('train_src.py'), '--gpus', gpus, '--split', 'train',
-            '--data-root', 'data/gta', '--output', 'source', '--model', SOURCE_LABEL,
-            '--batch-images', str(p['batch']), '--crop-size', crop, '--scale-rate-range', '0.7,1.3',
-            '--lr-type', p['src_lr_type'], '--base-lr', str(p['src_lr']), '--to-epoch', str(p['src_epochs']),
-            '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher', 'thread',
-            '--cache-images', '1', '--origin-size', str(scale)])
+        runner.run('train_src', train_src_argv(p, gpus, 'source', p['src_lr_type'], p['src_lr'],
+                                               p['src_epochs'], scale))
         # The paper smooths with a 70 px window at 1024 x 2048: the same share of our width.
         kernel = max(3, int(round(70. * w / 2048)) | 1)
         runner.run('spatial_prior', [
             _python(), _script('spatial_prior.py'), '--dataset', 'gta', '--split', 'train',
             '--data-root', 'data/gta', '--shape', '%d,%d' % (h, w), '--kernel-size', str(kernel)])
         results = {'Source': [_evaluate(runner, 'evaluate_source', src_ckpt, 'eval/source', scale)]}
-
+        if source_plus:
+            results['Source+'] = train_source_plus(runner, p, src_ckpt, scale)
         for case, policy, prior in methods:
-            out = os.path.join('adapt', case)
-            runner.run('solve_AO_' + case, [
-                _python(), _script('solve_AO.py'), '--num-round', str(p['rounds']),
-                '--test-scales', str(scale), '--scale-rate-range', '0.7,1.3', '--dataset', 'gta',
-                '--dataset-tgt', 'cityscapes', '--split', 'train', '--split-tgt', 'train',
-                '--data-root', 'data/gta', '--data-root-tgt', 'data/cityscapes', '--output', out,
-                '--model', TARGET_LABEL, '--weights', src_ckpt, '--batch-images', str(p['batch']),
-                '--crop-size', crop, '--origin-size-tgt', '2048',
-                '--init-tgt-port', str(p['init_tgt_port']), '--step-tgt-port', str(p['step_tgt_port']),
-                '--max-tgt-port', str(p['max_tgt_port']), '--init-src-port', str(p['init_src_port']),
-                '--step-src-port', str(p['step_src_port']), '--max-src-port', str(p['max_src_port']),
-                '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
-                '--mine-thresh', '0.001', '--base-lr', str(p['st_lr']),
-                '--epoch-per-round', str(p['epoch_per_round']), '--to-epoch', str(p['epoch_per_round']),
-                '--source-sample-policy', 'cumulative', '--self-training-script', _script('solve_ST.py'),
-                '--kc-policy', policy, '--prefetch-threads', '2', '--gpus', gpus, '--with-prior', prior]
-                + CRST_FLAGS.get(case, []))
-            results[case] = []
-            for r in range(p['rounds']):
-                ckpt = _checkpoint(os.path.join(out, str(r)), TARGET_LABEL, (r + 1) * p['epoch_per_round'])
-                results[case].append(_evaluate(runner, 'evaluate_%s_round%d' % (case, r), ckpt,
-                                               os.path.join('eval', case, str(r)), scale))
-    summary = summarise(workdir, results, p, time.time() - start, runner.times)
+            results[case] = self_train(runner, p, case, policy, prior, src_ckpt, scale)
+    from issegm.demo_report import summarise
+    reference = README_BAND if preset_name == 'full' and not overrides and README_BAND['mean'] is not None else None
+    summary = summarise(workdir, results, p, time.time() - start, runner.times, reference)
     return summary
 
 
-def rare_train_ids():
-    """Train ids of the toy's rare classes (:data:`issegm.toy.RARE_CLASSES`)."""
-    from issegm.datasets import get_dataset
-    from issegm.toy import RARE_CLASSES
-    lut = get_dataset('cityscapes').label2train
-    return sorted(int(lut[lid]) for lid in RARE_CLASSES)
+def self_train(runner, p, case, policy, prior, src_ckpt, scale):
+    """``solve_AO.py`` with ``--kc-policy policy --with-prior prior``; returns each round's result file."""
+    out = os.path.join('adapt', case)
+    runner.run('solve_AO_' + case, [
+        _python(), _script('solve_AO.py'), '--num-round', str(p['rounds']),
+        '--test-scales', str(scale), '--scale-rate-range', '0.7,1.3', '--dataset', 'gta',
+        '--dataset-tgt', 'cityscapes', '--split', 'train', '--split-tgt', 'train',
+        '--data-root', 'data/gta', '--data-root-tgt', 'data/cityscapes', '--output', out,
+        '--model', TARGET_LABEL, '--weights', src_ckpt, '--batch-images', str(p['batch']),
+        '--crop-size', str(p['crop']), '--origin-size-tgt', '2048',
+        '--init-tgt-port', str(p['init_tgt_port']), '--step-tgt-port', str(p['step_tgt_port']),
+        '--max-tgt-port', str(p['max_tgt_port']), '--init-src-port', str(p['init_src_port']),
+        '--step-src-port', str(p['step_src_port']), '--max-src-port', str(p['max_src_port']),
+        '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
+        '--mine-thresh', '0.001', '--base-lr', str(p['st_lr']),
+        '--epoch-per-round', str(p['epoch_per_round']), '--to-epoch', str(p['epoch_per_round']),
+        '--source-sample-policy', 'cumulative', '--self-training-script', _script('solve_ST.py'),
+        '--kc-policy', policy, '--prefetch-threads', '2', '--gpus', runner.gpus, '--with-prior', prior]
+        + CRST_FLAGS.get(case, []))
+    return [_evaluate(runner, 'evaluate_%s_round%d' % (case, r),
+                      _checkpoint(os.path.join(out, str(r)), TARGET_LABEL, (r + 1) * p['epoch_per_round']),
+                      os.path.join('eval', case, str(r)), scale)
+            for r in range(p['rounds'])]
 
 
-def gains(scores):
-    """Per case, against Source: the table's (last-round) mIoU and its gain, the best
-    round, and the mean IoU gain over the rare classes (all in points).
+def source_plus_rounds(p):
+    """Per round of self-training, (learning rate, epochs) of the ``Source+`` control.
 
-    ``scores`` maps each case to its rounds' score dicts (``results.json``'s ``scores``).
+    The control continues the source model on source data alone with the
+    rounds' learning rates (``solve_AO``'s schedule) and at least as many
+    images per round as self-training trains on (its source selection plus
+    every target image), so it gets as many SGD updates as self-training adds.
     """
-    rare = rare_train_ids()
-    source = np.asarray(scores['Source'][0]['class_iou'], np.float64) * 100
-    out = {}
-    for case, per_round in scores.items():
-        miou = [s['mean_iou'] * 100 for s in per_round]
-        best = int(np.argmax(miou))
-        last = np.asarray(per_round[-1]['class_iou'], np.float64) * 100
-        out[case] = {'mIoU': miou[-1], 'mIoU_gain': miou[-1] - scores['Source'][0]['mean_iou'] * 100,
-                     'best_round': best + 1, 'best_round_mIoU': miou[best],
-                     'rare_class_gain': float((last[rare] - source[rare]).mean())}
+    from types import SimpleNamespace
+    from issegm.self_training import round_schedule
+    args = SimpleNamespace(source_sample_policy='cumulative', base_lr=p['st_lr'], weights='', epr=1,
+                           num_round=p['rounds'], seed_int=0, output='', model='',
+                           init_tgt_port=p['init_tgt_port'], step_tgt_port=p['step_tgt_port'],
+                           max_tgt_port=p['max_tgt_port'], init_src_port=p['init_src_port'],
+                           step_src_port=p['step_src_port'], max_src_port=p['max_src_port'])
+    out = []
+    for rnd in round_schedule(args):
+        images = int(p['n_source'] * float(rnd['src_port'])) + p['n_target_train']
+        out.append((float(rnd['lr']), int(math.ceil(p['epoch_per_round'] * images / float(p['n_source'])))))
     return out
 
 
-def verdict(gain):
-    """One line: CBST against Source, and the rare-class gains of CBST and ST."""
-    if 'CBST' not in gain:
-        return ''
-    line = 'CBST vs Source: %+.1f mIoU; rare-class gain CBST %+.1f' % (
-        gain['CBST']['mIoU_gain'], gain['CBST']['rare_class_gain'])
-    if 'ST' in gain:
-        line += ' vs ST %+.1f' % gain['ST']['rare_class_gain']
-    return line
+def train_source_plus(runner, p, src_ckpt, scale):
+    """The ``Source+`` control: ``train_src.py`` continued from the source model, round by round."""
+    weights, epoch, results = src_ckpt, p['src_epochs'], []
+    for r, (lr, epochs) in enumerate(source_plus_rounds(p)):
+        out = os.path.join('source_plus', str(r))
+        epoch += epochs
+        runner.run('train_source_plus_round%d' % r,
+                   train_src_argv(p, runner.gpus, out, 'fixed', lr, epoch, scale, weights=weights))
+        weights = _checkpoint(out, SOURCE_LABEL, epoch)
+        results.append(_evaluate(runner, 'evaluate_source_plus_round%d' % r, weights,
+                                 os.path.join('eval', 'source_plus', str(r)), scale))
+    return results
 
 
-def summarise(workdir, results, preset, seconds, times):
-    """Write ``table.md``, ``summary.json``, ``mIoU_per_round.png`` and ``predictions.png``."""
-    from issegm.metrics import load_results, markdown_table
-    scores = {case: [load_results(p)['scores'] for p in paths] for case, paths in results.items()}
-    table = markdown_table([(case, rounds[-1]) for case, rounds in scores.items()])
-    with open(os.path.join(workdir, 'table.md'), 'w') as f:
-        f.write(table)
-    per_round = {case: [s['mean_iou'] * 100 for s in rounds] for case, rounds in scores.items()}
-    gain = gains(scores)
-    summary = {'table': table, 'mIoU_per_round': per_round, 'gains': gain, 'verdict': verdict(gain),
-               'rare_classes': rare_train_ids(), 'seconds': seconds,
-               'step_seconds': dict(times), 'preset': preset,
-               'results': {c: [os.path.relpath(p, workdir) for p in ps] for c, ps in results.items()}}
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
-    plot_rounds(per_round, os.path.join(workdir, 'mIoU_per_round.png'))
-    if 'CBST' in results:
-        picture(workdir, os.path.dirname(results['Source'][0]), os.path.dirname(results['CBST'][-1]),
-                os.path.join(workdir, 'predictions.png'))
-    return summary
+def run_seeds(workdir, seeds, preset_name='full', gpus='0', methods=METHODS, overrides=None):
+    """:func:`run_demo` for each seed in ``{workdir}/seed{N}`` (one after the other), then the
+    mean and spread over the seeds (:func:`issegm.demo_report.summarise_seeds`); returns its summary."""
+    from issegm.demo_report import summarise_seeds
+    start = time.time()
+    summaries = {}
+    for seed in seeds:
+        summaries[seed] = run_demo(os.path.join(workdir, 'seed%d' % seed), preset_name, seed, gpus, methods,
+                                   overrides)
+    return summarise_seeds(os.path.abspath(workdir), summaries, time.time() - start)
 
 
-def plot_rounds(per_round, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    for case, values in per_round.items():
-        if case == 'Source':
-            ax.axhline(values[0], color='grey', linestyle='--', label='Source')
-        else:
-            ax.plot(range(1, len(values) + 1), values, marker='o', label=case)
-    ax.set_xlabel('round')
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel('mIoU on target val (%)')
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def parse_seeds(text):
+    """``'0,1,2'`` -> [0, 1, 2] (distinct integers)."""
+    try:
+        seeds = [int(s) for s in text.split(',') if s.strip()]
+    except ValueError:
+        raise ValueError('--seeds takes integers separated by commas, e.g. --seeds 0,1,2; got %r' % text)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError('--seeds takes distinct integers separated by commas, e.g. --seeds 0,1,2; got %r' % text)
+    return seeds
 
 
-def picture(workdir, source_eval, cbst_eval, path, count=4):
-    """image | ground truth | source-only | CBST, one row per target val image, Cityscapes colours."""
-    from PIL import Image
-    from issegm.datasets import get_dataset, read_list, sample_name
-    info = get_dataset('cityscapes')
-    items = read_list(os.path.join(workdir, 'issegm', 'data_list', 'cityscapes', 'val.lst'),
-                      os.path.join(workdir, 'data', 'cityscapes'))[:count]
-    rows = []
-    for image_rel, label_rel in items:
-        root = os.path.join(workdir, 'data', 'cityscapes')
-        image = Image.open(os.path.join(root, image_rel)).convert('RGB')
-        gt = Image.fromarray(np.asarray(Image.open(os.path.join(root, label_rel)), np.uint8))
-        gt.putpalette(info.palette.tolist())
-        name = sample_name(image_rel) + '.png'
-        preds = [Image.open(os.path.join(folder, 'color', name)).convert('RGB')
-                 for folder in (source_eval, cbst_eval)]
-        rows.append([image, gt.convert('RGB')] + preds)
-    w, h = rows[0][0].size
-    sheet = Image.new('RGB', (4 * w + 3 * 4, len(rows) * h + (len(rows) - 1) * 4), 'white')
-    for i, row in enumerate(rows):
-        for j, tile in enumerate(row):
-            sheet.paste(tile, (j * (w + 4), i * (h + 4)))
-    sheet.save(path)
+def _print_single(summary, output):
+    print()
+    print(summary['table'])
+    for case, values in summary['mIoU_per_round'].items():
+        print('%-8s mIoU per round: %s' % (case, ', '.join('%.1f' % v for v in values)))
+    if summary['verdict']:
+        print(summary['verdict'])
+    if 'CBST' in summary['gains'] and summary.get('band'):
+        print(summary['band']['line'])
+    print('\nwritten in %s: table.md, pseudo_labels.md, summary.json, mIoU_per_round.png, predictions.png, logs/'
+          % os.path.abspath(output))
+    print('total time %.0f s' % summary['seconds'])
+
+
+def _print_seeds(summary, output):
+    print()
+    print(summary['table'])
+    if summary['verdict']:
+        print(summary['verdict'])
+    print('\nwritten in %s: table.md, pseudo_labels.md, summary.json; each seed\'s run in seed<N>/'
+          % os.path.abspath(output))
+    print('total time %.0f s' % summary['seconds'])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--output', default='demo_out', help='work folder (default demo_out)')
     parser.add_argument('--preset', default='full', choices=sorted(PRESETS))
-    parser.add_argument('--seed', type=int, default=0)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument('--seed', type=int, default=0, help='the benchmark draw and training seed (default 0)')
+    which.add_argument('--seeds', default=None, metavar='S1,S2,...',
+                       help='run each seed in {output}/seed<N> and report the mean and spread over them')
     parser.add_argument('--gpus', default='0', help='as in the scripts; the CPU is used without a GPU')
     parser.add_argument('--methods', default=','.join(m[0] for m in METHODS),
                         help='comma-separated cases (default %(default)s; also ' + ', '.join(CRST_FLAGS) + ')')
@@ -348,16 +346,15 @@ def main(argv=None):
         if key not in PRESETS['full']:
             parser.error('unknown setting %r; known: %s' % (key, ', '.join(sorted(PRESETS['full']))))
         overrides[key] = type(PRESETS['full'][key])(value)
-    summary = run_demo(args.output, args.preset, args.seed, args.gpus, methods=methods, overrides=overrides)
-    print()
-    print(summary['table'])
-    for case, values in summary['mIoU_per_round'].items():
-        print('%-8s mIoU per round: %s' % (case, ', '.join('%.1f' % v for v in values)))
-    if summary['verdict']:
-        print(summary['verdict'])
-    print('\nwritten in %s: table.md, summary.json, mIoU_per_round.png, predictions.png, logs/'
-          % os.path.abspath(args.output))
-    print('total time %.0f s' % summary['seconds'])
+    if args.seeds is not None:
+        try:
+            seeds = parse_seeds(args.seeds)
+        except ValueError as exc:
+            parser.error(str(exc))
+        _print_seeds(run_seeds(args.output, seeds, args.preset, args.gpus, methods, overrides), args.output)
+    else:
+        summary = run_demo(args.output, args.preset, args.seed, args.gpus, methods, overrides)
+        _print_single(summary, args.output)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from issegm import demo, toy
+from issegm import demo, demo_report, toy
+from issegm.datasets import get_dataset
 
 
 def test_quick_demo_writes_table_plot_and_picture(tmp_path):
@@ -16,7 +17,7 @@ def test_quick_demo_writes_table_plot_and_picture(tmp_path):
     assert table[0].startswith('Case|mIoU|Road|Sidewalk|Building')
     assert len(table[0].split('|')) == 2 + 19
     rows = {line.split('|')[0]: line.split('|')[1:] for line in table[2:]}
-    assert list(rows) == ['Source', 'ST', 'CBST', 'CBST-SP']
+    assert list(rows) == ['Source', 'Source+', 'ST', 'CBST', 'CBST-SP']
     for values in rows.values():
         assert len(values) == 20 and all(0 <= float(v) <= 100 for v in values)
     with Image.open(out / 'predictions.png') as im:
@@ -30,7 +31,7 @@ def test_quick_demo_writes_table_plot_and_picture(tmp_path):
     # gains against Source: the table's (last-round) mIoU, and the rare classes' mean IoU gain
     gains = saved['gains']
     assert gains['Source']['mIoU_gain'] == 0 and gains['Source']['rare_class_gain'] == 0
-    for case in ('ST', 'CBST', 'CBST-SP'):
+    for case in ('Source+', 'ST', 'CBST', 'CBST-SP'):
         assert abs(gains[case]['mIoU'] - float(rows[case][0])) < 0.051
         assert abs(gains[case]['mIoU_gain'] - (float(rows[case][0]) - float(rows['Source'][0]))) < 0.11
         assert gains[case]['best_round_mIoU'] == pytest.approx(max(saved['mIoU_per_round'][case]), abs=1e-6)
@@ -47,6 +48,12 @@ def test_quick_demo_writes_table_plot_and_picture(tmp_path):
         assert [float(v) for v in rows[case][1:]] == pytest.approx(list(100 * iou), abs=0.051), case
         assert float(rows[case][0]) == pytest.approx(100 * iou.mean(), abs=0.051)
         assert iou.max() > 0.1, case   # the two-epoch source model already finds buildings
+    # Source+ is train_src.py continued from the source model for self-training's updates.
+    lr, epochs = demo.source_plus_rounds(demo.PRESETS['quick'])[0]
+    last = demo.PRESETS['quick']['src_epochs'] + epochs
+    assert (out / 'source_plus' / '0' / ('%s_ep-%04d.params' % (demo.SOURCE_LABEL, last))).is_file()
+    assert 'lr=%.3e' % lr in (out / 'logs' / 'train_source_plus_round0.log').read_text()
+    check_pseudo_label_table((out / 'pseudo_labels.md').read_text(), saved['pseudo_labels'])
     # The real scripts ran, in the reference layout, from the work folder.
     assert (out / 'adapt' / 'CBST' / '0' / 'self_train' / 'pseudo_labelIds').is_dir()
     assert (out / 'issegm' / 'data_list' / 'cityscapes' / 'train_training_gpu0.lst').is_file()
@@ -65,12 +72,11 @@ def test_rerun_skips_finished_steps(tmp_path):
     # --methods adds a CRST variant beside the finished CBST: only its own steps run
     demo.main(['--output', str(out), '--preset', 'quick', '--methods', 'CBST,CRST-LRENT'])
     rows = [line.split('|')[0] for line in (out / 'table.md').read_text().splitlines()[2:]]
-    assert rows == ['Source', 'CBST', 'CRST-LRENT']
+    assert rows == ['Source', 'Source+', 'CBST', 'CRST-LRENT']
     assert os.path.getmtime(out / 'source' / ('%s_ep-0002.params' % demo.SOURCE_LABEL)) == first
     log = (out / 'logs' / 'solve_AO_CRST-LRENT.log').read_text()
     assert log.splitlines()[0].endswith('--with-prior False --lr-weight-ent 0.25')
     assert (out / 'adapt' / 'CRST-LRENT' / '0' / 'soft_labels.json').is_file()
-
 
 
 def test_methods_flag_selects_crst_variants():
@@ -99,3 +105,23 @@ def _class_iou(workdir, pred_dir):
             gt_n[c] += g.sum()
             pred_n[c] += p.sum()
     return tp / (gt_n + (gt_n == 0) + pred_n - tp)
+
+
+def check_pseudo_label_table(text, audits):
+    """pseudo_labels.md: one row per class plus 'all pixels', ST and CBST columns matching summary.json."""
+    lines = text.splitlines()
+    head = lines[0].split('|')
+    assert head[:2] == ['Class', 'share'] and len(head) == 2 + 3 * 2
+    assert head[2:5] == ['ST coverage', 'ST recall', 'ST precision'] and head[5].startswith('CBST ')
+    rows = [line.split('|') for line in lines[2:]]
+    names = get_dataset('cityscapes').class_names
+    assert [r[0] for r in rows] == list(names) + ['all pixels']
+    assert set(audits) == {'ST', 'CBST'}
+    for i, row in enumerate(rows[:-1]):
+        for j, case in enumerate(('ST', 'CBST')):
+            for k, key in enumerate(('coverage', 'recall', 'precision')):
+                value = audits[case][key][i]
+                cell = row[2 + 3 * j + k]
+                assert cell == '-' if value is None else abs(float(cell) - 100 * value) < 0.051
+    labelled = [float(rows[-1][2 + 3 * j]) for j in range(2)]
+    assert all(0 < v <= 100 for v in labelled)
