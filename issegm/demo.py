@@ -70,11 +70,11 @@ PRESETS = {
     'full': dict(n_source=150, n_target_train=60, n_target_val=90, gap=0.2, src_epochs=150,
                  src_lr_type='fixed', rounds=2, epoch_per_round=16, batch=8, crop=96, src_lr=0.02,
                  st_lr=0.01, init_tgt_port=0.2, step_tgt_port=0.1, max_tgt_port=0.5, init_src_port=1.0,
-                 step_src_port=0.0, max_src_port=1.0),
+                 step_src_port=0.0, max_src_port=1.0, mine_port=0.8),
     'quick': dict(n_source=16, n_target_train=8, n_target_val=6, gap=0.2, src_epochs=2,
                   src_lr_type='fixed', rounds=1, epoch_per_round=1, batch=4, crop=64, src_lr=0.02,
                   st_lr=0.005, init_tgt_port=0.2, step_tgt_port=0.1, max_tgt_port=0.5, init_src_port=0.5,
-                  step_src_port=0.0, max_src_port=0.5),
+                  step_src_port=0.0, max_src_port=0.5, mine_port=0.8),
 }
 
 #: CBST's gain over Source in the README's status table (mIoU points): the mean
@@ -226,7 +226,7 @@ def self_train(runner, p, case, policy, prior, src_ckpt, scale):
         '--init-tgt-port', str(p['init_tgt_port']), '--step-tgt-port', str(p['step_tgt_port']),
         '--max-tgt-port', str(p['max_tgt_port']), '--init-src-port', str(p['init_src_port']),
         '--step-src-port', str(p['step_src_port']), '--max-src-port', str(p['max_src_port']),
-        '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
+        '--seed-int', '0', '--mine-port', str(p['mine_port']), '--mine-id-number', '3',
         '--mine-thresh', '0.001', '--base-lr', str(p['st_lr']),
         '--epoch-per-round', str(p['epoch_per_round']), '--to-epoch', str(p['epoch_per_round']),
         '--source-sample-policy', 'cumulative', '--self-training-script', _script('solve_ST.py'),
