@@ -516,7 +516,7 @@ class Postprocessor(object):
     def source(self, job=None, stored=None):
         """A :class:`Source` of a launched :class:`issegm.inference.Job` or of a stored map.
 
-        ``stored`` is ``(LowRes, orig_hw)`` as ``self_training.load_lowres`` returns it.
+        ``stored`` is ``(LowRes, orig_hw)`` as ``probmaps.load_lowres`` returns it.
         """
         if job is not None:
             ops = self._ops_for(getattr(job, 'ctx', None))
