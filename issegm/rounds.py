@@ -54,6 +54,7 @@ def round_schedule(args):
         raise ValueError('solve_AO needs --base-lr')
     if args.model is None or args.weights is None:
         raise ValueError('solve_AO needs --model and --weights (the source model)')
+    from issegm.training import checkpoint_path
     weights, to_epoch = args.weights, args.epr
     lr, tgt_port, src_port = args.base_lr, args.init_tgt_port, args.init_src_port
     rounds = []
@@ -61,7 +62,7 @@ def round_schedule(args):
         seed = args.seed_int if args.source_sample_policy == 'cumulative' else r
         rounds.append({'round': r, 'weights': weights, 'to_epoch': to_epoch, 'lr': py2_str(lr),
                        'tgt_port': py2_str(tgt_port), 'src_port': py2_str(src_port), 'seed': seed,
-                       'final': os.path.join(args.output, str(r), '%s_ep-%04d.params' % (args.model, to_epoch))})
+                       'final': checkpoint_path(RoundPaths(args.output, r).checkpoint_prefix(args.model), to_epoch)})
         weights = rounds[-1]['final']
         to_epoch += args.epr
         lr = lr / math.sqrt(2)
