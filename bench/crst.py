@@ -3,7 +3,7 @@
 * **Bytes per image.** CRST saves one H x W x C float32 ``.npy`` per target
   image (Cityscapes: 1024 x 2048 x 19). We keep the network's low-resolution
   output of the pseudo-label phase (``probmap/{name}.npz``, written here with
-  the project's own :func:`issegm.self_training.save_lowres` at the published
+  the project's own :func:`issegm.probmaps.save_lowres` at the published
   ``--test-scales 1850``) plus one small recipe per round
   (``soft_labels.json``: thresholds, alpha), and recompute the soft labels of
   each crop in the iterator. Target: at most 1/16 of CRST's bytes.
@@ -72,7 +72,7 @@ def ours_bytes(folder, alpha=0.25):
     """Bytes per image we keep: one low-resolution map, plus the round's recipe shared by IMAGES images."""
     from issegm.crst import RECIPE, SoftLabelStore
     from issegm.inference import LowRes
-    from issegm.self_training import save_lowres
+    from issegm.probmaps import save_lowres
     im_hw, low_hw = lowres_shape()
     rng = np.random.RandomState(0)
     probs = rng.dirichlet(np.ones(CLASSES), size=low_hw).transpose(2, 0, 1).astype(np.float32)
@@ -110,7 +110,7 @@ class BeforeTargets(object):
     def __call__(self, sample, label, geometry, crop_size, stride, is_target):
         from issegm.crst import soft_pseudo_labels
         from issegm.datasets import sample_name
-        from issegm.self_training import load_lowres, lowres_to_probmap
+        from issegm.probmaps import load_lowres, lowres_to_probmap
         if not is_target:
             return self.targets(sample, label, geometry, crop_size, stride, is_target)
         s, g = self.store, geometry
@@ -201,7 +201,7 @@ def exactness(folder, npz, crops=6, seed=1):
     """
     from issegm.crst import SoftLabelStore, TrainingTargets, crop_soft_labels, soft_pseudo_labels
     from issegm.postprocess import upsample_window
-    from issegm.self_training import load_lowres, lowres_to_probmap
+    from issegm.probmaps import load_lowres, lowres_to_probmap
     store = SoftLabelStore.load(folder, 0.25, CLASSES)
     name = os.path.basename(npz)[:-4]
     low, orig_hw = load_lowres(npz, STRIDE)
@@ -247,7 +247,7 @@ def iterator_rates(folder, batches, rounds=3, images=4, workers=2):
     from issegm.data import TARGET, FileIter, Sample
     from issegm.datasets import sample_name
     from issegm.inference import LowRes
-    from issegm.self_training import save_lowres
+    from issegm.probmaps import save_lowres
     samples = [Sample(s.image, s.label, TARGET) for s in make_images(os.path.join(folder, 'data'), images)]
     im_hw, low_hw = lowres_shape()
     rng = np.random.RandomState(2)

@@ -9,7 +9,7 @@ same pseudo-label PNGs (checked at the end):
   each class's confidences with ``np.append``; thresholds come from
   ``sorted(pool, reverse=True)``; pass 2 loads the map, builds the divided
   (C, H, W) map, takes argmax and max.
-* lean path (``issegm.pseudo_label`` + ``issegm.self_training``): pass 1
+* lean path (``issegm.pseudo_label`` + ``issegm.pseudo_labelling``): pass 1
   saves only the low-resolution output and keeps confidences in float32
   chunks; thresholds by ``np.partition``; pass 2 redoes the deterministic
   upsampling and labels class by class.
@@ -38,7 +38,7 @@ from issegm.datasets import get_dataset, save_prediction  # noqa: E402
 from issegm.postprocess import Postprocessor  # noqa: E402
 from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
 from issegm.inference import LowRes  # noqa: E402
-from issegm.self_training import load_lowres, save_lowres  # noqa: E402
+from issegm.probmaps import load_lowres, save_lowres  # noqa: E402
 from issegm.inference import padded_shape  # noqa: E402
 from util.image import longer_side_shape  # noqa: E402
 import reference_cbst  # noqa: E402

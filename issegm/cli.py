@@ -12,7 +12,7 @@ import sys
 from issegm.postprocess import MODES
 
 __all__ = ['FLAGS', 'CRST_FLAGS', 'add_flags', 'parse', 'apply_env_switches', 'script_main', 'FlagError',
-           'check_flags', 'describe_failure']
+           'check_flags', 'describe_failure', 'PhaseError']
 
 FLAGS = {
     '--dataset': dict(default=None, help='The (source) dataset, e.g. gta, synthia, cityscapes, cityscapes16.'),
@@ -228,6 +228,18 @@ def check_flags(args):
 
 
 # ---------------------------------------------------------------------------- failures
+class PhaseError(RuntimeError):
+    """A phase of self-training failed; the message says where and how to resume (one line).
+
+    ``code`` is the exit code: 1 when the same command continues once the
+    cause is fixed, 2 when the command must change.
+    """
+
+    def __init__(self, message, code=1):
+        super(PhaseError, self).__init__(message)
+        self.code = code
+
+
 def describe_failure(exc):
     """``(exit_code, one_line)`` for an exception; exit code 2: the command or its input must change,
     1: a rerun of the same command can succeed (its finished work is kept).

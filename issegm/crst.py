@@ -515,7 +515,7 @@ class SoftLabelStore(object):
         rounding.
         """
         from issegm.postprocess import apply_prior, upsample_window
-        from issegm.self_training import load_lowres
+        from issegm.probmaps import load_lowres
         low, orig_hw = load_lowres(self.path(name), self.stride)
         offsets = np.asarray(offsets)
         out = np.zeros((self.num_classes, offsets.size, offsets.size), np.float32)

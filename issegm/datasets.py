@@ -30,7 +30,7 @@ import numpy as np
 
 __all__ = ['DatasetInfo', 'DataError', 'DATASETS', 'get_dataset', 'list_path', 'read_list',
            'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES', 'sample_name',
-           'save_prediction', 'report_missing', 'LabelAudit']
+           'save_prediction', 'report_missing', 'LabelAudit', 'target_dataset']
 
 IGNORE_LABEL = 255
 
@@ -157,6 +157,22 @@ def get_dataset(name):
     return info._replace(label2train=info.label2train.copy(), train2label=info.train2label.copy(),
                          palette=info.palette.copy(), class_names=list(info.class_names),
                          valid_label_ids=list(info.valid_label_ids), label_ids=list(info.label_ids))
+
+
+def target_dataset(dataset, dataset_tgt, classes):
+    """Label tables of the target: SYNTHIA -> Cityscapes uses the 16-class Cityscapes mapping.
+
+    The reference keys this on the (source, target) pair; the list files stay
+    under ``--dataset-tgt``.
+    """
+    name = dataset_tgt
+    if dataset_tgt == 'cityscapes' and (dataset == 'synthia' or classes == 16):
+        name = 'cityscapes16'
+    info = get_dataset(name)
+    if info.num_classes != classes:
+        raise ValueError('the model has %d classes but the target %s has %d'
+                         % (classes, name, info.num_classes))
+    return info
 
 
 class LabelAudit(object):

@@ -14,7 +14,7 @@ changes the numbers written (not threads, workers, logs, ``--num-round``,
 import os
 
 from issegm.cli import FlagError, check_flags, flag_name
-from issegm.datasets import get_dataset, list_path, read_list
+from issegm.datasets import get_dataset, list_path, read_list, target_dataset
 from issegm.run_guard import file_digest
 
 __all__ = ['check_rounds', 'val_settings', 'train_settings', 'rounds_settings']
@@ -26,10 +26,10 @@ def _digest(path):
 
 def check_rounds(args, rounds):
     """Everything the whole ``solve_AO`` run will use, checked before round 0; ``rounds`` from
-    :func:`issegm.self_training.round_schedule`. Raises ``ValueError`` subclasses naming the flag or file.
+    :func:`issegm.rounds.round_schedule`. Raises ``ValueError`` subclasses naming the flag or file.
     """
     from issegm.model import parse_label
-    from issegm.self_training import _single_scale, target_dataset
+    from issegm.pseudo_labelling import single_scale
     from issegm.spatial_prior import prior_path
     from util.device import get_contexts
     check_flags(args)
@@ -46,7 +46,7 @@ def check_rounds(args, rounds):
         raise FlagError('--dataset %s has %d classes but --model %s has %d'
                         % (args.dataset, source.num_classes, args.model, spec.classes))
     target_dataset(args.dataset, args.dataset_tgt, spec.classes)
-    _single_scale(args.test_scales)
+    single_scale(args.test_scales)
     get_contexts(args.gpus)
     if not os.path.isfile(args.weights):
         raise FlagError('--weights %s: file not found' % args.weights)

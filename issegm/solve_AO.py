@@ -19,7 +19,7 @@ rounds, the phases in its own process (one ps-lite connection a process):
 pseudo-labels are shared out over the workers and training uses
 ``dist_sync`` (``--kvstore dist_device_sync`` to sum on the GPUs). Every
 flag of the reference ``solve_AO.py`` is accepted with its name and
-default; the work is in :func:`issegm.self_training.run_rounds`.
+default; the work is in :func:`issegm.rounds.run_rounds`.
 """
 import argparse
 import os
@@ -66,7 +66,7 @@ def build_parser():
 
 def main(argv=None):
     args = parse(build_parser(), argv)
-    from issegm.self_training import run_rounds
+    from issegm.rounds import run_rounds
     return script_main('solve_AO.py', run_rounds, args)
 
 

@@ -348,8 +348,8 @@ def load_states(prefix, epoch):
     return state
 
 
-def _restore_states(mod, state):
-    """Put the momentum of ``state`` into the bound optimizer of ``mod``."""
+def _restore_states(mod, state, restore_numpy):
+    """Put the momentum of ``state`` into the bound optimizer of ``mod`` (and numpy's generator when asked)."""
     fd, tmp = tempfile.mkstemp(suffix='.states')
     try:
         with os.fdopen(fd, 'wb') as f:
@@ -357,6 +357,8 @@ def _restore_states(mod, state):
         mod.load_optimizer_states(tmp)
     finally:
         os.remove(tmp)
+    if restore_numpy:
+        np.random.set_state(state['numpy_random'])
 
 
 class DivergenceError(RuntimeError):
@@ -487,6 +489,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     contexts = contexts or [mx.cpu()]
     kv = distributed.init(distributed.training_kvstore(kvstore))
     workers, rank = distributed.num_workers(), distributed.rank()
+    devices = len(contexts) * workers  # of the whole job
     stop_epoch = to_epoch if stop_epoch is None else stop_epoch
     if not from_epoch < stop_epoch <= to_epoch:
         raise ValueError('need from_epoch < stop_epoch <= to_epoch, got %d, %d, %d'
@@ -500,30 +503,19 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         logger.info('%s: already trained to epoch %d, nothing to do', prefix, begin)
         return done
 
-    batches = getattr(dataiter, 'batches_per_epoch', None)
-    if batches is None:
-        batches = dataiter.num_data // dataiter.batch_size
+    batches = _batches_per_epoch(dataiter)
     per_epoch = schedule_batches or batches
     scheduler = make_lr_scheduler(lr_policy, base_lr, from_epoch * per_epoch, to_epoch * per_epoch,
                                   steps=lr_steps, factor=lr_factor)
     # The schedule counts updates from from_epoch: a resumed run starts at the count it stopped at.
     updates = state['num_update'] if state is not None else (begin - from_epoch) * batches
     _seed(seed, 0)
-    mod = get_module(label, contexts) if objective is None else objective.module(label, contexts)
-    mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
-    mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
-                    allow_missing=bool(missing))
-    # learning_rate replaces the scheduler's base rate in MXNet: give it the scheduler's own
-    # (a step schedule resumed past a step starts lower).
-    # Gradients are summed over every device of the job: rescale by their number.
-    mod.init_optimizer(kvstore=None if kv else kvstore, optimizer='sgd', optimizer_params={
-        'learning_rate': scheduler.base_lr, 'momentum': momentum, 'wd': weight_decay,
-        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / (len(contexts) * workers), 'begin_num_update': updates})
-    job = JobStep(mod, kv, seed, len(contexts) * workers, rank * len(contexts))
+    mod = _initialised_module(label, contexts, objective, dataiter, arg_params, aux_params, missing)
+    _init_sgd(mod, kvstore=None if kv else kvstore, scheduler=scheduler, momentum=momentum, wd=weight_decay,
+              devices=devices, updates=updates)
+    job = JobStep(mod, kv, seed, devices, rank * len(contexts))
     if state is not None:
-        _restore_states(mod, state)
-        if seed is None:
-            np.random.set_state(state['numpy_random'])
+        _restore_states(mod, state, restore_numpy=seed is None)
     if workers > 1:
         _check_same_start(mod, checkpoint_path(prefix, begin) if begin > from_epoch else weights)
     if rank == 0:
@@ -536,11 +528,45 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         n, speed = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback,
                                 job)
         updates += n
-        arg_now, aux_now = mod.get_params()
-        if not _all_finite(arg_now):
-            raise _diverged('the weights are no longer finite', epoch, n - 1, batches,
-                            mod._optimizer.learning_rate, prefix)
-        done.append(_save_epoch(mod, prefix, epoch + 1, updates, arg_now, aux_now))
-        logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, _job_loss(metric, workers),
-                    mod._optimizer.learning_rate, speed * workers, 'saved' if rank == 0 else 'rank 0 saved', done[-1])
+        done.append(_end_epoch(mod, prefix, epoch, n, batches, updates, metric, speed))
     return done
+
+
+def _batches_per_epoch(dataiter):
+    batches = getattr(dataiter, 'batches_per_epoch', None)
+    return dataiter.num_data // dataiter.batch_size if batches is None else batches
+
+
+def _initialised_module(label, contexts, objective, dataiter, arg_params, aux_params, missing):
+    """The training Module of ``label`` (or of ``objective``), bound to ``dataiter``, its weights set.
+
+    Layers the weights miss (a classifier's head) are initialised by :func:`issegm.model.head_initializer`.
+    """
+    mod = get_module(label, contexts) if objective is None else objective.module(label, contexts)
+    mod.bind(dataiter.provide_data, dataiter.provide_label, for_training=True)
+    mod.init_params(initializer=head_initializer(), arg_params=arg_params, aux_params=aux_params,
+                    allow_missing=bool(missing))
+    return mod
+
+
+def _init_sgd(mod, kvstore, scheduler, momentum, wd, devices, updates):
+    """SGD on ``mod`` from update ``updates`` of ``scheduler``; gradients summed over ``devices`` are averaged."""
+    # learning_rate replaces the scheduler's base rate in MXNet: give it the scheduler's own
+    # (a step schedule resumed past a step starts lower).
+    mod.init_optimizer(kvstore=kvstore, optimizer='sgd', optimizer_params={
+        'learning_rate': scheduler.base_lr, 'momentum': momentum, 'wd': wd,
+        'lr_scheduler': scheduler, 'rescale_grad': 1.0 / devices, 'begin_num_update': updates})
+
+
+def _end_epoch(mod, prefix, epoch, n, batches, updates, metric, speed):
+    """After epoch ``epoch`` (``n`` updates): check the weights, save them (rank 0), log; the checkpoint's path."""
+    arg_now, aux_now = mod.get_params()
+    if not _all_finite(arg_now):
+        raise _diverged('the weights are no longer finite', epoch, n - 1, batches,
+                        mod._optimizer.learning_rate, prefix)
+    path = _save_epoch(mod, prefix, epoch + 1, updates, arg_now, aux_now)
+    workers = distributed.num_workers()
+    logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, _job_loss(metric, workers),
+                mod._optimizer.learning_rate, speed * workers, 'saved' if distributed.rank() == 0 else 'rank 0 saved',
+                path)
+    return path

@@ -218,7 +218,7 @@ def write_round(root, names, with_prior, alpha=0.5):
     """
     from issegm.datasets import get_dataset
     from issegm.inference import LowRes
-    from issegm.self_training import lowres_to_probmap, save_lowres
+    from issegm.probmaps import lowres_to_probmap, save_lowres
     info = get_dataset('cityscapes')
     rng = np.random.RandomState(0)
     round_dir = os.path.join(root, 'out', '0')
@@ -311,7 +311,7 @@ def test_store_windows_equal_the_full_matrix_map(tmp_path, monkeypatch, resize_c
     from issegm.data import Geometry, Sample, TARGET
     from issegm.inference import LowRes
     from issegm.postprocess import upsample_window
-    from issegm.self_training import save_lowres
+    from issegm.probmaps import save_lowres
     im_hw, low_hw = RESIZES[resize_case]
     rng = np.random.RandomState(len(resize_case))
     low = LowRes(probability_map((19,) + low_hw, seed=3), im_hw, S)
@@ -354,7 +354,7 @@ def test_store_windows_equal_pils_map_to_float32_rounding(tmp_path):
     """What training sees moved from the PIL-upsampled map (the store before windows) by rounding only."""
     from issegm.data import Geometry, Sample, TARGET
     from issegm.inference import LowRes
-    from issegm.self_training import lowres_to_probmap, save_lowres
+    from issegm.probmaps import lowres_to_probmap, save_lowres
     low = LowRes(probability_map((19, 7, 9), seed=4), (52, 70), S)
     save_lowres(str(tmp_path / 'a.npz'), low, (H, W))
     thresh = np.random.RandomState(1).uniform(0.05, 0.3, 19)

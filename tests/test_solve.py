@@ -239,8 +239,8 @@ AO_FLAGS = ['--num-round', '2', '--test-scales', '64', '--scale-rate-range', '0.
             '--source-sample-policy', 'cumulative', '--kc-policy', 'cb', '--prefetch-threads', '1',
             '--gpus', '0', '--with-prior', 'False', '--epoch-per-round', '2']
 
-AO_CHILD = ('import sys, test_solve; from issegm import self_training, solve_AO; '
-            'self_training.make_dataiter = test_solve.slow_factory; sys.exit(solve_AO.main(sys.argv[1:]))')
+AO_CHILD = ('import sys, test_solve; from issegm import retraining, solve_AO; '
+            'retraining.make_dataiter = test_solve.slow_factory; sys.exit(solve_AO.main(sys.argv[1:]))')
 
 
 def ao_child(argv, code=AO_CHILD):
@@ -475,8 +475,8 @@ def oracle_pseudo_labels(weights, portion, scale=64, flip=True):
     return {n: info.train2label[reference_labels(m, thresh)[0]] for n, m in zip(names, maps)}
 
 
-VAL_CHILD = ('import os, sys, time, test_solve; from issegm import self_training, solve_ST\n'
-             'real = self_training._write_pred\n'
+VAL_CHILD = ('import os, sys, time, test_solve; from issegm import pseudo_labelling, solve_ST\n'
+             'real = pseudo_labelling._write_pred\n'
              'calls = []\n'
              'def paused(ids_folder, *a, **k):\n'
              '    if ids_folder.endswith("pseudo_labelIds"):\n'
@@ -487,7 +487,7 @@ VAL_CHILD = ('import os, sys, time, test_solve; from issegm import self_training
              '            open(os.path.join(sys.argv[sys.argv.index("--output") + 1], "pass2_paused"), "w").close()\n'
              '            time.sleep(600)\n'
              '    return real(ids_folder, *a, **k)\n'
-             'self_training._write_pred = paused\n'
+             'pseudo_labelling._write_pred = paused\n'
              'sys.exit(solve_ST.main(sys.argv[1:]))')
 
 
@@ -646,7 +646,7 @@ def slow_sample_batches(seconds=0.15):
 def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
     from issegm.crst import soft_pseudo_labels
     from issegm.datasets import get_dataset
-    from issegm.self_training import load_lowres, lowres_to_probmap
+    from issegm.probmaps import load_lowres, lowres_to_probmap
     assert CRST_AO_FLAGS[CRST_AO_FLAGS.index('--num-round') + 1] == '1'
     proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
     kill_when_exists(proc, 'ao/0/%s_ep-0001.params' % MODEL, 'CRST training never finished an epoch')
@@ -689,6 +689,7 @@ def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
 
 def test_crst_flags_at_zero_are_cbst_bit_for_bit(mini):
     from issegm import self_training as st
+    from issegm.rounds import round_schedule, train_argv, val_argv
     zeros = ['--mr-weight-kld', '0', '--mr-weight-ent', '0', '--mr-weight-l2', '0', '--lr-weight-ent', '0',
              '--mr-weight-src', '0']
     common = ['--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--data-root', 'gta', '--data-root-tgt',
@@ -711,8 +712,8 @@ def test_crst_flags_at_zero_are_cbst_bit_for_bit(mini):
     # the round driver passes no CRST flag to CBST's phases: the reference's commands
     from issegm.solve_AO import build_parser
     args = build_parser().parse_args(AO_FLAGS)
-    rnd = st.round_schedule(args)[0]
-    assert not [w for w in st.val_argv(args, rnd) + st.train_argv(args, rnd) if w.startswith(('--mr-', '--lr-w'))]
+    rnd = round_schedule(args)[0]
+    assert not [w for w in val_argv(args, rnd) + train_argv(args, rnd) if w.startswith(('--mr-', '--lr-w'))]
 
 # -- SYNTHIA -> Cityscapes (16 classes) ----------------------------------------------------------
 

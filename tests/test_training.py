@@ -312,3 +312,31 @@ def test_step_schedule_divides_by_the_default_factor_after_each_step(tmp_path):
     train(LABEL, _iter(), str(tmp_path / (LABEL + '_ep')), to_epoch=2, base_lr=0.1, lr_policy='step',
           lr_steps=(2,), batch_end_callback=lambda epoch, nbatch, loss, lr: lrs.append(lr))
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.01], rel=1e-6)
+
+
+def test_two_devices_apply_one_update_on_the_averaged_gradient(tmp_path, monkeypatch):
+    """Spec 7: with two devices the gradients of both halves of the batch are summed and rescaled by
+    1/2 before ONE update. With 'valid' normalisation and equally many labelled pixels per half, that is
+    the gradient of the whole batch on one device, so the first step (momentum has nothing yet) is the
+    one-device step on the same batch. Devices updating alone, each with its own half, would move the
+    (device-averaged) weights half as far. Dropout is left out so that both runs compute the same
+    function."""
+    import util.symbol.resnet_v2 as resnet_v2
+    monkeypatch.setattr(resnet_v2, 'dropout', lambda data, name, p: data)
+    rng = np.random.RandomState(1)
+    x = rng.randn(4, 3, 32, 32).astype(np.float32)
+    y = rng.randint(0, 19, (4, 16)).astype(np.float32)   # every pixel labelled: equal counts per half
+    weights = _write_weights(str(tmp_path / 'w.params'))
+    w0 = load_params_from_file(weights)[0]
+    steps = {}
+    for name, contexts in (('one', [mx.cpu(0)]), ('two', [mx.cpu(0), mx.cpu(1)])):
+        it = mx.io.NDArrayIter(x, y, batch_size=4, label_name='softmax_label')
+        (path,) = train(LABEL, it, str(tmp_path / name / (LABEL + '_ep')), weights=weights, contexts=contexts,
+                        base_lr=1.0, weight_decay=0.)
+        w1 = load_params_from_file(path)[0]
+        steps[name] = {n: w1[n].asnumpy().astype(np.float64) - w0[n].asnumpy() for n in w0}
+    moved = [n for n in w0 if np.abs(steps['one'][n]).max() > 1e-4]
+    assert len(moved) > len(w0) // 2
+    for n in moved:
+        scale = np.abs(steps['one'][n]).max()
+        np.testing.assert_allclose(steps['two'][n], steps['one'][n], rtol=0, atol=1e-3 * scale, err_msg=n)

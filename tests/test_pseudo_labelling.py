@@ -13,10 +13,13 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from issegm import pseudo_labelling
 from issegm import self_training as st
+from issegm.cli import PhaseError
 from issegm.datasets import get_dataset
 from issegm.inference import LowRes, padded_shape, upsample_probs
 from issegm.pseudo_label import IGNORE_LABEL
+from issegm.rounds import round_schedule, val_argv
 from issegm.solve_ST import build_parser
 from reference_cbst import reference_labels, reference_stats
 from util.image import longer_side_shape
@@ -142,7 +145,7 @@ def test_lean_path_equals_full_resolution_path(layout, policy, prior, mode):
     args = val_args('out', policy, prior)
     args.postprocess = mode
     assert st.run(args, predictor=FakePredictor()) == 0
-    stats = st._load_json('out/0/pseudo_label.done.json')['stats']
+    stats = pseudo_labelling._load_json('out/0/pseudo_label.done.json')['stats']
     ups, maps, ref_size, ref_thresh = full_resolution_path(prior_array, policy)
 
     thresh = np.load('out/stats/cls_thresh.npy')
@@ -194,16 +197,16 @@ def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout, mod
         args.postprocess = mode
         return args
 
-    st.generate_pseudo_labels(args_of('ref'), predictor=FakePredictor())  # uninterrupted
+    pseudo_labelling.generate_pseudo_labels(args_of('ref'), predictor=FakePredictor())  # uninterrupted
     ref_size, ref_thresh = np.load('ref/stats/cls_size.npy'), np.load('ref/stats/cls_thresh.npy')
     ref_labels = [read_png('ref/0/self_train/pseudo_labelIds/%s.png' % name) for name in NAMES]
-    with pytest.raises(st.PhaseError) as err:
-        st.generate_pseudo_labels(args_of('out'), predictor=FakePredictor(fail_at=2))
+    with pytest.raises(PhaseError) as err:
+        pseudo_labelling.generate_pseudo_labels(args_of('out'), predictor=FakePredictor(fail_at=2))
     msg = str(err.value)
     assert 'phase val' in msg and 'image 3/4' in msg and NAMES[2] in msg and 'rerun' in msg
     assert '\n' not in msg
     counting = FakePredictor()
-    st.generate_pseudo_labels(args_of('out'), predictor=counting)
+    pseudo_labelling.generate_pseudo_labels(args_of('out'), predictor=counting)
     assert counting.calls == 2  # images 1 and 2 were reloaded, not forwarded
     np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
     np.testing.assert_array_equal(np.load('out/stats/cls_size.npy'), ref_size)
@@ -213,12 +216,12 @@ def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout, mod
     # A complete round is not regenerated: no forward at all, stats restored.
     os.remove('out/stats/cls_thresh.npy')
     again = FakePredictor()
-    st.generate_pseudo_labels(args_of('out'), predictor=again)
+    pseudo_labelling.generate_pseudo_labels(args_of('out'), predictor=again)
     assert again.calls == 0
     np.testing.assert_array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
     # Other settings for the same round: regenerated.
     other = FakePredictor()
-    st.generate_pseudo_labels(args_of('out', portion='0.5'), predictor=other)
+    pseudo_labelling.generate_pseudo_labels(args_of('out', portion='0.5'), predictor=other)
     assert other.calls == len(NAMES)
     assert not np.array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
 
@@ -241,16 +244,6 @@ def test_sub_stride_maps_are_stored_and_upsampled_at_their_own_stride(layout, mo
     agree.check()
 
 
-def test_stored_map_carries_its_stride(tmp_path):
-    low = LowRes(np.random.RandomState(0).rand(3, 10, 18).astype(np.float32), (36, 72), 4)
-    st.save_lowres(str(tmp_path / 'a.npz'), low, (40, 80))
-    back, orig_hw = st.load_lowres(str(tmp_path / 'a.npz'), 8)
-    assert back.stride == 4 and back.im_hw == (36, 72) and orig_hw == (40, 80)
-    np.testing.assert_array_equal(back.probs, low.probs)
-    # A map stored before strides were (network stride, one step) reads at the network stride.
-    np.savez(str(tmp_path / 'old.npz'), probs=low.probs, im_hw=np.array([36, 72]), orig_hw=np.array([40, 80]))
-    assert st.load_lowres(str(tmp_path / 'old.npz'), 8)[0].stride == 8
-
 
 def test_mine_thresh_reaches_the_pseudo_label_phase(layout):
     # Ours on purpose (README): the reference's solve_AO.py never passes --mine-thresh to the
@@ -261,7 +254,7 @@ def test_mine_thresh_reaches_the_pseudo_label_phase(layout):
         '--split-tgt', 'train', '--data-root-tgt', 'cs', '--output', 'out', '--model', 'cityscapes_rna-a1_cls19_s8',
         '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params', '--init-tgt-port', '0.2',
         '--mine-id-number', '3', '--mine-thresh', '0.05', '--kc-policy', 'cb', '--gpus', '0', '--base-lr', '1e-4'])
-    argv = st.val_argv(ao, st.round_schedule(ao)[0])
+    argv = val_argv(ao, round_schedule(ao)[0])
     assert argv[argv.index('--mine-thresh') + 1] == '0.05'
     assert st.run(build_parser().parse_args(argv), predictor=FakePredictor()) == 0
     share = np.load('out/stats/cls_size.npy') / np.load('out/stats/cls_size.npy').sum()
@@ -269,14 +262,6 @@ def test_mine_thresh_reaches_the_pseudo_label_phase(layout):
     np.testing.assert_array_equal(priority, np.nonzero(share < 0.05)[0])
     assert set(priority) > set(np.nonzero(share < 0.001)[0])   # not the reference's fixed 0.001
 
-
-def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():
-    np.random.seed(0)
-    expected = np.random.choice(1000, 30, replace=False)
-    np.testing.assert_array_equal(st.select_source(1000, 0.03, 0), expected)
-    small, large = st.select_source(1000, 0.03, 0), st.select_source(1000, 0.0325, 0)
-    assert len(small) == 30 and len(large) == 32
-    np.testing.assert_array_equal(large[:30], small)  # a larger portion extends the smaller one
 
 
 def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, monkeypatch):
@@ -289,7 +274,7 @@ def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, mo
     monkeypatch.setattr(HostOps, 'upsample', with_host_delay(HostOps.upsample, HOST_DELAY, spans))
     args = val_args('out')
     args.postprocess = 'pil'
-    st.generate_pseudo_labels(args, predictor=Predictor(device, C, 8))
+    pseudo_labelling.generate_pseudo_labels(args, predictor=Predictor(device, C, 8))
     fwd = sorted(device.spans)
     assert len(fwd) == len(NAMES) and len(spans) == 2 * len(NAMES)  # pass 1 and pass 2
     for i in range(len(NAMES) - 1):
@@ -297,14 +282,6 @@ def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, mo
         # as forward i ends, HOST_DELAY before that (slack for a busy machine).
         assert fwd[i + 1][0] < spans[i][1]
 
-
-def test_solve_AO_passes_postprocess_on_only_when_chosen():
-    from issegm.solve_AO import build_parser
-    argv = ['--model', 'cityscapes_rna-a1_cls19_s8', '--weights', 'w.params', '--base-lr', '1e-4']
-    rnd = {'round': 0, 'weights': 'w.params', 'tgt_port': '0.2'}
-    assert '--postprocess' not in st.val_argv(build_parser().parse_args(argv), rnd)  # the reference's command
-    got = st.val_argv(build_parser().parse_args(argv + ['--postprocess', 'pil']), rnd)
-    assert got[got.index('--postprocess') + 1] == 'pil'
 
 
 def test_a_round_made_on_the_device_path_refuses_a_rerun_on_the_other(layout, caplog):
@@ -335,111 +312,7 @@ def test_target_list_without_labels_gives_the_same_pseudo_labels_unscored(layout
     for name in NAMES:
         np.testing.assert_array_equal(read_png('without/0/self_train/pseudo_labelIds/%s.png' % name),
                                       read_png('with/0/self_train/pseudo_labelIds/%s.png' % name))
-    assert 'scores_np' in st._load_json('with/0/pseudo_label.done.json')['stats']
-    assert 'scores_np' not in st._load_json('without/0/pseudo_label.done.json')['stats']
+    assert 'scores_np' in pseudo_labelling._load_json('with/0/pseudo_label.done.json')['stats']
+    assert 'scores_np' not in pseudo_labelling._load_json('without/0/pseudo_label.done.json')['stats']
     with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
         assert [line.split('\t')[0] for line in f.read().splitlines()] == images
-
-
-SYNTHIA_AO = ('--num-round 6 --test-scales 1850 --scale-rate-range 0.7,1.3 --dataset synthia --dataset-tgt cityscapes '
-              '--split train --split-tgt train --data-root DATA_ROOT_SYNTHIA --data-root-tgt DATA_ROOT_CITYSCAPES '
-              '--output syn2city/cbst --model cityscapes_rna-a1_cls16_s8 '
-              '--weights models/synthia_rna-a1_cls16_s8_ep-0000.params --batch-images 2 --crop-size 500 '
-              '--origin-size 1280 --origin-size-tgt 2048 --init-tgt-port 0.2 --init-src-port 0.02 --max-src-port 0.06 '
-              '--seed-int 0 --mine-port 0.8 --mine-id-number 3 --mine-thresh 0.001 --base-lr 1e-4 --to-epoch 2 '
-              '--source-sample-policy cumulative --self-training-script issegm/solve_ST.py --kc-policy cb '
-              '--prefetch-threads 2 --gpus 0 --with-prior False').split()
-
-
-def _ao_args(*changes):
-    from issegm.solve_AO import build_parser
-    argv = list(SYNTHIA_AO)
-    for flag, value in changes:   # a flag given twice: argparse keeps the last
-        argv += [flag, value]
-    return build_parser().parse_args(argv)
-
-
-def test_round_schedule_of_the_published_synthia_command():
-    """Spec 8 written out by hand for six rounds: portions +0.05 / +0.0025 (defaults) below
-    their caps, lr / sqrt(2), two more epochs, weights from the previous round, seed 0."""
-    rounds = st.round_schedule(_ao_args())
-    ckpt = 'syn2city/cbst/%d/cityscapes_rna-a1_cls16_s8_ep-%04d.params'
-    assert [r['round'] for r in rounds] == [0, 1, 2, 3, 4, 5]
-    assert [r['tgt_port'] for r in rounds] == ['0.2', '0.25', '0.3', '0.35', '0.4', '0.45']
-    assert [r['src_port'] for r in rounds] == ['0.02', '0.0225', '0.025', '0.0275', '0.03', '0.0325']
-    assert [r['lr'] for r in rounds] == ['0.0001', '7.07106781187e-05', '5e-05', '3.53553390593e-05', '2.5e-05',
-                                         '1.76776695297e-05']
-    assert [r['to_epoch'] for r in rounds] == [2, 4, 6, 8, 10, 12]
-    assert [r['seed'] for r in rounds] == [0] * 6
-    assert [r['weights'] for r in rounds] == ['models/synthia_rna-a1_cls16_s8_ep-0000.params'] + [
-        ckpt % (r, 2 * r + 2) for r in range(5)]
-    assert [r['final'] for r in rounds] == [ckpt % (r, 2 * r + 2) for r in range(6)]
-    # What round 3's phases are told.
-    train = st.train_argv(_ao_args(), rounds[3])
-    for flag, value in (('--init-src-port', '0.0275'), ('--base-lr', '3.53553390593e-05'), ('--to-epoch', '8'),
-                        ('--seed-int', '0'), ('--weights', ckpt % (2, 6)), ('--idx-round', '3'),
-                        ('--origin-size', '1280'), ('--origin-size-tgt', '2048'), ('--mine-port', '0.8'),
-                        ('--mine-id-address', 'syn2city/cbst/stats'), ('--dataset', 'synthia')):
-        assert train[train.index(flag) + 1] == value, flag
-    val = st.val_argv(_ao_args(), rounds[3])
-    for flag, value in (('--init-tgt-port', '0.35'), ('--weights', ckpt % (2, 6)), ('--idx-round', '3'),
-                        ('--kc-policy', 'cb'), ('--with-prior', 'False'), ('--test-scales', '1850')):
-        assert val[val.index(flag) + 1] == value, flag
-
-
-def test_round_schedule_caps_the_portions_and_draws_a_new_seed_each_round_with_random():
-    rounds = st.round_schedule(_ao_args(('--source-sample-policy', 'random'), ('--max-tgt-port', '0.3'),
-                                        ('--max-src-port', '0.025')))
-    # A portion stops growing once it is not below its cap. 0.02 + 2 * 0.0025 is
-    # 0.024999999999999998 in floating point, below 0.025: it grows once more (as in the reference).
-    assert [r['tgt_port'] for r in rounds] == ['0.2', '0.25', '0.3', '0.3', '0.3', '0.3']
-    assert [r['src_port'] for r in rounds] == ['0.02', '0.0225', '0.025', '0.0275', '0.0275', '0.0275']
-    assert [r['seed'] for r in rounds] == [0, 1, 2, 3, 4, 5]
-    argvs = [st.train_argv(_ao_args(), r) for r in rounds]
-    assert [a[a.index('--seed-int') + 1] for a in argvs] == ['0', '1', '2', '3', '4', '5']
-
-
-def test_mining_statistics_of_the_round_reach_the_training_iterator(layout, monkeypatch):
-    """``--phase train`` builds the real FileIter with ``mine_id`` / ``mine_id_priority`` read
-    from ``--mine-id-address`` and ``--mine-port``: every source crop is centred on the
-    priority class."""
-    import issegm.training as training
-    from issegm.data import SOURCE, TARGET, FileIter
-    from issegm.layouts import write_gta, write_list
-    entries = []
-    for k in range(1, 5):
-        label = np.full(SHAPE, 7, np.uint8)          # road
-        label[12:28, 30 + 5 * k:46 + 5 * k] = 33     # a bicycle block (train id 18)
-        label[18:24, 0:24] = 17                      # a pole block (train id 5), also minable
-        entries.append(write_gta('gta', k, np.full(SHAPE + (3,), 60 + k, np.uint8), label))
-    write_list('issegm/data_list/gta/train.lst', entries)
-    assert st.run(val_args('out'), predictor=FakePredictor()) == 0
-    np.save('out/stats/mine_id.npy', np.array([5, 3, 18]))
-    np.save('out/stats/mine_id_priority.npy', np.array([18]))
-    seen = {}
-
-    def fake_train(label, dataiter, prefix, **kw):
-        seen.update(kw, label=label, dataiter=dataiter, prefix=prefix)
-        return []
-
-    monkeypatch.setattr(training, 'train', fake_train)
-    args = st.complete_args(build_parser().parse_args([
-        '--phase', 'train', '--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--split', 'train',
-        '--split-tgt', 'train', '--data-root', 'gta', '--data-root-tgt', 'cs', '--output', 'out',
-        '--model', 'cityscapes_rna-a1_cls19_s8', '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params',
-        '--batch-images', '2', '--crop-size', '24', '--scale-rate-range', '1.0,1.0', '--origin-size', '2048',
-        '--init-src-port', '1.0', '--mine-id-address', 'out/stats', '--mine-port', '1.0', '--to-epoch', '2',
-        '--idx-round', '0', '--base-lr', '1e-4', '--gpus', '0']))
-    st.retrain(args)
-    it = seen['dataiter']
-    assert isinstance(it, FileIter)
-    assert (seen['weight_decay'], seen['base_lr'], seen['from_epoch'], seen['to_epoch']) == (5e-4, 1e-4, 0, 2)
-    assert [s.domain for s in it.samples].count(SOURCE) == 4 and [s.domain for s in it.samples].count(TARGET) == 4
-    for k, sample in enumerate(it.samples):
-        if sample.domain != SOURCE:
-            continue
-        train = it.reader.load(sample)[1]
-        for seed in range(10):
-            g = it.reader.make(k, seed)[2]
-            assert g.mined and train[g.y0 + g.crop // 2 - g.d0, g.x0 + g.crop // 2 - g.d0] == 18
-    it.close()
