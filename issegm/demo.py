@@ -247,7 +247,7 @@ def source_plus_rounds(p):
     every target image), so it gets as many SGD updates as self-training adds.
     """
     from types import SimpleNamespace
-    from issegm.self_training import round_schedule
+    from issegm.rounds import round_schedule
     args = SimpleNamespace(source_sample_policy='cumulative', base_lr=p['st_lr'], weights='', epr=1,
                            num_round=p['rounds'], seed_int=0, output='', model='',
                            init_tgt_port=p['init_tgt_port'], step_tgt_port=p['step_tgt_port'],
