@@ -159,6 +159,19 @@ def get_dataset(name):
                          valid_label_ids=list(info.valid_label_ids), label_ids=list(info.label_ids))
 
 
+def dataset_for_model(name, model, classes):
+    """The :class:`DatasetInfo` of ``name``, checked to have the ``classes`` of ``model`` (its label).
+
+    Raises :class:`DataError` with one line for an unknown dataset or another class count.
+    """
+    info = get_dataset(name)
+    if classes != info.num_classes:
+        raise DataError('model %s predicts %d classes but dataset %s has %d; use %d-class weights with a '
+                        '%d-class dataset (cityscapes16 for SYNTHIA models)'
+                        % (model, classes, info.name, info.num_classes, classes, classes))
+    return info
+
+
 def target_dataset(dataset, dataset_tgt, classes):
     """Label tables of the target: SYNTHIA -> Cityscapes uses the 16-class Cityscapes mapping.
 

@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from issegm import distributed, metrics
-from issegm.datasets import DataError, LabelAudit, get_dataset, list_path, read_list, sample_name, save_prediction
+from issegm.datasets import DataError, LabelAudit, dataset_for_model, list_path, read_list, sample_name, save_prediction
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.parallel import Writer, host_workers, prefetch
@@ -124,14 +124,9 @@ def prepare(args):
     from issegm.model import parse_label
     spec = parse_label(args.model)
     try:
-        info = get_dataset(args.dataset)
+        info = dataset_for_model(args.dataset, args.model, spec.classes)
     except DataError as exc:
         raise EvalError(str(exc))
-    if spec.classes != info.num_classes:
-        raise EvalError('model %s predicts %d classes but dataset %s has %d; evaluate %d-class '
-                        'weights on a %d-class dataset (cityscapes16 for SYNTHIA models)'
-                        % (args.model, spec.classes, info.name, info.num_classes, spec.classes,
-                           spec.classes))
     if not os.path.isfile(args.weights):
         raise EvalError('weights not found: %s' % args.weights)
     try:

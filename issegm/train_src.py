@@ -187,18 +187,15 @@ def run(args, dataiter=None, batch_end_callback=None):
     ``batch_end_callback(epoch, nbatch, loss, lr)`` is passed to the loop.
     """
     from issegm import distributed
-    from issegm.datasets import DataError, get_dataset
+    from issegm.datasets import DataError, dataset_for_model
     from issegm.run_guard import settle
     from issegm.training import last_checkpoint, remove_checkpoints
     from util.device import get_contexts
     args, spec = resolve_args(args)
     try:
-        info = get_dataset(args.dataset)
+        info = dataset_for_model(args.dataset, args.model, spec.classes)
     except DataError as exc:
         raise TrainSrcError(str(exc))
-    if spec.classes != info.num_classes:
-        raise TrainSrcError('model %s has %d classes but dataset %s has %d'
-                            % (args.model, spec.classes, info.name, info.num_classes))
     contexts = get_contexts(args.gpus)
     distributed.init(args.kvstore)  # under the launcher: join the job, learn this worker's rank
     prefix = os.path.join(args.output, '%s_ep' % args.model)

@@ -180,3 +180,13 @@ def test_line_without_image_is_an_error(tmp_path):
     lst.write_text('\t%s\n' % good[1])
     with pytest.raises(DataError, match='bad.lst line 1'):
         read_list(str(lst), str(root))
+
+
+def test_dataset_for_model_checks_the_class_count():
+    from issegm.datasets import dataset_for_model
+    assert dataset_for_model('cityscapes16', 'cityscapes_rna-a1_cls16_s8', 16).num_classes == 16
+    with pytest.raises(DataError) as exc:
+        dataset_for_model('synthia', 'gta_rna-a1_cls19_s8', 19)
+    assert 'gta_rna-a1_cls19_s8 predicts 19 classes but dataset synthia has 16' in str(exc.value)
+    with pytest.raises(DataError, match="unknown dataset 'kitti'"):
+        dataset_for_model('kitti', 'gta_rna-a1_cls19_s8', 19)

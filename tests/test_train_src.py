@@ -115,7 +115,7 @@ def test_lr_policies(tmp_path, imagenet_weights):
     (['--to-epoch', '2', '--lr-type', 'step'], 'needs --lr-steps'),
     ([], '--to-epoch is required'),
     (['--to-epoch', '2', '--kvstore', 'dist'], '--kvstore must be'),
-    (['--to-epoch', '2', '--dataset', 'synthia'], 'has 19 classes but dataset synthia has 16'),
+    (['--to-epoch', '2', '--dataset', 'synthia'], 'predicts 19 classes but dataset synthia has 16'),
 ])
 def test_bad_arguments_one_line(tmp_path, imagenet_weights, capsys, extra, needle):
     assert train_src.main(_argv(str(tmp_path / 'x'), imagenet_weights, *extra)) == 2
