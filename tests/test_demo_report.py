@@ -71,3 +71,18 @@ def test_summarise_seeds_writes_table_json_and_mean_audit(tmp_path):
     assert audit['precision'][0] == pytest.approx(1.0) and audit['coverage'][1] is None
     rows = (tmp_path / 'pseudo_labels.md').read_text().splitlines()
     assert rows[2].split('|')[:5] == ['road', '5.3', '50.0', '25.0', '100.0']
+
+
+def test_readme_status_table_and_band_agree():
+    """The band a single run checks itself against is the CBST row of the README's seeds table."""
+    import os
+    import re
+    from issegm.demo import README_BAND
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'README.md'), encoding='utf-8').read()
+    assert README_BAND['command'] in readme
+    row = re.search(r'^\| CBST \|(.*)$', readme, re.M).group(1).split('|')
+    assert len(row) - 1 == 3 + len(README_BAND['seeds'])  # per seed, mIoU, gain, rare-class gain
+    gain = row[-3].strip()
+    assert gain == '%+.1f +- %.1f' % (README_BAND['mean'], README_BAND['std'])
+    lo, hi = demo_report.band(README_BAND['mean'], README_BAND['std'])
+    assert '[%+.1f, %+.1f]' % (lo, hi) in ' '.join(readme.split())
