@@ -224,6 +224,14 @@ def test_kill_in_pass_one_resumes_without_forwarding_finished_images(layout, mod
     pseudo_labelling.generate_pseudo_labels(args_of('out', portion='0.5'), predictor=other)
     assert other.calls == len(NAMES)
     assert not np.array_equal(np.load('out/stats/cls_thresh.npy'), ref_thresh)
+    # ... and so are the labels: none of the 0.2 run's PNGs is kept (a fresh 0.5 run is the oracle).
+    pseudo_labelling.generate_pseudo_labels(args_of('ref5', portion='0.5'), predictor=FakePredictor())
+    changed = 0
+    for name in NAMES:
+        got = read_png('out/0/self_train/pseudo_labelIds/%s.png' % name)
+        np.testing.assert_array_equal(got, read_png('ref5/0/self_train/pseudo_labelIds/%s.png' % name))
+        changed += not np.array_equal(got, read_png('ref/0/self_train/pseudo_labelIds/%s.png' % name))
+    assert changed == len(NAMES)
 
 
 @pytest.mark.parametrize('mode', ['pil', 'device'])
