@@ -143,12 +143,19 @@ def build_prior(labels, label2train, num_classes, shape=DEFAULT_SHAPE, kernel_si
     return acc.finish(kernel_size, sigma, normalize)
 
 
+#: The .mat header's free text (116 bytes). scipy writes the time of writing there, which made
+#: every rebuild of the same prior a different file, and so "other settings" to a resumed run.
+MAT_HEADER = b'MATLAB 5.0 MAT-file, written by CBST-MX issegm/spatial_prior.py'.ljust(116)
+
+
 def save_prior(path, prior):
-    """Write ``prior_array`` (float32) to a .mat file atomically."""
+    """Write ``prior_array`` (float32) to a .mat file atomically; the same prior gives the same bytes."""
     prior = np.ascontiguousarray(prior, dtype=np.float32)
     with atomic_path(path) as tmp:
         # do_compression: the smooth maps compress well; loadmat reads either.
         scipy.io.savemat(tmp, {'prior_array': prior}, do_compression=True)
+        with open(tmp, 'r+b') as f:
+            f.write(MAT_HEADER)
     return path
 
 

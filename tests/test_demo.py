@@ -62,12 +62,16 @@ def test_quick_demo_writes_table_plot_and_picture(tmp_path):
 
 def test_rerun_skips_finished_steps(tmp_path):
     out = tmp_path / 'demo'
-    demo.run_demo(str(out), 'quick', methods=demo.METHODS[1:2])
+    demo.run_demo(str(out), 'quick', methods=demo.METHODS[1:3])  # CBST and CBST-SP (reads the prior)
     first = os.path.getmtime(out / 'source' / ('%s_ep-0002.params' % demo.SOURCE_LABEL))
-    summary = demo.run_demo(str(out), 'quick', methods=demo.METHODS[1:2])
+    prior = out / 'spatial_prior' / 'gta' / 'prior_array.mat'
+    prior_bytes = prior.read_bytes()
+    summary = demo.run_demo(str(out), 'quick', methods=demo.METHODS[1:3])
     assert os.path.getmtime(out / 'source' / ('%s_ep-0002.params' % demo.SOURCE_LABEL)) == first
+    assert prior.read_bytes() == prior_bytes
     assert 'nothing to do' in (out / 'logs' / 'train_src.log').read_text()
-    assert 'round 0: already complete' in (out / 'logs' / 'solve_AO_CBST.log').read_text()
+    for case in ('CBST', 'CBST-SP'):
+        assert 'round 0: already complete' in (out / 'logs' / ('solve_AO_%s.log' % case)).read_text()
     assert summary['mIoU_per_round']['CBST']
     # --methods adds a CRST variant beside the finished CBST: only its own steps run
     demo.main(['--output', str(out), '--preset', 'quick', '--methods', 'CBST,CRST-LRENT'])

@@ -139,3 +139,17 @@ def test_load_prior_names_the_file_when_prior_array_is_missing_or_the_file_is_no
     (folder / 'prior_array.mat').write_bytes(b'not a mat file at all')
     with pytest.raises(ValueError, match=r'gta/prior_array.mat is not a readable .mat file'):
         sp.load_prior('gta', 19, root=str(tmp_path))
+
+
+def test_the_same_prior_saved_at_another_time_is_the_same_file(tmp_path, monkeypatch):
+    """A rebuilt prior must not look like another prior to a resumed run (run.json records its sha256)."""
+    import hashlib
+    import time
+    prior = np.random.RandomState(0).rand(19, 8, 16).astype(np.float32)
+    digests = []
+    for i, when in enumerate(('Mon Jan  5 10:00:00 2026', 'Tue Jan  6 11:11:11 2026')):
+        monkeypatch.setattr(time, 'asctime', lambda *a, when=when: when)
+        path = sp.save_prior(str(tmp_path / ('p%d.mat' % i)), prior)
+        digests.append(hashlib.sha256(open(path, 'rb').read()).hexdigest())
+        np.testing.assert_array_equal(scipy.io.loadmat(path)['prior_array'], prior)
+    assert digests[0] == digests[1]
