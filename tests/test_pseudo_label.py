@@ -199,3 +199,20 @@ def test_mining_priority_is_strictly_below_the_share_and_all_zero_sizes_are_quie
         warnings.simplefilter('error')
         mine_id, priority = mining_ids(np.zeros(4), 2, 0.001)
     assert priority.tolist() == [] and len(mine_id) == 2
+
+
+def test_merge_keeps_classes_that_exist_in_one_worker_only():
+    first, second = ConfidenceCollector(3), ConfidenceCollector(3)
+    first.add(np.zeros((2, 2), np.int64), np.full((2, 2), 0.9, np.float32))   # class 0 only
+    second.add(np.ones((2, 2), np.int64), np.full((2, 2), 0.8, np.float32))   # class 1 only
+    merged = ConfidenceCollector(3).merge_arrays(first.to_arrays()).merge_arrays(second.to_arrays())
+    np.testing.assert_array_equal(merged.exists, [True, True, False])
+    assert merged.num_images == 2
+
+
+def test_add_kept_refuses_counts_of_another_class_count():
+    col = ConfidenceCollector(3)
+    with pytest.raises(ValueError, match='kept confidences: 2 counts and 10 values for 3 classes'):
+        col.add_kept(np.zeros(10, np.float32), np.ones(2, np.int64))   # enough values, wrong shape
+    with pytest.raises(ValueError, match='kept confidences: 3 counts and 0 values for 3 classes'):
+        col.add_kept(np.zeros(0, np.float32), np.ones(3, np.int64))    # right shape, too few values
