@@ -38,6 +38,8 @@ done
 # copy, the test-coverage map and the verdicts of a run on the same code and tests.
 [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf mutants
 mkdir -p mutants
+# The whole report also goes to mutants/report.txt; its survivors are sorted by kind at the end.
+exec > >(tee mutants/report.txt) 2>&1
 for g in "${ORDER[@]}"; do
   echo "== $g: mutmut run ${GROUP[$g]}"
   start=$(date +%s)
@@ -68,3 +70,6 @@ for name in sorted(n for n, s in status.items() if s not in ('killed', 'timeout'
         print('      ' + l)
 PY
 done
+
+echo '== survivors by kind (scripts/mutation_kinds.py mutants/report.txt --other lists the rest)'
+.venv/bin/python scripts/mutation_kinds.py mutants/report.txt
