@@ -181,6 +181,19 @@ def test_lean_path_equals_full_resolution_path(layout, policy, prior, mode):
             agree(read_png('out/0/self_train/splabelIds/%s.png' % name), info.train2label[probmap.argmax(0)])
     agree.check()
     assert 0 < ignored < len(NAMES) * SHAPE[0] * SHAPE[1]  # the portion really selects
+    # The round's scores against the ground truth: the plain argmax, and with the prior its product's.
+    right = {'scores_np': 0, 'scores_sp': 0}
+    valid = 0
+    for name, up, probmap in zip(NAMES, ups, maps):
+        gt = info.label2train[read_png('cs/gtFine/train/aachen/%s.png' % name.replace('leftImg8bit', 'gtFine_labelIds'))]
+        keep = gt != IGNORE_LABEL
+        valid += keep.sum()
+        right['scores_np'] += (up.argmax(0) == gt)[keep].sum()
+        right['scores_sp'] += (probmap.argmax(0) == gt)[keep].sum()
+    expected = ['scores_np', 'scores_sp'] if prior == 'True' else ['scores_np']
+    assert sorted(k for k in stats if k.startswith('scores')) == expected
+    for key in expected:
+        assert stats[key]['pixel_acc'] == pytest.approx(right[key] / valid, abs=2e-4 if mode == 'device' else 1e-12)
     with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
         lines = f.read().splitlines()
     assert lines[0] == 'leftImg8bit/train/aachen/%s.png\tout/0/self_train/pseudo_labelIds/%s.png' % (
