@@ -205,13 +205,19 @@ def test_host_ops_are_the_reference_functions():
                                   upsample_probs(probs, 8, (36, 72), (40, 80)))
 
 
-def test_lrent_labels_take_the_crst_rule_on_either_path():
+@pytest.mark.parametrize('with_prior', [False, True])
+def test_lrent_labels_take_the_crst_rule_on_either_path(with_prior):
     from issegm.crst import lrent_pseudo_label
     low = LowRes(smooth_probs((5, 9), 11), (36, 72), 8)
     thresh = np.random.RandomState(12).uniform(0.2, 0.5, C)
-    want = lrent_pseudo_label(upsample_probs(low.probs, 8, (36, 72), (40, 80)), thresh, 0.5, return_argmax=True)
+    probs = upsample_probs(low.probs, 8, (36, 72), (40, 80))
+    prior = None
+    if with_prior:  # CBST-SP's product, then CRST's rule (a prior that moves the argmax somewhere)
+        prior = np.random.RandomState(13).uniform(0.05, 1.0, (C, 40, 80)).astype(np.float32)
+        probs = np.multiply(prior, probs).astype(np.float32)
+    want = lrent_pseudo_label(probs, thresh, 0.5, return_argmax=True)
     for mode in ('pil', 'device'):
-        post = Postprocessor(C, mode)
+        post = Postprocessor(C, mode, prior=prior)
         out = post.label(post.source(stored=(low, (40, 80))), thresh, alpha=0.5).result()
         same = np.mean([(out[k] == w).mean() for k, w in zip(('label', 'argmax'), want)])
         assert same == 1.0 if mode == 'pil' else same >= 0.9999
