@@ -4,7 +4,7 @@ import numpy as np
 from issegm import self_training as st
 from issegm.retraining import retrain, select_source
 from issegm.solve_ST import build_parser
-from test_pseudo_labelling import SHAPE, FakePredictor, layout, val_args  # noqa: F401 (layout: a fixture)
+from test_pseudo_labelling import NAMES, SHAPE, FakePredictor, layout, val_args  # noqa: F401 (layout: a fixture)
 
 
 def test_select_source_matches_numpy_legacy_choice_and_is_cumulative():
@@ -46,12 +46,25 @@ def test_mining_statistics_of_the_round_reach_the_training_iterator(layout, monk
         '--model', 'cityscapes_rna-a1_cls19_s8', '--weights', 'models/gta_rna-a1_cls19_s8_ep-0000.params',
         '--batch-images', '2', '--crop-size', '24', '--scale-rate-range', '1.0,1.0', '--origin-size', '2048',
         '--init-src-port', '1.0', '--mine-id-address', 'out/stats', '--mine-port', '1.0', '--to-epoch', '2',
-        '--idx-round', '0', '--base-lr', '1e-4', '--gpus', '0']))
+        '--idx-round', '0', '--base-lr', '1e-4', '--gpus', '0', '--lr-type', 'step', '--lr-steps', '1',
+        '--seed-int', '3', '--kvstore', 'local']))
     retrain(args)
     it = seen['dataiter']
     assert isinstance(it, FileIter)
-    assert (seen['weight_decay'], seen['base_lr'], seen['from_epoch'], seen['to_epoch']) == (5e-4, 1e-4, 0, 2)
+    dataiter = seen.pop('dataiter')
+    assert seen == dict(label='cityscapes_rna-a1_cls19_s8', prefix='out/0/cityscapes_rna-a1_cls19_s8_ep',
+                        contexts=seen['contexts'], stop_epoch=2,
+                        weights='models/gta_rna-a1_cls19_s8_ep-0000.params', from_epoch=0, to_epoch=2,
+                        base_lr=1e-4, lr_policy='step', lr_steps=[1], weight_decay=5e-4, kvstore='local',
+                        backward_do_mirror=False, seed=3, schedule_batches=4 // 2, objective=None)
+    assert dataiter is it
     assert [s.domain for s in it.samples].count(SOURCE) == 4 and [s.domain for s in it.samples].count(TARGET) == 4
+    targets = [s for s in it.samples if s.domain == TARGET]
+    for sample, name in zip(targets, NAMES):
+        assert sample.image == 'cs/leftImg8bit/train/aachen/%s.png' % name
+        assert sample.label == 'out/0/self_train/pseudo_labelIds/%s.png' % name
+    from issegm.datasets import get_dataset
+    np.testing.assert_array_equal(it.reader.label2train[TARGET], get_dataset('cityscapes').label2train)
     for k, sample in enumerate(it.samples):
         if sample.domain != SOURCE:
             continue
