@@ -67,3 +67,27 @@ def test_round_schedule_caps_the_portions_and_draws_a_new_seed_each_round_with_r
     assert [r['seed'] for r in rounds] == [0, 1, 2, 3, 4, 5]
     argvs = [train_argv(_ao_args(), r) for r in rounds]
     assert [a[a.index('--seed-int') + 1] for a in argvs] == ['0', '1', '2', '3', '4', '5']
+
+
+def test_phase_command_lines_parse_to_the_reference_commands():
+    """Both phases' argv, read back by solve_ST's own parser, hold the reference solve_AO's values
+    (written out by hand for round 3 of the published SYNTHIA command)."""
+    from issegm.solve_ST import build_parser
+    rounds = round_schedule(_ao_args())
+    ckpt = 'syn2city/cbst/2/cityscapes_rna-a1_cls16_s8_ep-0006.params'
+    common = dict(dataset='synthia', dataset_tgt='cityscapes', data_root='DATA_ROOT_SYNTHIA',
+                  data_root_tgt='DATA_ROOT_CITYSCAPES', split_tgt='train', output='syn2city/cbst',
+                  model='cityscapes_rna-a1_cls16_s8', weights=ckpt, idx_round=3, gpus='0', mine_thresh=0.001)
+    val = vars(build_parser().parse_args(val_argv(_ao_args(), rounds[3])))
+    want = dict(common, phase='val', mine_id_number=3, test_scales='1850', init_tgt_port=0.35,
+                no_mxnet_cudnn_autotune_default=True, test_flipping=True, with_prior='False', kc_policy='cb')
+    assert {k: val[k] for k in want} == want
+    train = vars(build_parser().parse_args(train_argv(_ao_args(), rounds[3])))
+    want = dict(common, phase='train', split='train', init_src_port=0.0275, batch_images=2, crop_size=500,
+                scale_rate_range='0.7,1.3', base_lr=3.53553390593e-05, to_epoch=8, prefetch_threads=2,
+                prefetcher='process', mine_id_address='syn2city/cbst/stats', mine_port=0.8, cache_images=0,
+                backward_do_mirror=True, origin_size=1280, origin_size_tgt=2048, seed_int=0, kvstore='local')
+    assert {k: train[k] for k in want} == want
+    # Ours, passed on only when chosen: a distributed kvstore.
+    dist = vars(build_parser().parse_args(train_argv(_ao_args(('--kvstore', 'dist_sync')), rounds[3])))
+    assert dist['kvstore'] == 'dist_sync'
