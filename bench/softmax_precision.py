@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 from issegm.datasets import list_path, read_list  # noqa: E402
 from issegm.inference import Predictor  # noqa: E402
 from issegm.model import get_model, parse_label  # noqa: E402
+from issegm.postprocess import upsample_probs  # noqa: E402
 from util.image import read_image  # noqa: E402
 
 
@@ -76,8 +77,8 @@ def main():
             low32, low64 = p32.predict_lowres(image, scale), p64.predict_lowres(image, scale)
             values += low32.probs.size
             values_differ += int((low32.probs != low64.probs).sum())
-            a = p32.upsample(low32, image.shape[:2]).argmax(0)
-            b = p64.upsample(low64, image.shape[:2]).argmax(0)
+            a = upsample_probs(low32.probs, low32.stride, low32.im_hw, image.shape[:2]).argmax(0)
+            b = upsample_probs(low64.probs, low64.stride, low64.im_hw, image.shape[:2]).argmax(0)
             d = int((a != b).sum())
             pixels += a.size
             differ += d

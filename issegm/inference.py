@@ -222,10 +222,6 @@ class Predictor(object):
         """
         return self.start(image, [scale]).lowres()[0]
 
-    def upsample(self, low, orig_hw):
-        """Deterministic (PIL) upsampling of a :class:`LowRes` to ``orig_hw``."""
-        return upsample_probs(low.probs, low.stride, low.im_hw, orig_hw)
-
     def finish(self, job):
         """Wait for ``job`` and return full-resolution probabilities averaged over its scales (host, PIL)."""
         from issegm.postprocess import Postprocessor

@@ -21,7 +21,7 @@ KINDS = (
     ('CRST branch', r"alpha|soft|crst|mr_weight|lr_weight|kld"),
     ('threads and overlap', r"depth|ahead\(|Writer|prefetch|threads|workers|submit|future"),
 )
-NOT_KILLED = ('survived', 'suspicious')
+NOT_KILLED = ('survived', 'suspicious', 'no tests')
 
 
 def read_report(lines):
@@ -33,7 +33,7 @@ def read_report(lines):
             group = head.group(1)
             groups[group] = []
             continue
-        mutant = re.match(r'^   (\S+) \[(\w+)\]$', line)
+        mutant = re.match(r'^   (\S+) \[([\w ]+)\]$', line)
         if mutant and group:
             current = (mutant.group(1), mutant.group(2), [])
             if current[1] in NOT_KILLED:
