@@ -91,3 +91,8 @@ def test_phase_command_lines_parse_to_the_reference_commands():
     # Ours, passed on only when chosen: a distributed kvstore.
     dist = vars(build_parser().parse_args(train_argv(_ao_args(('--kvstore', 'dist_sync')), rounds[3])))
     assert dist['kvstore'] == 'dist_sync'
+    # CRST's flags reach both phases (LRENT's alpha decides the labels, the weights the loss).
+    crst = _ao_args(('--lr-weight-ent', '0.25'), ('--mr-weight-kld', '0.1'))
+    for argv in (val_argv(crst, rounds[3]), train_argv(crst, rounds[3])):
+        parsed = build_parser().parse_args(argv)
+        assert (parsed.lr_weight_ent, parsed.mr_weight_kld) == (0.25, 0.1)
