@@ -439,34 +439,28 @@ def draw_big_vehicle(cv, pal, cx, by, unit, lid):
 
 
 def draw_pole(cv, pal, cx, by, unit, towards, kind):
-    """Pole, optionally with a traffic sign or traffic light facing the road.
-
-    :data:`POLE_WIDTH` is the pole's half width and :data:`SIGN_SCALE` the size
-    of signs and lights, both in object units.
-    """
+    """Pole, optionally with a traffic sign or traffic light facing the road."""
     rng = cv.rng
     top = rng.uniform(2.4, 3.4)
-    k = SIGN_SCALE
-    cv.paint(_thin_rect(cv, cx, by, unit, 0.0, POLE_WIDTH, 0.0, top), POLE, _pick(rng, pal, POLE, 8),
-             cv.surface(0.5))
+    cv.paint(_thin_rect(cv, cx, by, unit, 0.0, 0.06, 0.0, top), POLE, _pick(rng, pal, POLE, 8), cv.surface(0.5))
     if kind == 'sign':
         colour = _pick(rng, pal, SIGN, 10)
         ey = rng.uniform(1.6, top - 0.2)
         if rng.random() < 0.5:
-            mask = _ellipse(cv, cx, by, unit, 0.0, ey, 0.25 * k, 0.25 * k)
+            mask = _ellipse(cv, cx, by, unit, 0.0, ey, 0.25, 0.25)
         else:
-            mask = _rect(cv, cx, by, unit, -0.23 * k, 0.23 * k, ey - 0.23 * k, ey + 0.23 * k)
+            mask = _rect(cv, cx, by, unit, -0.23, 0.23, ey - 0.23, ey + 0.23)
         cv.paint(mask, SIGN, colour)
-        cv.paint(_ellipse(cv, cx, by, unit, 0.0, ey, 0.12 * k, 0.12 * k) & mask, SIGN, np.clip(colour + 90, 0, 255))
+        cv.paint(_ellipse(cv, cx, by, unit, 0.0, ey, 0.12, 0.12) & mask, SIGN, np.clip(colour + 90, 0, 255))
     elif kind == 'light':
         arm = 0.45 * towards
         cv.paint(_rect(cv, cx, by, unit, min(0, arm), max(0, arm), top - 0.06, top), POLE, _pick(rng, pal, POLE, 8))
-        box = _rect(cv, cx, by, unit, arm - 0.14 * k, arm + 0.14 * k, top - 0.75 * k, top)
+        box = _rect(cv, cx, by, unit, arm - 0.14, arm + 0.14, top - 0.75, top)
         cv.paint(box, LIGHT, _pick(rng, pal, LIGHT, 5))
         lamp = ['red', 'yellow', 'green'][rng.integers(3)]
-        ey = top - {'red': 0.15, 'yellow': 0.37, 'green': 0.59}[lamp] * k
+        ey = {'red': top - 0.15, 'yellow': top - 0.37, 'green': top - 0.59}[lamp]
         lit = {'red': (255, 40, 30), 'yellow': (255, 200, 30), 'green': (40, 230, 90)}[lamp]
-        cv.paint(_ellipse(cv, cx, by, unit, arm, ey, 0.09 * k, 0.09 * k) & box, LIGHT, lit)
+        cv.paint(_ellipse(cv, cx, by, unit, arm, ey, 0.09, 0.09) & box, LIGHT, lit)
     elif kind == 'lamp':
         arm = 0.5 * towards
         cv.paint(_rect(cv, cx, by, unit, min(0, arm), max(0, arm), top - 0.05, top), POLE, _pick(rng, pal, POLE, 8))
@@ -488,11 +482,6 @@ def draw_tree(cv, pal, cx, by, unit):
 # of output stride 8 sees 16 x 32 cells, and a true-to-scale pedestrian would
 # not fill one.
 SMALL_SCALE = 1.3
-# Objects stand between 1 and MAX_DEPTH camera heights' worth of depth units away.
-MAX_DEPTH = 6.0
-# Pole half width, and the size factor of traffic signs and lights.
-POLE_WIDTH = 0.06
-SIGN_SCALE = 1.0
 
 
 def place_objects(cv, g, pal, dom):
@@ -503,7 +492,7 @@ def place_objects(cv, g, pal, dom):
 
     def ground(kind_range):
         # depth uniform in Z -> row offset (y - h0) = below * zmin / Z
-        z = rng.uniform(1.0, MAX_DEPTH)
+        z = rng.uniform(1.0, 6.0)
         dy = below * 0.9 / z
         lo, hi = kind_range
         return dy, rng.uniform(lo, hi)
