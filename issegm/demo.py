@@ -21,7 +21,6 @@ the working directory, as the reference does). Their output goes to
 script resumes, and finished steps are skipped.
 """
 import argparse
-import json
 import math
 import os
 import shutil
@@ -29,7 +28,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_LABEL = 'gta_rna-t1_cls19_s8'
@@ -123,6 +121,14 @@ class Runner(object):
                                                                 '\n'.join(tail)))
         return took
 
+    def run_unless(self, output, step, argv):
+        """:meth:`run` unless ``output`` (written atomically by the step) exists; returns ``output``."""
+        if os.path.exists(output):
+            self.progress.update(1)
+        else:
+            self.run(step, argv)
+        return output
+
 
 def prepare_benchmark(workdir, preset, seed):
     """Generate the miniature datasets and lay out their lists as the scripts read them."""
@@ -163,14 +169,10 @@ def train_src_argv(p, gpus, output, lr_type, lr, to_epoch, origin_size, weights=
 def _evaluate(runner, step, weights, output, scale):
     result = os.path.join(runner.workdir, output, os.path.splitext(os.path.basename(weights))[0]
                           + '_results.json')
-    if not os.path.exists(result):
-        runner.run(step, [_python(), _script('evaluate.py'), '--data-root', 'data/cityscapes',
-                          '--output', output, '--dataset', 'cityscapes', '--phase', 'val',
-                          '--weights', weights, '--split', 'val', '--test-scales', str(scale),
-                          '--test-flipping', '--gpus', runner.gpus])
-    else:
-        runner.progress.update(1)
-    return result
+    return runner.run_unless(result, step, [
+        _python(), _script('evaluate.py'), '--data-root', 'data/cityscapes', '--output', output,
+        '--dataset', 'cityscapes', '--phase', 'val', '--weights', weights, '--split', 'val',
+        '--test-scales', str(scale), '--test-flipping', '--gpus', runner.gpus])
 
 
 def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, overrides=None,
@@ -180,6 +182,7 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
     ``overrides`` replaces preset values (``{'rounds': 4}``).
     """
     from tqdm import tqdm
+    from issegm.spatial_prior import prior_path
     p = dict(PRESETS[preset_name], **(overrides or {}))
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -199,12 +202,9 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
                                                p['src_epochs'], scale))
         # The paper smooths with a 70 px window at 1024 x 2048: the same share of our width.
         kernel = max(3, int(round(70. * w / 2048)) | 1)
-        if os.path.exists(os.path.join(workdir, 'spatial_prior', 'gta', 'prior_array.mat')):
-            bar.update(1)  # written atomically: present means built
-        else:
-            runner.run('spatial_prior', [
-                _python(), _script('spatial_prior.py'), '--dataset', 'gta', '--split', 'train',
-                '--data-root', 'data/gta', '--shape', '%d,%d' % (h, w), '--kernel-size', str(kernel)])
+        runner.run_unless(prior_path('gta', os.path.join(workdir, 'spatial_prior')), 'spatial_prior', [
+            _python(), _script('spatial_prior.py'), '--dataset', 'gta', '--split', 'train',
+            '--data-root', 'data/gta', '--shape', '%d,%d' % (h, w), '--kernel-size', str(kernel)])
         results = {'Source': [_evaluate(runner, 'evaluate_source', src_ckpt, 'eval/source', scale)]}
         if source_plus:
             results['Source+'] = train_source_plus(runner, p, src_ckpt, scale)
