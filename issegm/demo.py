@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from util.child_env import child_env
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_LABEL = 'gta_rna-t1_cls19_s8'
@@ -96,8 +98,7 @@ class Runner(object):
         self.workdir = workdir
         self.progress = progress
         self.gpus = gpus
-        self.env = dict(os.environ)
-        self.env['PYTHONPATH'] = REPO + os.pathsep + self.env.get('PYTHONPATH', '')
+        self.env = child_env()
         self.times = []
 
     def run(self, step, argv):

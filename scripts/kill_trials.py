@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from util.child_env import child_env  # noqa: E402 (after the path is set)
 
 MODEL = 'cityscapes_rna-t1_cls19_s8'
 SRC_MODEL = 'gta_rna-t1_cls19_s8'
@@ -65,10 +66,7 @@ def flags(output):
 
 
 def env():
-    e = dict(os.environ)
-    e['PYTHONPATH'] = ROOT + os.pathsep + e.get('PYTHONPATH', '')
-    e.setdefault('OMP_NUM_THREADS', '1')
-    return e
+    return child_env(threads=1)
 
 
 def command(output):

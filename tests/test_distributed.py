@@ -96,8 +96,7 @@ def mini(tmp_path, monkeypatch):
 
 def launched(argv, workers=2, python_args=(), **kw):
     """``python -m issegm.launch -n workers -s 1 -- python [python_args] argv`` (a Popen)."""
-    env = script_env()
-    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
+    env = script_env(os.path.join(ROOT, 'tests'))
     cmd = [sys.executable, '-m', 'issegm.launch', '-n', str(workers), '-s', '1', '--grace', '3', '--',
            sys.executable] + list(python_args) + list(argv)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)

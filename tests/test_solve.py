@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from checkpoint_recipe import recipe_params
+from util.child_env import child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = 'cityscapes_rna-t1_cls19_s8'
@@ -87,11 +88,9 @@ def mini(tmp_path, monkeypatch):
     return tmp_path
 
 
-def script_env():
-    env = dict(os.environ)
-    env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('OMP_NUM_THREADS', '1')
-    return env
+def script_env(*paths):
+    """A child script's environment: the repository (then ``paths``) importable, one thread."""
+    return child_env(*paths, threads=1)
 
 
 def test_solve_ST_val_as_a_script_with_spatial_prior(mini):
@@ -244,8 +243,7 @@ AO_CHILD = ('import sys, test_solve; from issegm import retraining, solve_AO; '
 
 
 def ao_child(argv, code=AO_CHILD):
-    env = script_env()
-    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
+    env = script_env(os.path.join(ROOT, 'tests'))
     return subprocess.Popen([sys.executable, '-c', code] + argv, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -502,8 +500,7 @@ def test_solve_ST_val_killed_in_pass_two_then_a_new_port_through_restart_matches
     """Issue 16: SIGKILL once pass 2 has written one image; the rerun completes the round as one run does.
     Then a new --init-tgt-port into the same round folder: refused, and with --restart regenerated."""
     from issegm import solve_ST
-    env = script_env()
-    env['PYTHONPATH'] = os.path.join(ROOT, 'tests') + os.pathsep + env['PYTHONPATH']
+    env = script_env(os.path.join(ROOT, 'tests'))
     proc = subprocess.Popen([sys.executable, '-c', VAL_CHILD] + val_flags('st', '0.2'), env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     kill_when_exists(proc, 'st/pass2_paused', 'pass 2 never started')
