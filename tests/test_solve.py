@@ -248,8 +248,9 @@ def ao_child(argv, code=AO_CHILD):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def mtimes(pattern):
-    return {p: os.path.getmtime(p) for p in glob.glob(pattern, recursive=True)}
+def mtimes(*patterns):
+    """{path: modification time} of the files matching any of ``patterns``."""
+    return {p: os.path.getmtime(p) for pattern in patterns for p in glob.glob(pattern, recursive=True)}
 
 
 def kill_when_exists(proc, path, what, poll=0.02):
@@ -268,19 +269,14 @@ def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epo
     kill_when_exists(proc, 'ao/1/%s_ep-0003.params' % MODEL, 'round 1 never reached its first epoch')
     final = 'ao/1/%s_ep-0004.params' % MODEL
     assert not os.path.exists(final), 'the kill came too late to test resuming'
-    before = mtimes('ao/0/**/*.png')
-    before.update(mtimes('ao/1/self_train/**/*.png'))
-    before.update(mtimes('ao/*/*.params'))
-    before.update(mtimes('ao/1/pseudo_label.done.json'))
+    kept = ('ao/0/**/*.png', 'ao/1/self_train/**/*.png', 'ao/*/*.params', 'ao/1/pseudo_label.done.json')
+    before = mtimes(*kept)
     assert len(before) > 20
 
     proc = ao_child(AO_FLAGS)
     assert proc.wait(timeout=120) == 0, proc.stderr.read()[-2000:]
     assert os.path.exists(final)
-    after = mtimes('ao/0/**/*.png')
-    after.update(mtimes('ao/1/self_train/**/*.png'))
-    after.update(mtimes('ao/*/*.params'))
-    after.update(mtimes('ao/1/pseudo_label.done.json'))
+    after = mtimes(*kept)
     changed = sorted(p for p in after if before.get(p) != after[p])
     assert changed == [final]  # nothing but the missing epoch was redone
 
@@ -649,10 +645,7 @@ def test_solve_AO_crst_mrkld_lrent_one_round_killed_in_training_resumes(mini):
     kill_when_exists(proc, 'ao/0/%s_ep-0001.params' % MODEL, 'CRST training never finished an epoch')
     final = 'ao/0/%s_ep-0002.params' % MODEL
     assert not os.path.exists(final), 'the kill came too late to test resuming'
-    before = mtimes('ao/0/**/*.png')
-    before.update(mtimes('ao/0/probmap/*.npz'))
-    before.update(mtimes('ao/0/[ps]*_*.json'))
-    before.update(mtimes('ao/0/*.params'))
+    before = mtimes('ao/0/**/*.png', 'ao/0/probmap/*.npz', 'ao/0/[ps]*_*.json', 'ao/0/*.params')
     assert len(before) == 4 * 6 + 4 + 2 + 1  # PNGs, low-res maps, marker + recipe, epoch 1
 
     proc = ao_child(CRST_AO_FLAGS, SLOW_AO_CHILD)
