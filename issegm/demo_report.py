@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 __all__ = ['rare_train_ids', 'gains', 'verdict', 'audit_pseudo_labels', 'summarise', 'aggregate',
-           'seeds_table', 'seeds_verdict', 'band', 'band_line', 'summarise_seeds', 'plot_rounds', 'picture']
+           'seeds_table', 'seeds_verdict', 'band', 'band_check', 'summarise_seeds', 'plot_rounds', 'picture']
 
 #: The cases whose round-0 pseudo-labels the audit compares.
 AUDITED = ('ST', 'CBST')
@@ -90,7 +90,7 @@ def summarise(workdir, results, preset, seconds, times, reference=None):
     """Write ``table.md``, ``pseudo_labels.md``, ``summary.json``, ``mIoU_per_round.png`` and
     ``predictions.png`` of one seed's run; returns the summary dict.
 
-    With ``reference`` (the README's band, see :func:`band_line`) the summary
+    With ``reference`` (the README's band, see :func:`band_check`) the summary
     says under ``band`` whether CBST's gain lies in it.
     """
     from issegm.metrics import load_results, markdown_table
@@ -108,9 +108,7 @@ def summarise(workdir, results, preset, seconds, times, reference=None):
                'step_seconds': dict(times), 'preset': preset,
                'results': {c: [os.path.relpath(p, workdir) for p in ps] for c, ps in results.items()}}
     if reference is not None and 'CBST' in gain:
-        inside, line = band_line(gain['CBST']['mIoU_gain'], reference)
-        lo, hi = band(reference['mean'], reference['std'])
-        summary['band'] = dict(reference, low=lo, high=hi, inside=inside, line=line)
+        summary['band'] = dict(reference, **band_check(gain['CBST']['mIoU_gain'], reference))
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     plot_rounds(per_round, os.path.join(workdir, 'mIoU_per_round.png'))
@@ -151,11 +149,11 @@ def band(mean, std, width=2.0):
     return mean - width * std, mean + width * std
 
 
-def band_line(gain, reference):
+def band_check(gain, reference):
     """Whether a single run's CBST gain lies in the README's band of ``reference``.
 
     ``reference`` has ``mean``, ``std``, ``seeds`` and ``command`` (the run
-    that measured them). Returns ``(inside, line)``.
+    that measured them). Returns ``{'low', 'high', 'inside', 'line'}``.
     """
     lo, hi = band(reference['mean'], reference['std'])
     inside = lo <= gain <= hi
@@ -164,7 +162,7 @@ def band_line(gain, reference):
                ','.join(str(s) for s in reference['seeds']), reference['command']))
     if not inside:
         line += '; results differ across CPUs, see the README'
-    return inside, line
+    return dict(low=lo, high=hi, inside=inside, line=line)
 
 
 def seeds_table(per_seed, agg):

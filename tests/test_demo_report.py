@@ -39,10 +39,10 @@ def test_band_is_mean_plus_minus_two_std():
     ref = dict(mean=6.0, std=3.0, seeds=(0, 1, 2), command='python -m issegm.demo --seeds 0,1,2')
     assert demo_report.band(6.0, 3.0) == (0.0, 12.0)
     for gain, inside in ((12.0, True), (0.0, True), (5.1, True), (12.1, False), (-0.1, False)):
-        got, line = demo_report.band_line(gain, ref)
-        assert got is inside
-        assert ('inside' if inside else 'OUTSIDE') in line and '[+0.0, +12.0]' in line
-    assert 'differ across CPUs' in demo_report.band_line(13.0, ref)[1]
+        got = demo_report.band_check(gain, ref)
+        assert got['inside'] is inside and (got['low'], got['high']) == (0.0, 12.0)
+        assert ('inside' if inside else 'OUTSIDE') in got['line'] and '[+0.0, +12.0]' in got['line']
+    assert 'differ across CPUs' in demo_report.band_check(13.0, ref)['line']
 
 
 def summary_of(seed):
