@@ -482,6 +482,11 @@ def draw_tree(cv, pal, cx, by, unit):
 # of output stride 8 sees 16 x 32 cells, and a true-to-scale pedestrian would
 # not fill one.
 SMALL_SCALE = 1.3
+#: The farthest depth (in camera heights) of persons, riders, bicycles and poles;
+#: cars, buses, trucks, trains and trees go out to 6 (scripts/toy_variants.py
+#: brings the small ones nearer).
+SMALL_MAX_DEPTH = 6.0
+_SMALL_KINDS = ('rider_bike', 'rider_moto', 'person', 'bicycle', 'pole')
 
 
 def place_objects(cv, g, pal, dom):
@@ -490,9 +495,9 @@ def place_objects(cv, g, pal, dom):
     below = h - g['h0']
     items = []
 
-    def ground(kind_range):
+    def ground(kind, kind_range):
         # depth uniform in Z -> row offset (y - h0) = below * zmin / Z
-        z = rng.uniform(1.0, 6.0)
+        z = rng.uniform(1.0, SMALL_MAX_DEPTH if kind in _SMALL_KINDS else 6.0)
         dy = below * 0.9 / z
         lo, hi = kind_range
         return dy, rng.uniform(lo, hi)
@@ -506,14 +511,14 @@ def place_objects(cv, g, pal, dom):
                 span = (-g['roadL'] * 0.9, g['roadR'] * 0.9)
             else:
                 span = (-g['roadL'] * 0.7, g['roadR'] * 0.7)
-            items.append((kind,) + ground(span))
+            items.append((kind,) + ground(kind, span))
     for kind in ('person', 'bicycle', 'pole', 'tree'):
         for _ in range(n[kind]):
             side = 'L' if rng.random() < 0.5 else 'R'
             sgn = -1 if side == 'L' else 1
             a, s = g['road' + side], g['walk' + side]
             frac = {'pole': (0.1, 0.25), 'tree': (0.6, 0.9)}.get(kind, (0.2, 0.9))
-            dy, u = ground((a + frac[0] * s, a + frac[1] * s))
+            dy, u = ground(kind, (a + frac[0] * s, a + frac[1] * s))
             items.append((kind, dy, sgn * u))
     items.sort(key=lambda it: it[1])          # small dy = far away = drawn first
     return items
