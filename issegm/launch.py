@@ -67,7 +67,16 @@ def free_port(host='127.0.0.1'):
 
 
 def _address(host):
-    return host.rsplit('@', 1)[-1]
+    """The IPv4 address of ``[user@]host``, or its name where this machine cannot resolve it.
+
+    ps-lite binds each node to its ``DMLC_NODE_HOST``, and ZeroMQ binds to
+    addresses, not names: a name there ends the node with "bind failed".
+    """
+    name = host.rsplit('@', 1)[-1]
+    try:
+        return socket.gethostbyname(name)
+    except OSError:
+        return name
 
 
 def plan(num_workers, num_servers, hosts, root_uri, port, local_host=None):

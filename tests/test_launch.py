@@ -155,3 +155,44 @@ def test_bad_arguments_give_one_line(tmp_path, args, message):
     proc = launcher(args, tmp_path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and message in err and 'Traceback' not in err
+
+
+FAKE_SSH = '''#!/bin/sh
+# Stands in for ssh: drops the options, logs the host, and runs the remote command here in a
+# clean environment (a remote login shell inherits nothing from the launcher either).
+while [ "$1" = "-o" ]; do shift 2; done
+[ "$1" = "-tt" ] && shift
+echo "$1" >> "%(log)s"
+exec env -i PATH=/usr/bin:/bin HOME="$HOME" /bin/sh -c "$2"
+'''
+
+SEEN_ENV = WORKER + r'''
+with open('env.%d' % kv.rank, 'w') as f:
+    f.write('%s %s' % (os.environ.get('MARKER_NOT_FORWARDED'), os.environ.get('PYTHONPATH') is not None))
+'''
+
+
+def test_ssh_job_sums_through_the_parameter_server(tmp_path):
+    """The ssh launcher for real, through an ssh stand-in: commands, quoting, cd and environment."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'ssh').write_text(FAKE_SSH % dict(log=tmp_path / 'ssh.log'))
+    (bin_dir / 'ssh').chmod(0o755)
+    hosts = tmp_path / 'hosts'
+    hosts.write_text('me@localhost\n127.0.0.1\n')   # a user and a name, resolved for ps-lite
+    work = tmp_path / 'a dir with spaces'
+    work.mkdir()
+    (work / 'w.py').write_text(SEEN_ENV)
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', MARKER_NOT_FORWARDED='yes',
+               PATH=str(bin_dir) + os.pathsep + os.environ['PATH'])
+    proc = subprocess.Popen([sys.executable, '-m', 'issegm.launch', '-n', '2', '-s', '1', '--launcher', 'ssh',
+                             '-H', str(hosts), '--root-uri', '127.0.0.1', '--python', sys.executable, '--',
+                             sys.executable, 'w.py'], cwd=str(work), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    results = sorted(open(p).read() for p in glob.glob(str(work / 'out.*')))
+    assert results == ['0 2 [3.0, 3.0, 3.0, 3.0]', '1 2 [3.0, 3.0, 3.0, 3.0]']
+    # the server and both workers went through ssh, each to its host; PYTHONPATH forwarded, the rest not
+    assert sorted(open(str(tmp_path / 'ssh.log')).read().split()) == ['127.0.0.1', 'me@localhost', 'me@localhost']
+    assert [open(str(work / ('env.%d' % r))).read() for r in (0, 1)] == ['None True'] * 2
