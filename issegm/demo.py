@@ -28,10 +28,9 @@ import subprocess
 import sys
 import time
 
-from util.child_env import child_env
+from util.child_env import REPO, child_env
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE_LABEL = 'gta_rna-t1_cls19_s8'
 TARGET_LABEL = 'cityscapes_rna-t1_cls19_s8'
 METHODS = (  # case, --kc-policy, --with-prior
