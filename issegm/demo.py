@@ -324,6 +324,17 @@ def _print_seeds(summary, output):
     print('total time %.0f s' % summary['seconds'])
 
 
+def parse_overrides(items):
+    """``--set KEY=VALUE`` items -> preset overrides, each converted to the type of the full preset's value."""
+    full, overrides = PRESETS['full'], {}
+    for item in items:
+        key, _, value = item.partition('=')
+        if key not in full:
+            raise ValueError('--set %s: no such preset key; known: %s' % (key, ', '.join(sorted(full))))
+        overrides[key] = type(full[key])(value)
+    return overrides
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--output', default='demo_out', help='work folder (default demo_out)')
@@ -341,14 +352,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         methods = select_methods(args.methods)
+        overrides = parse_overrides(args.set)
     except ValueError as exc:
         parser.error(str(exc))
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition('=')
-        if key not in PRESETS['full']:
-            parser.error('unknown setting %r; known: %s' % (key, ', '.join(sorted(PRESETS['full']))))
-        overrides[key] = type(PRESETS['full'][key])(value)
     if args.seeds is not None:
         try:
             seeds = parse_seeds(args.seeds)

@@ -169,18 +169,15 @@ def main(argv=None):
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise SystemExit('toy_variants: unknown variant %s; see --list' % ', '.join(unknown))
-    full = demo.PRESETS['full']
-    overrides = {}
-    for item in args.set:
-        key, _, value = item.partition('=')
-        if key not in full:
-            raise SystemExit('toy_variants: --set %s: no such preset key; choose from %s' % (key, ', '.join(full)))
-        overrides[key] = type(full[key])(value)
+    try:
+        overrides = demo.parse_overrides(args.set)
+    except ValueError as exc:
+        raise SystemExit('toy_variants: %s' % exc)
     if args.source_from:
         if any(VARIANTS[n][0] != 'target' for n in names):
             raise SystemExit('toy_variants: --source-from needs target variants only: %s change the source too'
                              % ', '.join(n for n in names if VARIANTS[n][0] != 'target'))
-        lend_source(args.source_from, args.output, dict(full, **overrides))
+        lend_source(args.source_from, args.output, dict(demo.PRESETS['full'], **overrides))
     for name in names:
         VARIANTS[name][1]()
     summary = demo.run_demo(args.output, 'full', args.seed, methods=demo.select_methods(args.methods),

@@ -91,6 +91,16 @@ def test_methods_flag_selects_crst_variants():
         demo.select_methods('CBST,CRST-XYZ')
 
 
+def test_set_overrides_take_the_preset_type_and_refuse_unknown_keys():
+    assert demo.parse_overrides(['rounds=4', 'gap=0.1', 'src_lr_type=poly']) == dict(
+        rounds=4, gap=0.1, src_lr_type='poly')
+    assert type(demo.parse_overrides(['rounds=4'])['rounds']) is int
+    with pytest.raises(ValueError, match='--set epochs: no such preset key; known: batch, '):
+        demo.parse_overrides(['rounds=4', 'epochs=3'])
+    with pytest.raises(SystemExit):
+        demo.main(['--set', 'epochs=3'])
+
+
 def _class_iou(workdir, pred_dir):
     """Per-class IoU over the val split, from label-id predictions, computed directly."""
     from issegm.datasets import get_dataset
