@@ -14,8 +14,8 @@ from issegm import launch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def launcher(args, cwd, **kw):
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+def launcher(args, cwd, extra_env=(), **kw):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', **dict(extra_env))
     return subprocess.Popen([sys.executable, '-m', 'issegm.launch'] + args, cwd=str(cwd), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
@@ -183,12 +183,9 @@ def test_ssh_job_sums_through_the_parameter_server(tmp_path):
     work = tmp_path / 'a dir with spaces'
     work.mkdir()
     (work / 'w.py').write_text(SEEN_ENV)
-    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1', MARKER_NOT_FORWARDED='yes',
-               PATH=str(bin_dir) + os.pathsep + os.environ['PATH'])
-    proc = subprocess.Popen([sys.executable, '-m', 'issegm.launch', '-n', '2', '-s', '1', '--launcher', 'ssh',
-                             '-H', str(hosts), '--root-uri', '127.0.0.1', '--python', sys.executable, '--',
-                             sys.executable, 'w.py'], cwd=str(work), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = launcher(['-n', '2', '-s', '1', '--launcher', 'ssh', '-H', str(hosts), '--root-uri', '127.0.0.1',
+                     '--python', sys.executable, '--', sys.executable, 'w.py'], work,
+                    extra_env=dict(MARKER_NOT_FORWARDED='yes', PATH=str(bin_dir) + os.pathsep + os.environ['PATH']))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     results = sorted(open(p).read() for p in glob.glob(str(work / 'out.*')))
