@@ -3,7 +3,7 @@
 * **Bytes per image.** CRST saves one H x W x C float32 ``.npy`` per target
   image (Cityscapes: 1024 x 2048 x 19). We keep the network's low-resolution
   output of the pseudo-label phase (``probmap/{name}.npz``, written here with
-  the project's own :func:`issegm.probmaps.save_lowres` at the published
+  the project's own :func:`issegm.storage.probmaps.save_lowres` at the published
   ``--test-scales 1850``) plus one small recipe per round
   (``soft_labels.json``: thresholds, alpha), and recompute the soft labels of
   each crop in the iterator. Target: at most 1/16 of CRST's bytes.
@@ -19,7 +19,7 @@
   the targets against those cut from the whole map of the matrix path (to
   float32 rounding; hard labels exactly) and the targets before (PIL's
   whole map, PIL's resize).
-* **Iterator.** Samples/s of :class:`issegm.data.FileIter` with 2 worker
+* **Iterator.** Samples/s of :class:`issegm.engine.iterator.FileIter` with 2 worker
   threads on Cityscapes-size target samples (``bench/iterator.py``'s
   synthetic images, mining on, bytes cached): CBST's labels, CRST-LRENT's
   soft labels before and now, in turn over 3 rounds, each timed from the
@@ -44,11 +44,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from util.image import longer_side_shape  # noqa: E402
+from util.image import longer_side_shape
 
 SHAPE, CLASSES, TEST_SCALE, STRIDE, IMAGES = (1024, 2048), 19, 1850, 8, 500
 
@@ -63,16 +61,16 @@ def crst_npy_bytes(shape=SHAPE, classes=CLASSES):
 
 def lowres_shape():
     """``(im_hw, low_hw)``: the scaled image at ``--test-scales 1850`` and its network output's size."""
-    from issegm.inference import padded_shape
+    from issegm.engine.inference import padded_shape
     im_hw = longer_side_shape(SHAPE, TEST_SCALE)
     return im_hw, tuple(v // STRIDE for v in padded_shape(im_hw, STRIDE))
 
 
 def ours_bytes(folder, alpha=0.25):
     """Bytes per image we keep: one low-resolution map, plus the round's recipe shared by IMAGES images."""
-    from issegm.crst import RECIPE, SoftLabelStore
-    from issegm.inference import LowRes
-    from issegm.probmaps import save_lowres
+    from issegm.engine.objective import RECIPE, SoftLabelStore
+    from issegm.storage.probmaps import LowRes
+    from issegm.storage.probmaps import save_lowres
     im_hw, low_hw = lowres_shape()
     rng = np.random.RandomState(0)
     probs = rng.dirichlet(np.ones(CLASSES), size=low_hw).transpose(2, 0, 1).astype(np.float32)
@@ -102,15 +100,16 @@ class BeforeTargets(object):
     """
 
     def __init__(self, store):
-        from issegm.crst import TrainingTargets
+        from issegm.engine.objective import TrainingTargets
         self.store = store
         self.targets = TrainingTargets(store.num_classes, store)
         self.label_shape = self.targets.label_shape
 
     def __call__(self, sample, label, geometry, crop_size, stride, is_target):
-        from issegm.crst import soft_pseudo_labels
-        from issegm.datasets import sample_name
-        from issegm.probmaps import load_lowres, lowres_to_probmap
+        from issegm.method.crst import soft_pseudo_labels
+        from issegm.storage.datasets import sample_name
+        from issegm.storage.probmaps import load_lowres
+        from issegm.engine.postprocess import lowres_to_probmap
         if not is_target:
             return self.targets(sample, label, geometry, crop_size, stride, is_target)
         s, g = self.store, geometry
@@ -132,8 +131,8 @@ def cut_window(full, top, left, crop, soft=None):
 
 
 def crop_geometry(rate, rng, shape=SHAPE, crop_size=504):
-    """A :class:`issegm.data.Geometry` as the iterator draws it at ``rate`` (uniform corner, no mining)."""
-    from issegm.data import Geometry
+    """A :class:`issegm.engine.iterator.Geometry` as the iterator draws it at ``rate`` (uniform corner, no mining)."""
+    from issegm.engine.iterator import Geometry
     crop, ls = int(crop_size / rate), STRIDE / rate
     d0 = max(1, int(ls // 2))
     y0 = rng.randint(0, int(max(1, ls, d0 + shape[0] - crop + 1)))
@@ -143,7 +142,7 @@ def crop_geometry(rate, rng, shape=SHAPE, crop_size=504):
 
 def crop_targets(targets, name, geometry, label, crop_size=504):
     """The training targets of one target crop, made as the iterator makes them."""
-    from issegm.data import TARGET, Sample
+    from issegm.engine.iterator import TARGET, Sample
     return targets(Sample(name + '.png', None, TARGET), label, geometry, crop_size, STRIDE, True)
 
 
@@ -158,7 +157,7 @@ def crop_seconds(folder, npz, draws=20, repeats=3, seed=0):
 
     Before and now alternate crop by crop, so that the machine's load hits both alike.
     """
-    from issegm.crst import SoftLabelStore, TrainingTargets
+    from issegm.engine.objective import SoftLabelStore, TrainingTargets
     store = SoftLabelStore.load(folder, 0.25, CLASSES)
     before, now = BeforeTargets(store), TrainingTargets(CLASSES, store)
     name = os.path.basename(npz)[:-4]
@@ -182,7 +181,7 @@ def crop_seconds(folder, npz, draws=20, repeats=3, seed=0):
 
 def matrix_probmap(low, orig_hw):
     """The whole map by the matrix path, class by class: A_h . X . A_w^T in float64, rounded to float32."""
-    from issegm.postprocess import upsample_matrices
+    from issegm.engine.postprocess import upsample_matrices
     a_h, a_w = upsample_matrices(low.probs.shape[1:], low.stride, low.im_hw, tuple(orig_hw))
     return np.stack([a_h.dot(p.astype(np.float64)).dot(a_w.T).astype(np.float32) for p in low.probs])
 
@@ -190,7 +189,7 @@ def matrix_probmap(low, orig_hw):
 def exactness(folder, npz, crops=6, seed=1):
     """The targets of crops against those cut from whole maps, and the maps' hard labels.
 
-    References: the whole map of the matrix path with :func:`issegm.crst.crop_soft_labels`
+    References: the whole map of the matrix path with :func:`issegm.engine.objective.crop_soft_labels`
     (the documented path: must agree to float32 rounding, hard labels
     exactly), and the targets before windows (PIL's whole map and PIL's
     resize: what training saw before). Returns a dict: per reference, the
@@ -199,9 +198,11 @@ def exactness(folder, npz, crops=6, seed=1):
     (argmax, 255 where ignored) against the whole matrix map's, and the
     whole maps' hard labels, matrix path against PIL.
     """
-    from issegm.crst import SoftLabelStore, TrainingTargets, crop_soft_labels, soft_pseudo_labels
-    from issegm.postprocess import upsample_window
-    from issegm.probmaps import load_lowres, lowres_to_probmap
+    from issegm.method.crst import soft_pseudo_labels
+    from issegm.engine.objective import SoftLabelStore, TrainingTargets, crop_soft_labels
+    from issegm.engine.postprocess import upsample_window
+    from issegm.storage.probmaps import load_lowres
+    from issegm.engine.postprocess import lowres_to_probmap
     store = SoftLabelStore.load(folder, 0.25, CLASSES)
     name = os.path.basename(npz)[:-4]
     low, orig_hw = load_lowres(npz, STRIDE)
@@ -243,11 +244,11 @@ def iterator_rates(folder, batches, rounds=3, images=4, workers=2):
     that the machine's load hits them alike; returns each one's rates.
     """
     from bench.iterator import make_images
-    from issegm.crst import SoftLabelStore, TrainingTargets
-    from issegm.data import TARGET, FileIter, Sample
-    from issegm.datasets import sample_name
-    from issegm.inference import LowRes
-    from issegm.probmaps import save_lowres
+    from issegm.engine.objective import SoftLabelStore, TrainingTargets
+    from issegm.engine.iterator import TARGET, FileIter, Sample
+    from issegm.storage.datasets import sample_name
+    from issegm.storage.probmaps import LowRes
+    from issegm.storage.probmaps import save_lowres
     samples = [Sample(s.image, s.label, TARGET) for s in make_images(os.path.join(folder, 'data'), images)]
     im_hw, low_hw = lowres_shape()
     rng = np.random.RandomState(2)
@@ -288,8 +289,8 @@ def samples_per_second(it, batches):
 def step_seconds(steps, crop, batch=2):
     """Median seconds per training step: CBST's head, CRST-MRKLD (hard), CRST with all regularisers (soft)."""
     import mxnet as mx
-    from issegm import crst
-    from issegm.model import get_module, head_initializer
+    from issegm.method import crst
+    from issegm.engine.model import get_module, head_initializer
     label = 'cityscapes_rna-t1_cls19_s8'
     n = (crop // STRIDE) ** 2
     rng = np.random.RandomState(0)

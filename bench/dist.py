@@ -35,8 +35,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 MODEL = 'cityscapes_rna-a1_cls19_s8'
 PUBLISHED_BATCH = 16     # train_src.py --batch-images 16 --gpus 0,1,2,3 (README)
 GPUS_PER_MACHINE = 4
@@ -56,7 +54,7 @@ def comm_worker(steps, out):
     """One worker of the measured exchange (run under the launcher)."""
     import mxnet as mx
     import numpy as np
-    from issegm.model import get_symbol, param_shapes
+    from issegm.engine.model import get_symbol, param_shapes
     shapes = param_shapes(get_symbol(MODEL), data_shape=(1, 3, 64, 64))[0]
     names = sorted(shapes)
     kv = mx.kv.create('dist_sync')
@@ -138,8 +136,8 @@ def pseudo_label_throughput(num_images):
     Returns ``{workers: (wall seconds with start-up, seconds of the phase in rank 0's log)}``.
     """
     import mxnet as mx
-    from issegm import toy
-    from issegm.model import get_model
+    from issegm.benchmark import toy
+    from issegm.engine.model import get_model
     from util.mxutil import save_params
     model = 'cityscapes_rna-t1_cls19_s8'
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,19 +41,16 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mxnet as mx
+import numpy as np
+from PIL import Image
 
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from issegm import evaluation  # noqa: E402
-from issegm.datasets import get_dataset  # noqa: E402
-from issegm.inference import Predictor  # noqa: E402
-from issegm.model import get_model, get_scores_symbol  # noqa: E402
-from standin import DeviceStandIn, PostprocessStandIn, class_colours  # noqa: E402
-from util.parallel import class_argmax  # noqa: E402
+from issegm.phases import evaluation
+from issegm.storage.datasets import get_dataset
+from issegm.engine.inference import Predictor
+from issegm.engine.model import get_model, get_scores_symbol
+from issegm.testing.standin import DeviceStandIn, PostprocessStandIn, class_colours
+from util.parallel import class_argmax
 
 
 def conv_flops(label, hw):

@@ -1,7 +1,7 @@
 """Forward-pass cost of the project's model path against a bare MXNet executor.
 
 For the full 19-class ResNet-38 (rna-a1, stride 8), at each input size:
-seconds per forward through ``issegm.model.get_model`` (a hybridised Gluon
+seconds per forward through ``issegm.engine.model.get_model`` (a hybridised Gluon
 ``SymbolBlock``, what evaluation and pseudo-labelling call) and through a
 plain ``Symbol.bind`` executor of the same network with the same weights, both
 measured in this run, and their ratio. Target: ratio <= 1.05.
@@ -19,12 +19,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import mxnet as mx
+import numpy as np
 
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
-
-from issegm.model import get_model, get_scores_symbol  # noqa: E402
+from issegm.engine.model import get_model, get_scores_symbol
 
 
 def _time_alternating(fns, repeat):

@@ -26,18 +26,15 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
+import mxnet as mx
+import numpy as np
 
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
-
-from issegm.model import get_model, get_module  # noqa: E402
-from util.device import get_contexts  # noqa: E402
+from issegm.engine.model import get_model, get_module
+from util.device import get_contexts
 
 
 def golden_check(ctx, workdir):
-    from checkpoint_recipe import GOLDEN, golden_input, read_tsv, recipe_params
+    from issegm.testing.checkpoints import GOLDEN, golden_input, read_tsv, recipe_params
     path = os.path.join(workdir, 'gta_rna-a1_cls19_s8_ep-0000.params')
     mx.nd.save(path, recipe_params(read_tsv('rna-a1_cls19_s8.tsv')))
     net = get_model('gta_rna-a1_cls19_s8', weights=path, ctx=ctx)
@@ -79,8 +76,8 @@ def time_steps(label, contexts, batch, size, repeat):
 
 def overlap_check(label, ctx, images, hw, mode):
     """Seconds an image of forward + post-processing (``mode``), overlapped and one at a time, and the forward alone."""
-    from issegm.inference import Predictor, ahead
-    from issegm.postprocess import Postprocessor
+    from issegm.engine.inference import Predictor, ahead
+    from issegm.engine.postprocess import Postprocessor
     predictor = Predictor(get_model(label, ctx=ctx), 19, 8, ctx=ctx)
     post = Postprocessor(19, mode, ctx=ctx)
     rng = np.random.RandomState(0)
@@ -109,8 +106,8 @@ def agreement_check(label, ctx, hw):
     An untrained network's classes can be near ties, which float32 rounding decides either way;
     elsewhere the predictions must be the same.
     """
-    from issegm.inference import Predictor
-    from issegm.postprocess import Postprocessor
+    from issegm.engine.inference import Predictor
+    from issegm.engine.postprocess import Postprocessor
     predictor = Predictor(get_model(label, ctx=ctx), 19, 8, flip=True, ctx=ctx)
     image = (np.random.RandomState(1).rand(*(tuple(hw) + (3,))) * 255).astype(np.uint8)
     # a smaller test scale: the resize to the image size is part of the check

@@ -3,7 +3,7 @@
 Generates Cityscapes-layout 1024 x 2048 images (smooth synthetic scenes with
 block labels) in a temporary folder, then measures:
 
-* samples/second of :class:`issegm.data.FileIter` at the self-training setting
+* samples/second of :class:`issegm.engine.iterator.FileIter` at the self-training setting
   (crop 500 -> 504, ``--origin-size-tgt 2048``, scale 0.7-1.3, mining on,
   batch 2, image bytes cached as in the train phase), with 2 thread workers
   and 2 process workers, plus one sample made serially for reference;
@@ -36,12 +36,10 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from issegm.data import SOURCE, FileIter, Sample  # noqa: E402
-from issegm.toy import write_cityscapes  # noqa: E402
+from issegm.engine.iterator import SOURCE, FileIter, Sample
+from issegm.benchmark.toy import write_cityscapes
 
 SHAPE = (1024, 2048)
 BATCH = 2
@@ -106,7 +104,7 @@ def time_iterator(samples, batches, workers, prefetcher, cache=True):
 
 def conv_flops(label, crop):
     """Forward FLOPs of the convolutions of ``label`` at ``crop`` x ``crop`` (2 per multiply-add)."""
-    from issegm.model import get_symbol
+    from issegm.engine.model import get_symbol
     sym = get_symbol(label)
     internals = sym.get_internals()
     _, out_shapes, _ = internals.infer_shape(data=(1, 3, crop, crop))
@@ -125,7 +123,7 @@ def conv_flops(label, crop):
 def time_step(arch, crop, batch=1):
     """Seconds of one forward+backward+update of ``gta_rna-{arch}_cls19_s8`` at ``crop`` on the CPU."""
     import mxnet as mx
-    from issegm.model import get_module
+    from issegm.engine.model import get_module
     mod = get_module('gta_rna-%s_cls19_s8' % arch, [mx.cpu()])
     mod.bind(data_shapes=[('data', (batch, 3, crop, crop))],
              label_shapes=[('softmax_label', (batch, (crop // 8) ** 2))])

@@ -1,11 +1,11 @@
 """Post-processing on this CPU: the PIL path against the device path run on the CPU context.
 
-Times the three recipes of :class:`issegm.postprocess.Postprocessor` on
+Times the three recipes of :class:`issegm.engine.postprocess.Postprocessor` on
 full-size maps (19 classes, network output at 1/8 of a 1024 x 2048 image,
 test scale 2048 for evaluation and 1850 for pseudo-labels as in the
 published commands), each image waited for before the next, and prints
 seconds an image per path and their ratio: the faster path is what
-``--postprocess auto`` uses on a CPU (``issegm.postprocess.CPU_DEFAULT``).
+``--postprocess auto`` uses on a CPU (``issegm.engine.postprocess.CPU_DEFAULT``).
 Also prints the device path's counted FLOPs and bytes per image, and how
 far its numbers are from PIL's on these maps (largest probability
 difference, relative to the largest value; label agreement).
@@ -17,14 +17,12 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from issegm.inference import padded_shape  # noqa: E402
-from issegm.postprocess import CPU_DEFAULT, LowRes, Postprocessor  # noqa: E402
-from util.image import longer_side_shape  # noqa: E402
+from issegm.engine.inference import padded_shape
+from issegm.engine.postprocess import CPU_DEFAULT, Postprocessor
+from issegm.storage.probmaps import LowRes
+from util.image import longer_side_shape
 
 C, STRIDE, HW = 19, 8, (1024, 2048)
 
@@ -39,7 +37,7 @@ def smooth_lowres(low_hw, rng):
 
 
 class StoredJob(object):
-    """A finished forward: what the recipes read from :class:`issegm.inference.Job`."""
+    """A finished forward: what the recipes read from :class:`issegm.engine.inference.Job`."""
 
     def __init__(self, probs, im_hw):
         self.low, self.orig_hw = LowRes(probs, im_hw, STRIDE), HW

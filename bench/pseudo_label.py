@@ -30,18 +30,15 @@ import tracemalloc
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tests'))  # the reference transcription the tests use
 
-from issegm.datasets import get_dataset, save_prediction  # noqa: E402
-from issegm.postprocess import Postprocessor  # noqa: E402
-from issegm.pseudo_label import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats  # noqa: E402
-from issegm.inference import LowRes  # noqa: E402
-from issegm.probmaps import load_lowres, save_lowres  # noqa: E402
-from issegm.inference import padded_shape  # noqa: E402
-from util.image import longer_side_shape  # noqa: E402
-import reference_cbst  # noqa: E402
+from issegm.storage.datasets import get_dataset, save_prediction
+from issegm.engine.postprocess import Postprocessor
+from issegm.method.thresholds import ConfidenceCollector, confidence_map, pseudo_label, threshold_stats
+from issegm.storage.probmaps import LowRes
+from issegm.storage.probmaps import load_lowres, save_lowres
+from issegm.engine.inference import padded_shape
+from util.image import longer_side_shape
+from issegm.testing import reference_cbst
 
 STRIDE = 8
 

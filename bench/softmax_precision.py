@@ -19,16 +19,14 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import mxnet as mx
+import numpy as np
 
-import mxnet as mx  # noqa: E402
-import numpy as np  # noqa: E402
-
-from issegm.datasets import list_path, read_list  # noqa: E402
-from issegm.inference import Predictor  # noqa: E402
-from issegm.model import get_model, parse_label  # noqa: E402
-from issegm.postprocess import upsample_probs  # noqa: E402
-from util.image import read_image  # noqa: E402
+from issegm.storage.datasets import list_path, read_list
+from issegm.engine.inference import Predictor
+from issegm.engine.model import get_model, parse_label
+from issegm.engine.postprocess import upsample_probs
+from util.image import read_image
 
 
 def twin_models(label, weights, seed=0):
@@ -42,7 +40,7 @@ def twin_models(label, weights, seed=0):
 
 
 def toy_val(root, n, seed):
-    from issegm import toy
+    from issegm.benchmark import toy
     toy.generate(root, seed=seed, n_source=0, n_source_val=0, n_target_train=0, n_target_val=n)
     cs = os.path.join(root, 'cityscapes')
     return [os.path.join(cs, image) for image, _ in read_list(os.path.join(root, 'lists', 'cityscapes', 'val.lst'),

@@ -15,7 +15,7 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from issegm.cli import add_flags, parse, script_main  # noqa: E402
+from issegm.phases.cli import add_flags, parse, script_main  # noqa: E402
 
 
 def build_parser():
@@ -33,9 +33,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from issegm.evaluation import EvalError, run
-    from util.mxutil import CheckpointError
-    return script_main('evaluate.py', run, args, (EvalError, CheckpointError))
+    from issegm.phases.evaluation import run
+    return script_main('evaluate.py', run, args)
 
 
 if __name__ == '__main__':

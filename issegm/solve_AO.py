@@ -19,7 +19,7 @@ rounds, the phases in its own process (one ps-lite connection a process):
 pseudo-labels are shared out over the workers and training uses
 ``dist_sync`` (``--kvstore dist_device_sync`` to sum on the GPUs). Every
 flag of the reference ``solve_AO.py`` is accepted with its name and
-default; the work is in :func:`issegm.rounds.run_rounds`.
+default; the work is in :func:`issegm.phases.rounds.run_rounds`.
 """
 import argparse
 import os
@@ -28,7 +28,8 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from issegm.cli import CRST_FLAGS, add_flags, parse, script_main  # noqa: E402
+from issegm.phases.cli import add_flags, parse, script_main  # noqa: E402
+from issegm.flags import CRST_FLAGS
 
 
 def build_parser():
@@ -66,7 +67,7 @@ def build_parser():
 
 def main(argv=None):
     args = parse(build_parser(), argv)
-    from issegm.rounds import run_rounds
+    from issegm.phases.rounds import run_rounds
     return script_main('solve_AO.py', run_rounds, args)
 
 

@@ -16,7 +16,8 @@ import sys
 if __package__ in (None, ''):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from issegm.cli import CRST_FLAGS, add_flags, parse, script_main  # noqa: E402
+from issegm.phases.cli import add_flags, parse, script_main  # noqa: E402
+from issegm.flags import CRST_FLAGS
 
 
 def build_parser():
@@ -43,7 +44,7 @@ def build_parser():
 
 def main(argv=None):
     args = parse(build_parser(), argv)
-    from issegm import self_training
+    from issegm.phases import self_training
     return script_main('solve_ST.py', self_training.run, args)
 
 

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/setup_env.sh
 echo "environment ready in $(( $(date +%s) - start )) s"
-exec .venv/bin/python -m issegm.demo "$@"
+exec .venv/bin/python -m issegm.benchmark "$@"

@@ -30,8 +30,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from util.child_env import child_env  # noqa: E402 (after the path is set)
+from util.child_env import child_env
 
 MODEL = 'cityscapes_rna-t1_cls19_s8'
 SRC_MODEL = 'gta_rna-t1_cls19_s8'
@@ -76,8 +75,8 @@ def command(output):
 def prepare(workdir, n_source, n_target):
     """The toy benchmark, its lists where the scripts read them, and initial weights of the thin network."""
     import mxnet as mx
-    from issegm import toy
-    from issegm.model import get_module, head_initializer
+    from issegm.benchmark import toy
+    from issegm.engine.model import get_module, head_initializer
     toy.generate(os.path.join(workdir, 'data'), seed=0, n_source=n_source, n_source_val=0,
                  n_target_train=n_target, n_target_val=0)
     for dataset in ('gta', 'cityscapes'):

@@ -14,18 +14,18 @@ cd "$(dirname "$0")/.."
 # One thread everywhere and MXNet's synchronous engine: mutmut's workers are forked.
 export MXNET_ENGINE_TYPE=NaiveEngine OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-P=issegm.postprocess T=issegm.training L=issegm.pseudo_labelling
+P=issegm.engine.postprocess T=issegm.engine.training L=issegm.phases.labelling
 declare -A GROUP=(
-  [pseudo_label]='issegm.pseudo_label.*'
+  [pseudo_label]='issegm.method.thresholds.*'
   [pseudo_labelling]="$L.*_Round*pass_one_done__* $L.*_Round*pass_one__* $L.*_Round*_read__* $L.*_Round*_launch__* $L.*_Round*pass_two__* $L.*_PassOneTotals* $L.x_generate_pseudo_labels__* $L.x_single_scale__* $L.x__complete_marker__* $L.x__prepare_outputs__* $L.x__restore_round__* $L.x__merge_pass1__* $L.x__round_thresholds__* $L.x__scores__* $L.x__finish_round__*"
   [postprocess]="$P.x__bicubic__* $P.x__sinc__* $P.x__lanczos__* $P.x__bilinear__* $P.x__coefficients__* $P.x_resample_matrix__* $P.x_resample_support__* $P.x__upsample_matrices__* $P.x__band__* $P.x_upsample_window__* $P.x__upsample_one__* $P.x_upsample_probs__* $P.x__check_prior__* $P.x_apply_prior__* $P.*HostOps* $P.*Pending* $P.*Source* $P.*Postprocessor* util.parallel.x_class_argmax__*"
   [device]="$P.*DeviceOps*"
-  [data]='issegm.data.*SampleReader*_scale__* issegm.data.*SampleReader*_mine_centre__* issegm.data.*SampleReader*make__* issegm.data.*SampleReader*batch__* issegm.data.*SampleReader*batch_and_findings__* issegm.data.*FileIter*__init____* issegm.data.*FileIter*reset__* issegm.data.*FileIter*next__* issegm.data.x_select_source_indices__* issegm.data.x_parse_split_file__* issegm.data.x_make_divisible__*'
+  [data]='issegm.engine.iterator.*SampleReader*_scale__* issegm.engine.iterator.*SampleReader*_mine_centre__* issegm.engine.iterator.*SampleReader*make__* issegm.engine.iterator.*SampleReader*batch__* issegm.engine.iterator.*SampleReader*batch_and_findings__* issegm.engine.iterator.*FileIter*__init____* issegm.engine.iterator.*FileIter*reset__* issegm.engine.iterator.*FileIter*next__* issegm.engine.iterator.x_select_source_indices__* issegm.engine.iterator.x_parse_split_file__* issegm.engine.iterator.x_make_divisible__*'
   [training]="$T.x_train__* $T.x__resume_point__* $T.x__initialised_module__* $T.x__init_sgd__* $T.x__train_epoch__* $T.x__end_epoch__* $T.x__batches_per_epoch__* $T.x__save_epoch__* $T.x__job_loss__* $T.x__seed__* $T.x__device_seed__* $T.x_seed_devices_per_step__* $T.*JobStep*"
   [resume]="$T.x_save_checkpoint__* $T.x_load_states__* $T.x__restore_states__* $T.x_last_checkpoint__* $T.x_make_lr_scheduler__* $T.*Scheduler* $T.*NllMetric*"
-  [rounds]='issegm.rounds.x_round_schedule__* issegm.rounds.x_val_argv__* issegm.rounds.x_train_argv__* issegm.rounds.x__flags__* issegm.rounds.x_py2_str__* issegm.retraining.x_select_source__* issegm.retraining.x_training_samples__* issegm.retraining.x__selected_source__* issegm.retraining.x__pseudo_labelled_targets__* issegm.retraining.x__load_mining__* issegm.retraining.x__train_options__* issegm.retraining.x_make_dataiter__*'
-  [metrics]='issegm.metrics.x_confusion_counts__* issegm.metrics.*ConfusionMatrix* issegm.metrics.x_format_row__*'
-  [inference]='issegm.inference.*'
+  [rounds]='issegm.phases.rounds.x_round_schedule__* issegm.phases.rounds.x_val_argv__* issegm.phases.rounds.x_train_argv__* issegm.phases.rounds.x__flags__* issegm.phases.rounds.x_py2_str__* issegm.phases.retraining.x_select_source__* issegm.phases.retraining.x_training_samples__* issegm.phases.retraining.x__selected_source__* issegm.phases.retraining.x__pseudo_labelled_targets__* issegm.phases.retraining.x__load_mining__* issegm.phases.retraining.x__train_options__* issegm.phases.retraining.x_make_dataiter__*'
+  [metrics]='issegm.engine.metrics.x_confusion_counts__* issegm.engine.metrics.*ConfusionMatrix* issegm.engine.metrics.x_format_row__*'
+  [inference]='issegm.engine.inference.*'
   [image]='util.image.x_interp_method__* util.image.x_resize__* util.image.x_longer_side_shape__* util.image.x_normalize__*'
 )
 ORDER=(pseudo_label pseudo_labelling postprocess device data training resume rounds metrics inference image)

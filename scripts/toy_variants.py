@@ -20,8 +20,8 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from issegm import demo, toy  # noqa: E402 (after the path is set)
+from issegm.benchmark import demo
+from issegm.benchmark import toy
 
 #: Object kinds (``counts`` keys) of classes the thin network does not learn even on the source
 #: domain (README, "What it shows"); lights and signs come with poles and are swapped for lamps.

@@ -1,20 +1,21 @@
-"""Shared fixtures. Tests run from any folder; the project root, tests/ and bench/ go on sys.path."""
-import os
-import sys
-
+"""Fixtures shared by the whole suite; the project root is importable (pytest.ini's pythonpath)."""
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'bench')):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 
 @pytest.fixture(scope='session')
 def golden_checkpoint(tmp_path_factory):
     """The golden recipe checkpoint of ``shared/fixtures``, saved in the released format."""
     import mxnet as mx
-    from checkpoint_recipe import read_tsv, recipe_params
+    from issegm.testing.checkpoints import read_tsv, recipe_params
     path = tmp_path_factory.mktemp('golden') / 'gta_rna-a1_cls19_s8_ep-0000.params'
     mx.nd.save(str(path), recipe_params(read_tsv('rna-a1_cls19_s8.tsv')))
     return str(path)
+
+
+@pytest.fixture
+def layout(tmp_path, monkeypatch):
+    """The pseudo-label phase's miniature target layout (:mod:`issegm.testing.fakes`), as the working folder."""
+    from issegm.testing.fakes import make_layout
+    monkeypatch.chdir(tmp_path)
+    make_layout(str(tmp_path))
+    return tmp_path

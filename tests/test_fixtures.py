@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from checkpoint_recipe import FIXTURES, SHARED_FIXTURES
+from issegm.testing.checkpoints import FIXTURES, SHARED_FIXTURES
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_FIXTURES), reason='no shared/ beside the repository')

@@ -1,0 +1,12 @@
+"""The network engine: everything that runs the segmentation network.
+
+The model registry and checkpoints (:mod:`~issegm.engine.model`), the
+training iterator (:mod:`~issegm.engine.iterator`), the training loop
+(:mod:`~issegm.engine.training`), the test-time forward
+(:mod:`~issegm.engine.inference`), the post-processing after it on the host or
+the device (:mod:`~issegm.engine.postprocess`), the crop-wise soft targets of
+CRST's training (:mod:`~issegm.engine.soft_targets`) and the metrics
+(:mod:`~issegm.engine.metrics`). The method's rules come in as values or
+injected objects (e.g. the training objective).
+"""
+__all__ = ['model', 'iterator', 'training', 'inference', 'postprocess', 'soft_targets', 'metrics']
