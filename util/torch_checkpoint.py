@@ -99,8 +99,8 @@ class _Unpickler(pickle.Unpickler):
         # 'cuda:0') is ignored: every storage is read to host memory.
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == 'storage'
                 and isinstance(pid[1], _StorageType)):
-            raise CheckpointError('%s: unexpected persistent id %.80r (%s)'
-                                  % (self.path, pid, _REFUSAL_FIX))
+            raise CheckpointError('%s: unexpected persistent id %.80r; the file is damaged or '
+                                  'was not written by torch.save' % (self.path, pid))
         key = str(pid[2])
         self.storage_types.setdefault(key, pid[1])
         view = pid[5] if len(pid) == 6 else None
@@ -229,8 +229,8 @@ def _read_legacy_storages(f, path, keys, storage_types, used, byteorder):
         count, = struct.unpack(byteorder + 'q', _read_exact(f, 8, path))
         nbytes = count * dtype.itemsize
         if count < 0 or f.tell() + nbytes > size:
-            raise CheckpointError('%s is truncated (storage %s needs %d bytes past the end); '
-                                  'copy or download it again' % (path, key, nbytes))
+            raise CheckpointError('%s is truncated (the %d bytes of storage %s run past its '
+                                  'end); copy or download it again' % (path, nbytes, key))
         if key in used:
             storages[key] = _storage_array(_read_exact(f, nbytes, path), storage_types[key],
                                            byteorder)
@@ -302,7 +302,8 @@ def _storage_array(data, storage_type, byteorder):
     array = np.frombuffer(data, dtype, len(data) // dtype.itemsize)
     if storage_type.name == 'BFloat16Storage':  # the high half of a float32
         return (array.astype(np.uint32) << 16).view(np.float32)
-    return array.astype(dtype.newbyteorder('='), copy=False)
+    native = dtype.newbyteorder('=')
+    return array.view(native) if dtype.isnative else array.astype(native)
 
 
 def _pick_state_dict(path, obj):
@@ -314,15 +315,19 @@ def _pick_state_dict(path, obj):
                 break
     if not isinstance(obj, dict):
         raise CheckpointError('%s holds a %s, not a state_dict; re-save it with '
-                              'torch.save(model.state_dict(), path)' % (path, type(obj).__name__))
+                              'torch.save(model.state_dict(), path)' % (path, _kind(obj)))
     if not obj:
         raise CheckpointError('%s holds an empty state_dict (no tensors); it was saved from a '
                               'model without parameters, save the trained one' % path)
     for name, value in obj.items():
         if not isinstance(name, str) or not isinstance(value, _TensorRef):
-            raise CheckpointError('%s: entry %.80r is a %s, not a tensor; re-save the checkpoint '
-                                  'as a plain state_dict' % (path, name, type(value).__name__))
+            raise CheckpointError('%s: entry %.80r (%s) is not a tensor; re-save the checkpoint '
+                                  'as a plain state_dict' % (path, name, _kind(value)))
     return obj
+
+
+def _kind(obj):
+    return 'tensor' if isinstance(obj, _TensorRef) else type(obj).__name__
 
 
 def _used_keys(state):
