@@ -1,4 +1,4 @@
-"""CRST's DeepLab-v2 symbol reproduces the PyTorch logits; its weight mappings check names and shapes."""
+"""CRST's DeepLab-v2 symbol gives the PyTorch logits; its weight mappings check names and shapes."""
 import csv
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""DeepLab-v2 (ResNet-101, output stride 8), CRST's network, and its weights from PyTorch or GluonCV.
+"""CRST's DeepLab-v2 (ResNet-101, output stride 8) and its weights from PyTorch or GluonCV.
 
 The symbol reproduces CRST's ``deeplab/model.py`` ``Res_Deeplab`` in eval
 mode: a Caffe-style ResNet (stride on a bottleneck's first 1x1 convolution,
@@ -151,7 +151,8 @@ def frozen_param_names(symbol):
         For ``Module(fixed_param_names=...)``, in argument order.
     """
     nodes = json.loads(symbol.tojson())['nodes']
-    frozen = {nodes[i]['name'] for n in nodes if n['op'] == 'BatchNorm' for i, _, _ in n['inputs'][1:3]}
+    frozen = {nodes[i]['name'] for n in nodes if n['op'] == 'BatchNorm'
+              for i, _, _ in n['inputs'][1:3]}  # inputs: data, gamma, beta
     return [name for name in symbol.list_arguments() if name in frozen]
 
 
@@ -240,7 +241,7 @@ def _listed(what, items):
 
 
 def _convert(values, names, shapes, source, network, fix):
-    """``(arg_params, aux_params)`` from ``values`` keyed by ``names``' keys, or one CheckpointError.
+    """``(arg_params, aux_params)`` from ``values`` keyed as ``names``, or one CheckpointError.
 
     ``names`` maps a source key to ``(MXNet name, 'arg' or 'aux')``.
     """
@@ -308,8 +309,9 @@ def params_from_state_dict(state_dict, classes=None, depth=101, source='the stat
     values = {_strip(key): value for key, value in state_dict.items()
               if not key.endswith('.num_batches_tracked')}
     classes = classes or _classes_of(values) or 19
+    shapes = _shapes(classes, depth)  # first: it rejects an unknown depth
     names = {row.crst: (row.mxnet, row.kind) for row in key_table(depth)}
-    return _convert(values, names, _shapes(classes, depth), source,
+    return _convert(values, names, shapes, source,
                     'DeepLab-v2 ResNet-%d with %d classes' % (depth, classes),
                     'Expected a state dict of CRST\'s Res_Deeplab (deeplab/model.py) of that '
                     'depth and class count')
@@ -371,9 +373,10 @@ def params_from_gluoncv_resnet101_v1(params, classes, depth=101, source='the Glu
     """
     values = {key: value for key, value in _fold_conv_biases(params).items()
               if not key.startswith('output.')}
+    shapes = _shapes(classes, depth)  # first: it rejects an unknown depth
     rows = key_table(depth)
     names = {row.gluoncv: (row.mxnet, row.kind) for row in rows if row.gluoncv}
     arg_params, aux_params = _convert(
-        values, names, _shapes(classes, depth), source, 'ResNet-%d (GluonCV resnet_v1)' % depth,
+        values, names, shapes, source, 'ResNet-%d (GluonCV resnet_v1)' % depth,
         'Expected the save_parameters file of gluoncv.model_zoo resnet%d_v1' % depth)
     return arg_params, aux_params, [row.mxnet for row in rows if not row.gluoncv]
