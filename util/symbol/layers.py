@@ -22,12 +22,12 @@ cfg = {
 _BIAS_ATTRS = {'lr_mult': 2., 'wd_mult': 0.}
 
 
-def _weight(name):
-    return mx.sym.Variable(name)
+def _weight(name, attrs=None):
+    return mx.sym.Variable(name, **(attrs or {}))
 
 
-def _bias(name):
-    return mx.sym.Variable(name, **_BIAS_ATTRS)
+def _bias(name, attrs=None):
+    return mx.sym.Variable(name, **(_BIAS_ATTRS if attrs is None else attrs))
 
 
 def same_pad(kernel, dilate):
@@ -36,24 +36,31 @@ def same_pad(kernel, dilate):
     return ((kernel - 1) * dilate + 1) // 2
 
 
-def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=False):
-    """Convolution with ``{name}_weight`` (and ``{name}_bias`` unless ``no_bias``)."""
+def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=False, attrs=None):
+    """Convolution with ``{name}_weight`` (and ``{name}_bias`` unless ``no_bias``).
+
+    ``attrs`` (e.g. ``{'lr_mult': 10.}``), when given, goes on the weight and
+    the bias alike, in place of the "alex" scheme.
+    """
     if kernel == 1:
         dilate = 1  # a 1x1 kernel has nothing to dilate
     if pad < 0:
         pad = same_pad(kernel, dilate)
-    inputs = {'data': data, 'weight': _weight(name + '_weight')}
+    inputs = {'data': data, 'weight': _weight(name + '_weight', attrs)}
     if not no_bias:
-        inputs['bias'] = _bias(name + '_bias')
+        inputs['bias'] = _bias(name + '_bias', attrs)
     return mx.sym.Convolution(name=name, kernel=(kernel, kernel), stride=(stride, stride),
                               dilate=(dilate, dilate), pad=(pad, pad), num_filter=filters,
                               no_bias=no_bias, workspace=cfg['workspace'], **inputs)
 
 
-def bn(data, name):
-    """BatchNorm ``{name}`` with learned gamma/beta and (by default) frozen statistics."""
+def bn(data, name, eps=None):
+    """BatchNorm ``{name}`` with learned gamma/beta and (by default) frozen statistics.
+
+    ``eps`` defaults to ``cfg['bn_eps']`` (the released ResNet-38's).
+    """
     return mx.sym.BatchNorm(data=data, gamma=_weight(name + '_gamma'), beta=_bias(name + '_beta'),
-                            name=name, eps=cfg['bn_eps'], fix_gamma=False,
+                            name=name, eps=cfg['bn_eps'] if eps is None else eps, fix_gamma=False,
                             use_global_stats=cfg['bn_use_global_stats'])
 
 
