@@ -39,6 +39,7 @@ CBST's paper only names "FCN8s-VGG16"; what it leaves open is decided here:
   pipeline does not produce.
 """
 import collections
+import os
 import re
 
 import mxnet as mx
@@ -97,7 +98,7 @@ def bilinear_kernels(channels, kernel):
 
 @mx.init.register
 class DiagonalBilinear(mx.init.Initializer):
-    """Initialiser of the upsampling deconvolutions: :func:`bilinear_kernels` of the weight's shape."""
+    """Initialiser of the upsampling deconvolutions: :func:`bilinear_kernels` of their shape."""
 
     def _init_weight(self, _, arr):
         arr[:] = bilinear_kernels(arr.shape[0], arr.shape[2])
@@ -142,7 +143,7 @@ def vgg16_features(data, arch='vgg16', input_pad=INPUT_PAD):
 
 
 def _crop(data, like, name):
-    """``data`` cut to the height and width of ``like`` from (CROPS[name], CROPS[name]): Caffe's Crop."""
+    """``data`` cut to the size of ``like`` from row and column ``CROPS[name]``, as Caffe's Crop."""
     offset = CROPS[name]
     shifted = mx.sym.slice(data, begin=(None, None, offset, offset), end=(None, None, None, None))
     return mx.sym.slice_like(shifted, like, axes=(2, 3), name=name)
@@ -176,9 +177,9 @@ def fcn8s_vgg16(classes, arch='vgg16', skip_scale=True):
     """
     data = mx.sym.Variable('data')
     pool3, pool4, drop7 = vgg16_features(data, arch)
-    if skip_scale:
-        pool4 = pool4 * SKIP_SCALES['pool4']
-        pool3 = pool3 * SKIP_SCALES['pool3']
+    if skip_scale:  # what ``*`` builds, under the Caffe layers' names
+        pool4 = mx.sym._internal._mul_scalar(pool4, scalar=SKIP_SCALES['pool4'], name='scale_pool4')
+        pool3 = mx.sym._internal._mul_scalar(pool3, scalar=SKIP_SCALES['pool3'], name='scale_pool3')
     upscore2 = _upscore(_score(drop7, 'score_fr', classes), 'upscore2', classes)
     fuse_pool4 = upscore2 + _crop(_score(pool4, 'score_pool4', classes), upscore2, 'score_pool4c')
     upscore_pool4 = _upscore(fuse_pool4, 'upscore_pool4', classes)
@@ -218,7 +219,7 @@ def _gluoncv_layout(spec):
 
 
 def _gluoncv_keys(params, spec):
-    """``{our parameter name: key in params}`` for the naming ``params`` uses, and its classifier keys."""
+    """``{our parameter name: key in params}`` in the naming of ``params``; its classifier keys."""
     if any('.' in k for k in params):
         rows = [(ours, 'features.%d' % index) for ours, index, _ in _gluoncv_layout(spec)]
         top, sep = 'output', '.'
@@ -236,6 +237,11 @@ def _gluoncv_shape(ours, shape):
     if ours.startswith(('fc6', 'fc7')) and ours.endswith('_weight'):
         return (shape[0], int(np.prod(shape[1:])))
     return shape
+
+
+def _listed(items, shown=4):
+    more = len(items) - shown
+    return ', '.join(items[:shown]) + (' and %d more' % more if more > 0 else '')
 
 
 def params_from_gluoncv_vgg16(params, classes, arch='vgg16', source='the parameters'):
@@ -281,7 +287,7 @@ def params_from_gluoncv_vgg16(params, classes, arch='vgg16', source='the paramet
                  for ours, key in keys.items()
                  if key in arrays and arrays[key].shape != _gluoncv_shape(ours, shapes[ours])]
     if missing or unexpected or misshaped:
-        problems = [label + ' ' + ', '.join(items) for label, items in
+        problems = [label + ' ' + _listed(items) for label, items in
                     (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped))
                     if items]
         raise CheckpointError("%s do not fit GluonCV's ImageNet VGG16 (FCN8s body): %s; save "
@@ -301,6 +307,10 @@ def params_from_gluoncv_vgg16(params, classes, arch='vgg16', source='the paramet
 
 def load_gluoncv_vgg16(path, classes, arch='vgg16'):
     """:func:`params_from_gluoncv_vgg16` of the file ``path`` (what ``save_parameters`` wrote)."""
+    if not os.path.isfile(path):
+        raise CheckpointError('ImageNet VGG16 weights not found: %s; save '
+                              "gluoncv.model_zoo.get_model('vgg16', pretrained=True) there with "
+                              'save_parameters' % path)
     try:
         params = mx.nd.load(path)
     except mx.base.MXNetError:
@@ -308,5 +318,6 @@ def load_gluoncv_vgg16(path, classes, arch='vgg16'):
                               "gluoncv.model_zoo.get_model('vgg16', pretrained=True) with "
                               'save_parameters' % path) from None
     if not isinstance(params, dict):
-        raise CheckpointError('%s holds unnamed arrays, not the parameters of a Gluon network' % path)
+        raise CheckpointError('%s holds unnamed arrays, not the parameters of a Gluon network'
+                              % path)
     return params_from_gluoncv_vgg16(params, classes, arch, source=path)

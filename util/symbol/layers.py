@@ -59,7 +59,7 @@ def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=Fals
 
 
 def deconv(data, name, filters, kernel, stride, lr_mult=1., init=None):
-    """Transposed convolution without bias; ``{name}_weight`` is (in, ``filters``, k, k), no padding.
+    """Transposed convolution, no bias nor padding; ``{name}_weight`` is (in, ``filters``, k, k).
 
     ``lr_mult`` 0 keeps the weight fixed; ``init`` is its own initialiser.
     """
