@@ -34,8 +34,8 @@ REQUIRES = [
     # system's libGL.so.1 and glib; the project wants the headless build.
     # Both install the one package cv2. Pinned to one release, their Python
     # files agree and only the binary differs: whichever pip installs last
-    # (opencv-python with pip 23.2 and 26.3) owns it, so
-    # scripts/setup_env.sh reinstalls the headless one after the install.
+    # (opencv-python with pip 23.2 and 26.3) owns it, so the install scripts
+    # reinstall the headless one after (scripts/headless_cv2.sh).
     'opencv-python-headless==4.8.1.78',
     'opencv-python==4.8.1.78',
     'tqdm>=4.60',

@@ -12,10 +12,7 @@ stamp=.venv/.cbst-installed
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[test]"
-  # gluoncv's opencv-python and our opencv-python-headless share the package
-  # cv2 (setup.py): put the headless binary back, which needs no libGL.
-  headless=$(.venv/bin/python -c 'from importlib.metadata import version; print(version("opencv-python-headless"))')
-  .venv/bin/python -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$headless"
+  bash scripts/headless_cv2.sh .venv/bin/python
   .venv/bin/python -m pip check
   touch "$stamp"
 fi
