@@ -30,13 +30,26 @@ REQUIRES = [
     'numpy>=1.21,<1.24',
     'scipy>=1.7,<1.16',
     'pillow>=9',
-    'opencv-python-headless>=4.5,<4.9',
+    # gluoncv requires opencv-python, the GUI build, whose cv2 needs the
+    # system's libGL.so.1 and glib; the project wants the headless build.
+    # Both install the one package cv2. Pinned to one release, their Python
+    # files agree and only the binary differs: whichever pip installs last
+    # (opencv-python with pip 23.2 and 26.3) owns it, so the install scripts
+    # reinstall the headless one after (scripts/headless_cv2.sh).
+    'opencv-python-headless==4.8.1.78',
+    'opencv-python==4.8.1.78',
     'tqdm>=4.60',
     # Official Cityscapes label definitions and evaluation; its matplotlib
     # and contourpy would otherwise demand a newer numpy.
     'cityscapesscripts==2.3.0',
     'matplotlib>=3.5,<3.9',
     'contourpy<1.3',
+    # ImageNet VGG16 of the FCN8s-VGG16 backbone (util.symbol.fcn8s);
+    # 0.10.5.post0 is the last release; unlike 0.10.0 and older it does not
+    # require autogluon.core, decord and tensorboardx. Its other requirements
+    # (pandas, portalocker, yacs, autocfg, pyyaml, requests) are unpinned
+    # there and resolve with numpy<1.24 (pandas 2.3.3 on Python 3.11).
+    'gluoncv==0.10.5.post0',
 ]
 if not _gpu_build_wanted():
     REQUIRES.insert(0, MXNET_CPU)

@@ -15,5 +15,6 @@ fi
 .venv-gpu/bin/python -m pip install -q --upgrade pip
 # CBST_MXNET=gpu leaves the CPU build out: both builds provide `mxnet`.
 CBST_MXNET=gpu .venv-gpu/bin/python -m pip install -q -e ".[gpu]"
+bash scripts/headless_cv2.sh .venv-gpu/bin/python
 .venv-gpu/bin/python -c "import mxnet as mx; n = mx.context.num_gpus(); print('GPUs seen by MXNet:', n); assert n > 0, 'no GPU visible to the CUDA build'"
 .venv-gpu/bin/python -m bench.gpu_check --gpus "$gpu" --batch 2 --size 504

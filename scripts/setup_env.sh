@@ -12,6 +12,7 @@ stamp=.venv/.cbst-installed
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[test]"
+  bash scripts/headless_cv2.sh .venv/bin/python
   .venv/bin/python -m pip check
   touch "$stamp"
 fi

@@ -8,7 +8,7 @@ lr_mult 2 / wd_mult 0.
 """
 import mxnet as mx
 
-__all__ = ['cfg', 'conv', 'bn', 'relu', 'dropout', 'pool', 'fc', 'softmax_out',
+__all__ = ['cfg', 'conv', 'deconv', 'bn', 'relu', 'dropout', 'pool', 'fc', 'softmax_out',
            'same_pad']
 
 # Build-time options. ``bn_use_global_stats`` is True in every CBST phase
@@ -22,8 +22,11 @@ cfg = {
 _BIAS_ATTRS = {'lr_mult': 2., 'wd_mult': 0.}
 
 
-def _weight(name, attrs=None):
-    return mx.sym.Variable(name, **(attrs or {}))
+def _weight(name, attrs=None, init=None):
+    attrs = dict(attrs or {})
+    if init is not None:  # a variable's own initialiser overrides the one given to Module.init_params
+        attrs['init'] = init
+    return mx.sym.Variable(name, **attrs)
 
 
 def _bias(name, attrs=None):
@@ -36,22 +39,34 @@ def same_pad(kernel, dilate):
     return ((kernel - 1) * dilate + 1) // 2
 
 
-def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=False, attrs=None):
+def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=False, attrs=None, init=None):
     """Convolution with ``{name}_weight`` (and ``{name}_bias`` unless ``no_bias``).
 
     ``attrs`` (e.g. ``{'lr_mult': 10.}``), when given, goes on the weight and
-    the bias alike, in place of the "alex" scheme.
+    the bias alike, in place of the "alex" scheme; ``init`` (an
+    ``mx.init.Initializer``) is the weight's own initialiser.
     """
     if kernel == 1:
         dilate = 1  # a 1x1 kernel has nothing to dilate
     if pad < 0:
         pad = same_pad(kernel, dilate)
-    inputs = {'data': data, 'weight': _weight(name + '_weight', attrs)}
+    inputs = {'data': data, 'weight': _weight(name + '_weight', attrs, init)}
     if not no_bias:
         inputs['bias'] = _bias(name + '_bias', attrs)
     return mx.sym.Convolution(name=name, kernel=(kernel, kernel), stride=(stride, stride),
                               dilate=(dilate, dilate), pad=(pad, pad), num_filter=filters,
                               no_bias=no_bias, workspace=cfg['workspace'], **inputs)
+
+
+def deconv(data, name, filters, kernel, stride, lr_mult=1., init=None):
+    """Transposed convolution, no bias nor padding; ``{name}_weight`` is (in, ``filters``, k, k).
+
+    ``lr_mult`` 0 keeps the weight fixed; ``init`` is its own initialiser.
+    """
+    attrs = {'lr_mult': lr_mult} if lr_mult != 1. else None
+    return mx.sym.Deconvolution(data=data, weight=_weight(name + '_weight', attrs, init), name=name,
+                                kernel=(kernel, kernel), stride=(stride, stride),
+                                num_filter=filters, no_bias=True, workspace=cfg['workspace'])
 
 
 def bn(data, name, eps=None):
@@ -72,10 +87,19 @@ def dropout(data, name, p):
     return mx.sym.Dropout(data, name=name, p=p)
 
 
-def pool(data, name, pool_type='avg', global_pool=True):
-    """Global pooling (the classifier top of the ImageNet network)."""
-    return mx.sym.Pooling(data, name=name, kernel=(1, 1), pool_type=pool_type,
-                          global_pool=global_pool)
+def pool(data, name, pool_type='avg', global_pool=True, kernel=1, stride=None, convention=None):
+    """Global pooling (the classifier top of the ImageNet network), or a ``kernel`` window.
+
+    ``stride`` and ``convention`` (MXNet's ``pooling_convention``: ``'valid'``
+    rounds the output size down, ``'full'`` up as Caffe) are passed only when given.
+    """
+    options = {}
+    if stride is not None:
+        options['stride'] = (stride, stride)
+    if convention is not None:
+        options['pooling_convention'] = convention
+    return mx.sym.Pooling(data, name=name, kernel=(kernel, kernel), pool_type=pool_type,
+                          global_pool=global_pool, **options)
 
 
 def fc(data, name, hiddens):
