@@ -172,7 +172,7 @@ def main(argv=None):
         print('\nGTA-5 (%d pairs = %d files), cold: T = %d x T(real, cold) / %d' % (
             GTA_PAIRS, 2 * GTA_PAIRS, GTA_PAIRS, args.real))
         for threads in threads_list:
-            print('  %d threads: %d x %.2f s / %d = %.1f s   (%d small pairs measured: %.1f s)' % (
+            print('  %d threads: %d x %.3f s / %d = %.1f s   (%d small pairs measured: %.1f s)' % (
                 threads, GTA_PAIRS, cold[threads], args.real, GTA_PAIRS * cold[threads] / args.real,
                 args.small, small_cold[threads]))
     finally:
