@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from support.torch_files import Storage, StorageView, Tensor, write_legacy, write_zip
+from issegm.testing.torch_files import Storage, StorageView, Tensor, write_legacy, write_zip
 from util.mxutil import CheckpointError
 from util.torch_checkpoint import load_state_dict
 
