@@ -269,7 +269,6 @@ def remote_env(proc, environ=None):
     """The environment of a remote process: ours where forwarded (``DMLC_*``, ``PS_*``, ...), then its own."""
     environ = os.environ if environ is None else environ
     env = {k: v for k, v in environ.items() if k in FORWARDED_ENV or k.startswith(FORWARDED_ENV_PREFIXES)}
-    env.setdefault('PYTHONUNBUFFERED', '1')   # no terminal there: keep print() output flowing
     env.update(proc.env)
     return env
 
@@ -471,7 +470,7 @@ class Job(object):
     def _startup_failed(self):
         phrases, missing, total = self._startup_missing()
         if not self.watch.bound:
-            phrases = ['the scheduler\'s log did not say which']
+            phrases.insert(0, 'the scheduler itself was not listening yet')
         others = len(self._alive())
         self.stop()
         self._say('%d of %d servers and workers did not join the job within %g s (--start-timeout): %s; stopped the '

@@ -42,6 +42,7 @@ MARK = b'@@issegm.launch '
 _ADD_NODE = re.compile(r'\? => 1\. Meta: .*cmd=ADD_NODE, node=\{ role=(\w+), ip=([^,\s]+), port=(\d+)')
 _CONNECTED = re.compile(r'the scheduler is connected to \d+ workers and \d+ servers')
 _BARRIER_DONE = re.compile(r'=> \d+\. Meta: request=0, .*cmd=BARRIER')   # the scheduler releases a barrier
+_PREFIX_ONLY = re.compile(r'^[\s\[\]\d:]*(\S*ps-lite/src/\S*:\d+:)?\s*$')   # what interleaving leaves
 _CHATTER = ('Meta: ', 'Bind to ', 'assign rank=', 'is connected to', 'Barrier count for', 'is stopping',
             'is stopped')
 
@@ -69,7 +70,8 @@ class StartupWatch(object):
                 self.reached[m.group(1), m.group(2)] += 1
             self.connected = self.connected or bool(_CONNECTED.search(line))
             self.started = self.started or (self.connected and bool(_BARRIER_DONE.search(line)))
-        return 'ps-lite/src/' in line and any(c in line for c in _CHATTER) or 'Meta: ' in line
+        # the scheduler only runs ps-lite: a phrase of its log anywhere (lines may be interleaved) is chatter
+        return any(c in line for c in _CHATTER) or bool(_PREFIX_ONLY.match(line))
 
 
 class RemoteStatus(object):
@@ -119,21 +121,26 @@ def split_marks(buf, status):
         buf = buf[j + 1:]
 
 
+def _copy(out, data):
+    """Write ``data`` to ``out``, ignoring a closed ``out``: the relay must keep draining its pipe,
+    or the process writing to it would block."""
+    try:
+        out.write(data)
+        out.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def relay_remote(stream, status, out):
     """Copy ``stream`` (a remote process's stderr, binary) to ``out`` as it comes, markers to ``status``."""
     rest = b''
     try:
-        while True:
-            chunk = stream.read1(65536)
-            if not chunk:
-                break
+        for chunk in iter(lambda: stream.read1(65536), b''):
             data, rest = split_marks(rest + chunk, status)
             if data:
-                out.write(data)
-                out.flush()
+                _copy(out, data)
         if rest:
-            out.write(rest)
-            out.flush()
+            _copy(out, rest)
     finally:
         status.done.set()
 
@@ -142,8 +149,7 @@ def relay_scheduler(stream, watch, out, verbose=False):
     """Feed the scheduler's stderr to ``watch``; copy on its lines, ps-lite's chatter only if ``verbose``."""
     for raw in iter(stream.readline, b''):
         if not watch.feed(raw.decode('utf-8', 'replace')) or verbose:
-            out.write(raw)
-            out.flush()
+            _copy(out, raw)
 
 
 def _say(text):

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -380,6 +381,26 @@ def test_markers_are_taken_out_of_a_stream_read_in_pieces():
             out.append(data)
         assert b''.join(out) + rest == b'progress 50%\rline\ntail'
         assert status.started and status.code == -11
+
+
+class Closed(object):
+    def write(self, data):
+        raise BrokenPipeError(32, 'Broken pipe')
+
+
+def test_a_relay_keeps_draining_when_our_stderr_is_gone():
+    """Otherwise a process writing more than a pipe holds would block, and the job with it."""
+    status, (r, w) = launch_watch.RemoteStatus(), os.pipe()
+    reader, writer = os.fdopen(r, 'rb'), os.fdopen(w, 'wb')
+
+    def write():
+        with contextlib.suppress(OSError), writer:
+            writer.write(b'x' * 300000 + b'\n@@issegm.launch exit 3\n')   # more than a pipe holds
+
+    threading.Thread(target=write, daemon=True).start()
+    threading.Thread(target=launch_watch.relay_remote, args=(reader, status, Closed()), daemon=True).start()
+    assert status.done.wait(20) and status.code == 3
+    reader.close()
 
 
 def test_the_scheduler_log_tells_who_reached_it():
