@@ -494,7 +494,8 @@ def two_hosts(tmp):
         _run('ip', 'link', 'set', far, 'netns', ns)
         _run('ip', 'addr', 'add', here + '/30', 'dev', near)
         _run('ip', 'link', 'set', near, 'up')
-        for args in (('addr', 'add', there + '/30', 'dev', far), ('link', 'set', far, 'up'), ('link', 'set', 'lo', 'up')):
+        for args in (('addr', 'add', there + '/30', 'dev', far), ('link', 'set', far, 'up'),
+                     ('link', 'set', 'lo', 'up')):
             _run('ip', 'netns', 'exec', ns, 'ip', *args)
         for address, port, prefix in ((there, 22, ['ip', 'netns', 'exec', ns]), (here, 2222, [])):
             config = tmp / ('sshd_%s' % address)
@@ -532,13 +533,12 @@ def test_a_two_host_job_over_real_ssh(tmp_path):
     work = tmp_path / 'work'
     work.mkdir()
     (work / 'w.py').write_text(REAL_WORKER)
-    try:
-        hosts_context = two_hosts(tmp_path)
-        far, near = hosts_context.__enter__()
-    except (subprocess.CalledProcessError, OSError) as exc:
-        pytest.skip('real ssh test: cannot set up a network namespace with sshd here (%s)' % (
-            getattr(exc, 'stderr', b'') or exc))
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            far, near = stack.enter_context(two_hosts(tmp_path))
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
+            pytest.skip('real ssh test: cannot set up a network namespace with sshd here (%s)' % (
+                getattr(exc, 'stderr', None) or exc))
         hosts = work / 'hosts'
         hosts.write_text('%s\n%s\n' % (far, near))
         common = ['--launcher', 'ssh', '-H', str(hosts), '--ssh-config', str(tmp_path / 'ssh_config'),
@@ -560,5 +560,3 @@ def test_a_two_host_job_over_real_ssh(tmp_path):
         assert proc.returncode == 255 and len(lines) == 1, err[-3000:]
         assert lines[0].startswith('launch: worker 1 on %s: ssh to %s failed (code 255' % (
             near.replace('2222', '2223'), near.replace('2222', '2223'))), lines
-    finally:
-        hosts_context.__exit__(None, None, None)
