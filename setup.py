@@ -76,7 +76,7 @@ setup(
         'cbst-solve-ao=issegm.solve_AO:main',
         'cbst-solve-st=issegm.solve_ST:main',
         'cbst-evaluate=issegm.evaluate:main',
-        'cbst-train-src=issegm.phases.source_training:main',
+        'cbst-train-src=issegm.train_src:main',
         'cbst-demo=issegm.benchmark.demo:main',
     ]},
 )

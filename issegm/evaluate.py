@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on a labelled split; save predictions (spec sections 1, 9, 11).
+"""Evaluate a checkpoint on a labelled split; save predictions (docs/behaviour.md sections 1, 9, 11).
 
     export PYTHONPATH=PYTHONPATH:./
     python issegm/evaluate.py --data-root DATA_ROOT_CITYSCAPES --output val/gta-city \\

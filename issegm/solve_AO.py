@@ -1,4 +1,4 @@
-"""The CBST round driver: for each round, pseudo-labels then retraining (spec section 8).
+"""The CBST round driver: for each round, pseudo-labels then retraining (docs/behaviour.md section 8).
 
     export PYTHONPATH=PYTHONPATH:./
     python issegm/solve_AO.py --num-round 6 --test-scales 1850 --scale-rate-range 0.7,1.3 \\

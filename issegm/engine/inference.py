@@ -1,4 +1,4 @@
-"""Test-time forward pass: scaling, padding, sub-stride steps and flipping (spec 6.1-6.2).
+"""Test-time forward pass: scaling, padding, sub-stride steps and flipping (docs/behaviour.md 6.1-6.2).
 
 This is the one implementation used by evaluation (``evaluate.py``) and by
 pseudo-label generation (``solve_ST.py --phase val``). It is split so that

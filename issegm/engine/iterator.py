@@ -1,4 +1,4 @@
-"""The training data iterator (spec section 5): scale jitter, crops, small-class mining.
+"""The training data iterator (docs/behaviour.md section 5): scale jitter, crops, small-class mining.
 
 :class:`FileIter` yields ``data`` (B, 3, T, T) and ``softmax_label``
 (B, (T/stride)^2) batches from source samples (labelled images) and target
@@ -71,7 +71,7 @@ def make_divisible(v, divider):
 
 
 def select_source_indices(num_source, num_sel, seed):
-    """Indices of the ``num_sel`` source samples of a round (spec section 7).
+    """Indices of the ``num_sel`` source samples of a round (docs/behaviour.md section 7).
 
     ``np.random.seed(seed); np.random.choice(num_source, num_sel, replace=False)``:
     numpy's legacy global generator, so the reference's images are chosen and,

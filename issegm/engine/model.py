@@ -73,7 +73,7 @@ def epoch_from_weights(path):
 
 
 def start_epoch(weights, model):
-    """Epoch a training run starts from (spec section 2).
+    """Epoch a training run starts from (docs/behaviour.md section 2).
 
     The number in the weights' name when their label is ``model`` (the run
     continues), else 0 (a new model starts from them, e.g. source -> target).

@@ -1,4 +1,4 @@
-"""Post-processing of the network's low-resolution output (spec 6.3-6.6 and 9), on the host or the device.
+"""Post-processing of the network's low-resolution output (docs/behaviour.md 6.3-6.6 and 9), on the host or the device.
 
 Everything after the forward pass, written once as *recipes* over a small
 set of operations, and run by one of two backends:

@@ -1,4 +1,4 @@
-"""The training loop shared by source training and self-training (spec section 7).
+"""The training loop shared by source training and self-training (docs/behaviour.md section 7).
 
 SGD with momentum 0.9 and weight decay, gradients rescaled by 1 / number of
 devices, BatchNorm statistics frozen, parameters the weights do not provide
@@ -453,7 +453,7 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     Parameters
     ----------
     label : str
-        Model label of the network being trained (spec section 2).
+        Model label of the network being trained (docs/behaviour.md section 2).
     dataiter : mx.io.DataIter
         Yields ``data`` / ``softmax_label`` batches; ``reset()`` starts an epoch.
     prefix : str

@@ -74,7 +74,7 @@ def _soft(probs, thresh, alpha):
     whole image. Scaling by the pixel's largest ratio before the power keeps
     small alphas finite (CRST's ``np.power(p / lambda, 1 / alpha)`` overflows
     below alpha ~ 0.01); pixels with no probability get all-zero vectors.
-    Bicubic upsampling (spec 6.3) overshoots slightly below 0 near sharp
+    Bicubic upsampling (docs/behaviour.md 6.3) overshoots slightly below 0 near sharp
     edges, where CRST's bilinear maps cannot: such values count as 0.
 
     The selection ``sum_k [-y_k log p_k + alpha y_k log y_k] >= sum_k [-y_k log lambda_k]``

@@ -2,7 +2,7 @@
 
 CBST-SP multiplies the target predictions by a per-pixel class prior
 ``q_n(c)`` (``spatial_prior/{dataset}/prior_array.mat``, variable
-``prior_array``, float32, classes x H x W; spec section 6.5). The paper
+``prior_array``, float32, classes x H x W; docs/behaviour.md section 6.5). The paper
 (Zou et al., ECCV 2018, "self-training with spatial priors") builds it by
 counting, on the source domain (GTA-5), how often each class occurs at each
 pixel location, smoothed with a 70 x 70 Gaussian kernel. The released file is

@@ -1,4 +1,4 @@
-"""Class-balanced pseudo-labels (spec section 6): confidences, thresholds, labels, mining.
+"""Class-balanced pseudo-labels (docs/behaviour.md section 6): confidences, thresholds, labels, mining.
 
 Pure numpy. The numbers reproduce the reference ``solve_ST.py --phase val``:
 

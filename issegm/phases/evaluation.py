@@ -1,4 +1,4 @@
-"""Evaluation of a checkpoint on a labelled split (spec section 9).
+"""Evaluation of a checkpoint on a labelled split (docs/behaviour.md section 9).
 
 ``issegm/evaluate.py`` parses the reference's flags and calls :func:`run`.
 The forward pass, flipping and upsampling are :class:`issegm.engine.inference.Predictor`
@@ -65,7 +65,7 @@ def _parse_scales(text, default):
 def resolve_args(args):
     """Fill in the reference's derived defaults (model, output, log file, data root); returns args.
 
-    * ``--model`` omitted: the weights file name before ``_ep-`` (spec section 2);
+    * ``--model`` omitted: the weights file name before ``_ep-`` (docs/behaviour.md section 2);
     * ``--output`` omitted: the weights' folder for ``--phase val``, else ``output``;
     * ``--log-file`` omitted: ``{weights stem}[_{split} unless val].log``;
     * ``--data-root`` omitted: ``data/{dataset}``.

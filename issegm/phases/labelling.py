@@ -1,4 +1,4 @@
-"""The pseudo-label phase of a round (``solve_ST.py --phase val``; spec section 6).
+"""The pseudo-label phase of a round (``solve_ST.py --phase val``; docs/behaviour.md section 6).
 
 :func:`generate_pseudo_labels` runs the network on every target image and
 writes class-balanced pseudo-labels in two passes:

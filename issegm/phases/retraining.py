@@ -1,4 +1,4 @@
-"""The retraining phase of a round (``solve_ST.py --phase train``; spec section 7).
+"""The retraining phase of a round (``solve_ST.py --phase train``; docs/behaviour.md section 7).
 
 :func:`retrain` selects the source images
 (``np.random.seed(seed); np.random.choice(N, n_src, replace=False)``), adds
@@ -89,7 +89,7 @@ def _train_options(args, num_source, weights):
 
 
 def select_source(num_source, portion, seed):
-    """Indices of the source images of this round (spec 7), exactly as the reference draws them.
+    """Indices of the source images of this round (docs/behaviour.md 7), exactly as the reference draws them.
 
     ``n_src = int(N * portion)``; numpy's legacy global generator is seeded
     and ``np.random.choice(N, n_src, replace=False)`` taken, so with the

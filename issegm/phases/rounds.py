@@ -1,4 +1,4 @@
-"""The self-training round driver (``solve_AO.py``; spec section 8).
+"""The self-training round driver (``solve_AO.py``; docs/behaviour.md section 8).
 
 :func:`run_rounds` checks the whole run, locks the output, then for each
 round of :func:`round_schedule` runs the pseudo-label phase and the
@@ -39,7 +39,7 @@ def py2_str(value):
 
 
 def round_schedule(args):
-    """Per-round settings of ``solve_AO`` (spec section 8), as a list of dicts.
+    """Per-round settings of ``solve_AO`` (docs/behaviour.md section 8), as a list of dicts.
 
     Round r trains to ``to_epoch = (r + 1) * epoch_per_round`` from the last
     epoch of round r-1; the learning rate is divided by sqrt(2) each round;

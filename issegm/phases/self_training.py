@@ -1,4 +1,4 @@
-"""One phase of one self-training round: the body of ``solve_ST.py`` (spec sections 6 and 7).
+"""One phase of one self-training round: the body of ``solve_ST.py`` (docs/behaviour.md sections 6 and 7).
 
 :func:`run` completes the arguments as the reference does
 (:func:`complete_args`), joins a launched job, locks ``--output`` and runs

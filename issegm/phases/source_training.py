@@ -20,7 +20,7 @@ def resolve_args(args):
 
     * ``--model`` omitted: the weights file name before ``_ep-``;
     * ``--from-epoch`` omitted: the weights' epoch when the weights' label is
-      ``--model`` (continuing a run), else 0 (spec section 2);
+      ``--model`` (continuing a run), else 0 (docs/behaviour.md section 2);
     * ``--stop-epoch`` omitted: ``--to-epoch``; ``--lr-type`` omitted: fixed;
       ``--base-lr`` omitted: 0.1; ``--output`` omitted: ``output``;
     * ``--log-file`` omitted: ``{model}.log``; ``--data-root``: ``data/{dataset}``.
@@ -105,7 +105,7 @@ def _start_epoch(weights, spec, model):
 
 
 def make_dataiter(args, spec, info):
-    """The reference's source-training iterator (spec section 5) over ``--split``.
+    """The reference's source-training iterator (docs/behaviour.md section 5) over ``--split``.
 
     Images are cached unless ``--cache-images 0`` (the reference caches in
     training by default). A worker of a distributed job reads its part of

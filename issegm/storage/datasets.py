@@ -9,7 +9,7 @@ code everything works in *train ids* (0..C-1, 255 = ignore), obtained through
 Choices (following the reference's ``evaluate.py`` / ``solve_ST.py`` meta):
 
 * Cityscapes tables come from ``cityscapesscripts.helpers.labels``; the
-  16-class mapping keeps the SYNTHIA-shared classes by name (spec section 4).
+  16-class mapping keeps the SYNTHIA-shared classes by name (docs/behaviour.md section 4).
 * ``synthia`` predictions are saved as SYNTHIA ids with the SYNTHIA table's
   colours, as the reference does when evaluating on SYNTHIA (its
   ``labels_synthia`` table), so that they compare directly with SYNTHIA
@@ -52,7 +52,7 @@ DatasetInfo = collections.namedtuple('DatasetInfo', [
 ])
 
 
-# SYNTHIA (RAND-CITYSCAPES) ids: (name, id, train id, colour) -- spec section 4,
+# SYNTHIA (RAND-CITYSCAPES) ids: (name, id, train id, colour) -- docs/behaviour.md section 4,
 # colours from the reference's labels_synthia table.
 SYNTHIA_LABELS = [
     ('void', 0, 255, (0, 0, 0)),

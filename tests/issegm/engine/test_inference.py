@@ -253,6 +253,7 @@ def test_ahead_reports_a_launch_error_at_its_own_item():
     assert done == [0, 1]  # item 1 was finished although item 2's launch had already failed
 
 
+@pytest.mark.threaded
 def test_the_forward_is_asynchronous_and_overlaps_the_upsampling(monkeypatch):
     """With a device that takes 0.3 s a forward, image i+1 is on the device while image i is upsampled."""
     import time

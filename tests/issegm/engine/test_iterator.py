@@ -1,4 +1,4 @@
-"""Training iterator (spec section 5) on tiny synthetic images in the real Cityscapes layout."""
+"""Training iterator (docs/behaviour.md section 5) on tiny synthetic images in the real Cityscapes layout."""
 import logging
 import os
 
@@ -191,7 +191,7 @@ def _contains_rare(reader, k, g):
 
 
 def _uniform_probability(reader, k, g):
-    """Chance that a uniform top-left corner (spec 5.4, no mining) gives a crop containing the block."""
+    """Chance that a uniform top-left corner (docs/behaviour.md 5.4, no mining) gives a crop containing the block."""
     label = np.asarray(Image.open(reader.samples[k].label))
     ys, xs = np.nonzero(label == 33)
     ys, xs = ys + g.d0, xs + g.d0
@@ -660,7 +660,7 @@ def test_mine_port_is_the_chance_of_mining(tmp_path):
 # The labels of the samples below encode positions (the row index in one file, the column
 # index in another; identity label table), so each output label cell tells which image pixel
 # it came from. The crop's offset on the image and the flip are read from them, never from
-# the iterator's own Geometry; expectations come from spec section 5.
+# the iterator's own Geometry; expectations come from docs/behaviour.md section 5.
 
 def _pil_nearest(out, crop):
     """Source index PIL's nearest-neighbour resize crop -> T reads for output index ``out``."""

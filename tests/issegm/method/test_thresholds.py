@@ -1,4 +1,4 @@
-"""Confidence collection, thresholds, pseudo-labels and mining stats (spec section 6).
+"""Confidence collection, thresholds, pseudo-labels and mining stats (docs/behaviour.md section 6).
 
 The reference's list-and-sort procedure is re-implemented here plainly (np.append
 growth, ``sorted(..., reverse=True)``, Python indexing) and compared with the

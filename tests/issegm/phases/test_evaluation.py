@@ -198,6 +198,7 @@ def test_sub_stride_steps_reach_the_predictor(city, t1_weights):
     assert not np.array_equal(got, Predictor(net, 19, 8, flip=True).predict(img, [384]).argmax(0))
 
 
+@pytest.mark.subprocess
 def test_script_end_to_end_and_defaults(city, t1_weights):
     """``python issegm/evaluate.py`` as users run it (PYTHONPATH=repo root), defaults from the weights."""
     import subprocess
@@ -254,6 +255,7 @@ def test_bad_input_is_one_line_error_before_work(city, t1_weights, tmp_path, cap
     assert not os.path.exists('bad')       # nothing written
 
 
+@pytest.mark.threaded
 def test_next_image_is_forwarded_while_this_one_is_post_processed(city, tmp_path, monkeypatch):
     from issegm.testing.standin import DeviceStandIn, with_host_delay
     HOST_DELAY = 0.3   # host time a step; the overlap shows with this much slack

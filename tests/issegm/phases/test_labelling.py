@@ -1,4 +1,4 @@
-"""Pseudo-label phase (spec section 6): the lean path equals a plain full-resolution path; resume.
+"""Pseudo-label phase (docs/behaviour.md section 6): the lean path equals a plain full-resolution path; resume.
 
 A cheap deterministic stand-in for the network gives low-resolution
 probabilities, so these tests exercise everything after the forward pass
@@ -213,6 +213,7 @@ def test_mine_thresh_reaches_the_pseudo_label_phase(layout):
     assert set(priority) > set(np.nonzero(share < 0.001)[0])   # not the reference's fixed 0.001
 
 
+@pytest.mark.threaded
 def test_pass_one_forwards_the_next_image_while_this_one_is_upsampled(layout, monkeypatch):
     from issegm.engine.inference import Predictor
     from issegm.testing.standin import DeviceStandIn, with_host_delay

@@ -71,7 +71,7 @@ def test_continue_from_own_checkpoint_and_epoch_numbering(tmp_path, imagenet_wei
     out = str(tmp_path / 'run')
     first = source_training.run(train_src.parse_args(_argv(out, imagenet_weights, '--base-lr', '0.01', '--to-epoch', '1')),
                           dataiter=_iter())[0]
-    # weights named like --model: training continues at the weights' epoch (spec 2)
+    # weights named like --model: training continues at the weights' epoch (docs/behaviour.md 2)
     args = train_src.parse_args(_argv(str(tmp_path / 'run2'), first, '--base-lr', '0.01', '--to-epoch', '2'))
     paths = source_training.run(args, dataiter=_iter())
     assert args.from_epoch == 1
