@@ -324,7 +324,7 @@ def _run_locked(args, prepared, net):
     extra = {'model': args.model, 'dataset': prepared.info.name, 'split': args.split,
              'test_scales': prepared.scales, 'test_flipping': bool(args.test_flipping)}
     result = metrics.save_results(os.path.join(args.output, args.result_stem + '_results.json'), cm,
-                                  prepared.info.class_names, case, args=args, extra=extra)
+                                  prepared.info.class_names, case, settings=vars(args), extra=extra)
     table = metrics.markdown_table([(case, result['scores'])])
     from util.io import atomic_write
     with atomic_write(os.path.join(args.output, args.result_stem + '_results.md')) as f:

@@ -657,7 +657,7 @@ def synthia_mini(tmp_path, monkeypatch):
     """SYNTHIA as downloaded (16-bit GT/LABELS) converted by prepare_data.py, a Cityscapes train
     split listed by prepare_data.py, and a 16-class source model."""
     from issegm.testing.minidata import write_synthia_raw
-    from issegm.storage import preparation as prepare_data
+    from issegm import prepare_data
     from issegm.benchmark.layouts import write_cityscapes
     monkeypatch.chdir(tmp_path)
     rng = np.random.RandomState(0)
