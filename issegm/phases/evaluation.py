@@ -46,7 +46,7 @@ from util.parallel import Writer, host_workers, prefetch
 __all__ = ['resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
            'sample_name']
 
-logger = logging.getLogger('issegm.evaluate')
+logger = logging.getLogger(__name__)
 
 
 def _parse_scales(text, default):

@@ -58,7 +58,7 @@ from util.parallel import Writer, prefetch
 
 __all__ = ['generate_pseudo_labels', 'single_scale']
 
-logger = logging.getLogger('cbst')
+logger = logging.getLogger(__name__)
 
 SCORES = ('pixel_acc', 'mean_acc', 'mean_iou')  # kept in the round's statistics
 
