@@ -20,7 +20,7 @@ in the loop and asserts ``--prefetch-threads`` 1; a larger value adds
 readers); scoring happens whenever the list has a label column (the
 reference keys it on the split name); ``--no-save-results`` skips the PNGs
 but still scores. ``--postprocess`` chooses where upsampling, argmax and
-scoring run (:mod:`issegm.postprocess`).
+scoring run (:mod:`issegm.engine.postprocess`).
 
 Every device of ``--gpus`` takes images in turn. Under :mod:`issegm.launch`
 each worker evaluates its share of the images (:func:`issegm.cluster.worker.shard`)

@@ -10,11 +10,11 @@ the phase asked for:
   pseudo-labelled targets, :func:`issegm.phases.retraining.retrain`.
 
 Each phase records its settings in ``{output}/{r}/run.json`` and refuses a
-rerun with others unless ``--restart`` (:mod:`issegm.run_guard`); rank 0 of a
+rerun with others unless ``--restart`` (:mod:`issegm.storage.run_guard`); rank 0 of a
 launched job holds the output's lock and records the settings for the job.
 A failure is one line (:class:`issegm.phases.cli.PhaseError` says where and how to
 resume). The round's files are :class:`issegm.storage.round_paths.RoundPaths`; the
-rounds themselves are :mod:`issegm.rounds` (``solve_AO.py``).
+rounds themselves are :mod:`issegm.phases.rounds` (``solve_AO.py``).
 """
 import os
 

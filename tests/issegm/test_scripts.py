@@ -535,7 +535,7 @@ def test_solve_ST_train_names_every_missing_target_file_before_training(mini):
     assert not glob.glob('out/0/*.params')
 
 
-# ---------------------------------------------------------------------------- CRST (issegm/crst.py)
+# ---------------------------------------------------------------------------- CRST (issegm/method/crst.py)
 CRST_AO_FLAGS = [f if f != '2' or AO_FLAGS[i - 1] != '--num-round' else '1' for i, f in enumerate(AO_FLAGS)] + [
     '--mr-weight-kld', '0.1', '--lr-weight-ent', '0.25']
 
