@@ -36,10 +36,18 @@ RECIPE = 'soft_labels.json'
 _CACHE_VALUES = 1 << 17
 
 
-def training_symbol(model_label, weights):
-    """The network of ``model_label`` ending in the CRST loss: outputs ``[probs (no gradient), loss]``."""
+def training_symbol(model_label, weights, label_size=None):
+    """The network of ``model_label`` ending in the CRST loss: outputs ``[probs (no gradient), loss]``.
+
+    ``label_size`` (h, w): the logits are first upsampled to it bilinearly with
+    aligned corners, as CRST's ``crst_seg.py`` trains (labels at the crop's
+    full resolution, :mod:`issegm.engine.crst_data`); None keeps the stride.
+    """
     from issegm.engine.model import get_scores, parse_label
     scores = get_scores(model_label)
+    if label_size is not None:
+        scores = mx.sym.contrib.BilinearResize2D(scores, height=int(label_size[0]), width=int(label_size[1]),
+                                                 align_corners=True, name='upsample_scores')
     classes = parse_label(model_label).classes
     is_source = mx.sym.var(DOMAIN_NAME)
     loss = loss_symbol(scores, mx.sym.var('softmax_label'), is_source, classes, weights, weights.soft)
@@ -77,14 +85,24 @@ class SoftNllMetric(mx.metric.EvalMetric):
 
 
 class Objective(object):
-    """What :func:`issegm.engine.training.train` needs to train with the CRST loss instead of SoftmaxOutput."""
+    """What :func:`issegm.engine.training.train` needs to train with the CRST loss instead of SoftmaxOutput.
 
-    def __init__(self, weights):
+    Parameters
+    ----------
+    weights : issegm.method.crst.CrstWeights
+        The loss's weights.
+    label_size : tuple of int, optional
+        (h, w) of the labels when they are the crop's full resolution
+        (``crst_seg.py``): the logits are upsampled to it (:func:`training_symbol`).
+    """
+
+    def __init__(self, weights, label_size=None):
         self.weights = weights
+        self.label_size = label_size
 
     def module(self, model_label, contexts):
         from issegm.engine.model import get_module
-        return get_module(model_label, contexts, symbol=training_symbol(model_label, self.weights),
+        return get_module(model_label, contexts, symbol=training_symbol(model_label, self.weights, self.label_size),
                           label_names=('softmax_label', DOMAIN_NAME))
 
     def metric(self):
