@@ -23,9 +23,11 @@ class DiskFullError(OSError):
 
 
 def _disk_full(exc):
-    # MXNet's writers report it as an MXNetError whose text carries the C library's words.
+    # MXNet's writers report it as an MXNetError: with the C library's words, or (dmlc's
+    # FileStream, which checks only the count fwrite wrote) as an incomplete write.
+    text = str(exc)
     return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) \
-        or 'No space left on device' in str(exc)
+        or 'No space left on device' in text or 'FileStream.Write incomplete' in text
 
 
 def makedirs(path):
