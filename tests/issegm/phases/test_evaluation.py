@@ -394,3 +394,37 @@ def test_lists_without_labels_give_predictions_without_scores(city, tmp_path, ph
     assert not [f for f in os.listdir('out') if f.endswith('_results.json') or f.endswith('_results.md')]
     log = open(os.path.join('out', LABEL + '.log' if phase == 'test' else LABEL + '_ep-0000_test.log')).read()
     assert 'mean iou' not in log and 'Done 3/3' in log
+
+
+def _files(folder):
+    """Every file of ``folder`` but the log, by relative path -> bytes."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if not name.endswith('.log'):
+                path = os.path.join(root, name)
+                found[os.path.relpath(path, folder)] = open(path, 'rb').read()
+    return found
+
+
+def test_a_rerun_keeps_the_files_and_other_settings_are_refused_before_any_write(city, tmp_path, capsys):
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    open(weights, 'w').close()
+    evaluation.run(_args(city, weights, '--output', 'out'), net=ColourNet({9: 8}))
+    first = _files('out')
+    assert 'evaluate' in json.loads(first['run.json'])
+    assert json.loads(first['run.json'])['evaluate']['settings']['--test-scales'] == [384]
+    # the same settings: recomputed, every file's content unchanged (the results file's date too)
+    evaluation.run(_args(city, weights, '--output', 'out'), net=ColourNet({9: 8}))
+    assert _files('out') == first
+    # other settings into the same --output: one line naming the difference, nothing touched
+    argv = ['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights', weights, '--split', 'val',
+            '--gpus', '', '--test-scales', '384', '--test-flipping', '--output', 'out']
+    capsys.readouterr()
+    assert evaluate_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--test-flipping false (now true)' in err[0] and '--restart' in err[0], err
+    assert _files('out') == first
+    # --restart discards the earlier predictions and records the new settings
+    evaluation.run(_args(city, weights, '--output', 'out', '--test-flipping', '--restart'), net=ColourNet({9: 8}))
+    assert json.load(open('out/run.json'))['evaluate']['settings']['--test-flipping'] is True
