@@ -37,7 +37,8 @@ import numpy as np
 
 from issegm.cluster import worker
 from issegm.engine import metrics
-from issegm.storage.datasets import LabelAudit, dataset_for_model, list_path, read_list, sample_name, save_prediction
+from issegm.storage.datasets import (LabelAudit, check_content, count_duplicates, dataset_for_model, list_path,
+                                     read_list, sample_name, save_prediction)
 from issegm.errors import DataError, FlagError
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
@@ -119,7 +120,9 @@ def prepare(args):
 
     Raises :class:`FlagError` with one line for: unknown dataset, a model
     whose class count differs from the dataset's, a missing weights file,
-    a missing/empty list or a file named in it that does not exist, bad scales.
+    a missing/empty list or a file named in it that does not exist, bad scales;
+    :class:`DataError` for repeated list entries and files whose content fails
+    the cheap checks (:func:`issegm.storage.datasets.check_content`).
     """
     from issegm.engine.inference import check_steps
     from issegm.engine.model import parse_label
@@ -139,10 +142,15 @@ def prepare(args):
         items = read_list(list_path(info.name, args.split), args.data_root, check_exists=True)
     except DataError as exc:
         raise FlagError(str(exc))
+    listed = list_path(info.name, args.split)
+    repeats, first = count_duplicates(items)
+    if repeats:
+        raise DataError('%s: %d entries repeat an earlier image (the first: %s), which would be scored twice; '
+                        'remove the repeated lines' % (listed, repeats, first))
     has_gt = args.phase == 'val' and all(lab is not None for _, lab in items)
+    check_content(listed, items, args.data_root, labels=has_gt)  # before the network is built
     if args.phase == 'val' and not has_gt:
-        logger.warning('list %s has no label column: saving predictions without scores',
-                       list_path(info.name, args.split))
+        logger.warning('list %s has no label column: saving predictions without scores', listed)
     return Prepared(info, spec, items, scales, has_gt)
 
 

@@ -11,15 +11,19 @@ what :mod:`issegm.run_guard` records and compares in ``run.json``: only what
 changes the numbers written (not threads, workers, logs, ``--num-round``,
 ``--gpus`` for inference, ``--to-epoch`` under a fixed rate).
 """
+import logging
 import os
 
 from issegm.phases.cli import check_flags
 from issegm.errors import FlagError
 from issegm.flags import flag_name
-from issegm.storage.datasets import get_dataset, list_path, read_list, target_dataset
+from issegm.storage.datasets import (check_content, count_duplicates, get_dataset, list_path, read_list,
+                                     target_dataset)
 from issegm.storage.run_guard import file_digest
 
-__all__ = ['check_rounds', 'val_settings', 'train_settings', 'rounds_settings']
+__all__ = ['check_rounds', 'check_training_list', 'val_settings', 'train_settings', 'rounds_settings']
+
+logger = logging.getLogger(__name__)
 
 
 def _digest(path):
@@ -57,11 +61,25 @@ def check_rounds(args, rounds):
                         'named after the SOURCE dataset)' % prior_path(args.dataset))
     src = read_list(list_path(args.dataset, args.split), args.data_root, need_labels=True)
     tgt = read_list(list_path(args.dataset_tgt, args.split_tgt), args.data_root_tgt)
+    check_training_list(list_path(args.dataset, args.split), src, args.data_root)
+    check_training_list(list_path(args.dataset_tgt, args.split_tgt), tgt, args.data_root_tgt)
     smallest = min(int(len(src) * float(r['src_port'])) for r in rounds) + len(tgt)
     if smallest < args.batch_images:
         raise FlagError('--batch-images %d: a round trains on only %d images (source portion of %d + %d '
                         'targets); lower it or raise --init-src-port' % (args.batch_images, smallest, len(src),
                                                                          len(tgt)))
+
+
+def check_training_list(listed, items, data_root):
+    """A training list's content, before the first step: repeated entries are a warning with their count
+    (they weigh twice, as in the reference); damaged files one :class:`DataError` line
+    (:func:`issegm.storage.datasets.check_content`).
+    """
+    repeats, first = count_duplicates(items)
+    if repeats:
+        logger.warning('%s: %d entries repeat an earlier image (the first: %s); they are drawn more often',
+                       listed, repeats, first)
+    check_content(listed, items, data_root)
 
 
 def val_settings(args):

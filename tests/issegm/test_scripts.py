@@ -483,6 +483,24 @@ def test_solve_AO_checks_every_flag_and_list_before_round_0(mini, capsys, change
     assert 'rerun the same' not in err[0] and not os.path.exists('ao/0')
 
 
+@pytest.mark.parametrize('kind, needle', [
+    ('source', 'gta/train.lst: 1 file(s) fail the content check: label gta/labels/00003.png: 16-bit label'),
+    ('target', 'cityscapes/train.lst: 1 file(s) fail the content check: image cityscapes/leftImg8bit/train/aachen/'
+               'aachen_000002_000019_leftImg8bit.png: truncated PNG')])
+def test_solve_AO_checks_the_content_of_both_lists_before_round_0(mini, capsys, kind, needle):
+    from issegm import solve_AO
+    if kind == 'source':
+        Image.fromarray(np.zeros(SHAPE, np.uint16)).save('gta/labels/00003.png')
+    else:
+        path = 'cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png'
+        data = open(path, 'rb').read()
+        open(path, 'wb').write(data[:-30])
+    assert solve_AO.main(AO_FLAGS) == 2
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if 'no GPU found' not in l]
+    assert len(err) == 1 and err[0].startswith('solve_AO.py: error: ') and needle in err[0], err
+    assert not os.path.exists('ao/0')
+
+
 def test_a_second_solve_AO_on_one_output_is_refused_and_ending_solve_AO_ends_its_child(mini):
     proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

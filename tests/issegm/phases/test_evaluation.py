@@ -324,8 +324,8 @@ def test_unknown_label_ids_are_ignored_by_the_scores_and_reported_once(city, tmp
     assert 'lindau_000001_000019_gtFine_labelIds.png (200)' in warnings[0]
 
 
-@pytest.mark.parametrize('kind', ['16-bit', 'rgb', 'truncated', 'gpus'])
-def test_damaged_labels_and_bad_devices_are_one_line(city, tmp_path, capsys, monkeypatch, kind):
+@pytest.mark.parametrize('kind', ['16-bit', 'rgb', 'truncated', 'size', 'jpeg', 'repeat', 'gpus'])
+def test_damaged_files_and_bad_devices_are_one_line_before_any_forward(city, tmp_path, capsys, monkeypatch, kind):
     weights = str(tmp_path / (LABEL + '_ep-0000.params'))
     mx.nd.save(weights, {})
     gt_path = os.path.join(city, 'gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png')
@@ -338,14 +338,33 @@ def test_damaged_labels_and_bad_devices_are_one_line(city, tmp_path, capsys, mon
     elif kind == 'truncated':
         data = open(gt_path, 'rb').read()
         open(gt_path, 'wb').write(data[:len(data) // 2])
+    elif kind == 'size':
+        Image.fromarray(np.zeros((32, 380), np.uint8)).save(gt_path)
+    elif kind == 'jpeg':   # an image cut short, listed in place of the first PNG
+        jpeg = os.path.join(city, 'cut.jpg')
+        Image.fromarray(np.zeros((32, 384, 3), np.uint8)).save(jpeg)
+        open(jpeg, 'r+b').truncate(os.path.getsize(jpeg) - 40)
+        lines = open('issegm/data_list/cityscapes/val.lst').read().splitlines()
+        lines[0] = 'cut.jpg\t' + lines[0].split('\t')[1]
+        open('issegm/data_list/cityscapes/val.lst', 'w').write('\n'.join(lines) + '\n')
+    elif kind == 'repeat':
+        lines = open('issegm/data_list/cityscapes/val.lst').read().splitlines()
+        open('issegm/data_list/cityscapes/val.lst', 'w').write('\n'.join(lines + lines[:2]) + '\n')
+    forwards = []
     import issegm.engine.model
-    monkeypatch.setattr(issegm.engine.model, 'get_model', lambda *a, **k: ColourNet())   # the weights are empty
+    monkeypatch.setattr(issegm.engine.model, 'get_model', lambda *a, **k: forwards.append(1) or ColourNet())
     code = evaluate_script.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
-    needle = {'16-bit': 'lindau_000001_000019_gtFine_labelIds.png has shape', 'rgb': 'has shape (32, 384, 3)',
-              'truncated': 'cannot read label', 'gpus': '--gpus x: expected device ids'}[kind]
+    needle = {'16-bit': 'lindau_000001_000019_gtFine_labelIds.png: 16-bit label',
+              'rgb': 'lindau_000001_000019_gtFine_labelIds.png: a colour label (mode RGB)',
+              'truncated': 'lindau_000001_000019_gtFine_labelIds.png: truncated PNG',
+              'size': '380x32 (width x height) but its image is 384x32',
+              'jpeg': 'val.lst: 1 file(s) fail the content check: image %s: truncated JPEG' % os.path.join(city, 'cut.jpg'),
+              'repeat': 'val.lst: 2 entries repeat an earlier image (the first: leftImg8bit/val/lindau/lindau_000000',
+              'gpus': '--gpus x: expected device ids'}[kind]
     assert needle in err[0] and 'Traceback' not in err[0], err
+    assert not forwards and not os.path.exists('out')   # refused before the network is built or --output made
 
 
 def test_correct_map_on_a_hand_built_case(tmp_path):
