@@ -8,7 +8,7 @@ import os
 import sys
 
 from issegm.errors import DivergenceError, FlagError
-from issegm.flags import CRST_FLAGS, FLAGS, PATH_FLAGS, RULES, flag_name
+from issegm.flags import CRST_FLAGS, FLAGS, PAIR_RULES, PATH_FLAGS, RULES, flag_name
 from issegm.method.crst import CrstWeights
 
 __all__ = ['add_flags', 'parse', 'apply_env_switches', 'script_main', 'check_flags', 'describe_failure',
@@ -49,11 +49,27 @@ def parse(parser, argv=None):
 
 
 def check_flags(args):
-    """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one."""
+    """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one.
+
+    Then the pairs that contradict each other (:data:`issegm.flags.PAIR_RULES`),
+    and ``--gpus`` against the GPUs MXNet counts (none: the documented CPU
+    fallback, :func:`util.device.get_contexts`).
+    """
     for dest, (check, good) in RULES.items():
         value = getattr(args, dest, None)
         if value is not None and not check(value):
             raise FlagError('%s %s: expected %s' % (flag_name(dest), value, good))
+    for low, high, why, exempt in PAIR_RULES:
+        a, b = getattr(args, low, None), getattr(args, high, None)
+        if a is not None and b is not None and a > b and (a, b) != exempt:
+            raise FlagError('%s %s is above %s %s: %s; lower the first or raise the second'
+                            % (flag_name(low), a, flag_name(high), b, why))
+    if getattr(args, 'gpus', None) is not None:
+        from util.device import check_gpus
+        try:
+            check_gpus(args.gpus)
+        except ValueError as exc:
+            raise FlagError(str(exc))
     for dest in PATH_FLAGS:
         value = getattr(args, dest, None)
         try:

@@ -455,7 +455,7 @@ def _with(flags, **changes):
     ({'init_tgt_port': '1.5'}, '--init-tgt-port 1.5: expected a portion in (0, 1]'),
     ({'init_src_port': '2'}, '--init-src-port 2.0: expected a portion in [0, 1]'),
     ({'num_round': '0'}, '--num-round 0: expected at least 1 round'),
-    ({'test_scales': '8'}, '--test-scales 8: expected comma-separated longer sides of at least 32 pixels'),
+    ({'test_scales': '8'}, '--test-scales 8: expected comma-separated longer sides of 32 to 8192 pixels'),
     ({'batch_images': '0'}, '--batch-images 0: expected a positive number of images'),
     ({'epoch_per_round': '0'}, '--epoch-per-round 0: expected at least 1 epoch'),
     ({'base_lr': '-0.0001'}, '--base-lr -0.0001: expected a finite rate >= 0'),
@@ -470,6 +470,9 @@ def _with(flags, **changes):
     ({'split': 'onecol'}, 'onecol.lst line 1: no label after the image'),
     ({'split_tgt': 'gone'}, '3 file(s) not found'),
     ({'gpus': 'x'}, '--gpus x: expected device ids'),
+    ({'max_tgt_port': '0.1'}, '--init-tgt-port 0.2 is above --max-tgt-port 0.1'),
+    ({'max_src_port': '0.4'}, '--init-src-port 0.5 is above --max-src-port 0.4'),
+    ({'test_scales': '9000'}, '--test-scales 9000: expected comma-separated longer sides of 32 to 8192 pixels'),
 ])
 def test_solve_AO_checks_every_flag_and_list_before_round_0(mini, capsys, changes, needle):
     from issegm import solve_AO
