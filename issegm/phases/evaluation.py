@@ -126,6 +126,7 @@ def prepare(args):
     """
     from issegm.engine.inference import check_steps
     from issegm.engine.model import parse_label
+    from issegm.phases.preflight import check_scale_memory
     spec = parse_label(args.model)
     try:
         info = dataset_for_model(args.dataset, args.model, spec.classes)
@@ -138,6 +139,7 @@ def prepare(args):
     except ValueError as exc:
         raise FlagError(str(exc))
     scales = _parse_scales(args.test_scales, max(info.max_shape))
+    check_scale_memory(scales, info.num_classes, info.max_shape)
     try:
         items = read_list(list_path(info.name, args.split), args.data_root, check_exists=True)
     except DataError as exc:

@@ -172,6 +172,8 @@ def run(args, dataiter=None, batch_end_callback=None):
         info = dataset_for_model(args.dataset, args.model, spec.classes)
     except DataError as exc:
         raise FlagError(str(exc))
+    from issegm.phases.preflight import warn_large_crop
+    warn_large_crop(args.crop_size, args.origin_size or max(info.max_shape), args.scale_rate_range, 'training')
     contexts = get_contexts(args.gpus)
     worker.init(args.kvstore)  # under the launcher: join the job, learn this worker's rank
     prefix = os.path.join(args.output, '%s_ep' % args.model)

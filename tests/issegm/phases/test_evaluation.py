@@ -447,3 +447,17 @@ def test_a_rerun_keeps_the_files_and_other_settings_are_refused_before_any_write
     # --restart discards the earlier predictions and records the new settings
     evaluation.run(_args(city, weights, '--output', 'out', '--test-flipping', '--restart'), net=ColourNet({9: 8}))
     assert json.load(open('out/run.json'))['evaluate']['settings']['--test-flipping'] is True
+
+
+def test_test_scales_whose_maps_cannot_fit_are_one_line_before_any_work(city, tmp_path, capsys, monkeypatch):
+    from util import memory
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    open(weights, 'w').close()
+    monkeypatch.setattr(memory, 'physical_memory', lambda: 10 ** 9)
+    assert evaluate_script.main(['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights',
+                                 weights, '--split', 'val', '--test-scales', '384,4096', '--output', 'out',
+                                 '--gpus', '']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['evaluate.py: error: --test-scales 4096: three float32 maps of 19 classes at 2048x4096 need about '
+                   '1.9 GB, more than the 1.0 GB of this machine; lower --test-scales'], err
+    assert not os.path.exists('out')

@@ -257,3 +257,13 @@ def test_a_file_of_other_classes_is_named_before_from_epoch_is_asked_for(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'does not fit the network' in err[0] and 'linear16' in err[0], err
     assert '--from-epoch' not in err[0]
+
+
+def test_a_crop_larger_than_every_image_is_a_warning_before_training(tmp_path, imagenet_weights, monkeypatch, caplog):
+    import logging
+    monkeypatch.setattr(source_training, '_train_locked', lambda *a: [])
+    with caplog.at_level(logging.WARNING):
+        source_training.run(train_src.parse_args(_argv(str(tmp_path / 'out'), imagenet_weights, '--to-epoch', '1',
+                                                       '--crop-size', '96')), dataiter=_iter())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'crop' in r.getMessage()]
+    assert len(warnings) == 1 and 'longer side is at most 83' in warnings[0], warnings
