@@ -530,6 +530,33 @@ def test_a_second_solve_AO_on_one_output_is_refused_and_ending_solve_AO_ends_its
             proc.wait()
 
 
+@pytest.mark.subprocess
+def test_sigterm_ends_solve_AO_and_its_child_in_one_line_with_143_and_a_rerun_continues(mini):
+    proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not glob.glob('ao/0/results/nplabelIds/*.png'):   # the pseudo-label child is at work
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
+            child = int(f.read().split()[0])
+        os.kill(proc.pid, signal.SIGTERM)   # as a batch system ends a job
+        err = proc.communicate(timeout=120)[1].strip().splitlines()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
+    assert err[-1] == 'solve_AO.py: interrupted; rerun the same command to continue', err[-5:]
+    assert not any('Traceback' in line for line in err), err
+    assert not os.path.exists('/proc/%d' % child) or open('/proc/%d/stat' % child).read().split()[2] == 'Z'
+    rerun = subprocess.run(ao_cmd(_with(AO_FLAGS, num_round='1'), 'ao'), env=script_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert os.path.isfile('ao/0/%s_ep-0002.params' % MODEL)
+
+
 def test_solve_AO_stops_at_a_diverging_round_and_saves_nothing_after(mini):
     from issegm import solve_AO
     assert solve_AO.main(_with(AO_FLAGS, base_lr='1e6')) == 2

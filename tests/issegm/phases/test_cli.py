@@ -133,3 +133,30 @@ def test_gpus_beyond_the_counted_devices_are_refused_and_a_cpu_machine_keeps_its
     monkeypatch.setattr(device, 'num_gpus', lambda: 0)   # documented: the CPU, after one warning, for any ids
     for gpus in ('0', '5', '-1', 'cpu'):
         check_flags(parser.parse_args(['--gpus', gpus]))
+
+
+def test_sigterm_is_one_line_like_ctrl_c_with_exit_code_143(capsys):
+    import signal
+    import time
+    from issegm.phases.cli import script_main
+
+    def terminated(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)   # the signal ends this at once
+        return 0
+
+    def interrupted(args):
+        raise KeyboardInterrupt()
+
+    before = signal.getsignal(signal.SIGTERM)
+    start = time.time()
+    assert script_main('train_src.py', terminated, argparse.Namespace(debug=False)) == 143
+    assert time.time() - start < 5
+    assert capsys.readouterr().err == 'train_src.py: interrupted; rerun the same command to continue\n'
+    assert signal.getsignal(signal.SIGTERM) is before   # the handler is the run's only
+    assert script_main('evaluate.py', interrupted, argparse.Namespace(debug=False)) == 130
+    assert capsys.readouterr().err == 'evaluate.py: interrupted; rerun the same command to continue\n'
+    # a phase solve_AO runs in its own process: the driver ends, and says so once
+    assert script_main('solve_AO.py', lambda args: script_main('solve_ST.py', terminated, args),
+                       argparse.Namespace(debug=False)) == 143
+    assert capsys.readouterr().err == 'solve_AO.py: interrupted; rerun the same command to continue\n'
