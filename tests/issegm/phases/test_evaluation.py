@@ -416,11 +416,11 @@ def test_lists_without_labels_give_predictions_without_scores(city, tmp_path, ph
 
 
 def _files(folder):
-    """Every file of ``folder`` but the log, by relative path -> bytes."""
+    """Every file of ``folder`` but the log and the lock (which names its holder), by relative path -> bytes."""
     found = {}
     for root, _, names in os.walk(folder):
         for name in names:
-            if not name.endswith('.log'):
+            if not name.endswith('.log') and name != '.lock':
                 path = os.path.join(root, name)
                 found[os.path.relpath(path, folder)] = open(path, 'rb').read()
     return found
@@ -447,6 +447,12 @@ def test_a_rerun_keeps_the_files_and_other_settings_are_refused_before_any_write
     # --restart discards the earlier predictions and records the new settings
     evaluation.run(_args(city, weights, '--output', 'out', '--test-flipping', '--restart'), net=ColourNet({9: 8}))
     assert json.load(open('out/run.json'))['evaluate']['settings']['--test-flipping'] is True
+    # other weights under the same name: their checksum differs from the recorded one
+    open(weights, 'w').write('other')
+    capsys.readouterr()
+    assert evaluate_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--weights sha256 ' in err[0], err
 
 
 def test_test_scales_whose_maps_cannot_fit_are_one_line_before_any_work(city, tmp_path, capsys, monkeypatch):
