@@ -225,8 +225,11 @@ def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epo
 
 
 def test_solve_AO_subprocess_failure_names_phase_image_and_resume(mini):
-    with open('cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png', 'wb') as f:
-        f.write(b'not a png')
+    # Damage in the middle (header and end intact) passes the preflight's cheap content check: pass 1 meets it.
+    path = 'cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png'
+    data = bytearray(open(path, 'rb').read())
+    data[60:-20] = bytes(b ^ 0xFF for b in data[60:-20])
+    open(path, 'wb').write(bytes(data))
     flags = list(AO_FLAGS)
     flags += ['--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + flags, env=script_env(),
@@ -753,7 +756,7 @@ def test_solve_AO_synthia_to_cityscapes_one_round(synthia_mini, monkeypatch):
             '--data-root-tgt', 'cityscapes', '--output', 'syn2city', '--model', SYN_MODEL, '--weights',
             'models/%s_ep-0000.params' % SYN_SRC_MODEL, '--batch-images', '2', '--crop-size', '32',
             '--origin-size', '1280', '--origin-size-tgt', '2048', '--init-tgt-port', '0.2', '--init-src-port', '0.5',
-            '--max-src-port', '0.06', '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
+            '--max-src-port', '0.6', '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
             '--mine-thresh', '0.001', '--base-lr', '1e-4', '--to-epoch', '2', '--epoch-per-round', '1',
             '--source-sample-policy', 'cumulative', '--kc-policy', 'cb', '--prefetch-threads', '2', '--gpus', '0',
             '--with-prior', 'False']
