@@ -6,7 +6,7 @@ subclasses mean the command or its input must change (exit 2);
 :class:`PhaseError` carries its own exit code. The lower layer ``util`` has its
 own two: ``util.io.DiskFullError`` and ``util.mxutil.CheckpointError``.
 """
-__all__ = ['FlagError', 'DataError', 'RunRefused', 'DistError', 'DivergenceError', 'PhaseError']
+__all__ = ['FlagError', 'DataError', 'RunRefused', 'DistError', 'DivergenceError', 'PhaseError', 'Terminated']
 
 
 class FlagError(ValueError):
@@ -44,3 +44,13 @@ class PhaseError(RuntimeError):
     def __init__(self, message, code=1):
         super(PhaseError, self).__init__(message)
         self.code = code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run ends as after Ctrl-C, with exit code 143 (128 + 15).
+
+    A ``KeyboardInterrupt`` so that whatever cleans up after Ctrl-C (ending a
+    child phase, closing readers and writers) cleans up after it too.
+    """
+
+    code = 143

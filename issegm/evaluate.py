@@ -6,7 +6,11 @@
         --split val --test-scales 2048 --test-flipping --gpus 0 --no-cudnn
 
 Every flag of the reference ``evaluate.py`` is accepted with its name and
-default; the work is in :mod:`issegm.phases.evaluation`.
+default; the work is in :mod:`issegm.phases.evaluation`. The settings that
+decide the numbers are recorded in ``{output}/run.json``: a rerun with the
+same ones recomputes the same files, a rerun with other ones into the same
+``--output`` stops with the differences (``--restart``, ours, discards the
+earlier predictions and starts again).
 """
 import argparse
 import os
@@ -23,7 +27,7 @@ def build_parser():
     add_flags(parser, ['--gpus', '--dataset', '--split', '--data-root', '--output', '--model', '--weights',
                        '--phase', '--test-scales', '--test-flipping', '--test-steps', '--save-predictions',
                        '--no-save-results', '--prefetch-threads', '--cache-images', '--log-file', '--debug',
-                       '--no-cudnn', '--postprocess'])
+                       '--no-cudnn', '--postprocess', '--restart'])
     return parser
 
 

@@ -8,7 +8,11 @@ layer may read the table.
 """
 import math
 
-__all__ = ['FLAGS', 'CRST_FLAGS', 'RULES', 'POSTPROCESS_MODES', 'PATH_FLAGS', 'flag_name']
+__all__ = ['FLAGS', 'CRST_FLAGS', 'RULES', 'PAIR_RULES', 'MAX_TEST_SCALE', 'POSTPROCESS_MODES', 'PATH_FLAGS',
+           'flag_name']
+
+#: The longest --test-scales side accepted: 19 float32 maps at 8192 x 16384 are 10 GB already.
+MAX_TEST_SCALE = 8192
 
 #: Where the post-processing after the forward runs (:mod:`issegm.engine.postprocess`).
 POSTPROCESS_MODES = ('auto', 'pil', 'device')
@@ -113,9 +117,17 @@ def _scale_range(text):
 
 def _test_scales(text):
     try:
-        return all(int(v) >= 32 for v in str(text).split(','))
+        return all(32 <= int(v) <= MAX_TEST_SCALE for v in str(text).split(','))
     except ValueError:
         return False
+
+
+def _increasing(text):
+    try:
+        steps = [int(v) for v in str(text).split(',') if v.strip()]
+    except ValueError:
+        return False
+    return bool(steps) and steps[0] > 0 and all(a < b for a, b in zip(steps, steps[1:]))
 
 
 def _gpus(text):
@@ -148,7 +160,9 @@ RULES = {
     'mine_port': (_number(float, 0, 1), 'a probability in [0, 1]'),
     'mine_id_number': (_number(int, 0), 'a number of classes >= 0'),
     'mine_thresh': (_number(float, 0, 1), 'a pixel share in [0, 1]'),
-    'test_scales': (_test_scales, 'comma-separated longer sides of at least 32 pixels, e.g. 2048'),
+    'test_scales': (_test_scales, 'comma-separated longer sides of 32 to %d pixels, e.g. 2048' % MAX_TEST_SCALE),
+    'lr_steps': (_increasing, 'increasing update counts, e.g. 20000,40000'),
+    'cache_images': (lambda v: v in (0, 1), '0 or 1'),
     'prefetch_threads': (_number(int, 1), 'at least 1 worker'),
     'gpus': (_gpus, 'device ids such as 0 or 0,1 (empty for the CPU)'),
     'with_prior': (lambda v: v in ('True', 'False'), 'True or False'),
@@ -157,6 +171,14 @@ RULES = {
     'lr_type': (lambda v: v in ('fixed', 'step', 'linear', 'poly'), 'fixed, step, linear or poly'),
     'source_sample_policy': (lambda v: v in ('cumulative', 'random'), 'cumulative or random'),
 }
+
+#: (low dest, high dest, why, exempt): values that contradict each other when low > high, except the
+#: pair ``exempt``: the reference's solve_AO defaults (--init-src-port 0.3 above --max-src-port 0.06,
+#: a portion that stays at 0.3) are accepted as they are.
+PAIR_RULES = [
+    ('init_tgt_port', 'max_tgt_port', 'the target portion starts above its maximum', None),
+    ('init_src_port', 'max_src_port', 'the source portion starts above its maximum', (0.3, 0.06)),
+]
 
 #: Flags whose dest is not their name.
 _FLAG_OF = {'epr': '--epoch-per-round'}

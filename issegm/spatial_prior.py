@@ -45,9 +45,27 @@ class _StderrLog(object):
         print('warning: ' + msg % args, file=sys.stderr)
 
 
+def _check_values(args, out):
+    """``--max-images``, ``--sigma`` and ``--output`` before any label is read; ``ValueError`` names the flag."""
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError('--max-images %d: expected at least 1 image (omit it for the whole list)' % args.max_images)
+    if args.sigma is not None and not args.sigma > 0:
+        raise ValueError('--sigma %g: expected a positive sigma in prior pixels (omit it for kernel/6)' % args.sigma)
+    if os.path.isdir(out):
+        raise ValueError('--output %s is a folder; give the .mat file to write, e.g. %s'
+                         % (out, os.path.join(out, 'prior_array.mat')))
+
+
+def _check_memory(num_classes, shape):
+    """Refuse a ``--shape`` whose maps cannot fit: int32 counts, the float32 prior and a smoothing copy."""
+    from util.memory import require_memory
+    h, w = shape
+    require_memory(3 * 4 * num_classes * h * w, '--shape %d,%d: %d maps of %dx%d' % (h, w, num_classes, h, w),
+                   'lower --shape (the target image size, e.g. 1024,2048)')
+
+
 def main(argv=None):
     from issegm.storage.datasets import LabelAudit, get_dataset, list_path, read_list
-    from issegm.errors import DataError
     args = parse_args(argv)
     try:
         shape = tuple(int(v) for v in args.shape.split(','))
@@ -57,10 +75,13 @@ def main(argv=None):
         print('error: --shape must be "height,width", got %r' % args.shape, file=sys.stderr)
         return 2
     data_root = args.data_root if args.data_root is not None else os.path.join('data', args.dataset)
+    out = args.output or prior_path(args.dataset)
     try:
+        _check_values(args, out)
         info = get_dataset(args.dataset)
+        _check_memory(info.num_classes, shape)
         items = read_list(list_path(args.dataset, args.split), data_root)
-    except DataError as exc:
+    except ValueError as exc:
         print('error: %s' % exc, file=sys.stderr)
         return 2
     items = items[:args.max_images] if args.max_images else items
@@ -68,7 +89,6 @@ def main(argv=None):
     if not paths:
         print('error: the list has no label column; a prior needs labelled source images', file=sys.stderr)
         return 2
-    out = args.output or prior_path(args.dataset)
     start = time.time()
 
     def progress(i):
@@ -81,6 +101,10 @@ def main(argv=None):
         prior = build_prior(paths, info.label2train, info.num_classes, shape, args.kernel_size,
                             args.sigma, args.normalize, progress, audit)
         save_prior(out, prior)
+    except MemoryError:
+        print('error: out of memory building the %s prior; lower --shape or free memory' % 'x'.join(map(str, shape)),
+              file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:
         from issegm.phases.cli import describe_failure
         print('error: %s' % describe_failure(exc)[1], file=sys.stderr)

@@ -237,9 +237,19 @@ def save_results(path, cm, class_names, case, settings=None, extra=None):
 
 
 def load_results(path):
-    with open(path) as f:
-        data = json.load(f)
-    if 'scores' not in data or 'class_iou' not in data['scores']:
+    """The dict of a result file; ``ValueError`` naming the file when it is empty, cut, or not one."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    what = 'give a *_results.json that evaluate.py wrote'
+    if not raw.strip():
+        raise ValueError('%s is empty; %s' % (path, what))
+    try:
+        data = json.loads(raw.decode('utf-8'))
+    except UnicodeDecodeError:
+        raise ValueError('%s is not a JSON text file (binary content, e.g. an image); %s' % (path, what))
+    except ValueError as exc:
+        raise ValueError('%s is not valid JSON (%s; a cut or damaged file?); %s' % (path, exc, what))
+    if not isinstance(data, dict) or not isinstance(data.get('scores'), dict) or 'class_iou' not in data['scores']:
         raise ValueError('%s is not a result file written by issegm.engine.metrics.save_results' % path)
     return data
 
@@ -266,15 +276,19 @@ def main(argv=None):
     m.add_argument('--out', default=None, help='also write the table to this file')
     args = parser.parse_args(argv)
     names = args.names.split(',') if args.names else None
+    if args.out and os.path.isdir(args.out):
+        print('error: --out %s is a folder; give the file to write, e.g. %s'
+              % (args.out, os.path.join(args.out, 'table.md')), file=sys.stderr)
+        return 2
     try:
         table = merge_results(args.files, names)
+        if args.out:
+            with atomic_write(args.out) as f:
+                f.write(table)
     except (OSError, ValueError) as exc:
         print('error: %s' % exc, file=sys.stderr)
         return 2
     sys.stdout.write(table)
-    if args.out:
-        with atomic_write(args.out) as f:
-            f.write(table)
     return 0
 
 

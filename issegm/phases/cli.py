@@ -4,15 +4,16 @@ The flags themselves are declared once, in :mod:`issegm.flags`; a script lists
 the ones it takes (:func:`add_flags`) and hands its body to
 :func:`script_main`, which turns any failure into one line and an exit code.
 """
+import contextlib
 import os
 import sys
 
-from issegm.errors import DivergenceError, FlagError
-from issegm.flags import CRST_FLAGS, FLAGS, PATH_FLAGS, RULES, flag_name
+from issegm.errors import DivergenceError, FlagError, Terminated
+from issegm.flags import CRST_FLAGS, FLAGS, PAIR_RULES, PATH_FLAGS, RULES, flag_name
 from issegm.method.crst import CrstWeights
 
-__all__ = ['add_flags', 'parse', 'apply_env_switches', 'script_main', 'check_flags', 'describe_failure',
-           'weights_from_args', 'flag_argv']
+__all__ = ['add_flags', 'parse', 'apply_env_switches', 'script_main', 'sigterm_as_interrupt', 'check_flags',
+           'describe_failure', 'weights_from_args', 'flag_argv']
 
 
 def add_flags(parser, names, **changes):
@@ -49,11 +50,27 @@ def parse(parser, argv=None):
 
 
 def check_flags(args):
-    """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one."""
+    """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one.
+
+    Then the pairs that contradict each other (:data:`issegm.flags.PAIR_RULES`),
+    and ``--gpus`` against the GPUs MXNet counts (none: the documented CPU
+    fallback, :func:`util.device.get_contexts`).
+    """
     for dest, (check, good) in RULES.items():
         value = getattr(args, dest, None)
         if value is not None and not check(value):
             raise FlagError('%s %s: expected %s' % (flag_name(dest), value, good))
+    for low, high, why, exempt in PAIR_RULES:
+        a, b = getattr(args, low, None), getattr(args, high, None)
+        if a is not None and b is not None and a > b and (a, b) != exempt:
+            raise FlagError('%s %s is above %s %s: %s; lower the first or raise the second'
+                            % (flag_name(low), a, flag_name(high), b, why))
+    if getattr(args, 'gpus', None) is not None:
+        from util.device import check_gpus
+        try:
+            check_gpus(args.gpus)
+        except ValueError as exc:
+            raise FlagError(str(exc))
     for dest in PATH_FLAGS:
         value = getattr(args, dest, None)
         try:
@@ -124,22 +141,53 @@ def describe_failure(exc):
         type(exc).__name__, text[-1] if text else '')
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """For the ``with`` block, SIGTERM raises :class:`issegm.errors.Terminated` in the main thread.
+
+    The run then ends as after Ctrl-C: files are written atomically and a
+    rerun continues. Outside the main thread signals are left alone.
+    """
+    import signal
+    try:
+        old = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
+_RUNNING = []  # the scripts whose script_main is running in this process (solve_AO, an in-process solve_ST)
+
+
 def script_main(prog, run, args):
     """Call ``run(args)``; any failure is one line on stderr (a traceback too with ``--debug``).
 
     Exit codes: 0 done, 1 failed but the same command can continue, 2 the
-    command or its input must change (:func:`describe_failure`); ``args``
+    command or its input must change (:func:`describe_failure`), 130 after
+    Ctrl-C and 143 after SIGTERM (both one line: rerun to continue); ``args``
     None (no arguments: help was printed) gives 1. A failed worker of a
     distributed job ends at once (:func:`issegm.cluster.worker.abort`).
     """
     from issegm.cluster import worker
     if args is None:
         return 1
+    _RUNNING.append(prog)
     try:
-        result = run(args)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            result = run(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (Terminated, 143)
+        if len(_RUNNING) > 1:  # a phase run in-process by solve_AO: the driver says it, once
+            raise
         print('%s: interrupted; rerun the same command to continue' % prog, file=sys.stderr)
-        code = 130
+        code = getattr(exc, 'code', 130)
     except SystemExit as exc:  # e.g. solve_AO's SIGTERM
         if not worker.is_open():
             raise
@@ -152,6 +200,8 @@ def script_main(prog, run, args):
         print('%s: error: %s' % (prog, line), file=sys.stderr)
     else:
         code = result if isinstance(result, int) else 0
+    finally:
+        _RUNNING.pop()
     if code and worker.is_open():
         # A normal exit would wait for the other workers in ps-lite's last barrier.
         worker.abort(code)

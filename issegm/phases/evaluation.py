@@ -37,14 +37,18 @@ import numpy as np
 
 from issegm.cluster import worker
 from issegm.engine import metrics
-from issegm.storage.datasets import LabelAudit, dataset_for_model, list_path, read_list, sample_name, save_prediction
+from issegm.storage.datasets import (LabelAudit, check_content, count_duplicates, dataset_for_model, list_path,
+                                     read_list, sample_name, save_prediction)
 from issegm.errors import DataError, FlagError
 from util.image import read_image, read_label, save_png
 from util.io import makedirs
 from util.parallel import Writer, host_workers, prefetch
 
-__all__ = ['resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
-           'sample_name']
+__all__ = ['resolve_args', 'prepare', 'settings', 'Evaluation', 'evaluate_split', 'run',
+           'sample_name', 'OUTPUT_FOLDERS']
+
+#: The prediction folders evaluation writes in ``--output`` (``--restart`` removes them).
+OUTPUT_FOLDERS = ('trainId', 'labelId', 'color')
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +120,13 @@ def prepare(args):
 
     Raises :class:`FlagError` with one line for: unknown dataset, a model
     whose class count differs from the dataset's, a missing weights file,
-    a missing/empty list or a file named in it that does not exist, bad scales.
+    a missing/empty list or a file named in it that does not exist, bad scales;
+    :class:`DataError` for repeated list entries and files whose content fails
+    the cheap checks (:func:`issegm.storage.datasets.check_content`).
     """
     from issegm.engine.inference import check_steps
     from issegm.engine.model import parse_label
+    from issegm.phases.preflight import check_scale_memory
     spec = parse_label(args.model)
     try:
         info = dataset_for_model(args.dataset, args.model, spec.classes)
@@ -132,14 +139,20 @@ def prepare(args):
     except ValueError as exc:
         raise FlagError(str(exc))
     scales = _parse_scales(args.test_scales, max(info.max_shape))
+    check_scale_memory(scales, info.num_classes, info.max_shape)
     try:
         items = read_list(list_path(info.name, args.split), args.data_root, check_exists=True)
     except DataError as exc:
         raise FlagError(str(exc))
+    listed = list_path(info.name, args.split)
+    repeats, first = count_duplicates(items)
+    if repeats:
+        raise DataError('%s: %d entries repeat an earlier image (the first: %s), which would be scored twice; '
+                        'remove the repeated lines' % (listed, repeats, first))
     has_gt = args.phase == 'val' and all(lab is not None for _, lab in items)
+    check_content(listed, items, args.data_root, labels=has_gt)  # before the network is built
     if args.phase == 'val' and not has_gt:
-        logger.warning('list %s has no label column: saving predictions without scores',
-                       list_path(info.name, args.split))
+        logger.warning('list %s has no label column: saving predictions without scores', listed)
     return Prepared(info, spec, items, scales, has_gt)
 
 
@@ -282,13 +295,61 @@ def run(args, net=None):
     ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
     it must map normalised NCHW data to probabilities at 1/stride.
     """
+    from issegm.storage.run_guard import settle
     resolve_args(args)
     prepared = prepare(args)
     worker.init()  # under the launcher: join the job, learn this worker's share
     # The output may be a checkpoint's folder: clean only the folders evaluation writes.
-    with worker.locked(args.output, ('', 'trainId', 'labelId', 'color', os.path.join('color', 'correct')),
-                            False):
+    with worker.locked(args.output, ('',) + OUTPUT_FOLDERS + (os.path.join('color', 'correct'),), False):
+        worker.root_only(settle, args.output, 'evaluate', settings(args, prepared),
+                         restart=getattr(args, 'restart', False), discard=lambda: _discard(args.output),
+                         what='predictions', has_work=lambda: _has_work(args.output))
         return _run_locked(args, prepared, net)
+
+
+def settings(args, prepared):
+    """What decides the files evaluation writes (``{output}/run.json``, section ``evaluate``).
+
+    Threads, logs and ``--gpus`` (beyond the post-processing path it picks)
+    change no number and are left out.
+    """
+    from issegm.engine.postprocess import resolved_mode
+    from issegm.storage.run_guard import file_digest
+    listed = list_path(prepared.info.name, args.split)
+    return {'--weights sha256': file_digest(args.weights), '--model': args.model,
+            '--dataset': prepared.info.name, '--split': args.split, '--phase': args.phase,
+            '--data-root': os.path.abspath(args.data_root),
+            'list sha256': file_digest(listed) if os.path.isfile(listed) else None,
+            '--test-scales': list(prepared.scales), '--test-flipping': bool(args.test_flipping),
+            '--test-steps': int(args.test_steps), '--postprocess': resolved_mode(args.postprocess, args.gpus)}
+
+
+def _earlier_result(path, scores):
+    """The results file at ``path`` when its scores equal ``scores`` (a rerun), else None."""
+    import json
+    try:
+        earlier = metrics.load_results(path)
+    except (OSError, ValueError):
+        return None
+    return earlier if earlier['scores'] == json.loads(json.dumps(scores)) else None
+
+
+def _has_work(output):
+    """Whether ``output`` holds a prediction or a results file (of an earlier evaluation)."""
+    for sub in OUTPUT_FOLDERS:
+        for _, _, files in os.walk(os.path.join(output, sub)):
+            if files:
+                return True
+    return any(name.endswith('_results.json') for name in os.listdir(output))
+
+
+def _discard(output):
+    """Remove the prediction folders of an earlier evaluation (``--restart``); results files stay."""
+    import shutil
+    for sub in OUTPUT_FOLDERS:
+        if os.path.isdir(os.path.join(output, sub)):
+            shutil.rmtree(os.path.join(output, sub))
+            logger.info('removed %s', os.path.join(output, sub))
 
 
 def _run_locked(args, prepared, net):
@@ -323,8 +384,12 @@ def _run_locked(args, prepared, net):
     case = args.result_stem
     extra = {'model': args.model, 'dataset': prepared.info.name, 'split': args.split,
              'test_scales': prepared.scales, 'test_flipping': bool(args.test_flipping)}
-    result = metrics.save_results(os.path.join(args.output, args.result_stem + '_results.json'), cm,
-                                  prepared.info.class_names, case, settings=vars(args), extra=extra)
+    path = os.path.join(args.output, args.result_stem + '_results.json')
+    result = _earlier_result(path, cm.scores(prepared.info.class_names))
+    if result is None:
+        result = metrics.save_results(path, cm, prepared.info.class_names, case, settings=vars(args), extra=extra)
+    else:  # a rerun with the same settings: the first record (and its date) stays
+        logger.info('%s holds these scores already; kept as it is', path)
     table = metrics.markdown_table([(case, result['scores'])])
     from util.io import atomic_write
     with atomic_write(os.path.join(args.output, args.result_stem + '_results.md')) as f:

@@ -11,15 +11,20 @@ what :mod:`issegm.storage.run_guard` records and compares in ``run.json``: only 
 changes the numbers written (not threads, workers, logs, ``--num-round``,
 ``--gpus`` for inference, ``--to-epoch`` under a fixed rate).
 """
+import logging
 import os
 
 from issegm.phases.cli import check_flags
 from issegm.errors import FlagError
 from issegm.flags import flag_name
-from issegm.storage.datasets import get_dataset, list_path, read_list, target_dataset
+from issegm.storage.datasets import (check_content, count_duplicates, get_dataset, list_path, read_list,
+                                     target_dataset)
 from issegm.storage.run_guard import file_digest
 
-__all__ = ['check_rounds', 'val_settings', 'train_settings', 'rounds_settings']
+__all__ = ['check_rounds', 'check_training_list', 'check_scale_memory', 'warn_large_crop', 'val_settings',
+           'train_settings', 'rounds_settings']
+
+logger = logging.getLogger(__name__)
 
 
 def _digest(path):
@@ -47,8 +52,8 @@ def check_rounds(args, rounds):
     if source.num_classes != spec.classes:
         raise FlagError('--dataset %s has %d classes but --model %s has %d'
                         % (args.dataset, source.num_classes, args.model, spec.classes))
-    target_dataset(args.dataset, args.dataset_tgt, spec.classes)
-    single_scale(args.test_scales)
+    target = target_dataset(args.dataset, args.dataset_tgt, spec.classes)
+    scale = single_scale(args.test_scales)
     get_contexts(args.gpus)
     if not os.path.isfile(args.weights):
         raise FlagError('--weights %s: file not found' % args.weights)
@@ -57,11 +62,78 @@ def check_rounds(args, rounds):
                         'named after the SOURCE dataset)' % prior_path(args.dataset))
     src = read_list(list_path(args.dataset, args.split), args.data_root, need_labels=True)
     tgt = read_list(list_path(args.dataset_tgt, args.split_tgt), args.data_root_tgt)
+    check_training_list(list_path(args.dataset, args.split), src, args.data_root)
+    check_training_list(list_path(args.dataset_tgt, args.split_tgt), tgt, args.data_root_tgt)
+    check_scale_memory([scale], target.num_classes, target.max_shape)
+    warn_large_crop(args.crop_size, args.origin_size or max(source.max_shape), args.scale_rate_range, 'source')
+    warn_large_crop(args.crop_size, args.origin_size_tgt or max(target.max_shape), args.scale_rate_range, 'target')
     smallest = min(int(len(src) * float(r['src_port'])) for r in rounds) + len(tgt)
     if smallest < args.batch_images:
         raise FlagError('--batch-images %d: a round trains on only %d images (source portion of %d + %d '
                         'targets); lower it or raise --init-src-port' % (args.batch_images, smallest, len(src),
                                                                          len(tgt)))
+
+
+def check_training_list(listed, items, data_root):
+    """A training list's content, before the first step: repeated entries are a warning with their count
+    (they weigh twice, as in the reference); damaged files one :class:`DataError` line
+    (:func:`issegm.storage.datasets.check_content`).
+    """
+    repeats, first = count_duplicates(items)
+    if repeats:
+        logger.warning('%s: %d entries repeat an earlier image (the first: %s); they are drawn more often',
+                       listed, repeats, first)
+    check_content(listed, items, data_root)
+
+
+def check_scale_memory(scales, num_classes, max_shape):
+    """Refuse, in one :class:`FlagError` line, ``--test-scales`` whose class maps cannot fit in memory.
+
+    Parameters
+    ----------
+    scales : list of int
+        The longer sides images are resized to.
+    num_classes : int
+        The maps per image.
+    max_shape : tuple of int
+        ``(h, w)`` of the dataset's images: their aspect ratio at the largest scale.
+
+    Notes
+    -----
+    The estimate is three float32 maps of ``num_classes x H x W`` at the
+    largest scale (a scale's maps, their sum over scales, a flipped copy);
+    the network's own activations come on top, so passing says little, but
+    failing means the run could never finish.
+    """
+    from util.memory import require_memory
+    longest = max(scales)
+    h, w = sorted(max_shape)
+    side = int(round(longest * h / float(w)))
+    hw = (side, longest) if max_shape[0] <= max_shape[1] else (longest, side)
+    try:
+        require_memory(3 * 4 * num_classes * hw[0] * hw[1],
+                       '--test-scales %d: three float32 maps of %d classes at %dx%d' % ((longest, num_classes) + hw),
+                       'lower --test-scales')
+    except ValueError as exc:
+        raise FlagError(str(exc))
+
+
+def warn_large_crop(crop_size, origin_size, scale_rate_range, which):
+    """A warning with the figures when ``--crop-size`` exceeds every (rescaled) ``which`` image.
+
+    Images are rescaled so that their longer side is at most ``origin_size x``
+    the upper ``--scale-rate-range``; a larger crop is mostly padding, which
+    counts for nothing. Returns the warning text (or None).
+    """
+    hi = max(float(v) for v in str(scale_rate_range).split(','))
+    longest = int(hi * origin_size)
+    if crop_size is None or crop_size <= longest:
+        return None
+    text = ('--crop-size %d is larger than every %s image: their longer side is at most %d after rescaling '
+            '(%d x %g, --origin-size and --scale-rate-range); the rest of each crop is padding that counts for '
+            'nothing' % (crop_size, which, longest, origin_size, hi))
+    logger.warning('%s', text)
+    return text
 
 
 def val_settings(args):

@@ -8,7 +8,6 @@ retraining phase of ``solve_ST`` with the reference's command lines
 this process under the launcher. A round whose final checkpoint exists is
 skipped; inside a round each phase resumes by itself.
 """
-import contextlib
 import functools
 import logging
 import math
@@ -263,20 +262,8 @@ def _die_with_parent(parent):
         os._exit(143)
 
 
-@contextlib.contextmanager
 def _sigterm_as_exit():
-    """SIGTERM raises SystemExit in the main thread, so a running child phase is ended first."""
-    import signal
-    try:
-        old = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def _terminate(signum, frame):
-    raise SystemExit(128 + signum)
+    """SIGTERM raises :class:`issegm.errors.Terminated` in the main thread, so a running child phase is ended
+    first (also when :func:`run_rounds` is called without :func:`issegm.phases.cli.script_main`)."""
+    from issegm.phases.cli import sigterm_as_interrupt
+    return sigterm_as_interrupt()

@@ -19,7 +19,7 @@ rounds themselves are :mod:`issegm.phases.rounds` (``solve_AO.py``).
 import os
 
 from issegm.cluster import worker
-from issegm.errors import PhaseError
+from issegm.errors import FlagError, PhaseError
 from issegm.phases.labelling import generate_pseudo_labels
 from issegm.phases.retraining import retrain
 from issegm.storage.round_paths import RoundPaths
@@ -39,6 +39,9 @@ def complete_args(args):
     """
     if args.phase not in ('train', 'val'):
         raise ValueError('unknown --phase %r: use train or val' % (args.phase,))
+    if args.weights is None:
+        raise FlagError('--weights is required: the model the %s phase starts from, e.g. '
+                        'models/gta_rna-a1_cls19_s8_ep-0000.params' % args.phase)
     if args.output is None:
         args.output = os.path.dirname(args.weights) if args.phase == 'val' and args.weights else 'output'
     from issegm.engine.model import label_from_weights, start_epoch
@@ -103,6 +106,10 @@ def run(args, predictor=None, dataiter_factory=None):
     from issegm.phases.cli import apply_env_switches, check_flags
     apply_env_switches(args)
     check_flags(args)
+    if args.weights is not None and (predictor is None or args.phase == 'train') \
+            and not os.path.isfile(args.weights):
+        # Before anything is read from its name, the lock and the settings record.
+        raise FlagError('weights not found: %s' % args.weights)
     complete_args(args)
     check_flags(args)  # the derived --output too
     worker.init(args.kvstore if args.phase == 'train' else 'dist_sync')  # under the launcher: join the job

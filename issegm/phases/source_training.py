@@ -109,10 +109,16 @@ def make_dataiter(args, spec, info):
 
     Images are cached unless ``--cache-images 0`` (the reference caches in
     training by default). A worker of a distributed job reads its part of
-    every global batch of ``--batch-images``.
+    every global batch of ``--batch-images``. The list's files are checked
+    first (:func:`issegm.phases.preflight.check_training_list`).
     """
     from issegm.cluster import worker
     from issegm.engine.iterator import FileIter
+    from issegm.phases.preflight import check_training_list
+    from issegm.storage.datasets import list_path, read_list
+    listed = list_path(info.name, args.split)
+    # The content of every listed file, before the first step (minutes, not hours, in).
+    check_training_list(listed, read_list(listed, args.data_root, need_labels=True), args.data_root)
     cache = True if args.cache_images is None else bool(args.cache_images)
     return FileIter(dataset=info.name, split=args.split, data_root=args.data_root, sampler='random',
                     batch_images=args.batch_images, crop_size=args.crop_size,
@@ -166,6 +172,8 @@ def run(args, dataiter=None, batch_end_callback=None):
         info = dataset_for_model(args.dataset, args.model, spec.classes)
     except DataError as exc:
         raise FlagError(str(exc))
+    from issegm.phases.preflight import warn_large_crop
+    warn_large_crop(args.crop_size, args.origin_size or max(info.max_shape), args.scale_rate_range, 'training')
     contexts = get_contexts(args.gpus)
     worker.init(args.kvstore)  # under the launcher: join the job, learn this worker's rank
     prefix = os.path.join(args.output, '%s_ep' % args.model)

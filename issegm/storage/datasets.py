@@ -32,7 +32,8 @@ from issegm.errors import DataError
 
 __all__ = ['DatasetInfo', 'DataError', 'DATASETS', 'get_dataset', 'list_path', 'read_list',
            'IGNORE_LABEL', 'SYNTHIA_LABELS', 'CITYSCAPES16_CLASSES', 'sample_name',
-           'save_prediction', 'report_missing', 'LabelAudit', 'target_dataset']
+           'save_prediction', 'report_missing', 'LabelAudit', 'target_dataset', 'check_content',
+           'count_duplicates']
 
 #: The train id of pixels that count for nothing (unlabelled, void, or not kept as pseudo-labels).
 IGNORE_LABEL = 255
@@ -326,6 +327,9 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_la
         image = fields[0]
         if not image:
             raise DataError('%s line %d: no image path before the tab' % (path, lineno))
+        if len(fields) == 1 and len(image.split()) == 2 and not _is_file(image, data_root):
+            raise DataError('%s line %d: expected a TAB between image and label, found spaces (%r); '
+                            'separate the two paths with one TAB' % (path, lineno, image))
         label = fields[1] if len(fields) == 2 and fields[1] else None
         if need_labels and label is None:
             raise DataError('%s line %d: no label after the image; this list needs "image<TAB>label" lines'
@@ -341,3 +345,56 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_la
         raise DataError('list file %s has no entries' % path)
     report_missing(path, missing, hint)
     return items
+
+
+def _is_file(rel, root):
+    return os.path.isfile(os.path.join(root, rel) if root else rel)
+
+
+def check_content(source, items, data_root, label_root=_SAME, labels=True, threads=None):
+    """Check the content of every listed file cheaply (:func:`util.file_check.check_pairs`), before work.
+
+    Parameters
+    ----------
+    source : str
+        The list file, named in the message.
+    items : list of (str, str or None)
+        :func:`read_list`'s entries.
+    data_root : str or None
+        The root of the image paths (and of the label paths unless ``label_root``).
+    label_root : str or None, optional
+        The root of the label paths (default ``data_root``; None: as written).
+    labels : bool
+        Check the labels too (False where they are never read).
+    threads : int, optional
+        As :func:`util.file_check.check_pairs`.
+
+    Raises
+    ------
+    DataError
+        One line: how many files fail, the first three findings (16-bit or
+        colour labels, a label of another size than its image, truncated
+        PNG/JPEG files, unreadable files).
+    """
+    from util.file_check import check_pairs, summarize
+    if label_root is _SAME:
+        label_root = data_root
+
+    def under(root, rel):
+        return os.path.join(root, rel) if root else rel
+    pairs = [(under(data_root, image), under(label_root, label) if labels and label is not None else None)
+             for image, label in items]
+    line = summarize(source, check_pairs(pairs, threads))
+    if line:
+        raise DataError(line)
+
+
+def count_duplicates(items):
+    """``(count, first)``: how many entries repeat an earlier entry's image, and the first such image."""
+    seen, count, first = set(), 0, None
+    for image, _ in items:
+        if image in seen:
+            count += 1
+            first = first or image
+        seen.add(image)
+    return count, first

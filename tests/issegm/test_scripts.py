@@ -225,8 +225,11 @@ def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epo
 
 
 def test_solve_AO_subprocess_failure_names_phase_image_and_resume(mini):
-    with open('cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png', 'wb') as f:
-        f.write(b'not a png')
+    # Damage in the middle (header and end intact) passes the preflight's cheap content check: pass 1 meets it.
+    path = 'cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png'
+    data = bytearray(open(path, 'rb').read())
+    data[60:-20] = bytes(b ^ 0xFF for b in data[60:-20])
+    open(path, 'wb').write(bytes(data))
     flags = list(AO_FLAGS)
     flags += ['--self-training-script', os.path.join(ROOT, 'issegm', 'solve_ST.py')]
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'issegm', 'solve_AO.py')] + flags, env=script_env(),
@@ -455,7 +458,7 @@ def _with(flags, **changes):
     ({'init_tgt_port': '1.5'}, '--init-tgt-port 1.5: expected a portion in (0, 1]'),
     ({'init_src_port': '2'}, '--init-src-port 2.0: expected a portion in [0, 1]'),
     ({'num_round': '0'}, '--num-round 0: expected at least 1 round'),
-    ({'test_scales': '8'}, '--test-scales 8: expected comma-separated longer sides of at least 32 pixels'),
+    ({'test_scales': '8'}, '--test-scales 8: expected comma-separated longer sides of 32 to 8192 pixels'),
     ({'batch_images': '0'}, '--batch-images 0: expected a positive number of images'),
     ({'epoch_per_round': '0'}, '--epoch-per-round 0: expected at least 1 epoch'),
     ({'base_lr': '-0.0001'}, '--base-lr -0.0001: expected a finite rate >= 0'),
@@ -470,6 +473,9 @@ def _with(flags, **changes):
     ({'split': 'onecol'}, 'onecol.lst line 1: no label after the image'),
     ({'split_tgt': 'gone'}, '3 file(s) not found'),
     ({'gpus': 'x'}, '--gpus x: expected device ids'),
+    ({'max_tgt_port': '0.1'}, '--init-tgt-port 0.2 is above --max-tgt-port 0.1'),
+    ({'max_src_port': '0.4'}, '--init-src-port 0.5 is above --max-src-port 0.4'),
+    ({'test_scales': '9000'}, '--test-scales 9000: expected comma-separated longer sides of 32 to 8192 pixels'),
 ])
 def test_solve_AO_checks_every_flag_and_list_before_round_0(mini, capsys, changes, needle):
     from issegm import solve_AO
@@ -481,6 +487,24 @@ def test_solve_AO_checks_every_flag_and_list_before_round_0(mini, capsys, change
     err = [l for l in capsys.readouterr().err.strip().splitlines() if 'no GPU found' not in l]
     assert len(err) == 1 and err[0].startswith('solve_AO.py: error: ') and needle in err[0], err
     assert 'rerun the same' not in err[0] and not os.path.exists('ao/0')
+
+
+@pytest.mark.parametrize('kind, needle', [
+    ('source', 'gta/train.lst: 1 file(s) fail the content check: label gta/labels/00003.png: 16-bit label'),
+    ('target', 'cityscapes/train.lst: 1 file(s) fail the content check: image cityscapes/leftImg8bit/train/aachen/'
+               'aachen_000002_000019_leftImg8bit.png: truncated PNG')])
+def test_solve_AO_checks_the_content_of_both_lists_before_round_0(mini, capsys, kind, needle):
+    from issegm import solve_AO
+    if kind == 'source':
+        Image.fromarray(np.zeros(SHAPE, np.uint16)).save('gta/labels/00003.png')
+    else:
+        path = 'cityscapes/leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png'
+        data = open(path, 'rb').read()
+        open(path, 'wb').write(data[:-30])
+    assert solve_AO.main(AO_FLAGS) == 2
+    err = [l for l in capsys.readouterr().err.strip().splitlines() if 'no GPU found' not in l]
+    assert len(err) == 1 and err[0].startswith('solve_AO.py: error: ') and needle in err[0], err
+    assert not os.path.exists('ao/0')
 
 
 def test_a_second_solve_AO_on_one_output_is_refused_and_ending_solve_AO_ends_its_child(mini):
@@ -507,6 +531,33 @@ def test_a_second_solve_AO_on_one_output_is_refused_and_ending_solve_AO_ends_its
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.subprocess
+def test_sigterm_ends_solve_AO_and_its_child_in_one_line_with_143_and_a_rerun_continues(mini):
+    proc = subprocess.Popen(ao_cmd(AO_FLAGS, 'ao'), env=script_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not glob.glob('ao/0/results/nplabelIds/*.png'):   # the pseudo-label child is at work
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
+            child = int(f.read().split()[0])
+        os.kill(proc.pid, signal.SIGTERM)   # as a batch system ends a job
+        err = proc.communicate(timeout=120)[1].strip().splitlines()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
+    assert err[-1] == 'solve_AO.py: interrupted; rerun the same command to continue', err[-5:]
+    assert not any('Traceback' in line for line in err), err
+    assert not os.path.exists('/proc/%d' % child) or open('/proc/%d/stat' % child).read().split()[2] == 'Z'
+    rerun = subprocess.run(ao_cmd(_with(AO_FLAGS, num_round='1'), 'ao'), env=script_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert os.path.isfile('ao/0/%s_ep-0002.params' % MODEL)
 
 
 def test_solve_AO_stops_at_a_diverging_round_and_saves_nothing_after(mini):
@@ -705,7 +756,7 @@ def test_solve_AO_synthia_to_cityscapes_one_round(synthia_mini, monkeypatch):
             '--data-root-tgt', 'cityscapes', '--output', 'syn2city', '--model', SYN_MODEL, '--weights',
             'models/%s_ep-0000.params' % SYN_SRC_MODEL, '--batch-images', '2', '--crop-size', '32',
             '--origin-size', '1280', '--origin-size-tgt', '2048', '--init-tgt-port', '0.2', '--init-src-port', '0.5',
-            '--max-src-port', '0.06', '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
+            '--max-src-port', '0.6', '--seed-int', '0', '--mine-port', '0.8', '--mine-id-number', '3',
             '--mine-thresh', '0.001', '--base-lr', '1e-4', '--to-epoch', '2', '--epoch-per-round', '1',
             '--source-sample-policy', 'cumulative', '--kc-policy', 'cb', '--prefetch-threads', '2', '--gpus', '0',
             '--with-prior', 'False']

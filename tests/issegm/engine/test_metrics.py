@@ -200,3 +200,38 @@ def test_values_just_past_the_classes_are_ignored_or_missed():
     np.testing.assert_array_equal(cm.conf, [[1, 0, 0], [0, 0, 0], [0, 0, 0]])
     with pytest.raises(ValueError, match=r'^ground truth shape \(2,\) differs from prediction shape \(3,\)$'):
         cm.update(np.array([0, 1]), np.array([0, 1, 2]))
+
+
+@pytest.mark.parametrize('kind, needle', [
+    ('empty', 'bad.json is empty; give a *_results.json that evaluate.py wrote'),
+    ('cut', 'bad.json is not valid JSON ('),
+    ('png', 'bad.json is not a JSON text file (binary content, e.g. an image)'),
+    ('list', 'bad.json is not a result file written by'),
+    ('folder', '--out '),
+])
+def test_merge_names_a_bad_input_or_output_in_one_line(tmp_path, capsys, kind, needle):
+    from PIL import Image
+    good, bad = str(tmp_path / 'good.json'), str(tmp_path / 'bad.json')
+    metrics.save_results(good, ConfusionMatrix(2).update(np.array([0, 1]), np.array([0, 1])), ['a', 'b'], 'A')
+    argv = ['merge', good, bad]
+    if kind == 'empty':
+        open(bad, 'w').close()
+    elif kind == 'cut':
+        text = open(good).read()
+        open(bad, 'w').write(text[:len(text) // 2])
+    elif kind == 'png':
+        Image.fromarray(np.zeros((2, 2), np.uint8)).save(bad, format='PNG')
+    elif kind == 'list':
+        open(bad, 'w').write('[1, 2]')
+    else:
+        argv = ['merge', good, '--out', str(tmp_path)]
+    capsys.readouterr()
+    assert metrics.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and needle in err[0] and not captured.out, err
+    if kind == 'folder':
+        assert err[0] == 'error: --out %s is a folder; give the file to write, e.g. %s' % (
+            tmp_path, os.path.join(str(tmp_path), 'table.md'))
+    else:
+        assert bad in err[0]

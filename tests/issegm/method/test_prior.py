@@ -154,3 +154,33 @@ def test_the_same_prior_saved_at_another_time_is_the_same_file(tmp_path, monkeyp
         digests.append(hashlib.sha256(open(path, 'rb').read()).hexdigest())
         np.testing.assert_array_equal(scipy.io.loadmat(path)['prior_array'], prior)
     assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize('extra, needle', [
+    (['--max-images', '0'], 'error: --max-images 0: expected at least 1 image'),
+    (['--sigma', '-2'], 'error: --sigma -2: expected a positive sigma'),
+    (['--shape', '100000,100000'], 'error: --shape 100000,100000: 19 maps of 100000x100000 need about 2280.0 GB, '
+                                   'more than the'),
+    (['--output', 'spatial_prior'], 'error: --output spatial_prior is a folder; give the .mat file to write, '
+                                    'e.g. spatial_prior/prior_array.mat'),
+])
+def test_cli_refuses_bad_values_in_one_line_before_reading_labels(tmp_path, monkeypatch, capsys, extra, needle):
+    root = _mini_gta(tmp_path, monkeypatch, [_layout(True)])
+    os.makedirs('spatial_prior')
+    argv = ['--dataset', 'gta', '--split', 'mini', '--data-root', str(root), '--shape', '8,16'] + extra
+    assert spatial_prior.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(needle), err
+    assert os.listdir('spatial_prior') == []
+
+
+def test_cli_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys):
+    root = _mini_gta(tmp_path, monkeypatch, [_layout(True)])
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(spatial_prior, 'build_prior', no_memory)
+    assert spatial_prior.main(['--dataset', 'gta', '--split', 'mini', '--data-root', str(root), '--shape', '8,16']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: out of memory'), err

@@ -97,3 +97,66 @@ def test_failures_are_one_line_with_an_exit_code_that_says_whether_a_rerun_helps
     err = capsys.readouterr().err
     assert 'Traceback' in err and err.endswith('x.py: error: RuntimeError: boom (unexpected; rerun with --debug for '
                                                'the traceback)\n')
+
+
+@pytest.mark.parametrize('script, argv, needle', [
+    ('solve_AO', ['--init-tgt-port', '0.6', '--max-tgt-port', '0.5'],
+     '--init-tgt-port 0.6 is above --max-tgt-port 0.5: the target portion starts above its maximum'),
+    ('solve_AO', ['--init-src-port', '0.1', '--max-src-port', '0.05'],
+     '--init-src-port 0.1 is above --max-src-port 0.05: the source portion starts above its maximum'),
+    ('train_src', ['--lr-steps', '40000,20000'], '--lr-steps 40000,20000: expected increasing update counts'),
+    ('train_src', ['--lr-steps', '100,100'], '--lr-steps 100,100: expected increasing update counts'),
+    ('train_src', ['--cache-images', '2'], '--cache-images 2: expected 0 or 1'),
+    ('evaluate', ['--test-scales', '2048,9000'], '--test-scales 2048,9000: expected comma-separated longer sides '
+                                                 'of 32 to 8192 pixels'),
+])
+def test_contradictory_and_out_of_range_flags_are_refused(script, argv, needle):
+    from issegm.phases.cli import check_flags
+    from issegm.errors import FlagError
+    parser = importlib.import_module('issegm.' + script).build_parser()
+    with pytest.raises(FlagError) as err:
+        check_flags(parser.parse_args(argv))
+    assert str(err.value).startswith(needle)
+    check_flags(parser.parse_args([]))   # the defaults agree
+
+
+def test_gpus_beyond_the_counted_devices_are_refused_and_a_cpu_machine_keeps_its_fallback(monkeypatch):
+    from issegm import evaluate
+    from issegm.phases.cli import check_flags
+    from issegm.errors import FlagError
+    from util import device
+    parser = evaluate.build_parser()
+    monkeypatch.setattr(device, 'num_gpus', lambda: 2)
+    check_flags(parser.parse_args(['--gpus', '0,1']))
+    with pytest.raises(FlagError, match=r'--gpus 0,2 names device\(s\) \[2\] but only 2 GPU\(s\) exist'):
+        check_flags(parser.parse_args(['--gpus', '0,2']))
+    monkeypatch.setattr(device, 'num_gpus', lambda: 0)   # documented: the CPU, after one warning, for any ids
+    for gpus in ('0', '5', '-1', 'cpu'):
+        check_flags(parser.parse_args(['--gpus', gpus]))
+
+
+def test_sigterm_is_one_line_like_ctrl_c_with_exit_code_143(capsys):
+    import signal
+    import time
+    from issegm.phases.cli import script_main
+
+    def terminated(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)   # the signal ends this at once
+        return 0
+
+    def interrupted(args):
+        raise KeyboardInterrupt()
+
+    before = signal.getsignal(signal.SIGTERM)
+    start = time.time()
+    assert script_main('train_src.py', terminated, argparse.Namespace(debug=False)) == 143
+    assert time.time() - start < 5
+    assert capsys.readouterr().err == 'train_src.py: interrupted; rerun the same command to continue\n'
+    assert signal.getsignal(signal.SIGTERM) is before   # the handler is the run's only
+    assert script_main('evaluate.py', interrupted, argparse.Namespace(debug=False)) == 130
+    assert capsys.readouterr().err == 'evaluate.py: interrupted; rerun the same command to continue\n'
+    # a phase solve_AO runs in its own process: the driver ends, and says so once
+    assert script_main('solve_AO.py', lambda args: script_main('solve_ST.py', terminated, args),
+                       argparse.Namespace(debug=False)) == 143
+    assert capsys.readouterr().err == 'solve_AO.py: interrupted; rerun the same command to continue\n'

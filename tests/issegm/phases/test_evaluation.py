@@ -324,8 +324,8 @@ def test_unknown_label_ids_are_ignored_by_the_scores_and_reported_once(city, tmp
     assert 'lindau_000001_000019_gtFine_labelIds.png (200)' in warnings[0]
 
 
-@pytest.mark.parametrize('kind', ['16-bit', 'rgb', 'truncated', 'gpus'])
-def test_damaged_labels_and_bad_devices_are_one_line(city, tmp_path, capsys, monkeypatch, kind):
+@pytest.mark.parametrize('kind', ['16-bit', 'rgb', 'truncated', 'size', 'jpeg', 'repeat', 'gpus'])
+def test_damaged_files_and_bad_devices_are_one_line_before_any_forward(city, tmp_path, capsys, monkeypatch, kind):
     weights = str(tmp_path / (LABEL + '_ep-0000.params'))
     mx.nd.save(weights, {})
     gt_path = os.path.join(city, 'gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png')
@@ -338,14 +338,33 @@ def test_damaged_labels_and_bad_devices_are_one_line(city, tmp_path, capsys, mon
     elif kind == 'truncated':
         data = open(gt_path, 'rb').read()
         open(gt_path, 'wb').write(data[:len(data) // 2])
+    elif kind == 'size':
+        Image.fromarray(np.zeros((32, 380), np.uint8)).save(gt_path)
+    elif kind == 'jpeg':   # an image cut short, listed in place of the first PNG
+        jpeg = os.path.join(city, 'cut.jpg')
+        Image.fromarray(np.zeros((32, 384, 3), np.uint8)).save(jpeg)
+        open(jpeg, 'r+b').truncate(os.path.getsize(jpeg) - 40)
+        lines = open('issegm/data_list/cityscapes/val.lst').read().splitlines()
+        lines[0] = 'cut.jpg\t' + lines[0].split('\t')[1]
+        open('issegm/data_list/cityscapes/val.lst', 'w').write('\n'.join(lines) + '\n')
+    elif kind == 'repeat':
+        lines = open('issegm/data_list/cityscapes/val.lst').read().splitlines()
+        open('issegm/data_list/cityscapes/val.lst', 'w').write('\n'.join(lines + lines[:2]) + '\n')
+    forwards = []
     import issegm.engine.model
-    monkeypatch.setattr(issegm.engine.model, 'get_model', lambda *a, **k: ColourNet())   # the weights are empty
+    monkeypatch.setattr(issegm.engine.model, 'get_model', lambda *a, **k: forwards.append(1) or ColourNet())
     code = evaluate_script.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
-    needle = {'16-bit': 'lindau_000001_000019_gtFine_labelIds.png has shape', 'rgb': 'has shape (32, 384, 3)',
-              'truncated': 'cannot read label', 'gpus': '--gpus x: expected device ids'}[kind]
+    needle = {'16-bit': 'lindau_000001_000019_gtFine_labelIds.png: 16-bit label',
+              'rgb': 'lindau_000001_000019_gtFine_labelIds.png: a colour label (mode RGB)',
+              'truncated': 'lindau_000001_000019_gtFine_labelIds.png: truncated PNG',
+              'size': '380x32 (width x height) but its image is 384x32',
+              'jpeg': 'val.lst: 1 file(s) fail the content check: image %s: truncated JPEG' % os.path.join(city, 'cut.jpg'),
+              'repeat': 'val.lst: 2 entries repeat an earlier image (the first: leftImg8bit/val/lindau/lindau_000000',
+              'gpus': '--gpus x: expected device ids'}[kind]
     assert needle in err[0] and 'Traceback' not in err[0], err
+    assert not forwards and not os.path.exists('out')   # refused before the network is built or --output made
 
 
 def test_correct_map_on_a_hand_built_case(tmp_path):
@@ -394,3 +413,57 @@ def test_lists_without_labels_give_predictions_without_scores(city, tmp_path, ph
     assert not [f for f in os.listdir('out') if f.endswith('_results.json') or f.endswith('_results.md')]
     log = open(os.path.join('out', LABEL + '.log' if phase == 'test' else LABEL + '_ep-0000_test.log')).read()
     assert 'mean iou' not in log and 'Done 3/3' in log
+
+
+def _files(folder):
+    """Every file of ``folder`` but the log and the lock (which names its holder), by relative path -> bytes."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if not name.endswith('.log') and name != '.lock':
+                path = os.path.join(root, name)
+                found[os.path.relpath(path, folder)] = open(path, 'rb').read()
+    return found
+
+
+def test_a_rerun_keeps_the_files_and_other_settings_are_refused_before_any_write(city, tmp_path, capsys):
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    open(weights, 'w').close()
+    evaluation.run(_args(city, weights, '--output', 'out'), net=ColourNet({9: 8}))
+    first = _files('out')
+    assert 'evaluate' in json.loads(first['run.json'])
+    assert json.loads(first['run.json'])['evaluate']['settings']['--test-scales'] == [384]
+    # the same settings: recomputed, every file's content unchanged (the results file's date too)
+    evaluation.run(_args(city, weights, '--output', 'out'), net=ColourNet({9: 8}))
+    assert _files('out') == first
+    # other settings into the same --output: one line naming the difference, nothing touched
+    argv = ['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights', weights, '--split', 'val',
+            '--gpus', '', '--test-scales', '384', '--test-flipping', '--output', 'out']
+    capsys.readouterr()
+    assert evaluate_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--test-flipping false (now true)' in err[0] and '--restart' in err[0], err
+    assert _files('out') == first
+    # --restart discards the earlier predictions and records the new settings
+    evaluation.run(_args(city, weights, '--output', 'out', '--test-flipping', '--restart'), net=ColourNet({9: 8}))
+    assert json.load(open('out/run.json'))['evaluate']['settings']['--test-flipping'] is True
+    # other weights under the same name: their checksum differs from the recorded one
+    open(weights, 'w').write('other')
+    capsys.readouterr()
+    assert evaluate_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--weights sha256 ' in err[0], err
+
+
+def test_test_scales_whose_maps_cannot_fit_are_one_line_before_any_work(city, tmp_path, capsys, monkeypatch):
+    from util import memory
+    weights = str(tmp_path / (LABEL + '_ep-0000.params'))
+    open(weights, 'w').close()
+    monkeypatch.setattr(memory, 'physical_memory', lambda: 10 ** 9)
+    assert evaluate_script.main(['--data-root', city, '--dataset', 'cityscapes', '--phase', 'val', '--weights',
+                                 weights, '--split', 'val', '--test-scales', '384,4096', '--output', 'out',
+                                 '--gpus', '']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['evaluate.py: error: --test-scales 4096: three float32 maps of 19 classes at 2048x4096 need about '
+                   '1.9 GB, more than the 1.0 GB of this machine; lower --test-scales'], err
+    assert not os.path.exists('out')

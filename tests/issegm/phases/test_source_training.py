@@ -125,18 +125,17 @@ def test_bad_arguments_one_line(tmp_path, imagenet_weights, capsys, extra, needl
     assert not os.path.exists(str(tmp_path / 'x'))
 
 
-def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagenet_weights):
-    """The real data path: a GTA-5 layout (images/, labels/ with Cityscapes ids), FileIter, one epoch."""
+def _gta_layout(tmp_path, n=4):
+    """A GTA-5 layout of ``n`` 64 x 128 images (images/, labels/ with Cityscapes ids) and its train list."""
     from PIL import Image
     from issegm.storage.datasets import get_dataset
     info = get_dataset('gta')
-    monkeypatch.chdir(tmp_path)
     root = tmp_path / 'gta'
     (root / 'images').mkdir(parents=True)
     (root / 'labels').mkdir()
     rng = np.random.RandomState(0)
     lines = []
-    for i in range(4):
+    for i in range(n):
         train = np.kron(rng.randint(0, 19, (4, 8)), np.ones((16, 16), int)).astype(np.uint8)
         train[:8] = 255
         Image.fromarray((rng.rand(64, 128, 3) * 255).astype(np.uint8)).save(str(root / 'images' / ('%05d.png' % i)))
@@ -146,11 +145,51 @@ def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagene
     os.makedirs('issegm/data_list/gta')
     with open('issegm/data_list/gta/train.lst', 'w') as f:
         f.write('\n'.join(lines) + '\n')
-    rc = train_src.main(['--gpus', '0', '--split', 'train', '--data-root', str(root), '--output', 'gta_train',
-                         '--model', MODEL, '--batch-images', '2', '--crop-size', '30', '--scale-rate-range',
-                         '0.7,1.3', '--weights', imagenet_weights, '--lr-type', 'poly', '--base-lr', '0.001',
-                         '--to-epoch', '1', '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher',
-                         'thread', '--cache-images', '0', '--origin-size', '128'])
+    return root
+
+
+def _gta_argv(root, weights, *extra):
+    return ['--gpus', '0', '--split', 'train', '--data-root', str(root), '--output', 'gta_train',
+            '--model', MODEL, '--batch-images', '2', '--crop-size', '30', '--scale-rate-range',
+            '0.7,1.3', '--weights', weights, '--lr-type', 'poly', '--base-lr', '0.001',
+            '--to-epoch', '1', '--kvstore', 'local', '--prefetch-threads', '2', '--prefetcher',
+            'thread', '--cache-images', '0', '--origin-size', '128'] + list(extra)
+
+
+@pytest.mark.parametrize('kind, needle', [
+    ('size', 'labels/00002.png: 100x64 (width x height) but its image is 128x64'),
+    ('16-bit', 'labels/00001.png: 16-bit label'),
+    ('truncated', 'images/00003.png: truncated PNG'),
+    ('spaces', 'train.lst line 2: expected a TAB between image and label, found spaces')])
+def test_damaged_training_files_are_one_line_before_the_first_step(tmp_path, monkeypatch, imagenet_weights, capsys,
+                                                                    kind, needle):
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    root = _gta_layout(tmp_path)
+    if kind == 'size':
+        Image.fromarray(np.zeros((64, 100), np.uint8)).save(str(root / 'labels' / '00002.png'))
+    elif kind == '16-bit':
+        Image.fromarray(np.zeros((64, 128), np.uint16)).save(str(root / 'labels' / '00001.png'))
+    elif kind == 'truncated':
+        path = root / 'images' / '00003.png'
+        path.write_bytes(path.read_bytes()[:-100])
+    else:
+        lines = open('issegm/data_list/gta/train.lst').read().splitlines()
+        lines[1] = lines[1].replace('\t', ' ')
+        open('issegm/data_list/gta/train.lst', 'w').write('\n'.join(lines) + '\n')
+    assert train_src.main(_gta_argv(root, imagenet_weights)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('train_src.py: error: ') and needle in err[0], err
+    assert not [f for f in os.listdir('gta_train') if f.endswith('.params')]
+
+
+def test_one_epoch_on_miniature_gta_with_fileiter(tmp_path, monkeypatch, imagenet_weights):
+    """The real data path: a GTA-5 layout (images/, labels/ with Cityscapes ids), FileIter, one epoch."""
+    from PIL import Image
+    from issegm.storage.datasets import get_dataset
+    monkeypatch.chdir(tmp_path)
+    root = _gta_layout(tmp_path)
+    rc = train_src.main(_gta_argv(root, imagenet_weights))
     assert rc == 0
     arg, _ = load_params_from_file(os.path.join('gta_train', MODEL + '_ep-0001.params'))
     assert set(HEAD) <= set(arg) and 'linear1000_weight' not in arg
@@ -218,3 +257,13 @@ def test_a_file_of_other_classes_is_named_before_from_epoch_is_asked_for(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'does not fit the network' in err[0] and 'linear16' in err[0], err
     assert '--from-epoch' not in err[0]
+
+
+def test_a_crop_larger_than_every_image_is_a_warning_before_training(tmp_path, imagenet_weights, monkeypatch, caplog):
+    import logging
+    monkeypatch.setattr(source_training, '_train_locked', lambda *a: [])
+    with caplog.at_level(logging.WARNING):
+        source_training.run(train_src.parse_args(_argv(str(tmp_path / 'out'), imagenet_weights, '--to-epoch', '1',
+                                                       '--crop-size', '96')), dataiter=_iter())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and 'crop' in r.getMessage()]
+    assert len(warnings) == 1 and 'longer side is at most 83' in warnings[0], warnings

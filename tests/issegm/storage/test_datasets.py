@@ -167,9 +167,9 @@ def test_malformed_lines_are_errors_naming_the_line(tmp_path):
     lst.write_text('%s\t%s\n%s\t%s\textra\n' % (good + good))
     with pytest.raises(DataError, match=r'bad.lst line 2: expected "image<TAB>label", got 3'):
         read_list(str(lst), str(root))
-    # Spaces instead of a tab: the whole line is taken as one path, which does not exist.
+    # Spaces instead of a tab: named as such, not as a missing file.
     lst.write_text('%s\t%s\n%s %s\n' % (good + good))
-    with pytest.raises(DataError, match=r'bad.lst: 1 file\(s\) not found: .* \(line 2\)'):
+    with pytest.raises(DataError, match=r'bad.lst line 2: expected a TAB between image and label, found spaces'):
         read_list(str(lst), str(root))
 
 
@@ -191,3 +191,34 @@ def test_dataset_for_model_checks_the_class_count():
     assert 'gta_rna-a1_cls19_s8 predicts 19 classes but dataset synthia has 16' in str(exc.value)
     with pytest.raises(DataError, match="unknown dataset 'kitti'"):
         dataset_for_model('kitti', 'gta_rna-a1_cls19_s8', 19)
+
+
+def test_a_list_separated_by_spaces_asks_for_a_tab_but_a_path_with_a_space_is_kept(tmp_path):
+    (tmp_path / 'a b.png').write_bytes(b'x')
+    (tmp_path / 'c.png').write_bytes(b'x')
+    lst = tmp_path / 'spaces.lst'
+    lst.write_text('a b.png\nc.png c.png\n')
+    with pytest.raises(DataError, match=r'spaces.lst line 2: expected a TAB between image and label, found spaces'):
+        read_list(str(lst), str(tmp_path))
+    lst.write_text('a b.png\tc.png\n')
+    assert read_list(str(lst), str(tmp_path)) == [('a b.png', 'c.png')]
+
+
+def test_check_content_is_one_line_with_the_count_and_duplicates_are_counted(tmp_path):
+    from PIL import Image
+    from issegm.storage.datasets import check_content, count_duplicates
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(str(tmp_path / 'im.png'))
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(str(tmp_path / 'ok.png'))
+    Image.fromarray(np.zeros((4, 6), np.uint16)).save(str(tmp_path / 'wide.png'))
+    Image.fromarray(np.zeros((4, 6, 3), np.uint8)).save(str(tmp_path / 'rgb.png'))
+    Image.fromarray(np.zeros((5, 6), np.uint8)).save(str(tmp_path / 'tall.png'))
+    items = [('im.png', 'ok.png'), ('im.png', 'wide.png'), ('im.png', 'rgb.png'), ('im.png', 'tall.png'),
+             ('im.png', 'tall.png')]
+    check_content('x.lst', items[:1], str(tmp_path))
+    check_content('x.lst', items, str(tmp_path), labels=False)   # labels never read: not checked
+    with pytest.raises(DataError) as err:
+        check_content('x.lst', items, str(tmp_path))
+    line = str(err.value)
+    assert '\n' not in line and line.startswith('x.lst: 4 file(s) fail the content check: ')
+    assert 'wide.png: 16-bit label' in line and 'rgb.png: a colour label' in line and line.endswith('and 1 more')
+    assert count_duplicates(items) == (4, 'im.png') and count_duplicates(items[:1]) == (0, None)
