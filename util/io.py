@@ -15,7 +15,13 @@ __all__ = ['atomic_path', 'atomic_write', 'save_npy_atomic', 'makedirs', 'DiskFu
 
 
 class DiskFullError(OSError):
-    """A write failed for lack of space (or quota); ``filename`` is the folder written into."""
+    """A write failed for lack of space (or quota).
+
+    Parameters
+    ----------
+    folder : str
+        The folder written into; also the exception's ``filename`` (and ``folder``).
+    """
 
     def __init__(self, folder):
         super(DiskFullError, self).__init__(errno.ENOSPC, 'disk full', folder)
@@ -31,7 +37,18 @@ def _disk_full(exc):
 
 
 def makedirs(path):
-    """Create ``path`` (and parents) if missing; return it."""
+    """Create ``path`` (and parents) if missing.
+
+    Parameters
+    ----------
+    path : str
+        The folder; an empty string creates nothing.
+
+    Returns
+    -------
+    str
+        ``path`` itself.
+    """
     if path:
         os.makedirs(path, exist_ok=True)
     return path
@@ -49,6 +66,21 @@ def atomic_path(path):
 
     The temporary name keeps the file's extension, so writers that choose the
     format from the name (PIL, numpy, MXNet) behave as for the final name.
+
+    Parameters
+    ----------
+    path : str
+        The final file name.
+
+    Yields
+    ------
+    str
+        The temporary path to write to.
+
+    Raises
+    ------
+    DiskFullError
+        When the write failed for lack of space; the temporary file is removed (as on any error).
     """
     folder = os.path.dirname(os.path.abspath(path))
     makedirs(folder)
@@ -70,14 +102,35 @@ def atomic_path(path):
 
 @contextlib.contextmanager
 def atomic_write(path, mode='w'):
-    """Open a temporary file for writing; it becomes ``path`` when closed cleanly."""
+    """Open a temporary file for writing; it becomes ``path`` when closed cleanly.
+
+    Parameters
+    ----------
+    path : str
+        The final file name.
+    mode : str
+        The ``open`` mode (a writing one).
+
+    Yields
+    ------
+    file object
+        The open temporary file.
+    """
     with atomic_path(path) as tmp:
         with open(tmp, mode) as f:
             yield f
 
 
 def save_npy_atomic(path, array):
-    """``np.save`` that never leaves a partial file at ``path``."""
+    """``np.save`` that never leaves a partial file at ``path``.
+
+    Parameters
+    ----------
+    path : str
+        The ``.npy`` file to write.
+    array : numpy.ndarray
+        The array saved.
+    """
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
             np.save(f, array)

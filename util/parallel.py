@@ -29,7 +29,15 @@ if hasattr(os, 'register_at_fork'):
 
 
 def thread_pool():
-    """The process-wide pool (created on first use, one worker per core, at most 8; anew in a forked child)."""
+    """The process-wide thread pool.
+
+    Created on first use (anew in a forked child), with one worker per core, at most 8.
+
+    Returns
+    -------
+    concurrent.futures.ThreadPoolExecutor
+        The shared pool.
+    """
     global _POOL
     if _POOL is None:
         _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
@@ -39,8 +47,21 @@ def thread_pool():
 def class_argmax(probs, with_max=False):
     """``probs.argmax(0)`` (and ``probs.max(0)``) of a (C, H, W) map, in row bands across the pool.
 
-    Same values as NumPy's (ties go to the lowest class). The argmax is uint8
-    when there are at most 256 classes.
+    Same values as NumPy's (ties go to the lowest class).
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        The (C, H, W) class scores or probabilities.
+    with_max : bool
+        Also return the maximum over classes.
+
+    Returns
+    -------
+    pred : numpy.ndarray
+        The (H, W) argmax: uint8 when there are at most 256 classes.
+    conf : numpy.ndarray
+        The (H, W) maximum, of ``probs``' dtype; returned only with ``with_max``.
     """
     c, h = probs.shape[:2]
     pred = np.empty(probs.shape[1:], np.uint8 if c <= 256 else np.int64)
@@ -67,9 +88,25 @@ def host_workers():
 def prefetch(fn, items, workers=None, depth=None):
     """Yield ``(item, future)`` in order, ``fn(item)`` running in ``workers`` threads up to ``depth`` ahead.
 
-    ``future.result()`` returns ``fn(item)`` or raises its error, so a bad
-    item is reported where it is consumed. ``workers`` 0 computes each item
-    when it is yielded (no threads).
+    Parameters
+    ----------
+    fn : callable
+        Called on each item.
+    items : iterable
+        The items, in the order yielded.
+    workers : int, optional
+        Threads; :func:`host_workers` by default. 0 computes each item when it
+        is yielded (no threads).
+    depth : int, optional
+        Items submitted ahead; ``workers + 1`` by default.
+
+    Yields
+    ------
+    item : object
+        The next item.
+    future : concurrent.futures.Future
+        ``future.result()`` returns ``fn(item)`` or raises its error, so a bad
+        item is reported where it is consumed.
     """
     workers = host_workers() if workers is None else int(workers)
     if workers <= 0:
@@ -109,7 +146,14 @@ class Writer(object):
 
     :meth:`submit` blocks while the backlog is full and raises the first
     error of a finished job; :meth:`close` waits for all and raises the
-    first error. ``workers`` 0 runs each job in :meth:`submit`.
+    first error.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Threads; :func:`host_workers` by default. 0 runs each job in :meth:`submit`.
+    backlog : int, optional
+        Unfinished jobs allowed; twice the workers (at least 2) by default.
     """
 
     def __init__(self, workers=None, backlog=None):
