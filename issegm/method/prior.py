@@ -54,12 +54,33 @@ NORMALIZATIONS = ('pixel', 'class', 'none')
 
 
 def prior_path(dataset, root='spatial_prior'):
-    """``spatial_prior/{dataset}/prior_array.mat`` (the path solve_ST.py reads)."""
+    """``spatial_prior/{dataset}/prior_array.mat`` (the path solve_ST.py reads).
+
+    Parameters
+    ----------
+    dataset : str
+        The source dataset the prior was counted on.
+    root : str
+        The folder holding one subfolder per dataset.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     return os.path.join(root, dataset, 'prior_array.mat')
 
 
 class PriorAccumulator(object):
-    """Streaming per-pixel class counts at the prior's resolution."""
+    """Streaming per-pixel class counts at the prior's resolution.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes (train ids ``0..num_classes - 1``).
+    shape : tuple of int
+        The prior's (H, W).
+    """
 
     def __init__(self, num_classes, shape=DEFAULT_SHAPE):
         self.num_classes = int(num_classes)
@@ -68,7 +89,18 @@ class PriorAccumulator(object):
         self.num_images = 0
 
     def add(self, train_ids):
-        """Add one train-id map (any size; resized nearest to the prior shape; 255 ignored)."""
+        """Add one train-id map.
+
+        Parameters
+        ----------
+        train_ids : array_like
+            The 2-D train-id map, any size (resized nearest to the prior shape; 255 ignored).
+
+        Raises
+        ------
+        ValueError
+            When the map is not 2-D.
+        """
         lab = np.asarray(train_ids, dtype=np.uint8)
         if lab.ndim != 2:
             raise ValueError('label map must be 2-D, got shape %s' % (lab.shape,))
@@ -79,7 +111,27 @@ class PriorAccumulator(object):
         self.num_images += 1
 
     def finish(self, kernel_size=DEFAULT_KERNEL, sigma=None, normalize='class'):
-        """Smooth and normalise; returns float32 (classes, H, W)."""
+        """Smooth and normalise the counts.
+
+        Parameters
+        ----------
+        kernel_size : int
+            Gaussian window in pixels (:func:`smooth_map`).
+        sigma : float, optional
+            Gaussian sigma; ``kernel_size / 6`` by default.
+        normalize : {'class', 'pixel', 'none'}
+            The normalisation (see the module's docstring).
+
+        Returns
+        -------
+        numpy.ndarray
+            The prior, float32 (classes, H, W).
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``normalize`` or when no label map was added.
+        """
         if normalize not in NORMALIZATIONS:
             raise ValueError('normalize must be one of %s, got %r' % (NORMALIZATIONS, normalize))
         if self.num_images == 0:
@@ -102,7 +154,22 @@ class PriorAccumulator(object):
 
 
 def smooth_map(counts, kernel_size=DEFAULT_KERNEL, sigma=None):
-    """Gaussian smoothing of one map; ``kernel_size`` <= 1 means none."""
+    """Gaussian smoothing of one map.
+
+    Parameters
+    ----------
+    counts : array_like
+        The 2-D map.
+    kernel_size : int
+        The window in pixels (the kernel radius is half of it); ``None`` or <= 1 means none.
+    sigma : float, optional
+        Gaussian sigma; ``kernel_size / 6`` by default.
+
+    Returns
+    -------
+    numpy.ndarray
+        The smoothed map (float32, no negative value).
+    """
     counts = np.asarray(counts, np.float32)
     if kernel_size is None or kernel_size <= 1:
         return counts.copy()
@@ -117,10 +184,31 @@ def build_prior(labels, label2train, num_classes, shape=DEFAULT_SHAPE, kernel_si
                 sigma=None, normalize='class', progress=None, audit=None):
     """Prior from an iterable of label-id maps or label file paths.
 
-    ``label2train`` (uint8[256]) maps the files' label ids to train ids
-    (unknown ids to 255: not counted). ``progress`` is an optional
-    callable(i) called after each image; ``audit`` an optional
-    :class:`issegm.storage.datasets.LabelAudit` that notes each file's unknown ids.
+    Parameters
+    ----------
+    labels : iterable
+        Label-id maps or label file paths.
+    label2train : array_like
+        uint8[256] map from the files' label ids to train ids (unknown ids to 255: not counted).
+    num_classes : int
+        Number of classes.
+    shape : tuple of int
+        The prior's (H, W).
+    kernel_size : int
+        Gaussian window in pixels.
+    sigma : float, optional
+        Gaussian sigma; ``kernel_size / 6`` by default.
+    normalize : {'class', 'pixel', 'none'}
+        The normalisation.
+    progress : callable, optional
+        ``progress(i)`` is called after each image.
+    audit : issegm.storage.datasets.LabelAudit, optional
+        Notes each file's unknown ids.
+
+    Returns
+    -------
+    numpy.ndarray
+        The prior, float32 (classes, H, W).
     """
     acc = PriorAccumulator(num_classes, shape)
     l2t = np.asarray(label2train, np.uint8)
@@ -141,7 +229,20 @@ MAT_HEADER = b'MATLAB 5.0 MAT-file, written by CBST-MX issegm/spatial_prior.py'.
 
 
 def save_prior(path, prior):
-    """Write ``prior_array`` (float32) to a .mat file atomically; the same prior gives the same bytes."""
+    """Write ``prior_array`` (float32) to a .mat file atomically; the same prior gives the same bytes.
+
+    Parameters
+    ----------
+    path : str
+        The .mat file.
+    prior : array_like
+        The (classes, H, W) prior.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
     prior = np.ascontiguousarray(prior, dtype=np.float32)
     with atomic_path(path) as tmp:
         # do_compression: the smooth maps compress well; loadmat reads either.
@@ -154,8 +255,26 @@ def save_prior(path, prior):
 def load_prior(dataset, num_classes, root='spatial_prior'):
     """``spatial_prior/{dataset}/prior_array.mat`` (``prior_array``) as float32 (classes, H, W).
 
-    ``dataset`` is the SOURCE dataset the prior was counted on; a missing file
-    or a prior for another class count is a one-line error.
+    Parameters
+    ----------
+    dataset : str
+        The SOURCE dataset the prior was counted on.
+    num_classes : int
+        The class count the prior must have.
+    root : str
+        The folder holding one subfolder per dataset.
+
+    Returns
+    -------
+    numpy.ndarray
+        The prior.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file is missing (one line).
+    ValueError
+        When the file is unreadable, lacks ``prior_array`` or is for another class count (one line).
     """
     path = prior_path(dataset, root)
     if not os.path.isfile(path):

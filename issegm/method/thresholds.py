@@ -31,7 +31,20 @@ SUBSAMPLE = 4
 
 
 def confidence_map(probmap):
-    """``(pred, conf)`` of a (C, H, W) probability map: argmax (uint8) and max (float32)."""
+    """Argmax and max of a (C, H, W) probability map.
+
+    Parameters
+    ----------
+    probmap : array_like
+        The (C, H, W) class probabilities.
+
+    Returns
+    -------
+    pred : numpy.ndarray
+        The (H, W) argmax (uint8).
+    conf : numpy.ndarray
+        The (H, W) max (float32).
+    """
     pred, conf = class_argmax(np.asarray(probmap), with_max=True)
     return pred, conf.astype(np.float32, copy=False)
 
@@ -42,6 +55,11 @@ class ConfidenceCollector(object):
     Each pool is a list of float32 numpy chunks (one per image), never a list
     of Python floats, so 500 Cityscapes images cost about 4 bytes per kept
     pixel (2.6e8 pixels / 4 -> ~0.26 GB) instead of the reference's boxed floats.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes (one pool each).
     """
 
     def __init__(self, num_classes):
@@ -54,11 +72,32 @@ class ConfidenceCollector(object):
         self.num_images = 0
 
     def add(self, pred, conf):
-        """Add one image: ``pred`` (H, W) train ids of the argmax, ``conf`` (H, W) its max prob."""
+        """Add one image from its argmax and max.
+
+        Parameters
+        ----------
+        pred : numpy.ndarray
+            The (H, W) train ids of the argmax.
+        conf : numpy.ndarray
+            The (H, W) max probability.
+        """
         self.add_kept(*kept_confidences(pred, conf, self.num_classes))
 
     def add_kept(self, values, counts):
-        """Add one image from :func:`kept_confidences`'s ``(values, counts)`` (or the device's)."""
+        """Add one image from :func:`kept_confidences`'s ``(values, counts)`` (or the device's).
+
+        Parameters
+        ----------
+        values : array_like
+            The kept confidences, class after class.
+        counts : array_like
+            Pixels of each class in the image (one per class).
+
+        Raises
+        ------
+        ValueError
+            When ``counts`` is not one per class or ``values`` is too short for them.
+        """
         counts = np.asarray(counts, dtype=np.int64)
         kept = -(-counts // SUBSAMPLE)
         values = np.asarray(values, dtype=np.float32)
@@ -74,9 +113,15 @@ class ConfidenceCollector(object):
         self.num_images += 1
 
     def to_arrays(self):
-        """The pools as a dict of arrays (``pool{c}`` without the leading 0.0, ``exists``, ``num_images``).
+        """The pools as a dict of arrays.
 
         What a worker of a distributed job hands over; :meth:`merge_arrays` adds it to another collector.
+
+        Returns
+        -------
+        dict
+            ``pool{c}`` (float32, without the leading 0.0) for each class, ``exists``
+            and ``num_images``.
         """
         arrays = {'pool%d' % c: np.concatenate(self._chunks[c][1:] or [np.zeros(0, np.float32)])
                   for c in range(self.num_classes)}
@@ -84,10 +129,25 @@ class ConfidenceCollector(object):
         return arrays
 
     def merge_arrays(self, arrays):
-        """Add another collector's :meth:`to_arrays` (e.g. another worker's images). Returns ``self``.
+        """Add another collector's :meth:`to_arrays` (e.g. another worker's images).
 
         Thresholds are order statistics and sizes are counts, so the merged
         pools give a one-process run's thresholds exactly, in any order.
+
+        Parameters
+        ----------
+        arrays : dict
+            Another collector's :meth:`to_arrays`.
+
+        Returns
+        -------
+        ConfidenceCollector
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            When the other pools are for another number of classes.
         """
         if len(arrays['exists']) != self.num_classes:
             raise ValueError('cannot merge %d-class and %d-class pools' % (len(arrays['exists']), self.num_classes))
@@ -101,7 +161,18 @@ class ConfidenceCollector(object):
         return self
 
     def add_probmap(self, probmap):
-        """Add one image from its (C, H, W) probability map; returns ``(pred, conf)``."""
+        """Add one image from its (C, H, W) probability map.
+
+        Parameters
+        ----------
+        probmap : array_like
+            The (C, H, W) class probabilities.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(pred, conf)`` as :func:`confidence_map` gives them.
+        """
         pred, conf = confidence_map(probmap)
         self.add(pred, conf)
         return pred, conf
@@ -116,25 +187,59 @@ class ConfidenceCollector(object):
 
         A fresh copy each call (not cached), so threshold selection can
         partition it in place and only one class's pool is duplicated at a time.
+
+        Parameters
+        ----------
+        c : int
+            The class.
+
+        Returns
+        -------
+        numpy.ndarray
+            The pool (float32).
         """
         return np.concatenate(self._chunks[c])
 
     def global_values(self):
-        """The ``global`` pool: one 0.0 then every class's pool (a new float32 array).
+        """The ``global`` pool: one 0.0 then every class's pool.
 
         The reference's pool is float64 (``np.append`` onto the Python float
         0.0), but every value in it is a float32 number, so the k-th largest
         is the same number; float32 halves the memory.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new float32 array.
         """
         parts = [np.zeros(1, np.float32)] + [chunk for chunks in self._chunks for chunk in chunks]
         return np.concatenate(parts)
 
 
 def kept_confidences(pred, conf, num_classes):
-    """``(values, counts)``: every 4th confidence of each class's pixels (row-major), class after class.
+    """Every 4th confidence of each class's pixels (row-major), class after class.
 
-    ``counts[c]`` pixels of ``pred`` are class c; their kept confidences are
-    the next ``ceil(counts[c] / 4)`` entries of ``values``.
+    Parameters
+    ----------
+    pred : array_like
+        The argmax train ids, any shape.
+    conf : array_like
+        The confidences, the same size as ``pred``.
+    num_classes : int
+        Number of classes; ``pred`` holds ids below it.
+
+    Returns
+    -------
+    values : numpy.ndarray
+        The kept confidences (float32): those of class c are the next
+        ``ceil(counts[c] / 4)`` entries.
+    counts : numpy.ndarray
+        ``counts[c]`` pixels of ``pred`` are class c.
+
+    Raises
+    ------
+    ValueError
+        When ``pred`` and ``conf`` differ in size or ``pred`` holds ids outside ``0..num_classes - 1``.
     """
     pred = np.asarray(pred).ravel()
     conf = np.asarray(conf, dtype=np.float32).ravel()
@@ -171,7 +276,27 @@ def threshold_stats(collector, portion, policy='cb'):
     predicted have size 0 and threshold 0. ``global``: every class gets the
     pool size and the k-th largest of the global pool (``k = 0`` takes the
     smallest value, as the reference's index -1 does).
-    Thresholds of 0 here mean "none"; :func:`class_thresholds` turns them into 1.0.
+
+    Parameters
+    ----------
+    collector : ConfidenceCollector
+        The pooled confidences.
+    portion : float
+        Share of each pool kept above the threshold.
+    policy : {'cb', 'global'}
+        Class-balanced or global thresholds.
+
+    Returns
+    -------
+    cls_size : numpy.ndarray
+        Pool size n per class (float64).
+    cls_thresh : numpy.ndarray
+        Threshold per class (float64); 0 here means "none" (:func:`class_thresholds` turns it into 1.0).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``policy``.
     """
     portion = float(portion)
     num_classes = collector.num_classes
@@ -199,14 +324,40 @@ def threshold_stats(collector, portion, policy='cb'):
 
 
 def effective_thresholds(cls_thresh):
-    """Thresholds used for labelling: 0 (no prediction / k = 0) becomes 1.0."""
+    """Thresholds used for labelling: 0 (no prediction / k = 0) becomes 1.0.
+
+    Parameters
+    ----------
+    cls_thresh : array_like
+        Thresholds as :func:`threshold_stats` gives them.
+
+    Returns
+    -------
+    numpy.ndarray
+        A float64 copy with the zeros replaced.
+    """
     thresh = np.array(cls_thresh, dtype=np.float64)
     thresh[thresh == 0] = 1.0
     return thresh
 
 
 def class_thresholds(collector, portion, policy='cb'):
-    """Per-class confidence thresholds (float64) used to select pseudo-labels."""
+    """Per-class confidence thresholds (float64) used to select pseudo-labels.
+
+    Parameters
+    ----------
+    collector : ConfidenceCollector
+        The pooled confidences.
+    portion : float
+        Share of each pool kept above the threshold.
+    policy : {'cb', 'global'}
+        As in :func:`threshold_stats`.
+
+    Returns
+    -------
+    numpy.ndarray
+        :func:`threshold_stats`'s thresholds through :func:`effective_thresholds`.
+    """
     return effective_thresholds(threshold_stats(collector, portion, policy)[1])
 
 
@@ -215,9 +366,30 @@ def pseudo_label(probs, thresholds, return_argmax=False):
 
     Each class map is divided by its threshold (float32, as in the reference);
     the label is the argmax of the ratios and pixels whose best ratio is below
-    1 get :data:`IGNORE_LABEL`. With ``return_argmax`` also returns the
-    unthresholded argmax of the ratios (the reference's ``rwlabelIds``).
-    Works class by class so that no second (C, H, W) array is allocated.
+    1 get :data:`IGNORE_LABEL`. Works class by class so that no second
+    (C, H, W) array is allocated.
+
+    Parameters
+    ----------
+    probs : array_like
+        The (C, H, W) class probabilities.
+    thresholds : array_like
+        One threshold per class (0 counts as 1.0).
+    return_argmax : bool
+        Also return the unthresholded argmax of the ratios.
+
+    Returns
+    -------
+    label : numpy.ndarray
+        The (H, W) pseudo-label (uint8).
+    rw : numpy.ndarray
+        The unthresholded argmax of the ratios (the reference's ``rwlabelIds``);
+        only with ``return_argmax``.
+
+    Raises
+    ------
+    ValueError
+        When the number of thresholds is not the number of classes.
     """
     probs = np.asarray(probs)
     thresh = effective_thresholds(thresholds).astype(np.float32)
@@ -240,10 +412,23 @@ def pseudo_label(probs, thresholds, return_argmax=False):
 def mining_ids(cls_size, mine_id_number, mine_thresh):
     """``(mine_id, mine_id_priority)`` from the class sizes, as the reference.
 
-    ``mine_id``: the ``mine_id_number`` classes with the smallest share of the
-    pooled values, in ``np.argsort`` order (default sort kind, so ties resolve
-    as in the reference). ``mine_id_priority``: classes whose share is below
-    ``mine_thresh``, in increasing id.
+    Parameters
+    ----------
+    cls_size : array_like
+        Pool size per class (:func:`threshold_stats`).
+    mine_id_number : int
+        How many classes ``mine_id`` lists.
+    mine_thresh : float
+        Share below which a class is in ``mine_id_priority``.
+
+    Returns
+    -------
+    mine_id : numpy.ndarray
+        The ``mine_id_number`` classes with the smallest share of the pooled
+        values, in ``np.argsort`` order (default sort kind, so ties resolve as
+        in the reference).
+    mine_id_priority : numpy.ndarray
+        Classes whose share is below ``mine_thresh``, in increasing id.
     """
     cls_size = np.asarray(cls_size, dtype=np.float64)
     with np.errstate(invalid='ignore', divide='ignore'):
