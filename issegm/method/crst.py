@@ -51,7 +51,18 @@ CrstWeights.regularisers = property(
 
 
 def describe(weights):
-    """Log lines naming the variant and the effective coefficient of each regulariser."""
+    """Log lines naming the variant and the effective coefficient of each regulariser.
+
+    Parameters
+    ----------
+    weights : CrstWeights
+        The CRST weights.
+
+    Returns
+    -------
+    list of str
+        The lines; empty when no CRST variant is active.
+    """
     if not weights.active:
         return []
     lines = []
@@ -140,9 +151,18 @@ def soft_pseudo_labels(probs, cls_thresh, alpha):
     alpha : float > 0
         ``--lr-weight-ent``.
 
-    Returns ``(soft, hard)``: float32 (C, H, W) soft labels (each pixel's
-    vector sums to 1) and uint8 (H, W) train ids, the argmax of ``soft``, 255
-    where the LRENT selection ignores the pixel.
+    Returns
+    -------
+    soft : numpy.ndarray
+        float32 (C, H, W) soft labels (each pixel's vector sums to 1).
+    hard : numpy.ndarray
+        uint8 (H, W) train ids, the argmax of ``soft``, 255 where the LRENT
+        selection ignores the pixel.
+
+    Raises
+    ------
+    ValueError
+        When the shapes do not match (C thresholds, C x H x W probabilities) or ``alpha`` is not > 0.
     """
     probs, thresh = _checked(probs, cls_thresh, alpha)
     c, h, w = probs.shape
@@ -161,8 +181,30 @@ def lrent_pseudo_label(probs, cls_thresh, alpha, return_argmax=False):
     """The hard LRENT labels alone, block by block (no full-size soft map kept).
 
     The counterpart of :func:`issegm.method.thresholds.pseudo_label` for the
-    pseudo-label phase: train ids with 255 where ignored, and with
-    ``return_argmax`` the argmax of the soft labels (``rwlabelIds``).
+    pseudo-label phase.
+
+    Parameters
+    ----------
+    probs : float32 (C, H, W)
+        Class probabilities at full resolution (spatial prior applied, if any).
+    cls_thresh : (C,)
+        Class thresholds.
+    alpha : float > 0
+        ``--lr-weight-ent``.
+    return_argmax : bool
+        Also return the argmax of the soft labels.
+
+    Returns
+    -------
+    label : numpy.ndarray
+        uint8 (H, W) train ids with 255 where ignored.
+    rw : numpy.ndarray
+        The argmax of the soft labels (``rwlabelIds``); only with ``return_argmax``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`soft_pseudo_labels`.
     """
     probs, thresh = _checked(probs, cls_thresh, alpha)
     c, h, w = probs.shape
@@ -181,13 +223,31 @@ def lrent_pseudo_label(probs, cls_thresh, alpha, return_argmax=False):
 def loss_symbol(scores, label, is_source, num_classes, weights, soft):
     """The CRST objective as an MXNet symbol (a scalar of shape (1,)).
 
-    ``scores`` (B, C, h, w) are the logits; ``label`` is (B, h*w) train ids
-    with 255 (``soft`` False) or (B, C, h*w) soft vectors, all-zero where
-    unlabelled (``soft`` True); ``is_source`` (B,) is 1 for source samples.
     ``ce / N + sum_X w_X * sum(s_X * r_X over labelled pixels) / N_X`` (see
     the module docstring); the divisions use at least 1, so a batch without
     labels gives 0 instead of NaN, and a term whose samples all have
     ``s_X = 0`` drops out.
+
+    Parameters
+    ----------
+    scores : mxnet.symbol.Symbol
+        (B, C, h, w) logits.
+    label : mxnet.symbol.Symbol
+        (B, h*w) train ids with 255 (``soft`` False) or (B, C, h*w) soft
+        vectors, all-zero where unlabelled (``soft`` True).
+    is_source : mxnet.symbol.Symbol
+        (B,), 1 for source samples.
+    num_classes : int
+        C.
+    weights : CrstWeights
+        The CRST weights.
+    soft : bool
+        Whether ``label`` holds soft vectors.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The loss.
     """
     logits = mx.sym.reshape(scores, shape=(0, 0, -1))  # (B, C, n)
     logp = mx.sym.log_softmax(logits, axis=1)
@@ -224,10 +284,25 @@ def loss_and_grad(logits, target, is_source, mr_weight_kld=0., mr_weight_ent=0.,
     Parameters
     ----------
     logits : float32 (N, C, H, W)
-    target : int (N, H, W) train ids with 255, or float32 (N, C, H, W) soft labels (all-zero = unlabelled)
+        The scores.
+    target : int (N, H, W) or float32 (N, C, H, W)
+        Train ids with 255, or soft labels (all-zero = unlabelled).
     is_source : bool (N,)
+        Which samples come from the source domain.
+    mr_weight_kld, mr_weight_ent, mr_weight_l2, mr_weight_src : float
+        The model-regularisation weights (``--mr-weight-*``).
 
-    Returns ``(loss, grad)``: a float and float32 (N, C, H, W) ``d loss / d logits``.
+    Returns
+    -------
+    loss : float
+        The loss.
+    grad : numpy.ndarray
+        float32 (N, C, H, W) ``d loss / d logits``.
+
+    Raises
+    ------
+    ValueError
+        When ``target``'s shape does not fit ``logits``.
     """
     logits = np.asarray(logits, np.float32)
     target = np.asarray(target)

@@ -59,7 +59,15 @@ def sampled_confidences(pred, conf, num_classes, ds_rate):
 
 
 class ConfidencePool(object):
-    """CRST's ``conf_dict`` and ``pred_cls_num``: confidences pooled over images, in list order."""
+    """CRST's ``conf_dict`` and ``pred_cls_num``: confidences pooled over images, in list order.
+
+    Parameters
+    ----------
+    num_classes : int
+        C.
+    ds_rate : int
+        ``--ds-rate`` (:func:`sampled_confidences`).
+    """
 
     def __init__(self, num_classes, ds_rate):
         self.num_classes = int(num_classes)
@@ -68,7 +76,15 @@ class ConfidencePool(object):
         self.counts = np.zeros(self.num_classes, np.int64)
 
     def add(self, pred, conf):
-        """Add one image's argmax ``pred`` and maximum probability ``conf`` (both (H, W))."""
+        """Add one image.
+
+        Parameters
+        ----------
+        pred : numpy.ndarray
+            (H, W) argmax.
+        conf : numpy.ndarray
+            (H, W) maximum probability.
+        """
         values, counts = sampled_confidences(pred, conf, self.num_classes, self.ds_rate)
         for c, v in enumerate(values):
             if v.size:
@@ -76,7 +92,13 @@ class ConfidencePool(object):
         self.counts += counts
 
     def pooled(self):
-        """A list of C float32 arrays: each class's kept confidences, images in list order."""
+        """Each class's kept confidences, images in list order.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            C float32 arrays.
+        """
         return [np.concatenate(ch) if ch else np.zeros(0, np.float32) for ch in self.chunks]
 
 
@@ -111,11 +133,25 @@ def crst_thresholds(conf_by_class_pooled, portion):
 
 
 def crst_mining_ids(pred_cls_num, mine_port, rare_cls_num):
-    """``(rare_id, mine_id)``: the classes in ascending order of their share of predicted pixels.
+    """The classes in ascending order of their share of predicted pixels, cut twice.
 
-    ``rare_id`` the first ``rare_cls_num``; ``mine_id`` the first as many as
-    there are classes whose share is below ``mine_port``. The order is
-    numpy's default ``argsort`` of the shares, as CRST sorts them.
+    The order is numpy's default ``argsort`` of the shares, as CRST sorts them.
+
+    Parameters
+    ----------
+    pred_cls_num : array_like
+        Predicted pixels per class.
+    mine_port : float
+        Share below which a class counts for ``mine_id``.
+    rare_cls_num : int
+        How many classes ``rare_id`` lists.
+
+    Returns
+    -------
+    rare_id : numpy.ndarray
+        The first ``rare_cls_num``.
+    mine_id : numpy.ndarray
+        The first as many as there are classes whose share is below ``mine_port``.
     """
     size = np.asarray(pred_cls_num, np.float32)
     with np.errstate(invalid='ignore', divide='ignore'):
@@ -126,11 +162,22 @@ def crst_mining_ids(pred_cls_num, mine_port, rare_cls_num):
 
 
 def select_labels(probs, cls_thresh):
-    """CRST's hard pseudo-labels: ``(train ids with 255, weighted argmax)``, both uint8 (H, W).
+    """CRST's hard pseudo-labels.
 
-    ``probs`` (C, H, W) float32 probabilities; the label is the argmax of
-    ``probs / cls_thresh`` (float32 division), ignored where that maximum is
-    below 1.
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        (C, H, W) float32 probabilities.
+    cls_thresh : array_like
+        (C,) class thresholds.
+
+    Returns
+    -------
+    label : numpy.ndarray
+        uint8 (H, W) train ids: the argmax of ``probs / cls_thresh`` (float32
+        division), 255 where that maximum is below 1.
+    argmax : numpy.ndarray
+        uint8 (H, W) weighted argmax, nothing ignored.
     """
     weighted = np.asarray(probs, np.float32) / np.asarray(cls_thresh, np.float32).reshape(-1, 1, 1)
     argmax = np.argmax(weighted, axis=0).astype(np.uint8)

@@ -148,7 +148,23 @@ DATASETS = _build_registry()
 
 
 def get_dataset(name):
-    """Return the :class:`DatasetInfo` of ``name`` (gta, synthia, cityscapes, cityscapes16)."""
+    """The :class:`DatasetInfo` of a registered dataset.
+
+    Parameters
+    ----------
+    name : str
+        gta, synthia, cityscapes or cityscapes16.
+
+    Returns
+    -------
+    DatasetInfo
+        Its tables, copied (editing them does not change the registry).
+
+    Raises
+    ------
+    DataError
+        For an unknown dataset (one line naming the known ones).
+    """
     try:
         info = DATASETS[name]
     except KeyError:
@@ -160,9 +176,26 @@ def get_dataset(name):
 
 
 def dataset_for_model(name, model, classes):
-    """The :class:`DatasetInfo` of ``name``, checked to have the ``classes`` of ``model`` (its label).
+    """The :class:`DatasetInfo` of ``name``, checked to have the ``classes`` of ``model``.
 
-    Raises :class:`DataError` with one line for an unknown dataset or another class count.
+    Parameters
+    ----------
+    name : str
+        The dataset.
+    model : str
+        The model's label, named in the message.
+    classes : int
+        The number of classes the model predicts.
+
+    Returns
+    -------
+    DatasetInfo
+        As :func:`get_dataset`.
+
+    Raises
+    ------
+    DataError
+        One line, for an unknown dataset or another class count.
     """
     info = get_dataset(name)
     if classes != info.num_classes:
@@ -177,6 +210,25 @@ def target_dataset(dataset, dataset_tgt, classes):
 
     The reference keys this on the (source, target) pair; the list files stay
     under ``--dataset-tgt``.
+
+    Parameters
+    ----------
+    dataset : str
+        The source dataset.
+    dataset_tgt : str
+        The target dataset (``--dataset-tgt``).
+    classes : int
+        The model's number of classes (16 also selects ``cityscapes16``).
+
+    Returns
+    -------
+    DatasetInfo
+        The target's tables.
+
+    Raises
+    ------
+    ValueError
+        When the target has another number of classes than the model.
     """
     name = dataset_tgt
     if dataset_tgt == 'cityscapes' and (dataset == 'synthia' or classes == 16):
@@ -199,6 +251,11 @@ class LabelAudit(object):
     rendering; it gets a warning naming it and ``prepare_data.py``. Findings
     made in worker processes travel back as :meth:`check`'s return value and
     are added with :meth:`add`.
+
+    Parameters
+    ----------
+    info : DatasetInfo
+        The encoding the label files should use.
     """
 
     def __init__(self, info):
@@ -213,7 +270,20 @@ class LabelAudit(object):
         self._reported = set()
 
     def inspect(self, path, raw):
-        """``(path, unknown_values, suspect)`` for a label-id map, or None when nothing is wrong."""
+        """Look at one label-id map without keeping the finding.
+
+        Parameters
+        ----------
+        path : str
+            The label file, named in the finding.
+        raw : numpy.ndarray
+            Its label-id map.
+
+        Returns
+        -------
+        tuple or None
+            ``(path, unknown_values, suspect)``, or None when nothing is wrong.
+        """
         counts = np.bincount(np.asarray(raw, np.uint8).ravel(), minlength=256)
         unknown = tuple(int(v) for v in np.nonzero(counts * ~self.known)[0])
         suspect = False
@@ -231,13 +301,32 @@ class LabelAudit(object):
                 self.suspect.append(path)
 
     def check(self, path, raw):
-        """Inspect one label-id map and keep the finding; returns it."""
+        """Inspect one label-id map and keep the finding.
+
+        Parameters
+        ----------
+        path : str
+            The label file.
+        raw : numpy.ndarray
+            Its label-id map.
+
+        Returns
+        -------
+        tuple or None
+            The finding, as :meth:`inspect`.
+        """
         finding = self.inspect(path, raw)
         self.add(finding)
         return finding
 
     def report(self, log):
-        """Log one warning for each kind of finding not reported yet."""
+        """Log one warning for each kind of finding not reported yet.
+
+        Parameters
+        ----------
+        log : logging.Logger
+            Where the warnings go.
+        """
         new = [p for p in self.unknown if ('u', p) not in self._reported]
         if new:
             values = sorted(set(v for p in new for v in self.unknown[p]))
@@ -256,10 +345,26 @@ class LabelAudit(object):
 
 
 def save_prediction(info, train_ids, ids_path, color_path):
-    """Save a train-id map as a label-id PNG and a palette colour PNG; returns the label ids.
+    """Save a train-id map as a label-id PNG and a palette colour PNG.
 
     The colour file is written first and the label ids last, so the label-id
     file's presence means both are there (self-training resumes on it).
+
+    Parameters
+    ----------
+    info : DatasetInfo
+        The tables (``train2label``, ``palette``).
+    train_ids : numpy.ndarray
+        The (H, W) train-id map.
+    ids_path : str
+        The label-id PNG.
+    color_path : str
+        The colour PNG.
+
+    Returns
+    -------
+    numpy.ndarray
+        The label ids.
     """
     from util.image import save_png
     ids = info.train2label[train_ids]
@@ -274,7 +379,20 @@ def sample_name(image_path):
 
 
 def list_path(dataset, split):
-    """Path of the list file of ``dataset``/``split`` (relative to the working directory)."""
+    """Path of the list file of ``dataset``/``split`` (relative to the working directory).
+
+    Parameters
+    ----------
+    dataset : str
+        The dataset.
+    split : str
+        The list's name (``{split}.lst``).
+
+    Returns
+    -------
+    str
+        ``issegm/data_list/{dataset}/{split}.lst``.
+    """
     return os.path.join('issegm', 'data_list', dataset, '%s.lst' % split)
 
 
@@ -284,8 +402,20 @@ _SAME = object()
 def report_missing(source, missing, hint='check --data-root and the list file'):
     """Raise one :class:`DataError` for every missing file at once: the count and the first few.
 
-    ``missing`` is a list of ``(where, path)``, ``where`` a line reference
-    such as ``line 12`` (or '' when there is none).
+    Parameters
+    ----------
+    source : str
+        What lists the files (named first in the message).
+    missing : list of (str, str)
+        ``(where, path)`` pairs, ``where`` a line reference such as ``line 12``
+        (or '' when there is none). Nothing is raised when it is empty.
+    hint : str
+        Ends the message.
+
+    Raises
+    ------
+    DataError
+        When ``missing`` is not empty.
     """
     if not missing:
         return
@@ -298,13 +428,34 @@ def read_list(path, data_root=None, check_exists=True, label_root=_SAME, need_la
               hint='check --data-root and the list file'):
     """Parse a list file of ``image<TAB>label`` lines (label optional).
 
-    Returns ``[(image, label_or_None), ...]`` with the paths as written.
-    When ``check_exists``, every file is looked up (under ``data_root`` when
-    given) before any work starts, and all missing ones are reported at once
-    (:func:`report_missing`). Labels are looked up under ``label_root``
-    (default: ``data_root``); pass ``None`` for pseudo-label lists, whose
-    label paths are used as-is. ``need_labels`` makes an image-only line an
-    error (source lists). ``hint`` ends the missing-files message.
+    When ``check_exists``, every file is looked up before any work starts, and
+    all missing ones are reported at once (:func:`report_missing`).
+
+    Parameters
+    ----------
+    path : str
+        The list file.
+    data_root : str, optional
+        Where the image paths (and by default the label paths) are looked up.
+    check_exists : bool
+        Look every file up.
+    label_root : str or None, optional
+        Where the label paths are looked up (default: ``data_root``); pass
+        ``None`` for pseudo-label lists, whose label paths are used as-is.
+    need_labels : bool
+        Make an image-only line an error (source lists).
+    hint : str
+        Ends the missing-files message.
+
+    Returns
+    -------
+    list of (str, str or None)
+        ``(image, label_or_None)`` with the paths as written.
+
+    Raises
+    ------
+    DataError
+        One line, for an unreadable or empty list, a malformed line or missing files.
     """
     if label_root is _SAME:
         label_root = data_root
@@ -390,7 +541,20 @@ def check_content(source, items, data_root, label_root=_SAME, labels=True, threa
 
 
 def count_duplicates(items):
-    """``(count, first)``: how many entries repeat an earlier entry's image, and the first such image."""
+    """How many entries repeat an earlier entry's image.
+
+    Parameters
+    ----------
+    items : list of (str, str or None)
+        :func:`read_list`'s entries.
+
+    Returns
+    -------
+    count : int
+        The repeats.
+    first : str or None
+        The first repeated image.
+    """
     seen, count, first = set(), 0, None
     for image, _ in items:
         if image in seen:
