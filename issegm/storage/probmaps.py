@@ -22,7 +22,17 @@ LowRes = collections.namedtuple('LowRes', ['probs', 'im_hw', 'stride'])
 
 
 def save_lowres(path, low, orig_hw):
-    """Store a :class:`LowRes` (probabilities, scaled size, their stride) and the image size."""
+    """Store a :class:`LowRes` (probabilities, scaled size, their stride) and the image size.
+
+    Parameters
+    ----------
+    path : str
+        The ``.npz`` file, written atomically.
+    low : LowRes
+        The network output.
+    orig_hw : tuple of int
+        The image's (H, W).
+    """
     with atomic_path(path) as tmp:
         with open(tmp, 'wb') as f:
             np.savez(f, probs=np.asarray(low.probs, np.float32), im_hw=np.asarray(low.im_hw, np.int64),
@@ -30,9 +40,21 @@ def save_lowres(path, low, orig_hw):
 
 
 def load_lowres(path, net_stride):
-    """``(LowRes, orig_hw)`` written by :func:`save_lowres`.
+    """Read what :func:`save_lowres` wrote.
 
-    Maps stored before their stride was (no sub-stride steps then) are at ``net_stride``.
+    Parameters
+    ----------
+    path : str
+        The ``.npz`` file.
+    net_stride : int
+        The stride of maps stored before their stride was (no sub-stride steps then).
+
+    Returns
+    -------
+    low : LowRes
+        The network output.
+    orig_hw : tuple of int
+        The image's (H, W).
     """
     with np.load(path) as z:
         stride = int(z['stride']) if 'stride' in z.files else int(net_stride)

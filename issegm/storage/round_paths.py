@@ -14,7 +14,15 @@ MARKER = 'pseudo_label.done.json'
 
 
 class RoundPaths(object):
-    """Output folders of round ``r`` under ``{output}/{r}/``, named as the reference."""
+    """Output folders of round ``r`` under ``{output}/{r}/``, named as the reference.
+
+    Parameters
+    ----------
+    output : str
+        The run's output folder.
+    r : int
+        The round.
+    """
 
     def __init__(self, output, r):
         self.output = output
@@ -41,7 +49,18 @@ class RoundPaths(object):
         self.training_list = os.path.join(self.round_dir, 'target_training.lst')
 
     def checkpoint_prefix(self, model):
-        """``{output}/{r}/{model}_ep``: the round's checkpoints are ``{prefix}-NNNN.params``."""
+        """``{output}/{r}/{model}_ep``: the round's checkpoints are ``{prefix}-NNNN.params``.
+
+        Parameters
+        ----------
+        model : str
+            The model's name.
+
+        Returns
+        -------
+        str
+            The prefix.
+        """
         return os.path.join(self.round_dir, '%s_ep' % model)
 
     def has_pseudo_label_work(self):
@@ -63,5 +82,20 @@ class RoundPaths(object):
 
 
 def training_list_path(dataset_tgt, split_tgt, gpus):
-    """``issegm/data_list/{dataset_tgt}/{split_tgt}_training_gpu{gpus}.lst`` (relative to the cwd)."""
+    """``issegm/data_list/{dataset_tgt}/{split_tgt}_training_gpu{gpus}.lst`` (relative to the cwd).
+
+    Parameters
+    ----------
+    dataset_tgt : str
+        The target dataset.
+    split_tgt : str
+        The target split.
+    gpus : str
+        The ``--gpus`` value, as written in the name.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     return os.path.join('issegm', 'data_list', dataset_tgt, '%s_training_gpu%s.lst' % (split_tgt, gpus))

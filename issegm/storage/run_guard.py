@@ -57,10 +57,25 @@ def _inherited(path):
 
 
 def lock_output(folder, flag='--output'):
-    """Hold ``{folder}/.lock`` until this process ends; :class:`RunRefused` if another run holds it.
+    """Hold ``{folder}/.lock`` until this process ends.
 
-    Returns True when this call took the lock, False when this process (or the
-    parent run that started it) already holds it.
+    Parameters
+    ----------
+    folder : str
+        The output folder (created if missing).
+    flag : str
+        The option naming the folder, suggested in the message.
+
+    Returns
+    -------
+    bool
+        True when this call took the lock, False when this process (or the
+        parent run that started it) already holds it.
+
+    Raises
+    ------
+    RunRefused
+        When another run holds it.
     """
     makedirs(folder)
     path = os.path.realpath(os.path.join(folder, LOCK_FILE))
@@ -90,6 +105,20 @@ def locked(folder, debris=('',), recursive=True):
 
     Inside a run that holds it already (an in-process phase, a child of
     ``solve_AO``) this neither locks nor cleans.
+
+    Parameters
+    ----------
+    folder : str
+        The output folder.
+    debris : sequence of str
+        Subfolders of ``folder`` cleared by :func:`remove_debris` ('' is the folder itself).
+    recursive : bool
+        Clear below them too.
+
+    Yields
+    ------
+    bool
+        Whether the lock was taken here.
     """
     fresh = lock_output(folder)
     try:
@@ -105,8 +134,27 @@ def locked(folder, debris=('',), recursive=True):
 def settle(folder, section, settings, restart=False, discard=None, what='this run', has_work=None):
     """Compare ``settings`` with those recorded in ``folder`` (under its run's lock), or restart.
 
-    With ``restart``, ``discard()`` removes the earlier work and its recorded
-    settings are forgotten first. ``has_work`` as in :func:`check_settings`.
+    Parameters
+    ----------
+    folder : str
+        The output folder.
+    section : str
+        The section of ``run.json``.
+    settings : dict
+        As in :func:`check_settings`.
+    restart : bool
+        First call ``discard()``, which removes the earlier work, and forget its recorded settings.
+    discard : callable, optional
+        Removes the earlier work.
+    what : str
+        Names the work in the message.
+    has_work : callable, optional
+        As in :func:`check_settings`.
+
+    Raises
+    ------
+    RunRefused
+        As :func:`check_settings`.
     """
     if restart:
         if discard is not None:
@@ -116,7 +164,13 @@ def settle(folder, section, settings, restart=False, discard=None, what='this ru
 
 
 def release_output(folder):
-    """Give up the lock :func:`lock_output` took on ``folder`` (in-process callers, at the end of a run)."""
+    """Give up the lock :func:`lock_output` took on ``folder`` (in-process callers, at the end of a run).
+
+    Parameters
+    ----------
+    folder : str
+        The output folder.
+    """
     path = os.path.realpath(os.path.join(folder, LOCK_FILE))
     fd = _HELD.pop(path, None)
     if fd is not None and fd != _inherited(path):
@@ -124,7 +178,20 @@ def release_output(folder):
 
 
 def child_lock_env(env=None):
-    """``(env, pass_fds)`` for a child process that works under this process's locks."""
+    """The environment and descriptors of a child process that works under this process's locks.
+
+    Parameters
+    ----------
+    env : dict, optional
+        The environment to extend; ``os.environ`` by default.
+
+    Returns
+    -------
+    env : dict
+        A copy naming the held locks.
+    pass_fds : tuple of int
+        Their descriptors, to pass to the child.
+    """
     env = dict(os.environ if env is None else env)
     env[_ENV] = os.pathsep.join('%d=%s' % (fd, path) for path, fd in sorted(_HELD.items()))
     return env, tuple(sorted(_HELD.values()))
@@ -132,7 +199,18 @@ def child_lock_env(env=None):
 
 # ---------------------------------------------------------------------------- settings
 def file_digest(path):
-    """sha256 of a file's content (weights, lists), read in 1 MiB blocks."""
+    """sha256 of a file's content (weights, lists), read in 1 MiB blocks.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+
+    Returns
+    -------
+    str
+        The hex digest.
+    """
     sha = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
@@ -141,7 +219,13 @@ def file_digest(path):
 
 
 def environment():
-    """Versions that can change the last bits of the numbers, and the git commit (if any)."""
+    """Versions that can change the last bits of the numbers, and the git commit (if any).
+
+    Returns
+    -------
+    dict
+        ``python``, ``mxnet``, ``numpy``, ``pillow`` and ``git_commit`` (None without one).
+    """
     import mxnet
     import numpy
     import PIL
@@ -181,10 +265,25 @@ def _differences(old, new):
 def check_settings(folder, section, settings, what='this run', has_work=None):
     """Record ``settings`` under ``section`` of ``{folder}/run.json``, or compare with the recorded ones.
 
-    ``settings`` maps flag names to JSON values; only what changes the numbers
-    belongs in it. Raises :class:`RunRefused` naming the first differences,
-    unless ``has_work()`` says the folder holds nothing of the earlier run yet
-    (it stopped before its first output): then the new settings replace them.
+    Parameters
+    ----------
+    folder : str
+        The output folder.
+    section : str
+        The section of ``run.json``.
+    settings : dict
+        Flag names to JSON values; only what changes the numbers belongs in it.
+    what : str
+        Names the earlier work in the message.
+    has_work : callable, optional
+        ``has_work()`` False says the folder holds nothing of the earlier run
+        yet (it stopped before its first output): then the new settings replace
+        the recorded ones.
+
+    Raises
+    ------
+    RunRefused
+        Naming the first differences; or when ``run.json`` is unreadable.
     """
     path = os.path.join(folder, RUN_FILE)
     record = _load(path)
@@ -220,10 +319,22 @@ def forget_settings(folder, section):
 
 # ---------------------------------------------------------------------------- debris
 def remove_debris(folder, recursive=True):
-    """Delete the temporary files a killed run left in ``folder`` (and below); returns how many.
+    """Delete the temporary files a killed run left in ``folder`` (and below).
 
     Call it only while holding the folder's lock: a running writer's
     temporary file looks the same.
+
+    Parameters
+    ----------
+    folder : str
+        The folder.
+    recursive : bool
+        Also below it.
+
+    Returns
+    -------
+    int
+        How many files were removed.
     """
     removed = 0
     walk = os.walk(folder) if recursive else [(folder, [], os.listdir(folder) if os.path.isdir(folder) else [])]
