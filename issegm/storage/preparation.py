@@ -68,11 +68,27 @@ def _rel(root, path):
 
 
 def find_pairs(dataset, root, split='train'):
-    """``[(image_rel, label_rel)]`` of a dataset root in its real layout, sorted by image path.
+    """The image and label pairs of a dataset root in its real layout, sorted by image path.
 
-    ``dataset`` is gta (``images/`` + ``labels/``), synthia (``RGB/`` +
-    ``GT/labels/``) or cityscapes (``leftImg8bit/{split}`` + ``gtFine/{split}``).
-    A missing label is a :class:`DataError` naming it: lists must be complete.
+    Parameters
+    ----------
+    dataset : str
+        gta (``images/`` + ``labels/``), synthia (``RGB/`` + ``GT/labels/``) or
+        cityscapes (``leftImg8bit/{split}`` + ``gtFine/{split}``; cityscapes16 alike).
+    root : str
+        The dataset root.
+    split : str
+        The Cityscapes split.
+
+    Returns
+    -------
+    list of (str, str)
+        ``(image_rel, label_rel)``, relative to ``root``.
+
+    Raises
+    ------
+    DataError
+        For an unknown dataset, no image found, or a missing label (named: lists must be complete).
     """
     if dataset == 'gta':
         images = sorted(glob.glob(os.path.join(root, 'images', '*.png')))
@@ -120,10 +136,26 @@ def _check_overwrite(path, text, force):
 
 
 def write_list_file(path, pairs, force=False):
-    """Write ``image<TAB>label`` lines atomically; returns True if the file changed.
+    """Write ``image<TAB>label`` lines atomically.
 
-    An existing file with other content is a :class:`DataError` unless
-    ``force``: it may be a published list.
+    Parameters
+    ----------
+    path : str
+        The list file.
+    pairs : list of (str, str)
+        The lines' image and label paths.
+    force : bool
+        Replace an existing file with other content.
+
+    Returns
+    -------
+    bool
+        True if the file changed.
+
+    Raises
+    ------
+    DataError
+        When the file exists with other content and ``force`` is not given: it may be a published list.
     """
     text = _list_text(pairs)
     if not _check_overwrite(path, text, force):
@@ -135,12 +167,32 @@ def write_list_file(path, pairs, force=False):
 
 
 def make_lists(dataset, root, list_dir=None, force=False):
-    """Write the list files of ``root``; returns ``{list path: number of lines}``.
+    """Write the list files of ``root``.
 
     gta and synthia: ``train.lst``; cityscapes: ``train_full.lst`` and
-    ``val.lst`` for the splits present. ``list_dir`` defaults to
-    :func:`list_dir_of` ``(dataset)``. Every list is checked before any is
+    ``val.lst`` for the splits present. Every list is checked before any is
     written, so a refusal leaves none of them half updated.
+
+    Parameters
+    ----------
+    dataset : str
+        gta, synthia, cityscapes or cityscapes16.
+    root : str
+        The dataset root.
+    list_dir : str, optional
+        Where the lists go; :func:`list_dir_of` ``(dataset)`` by default.
+    force : bool
+        As in :func:`write_list_file`.
+
+    Returns
+    -------
+    dict
+        ``{list path: number of lines}``.
+
+    Raises
+    ------
+    DataError
+        As :func:`find_pairs` and :func:`write_list_file`, or when a Cityscapes root has neither split.
     """
     list_dir = list_dir or list_dir_of(dataset)
     jobs = []
@@ -200,9 +252,31 @@ def _resize_one(src_root, out_root, rel, is_label, shape):
 def resize_gta(src_root, out_root, shape=GTA_SHAPE, quiet=False):
     """Resize every GTA-5 image (bicubic) and label (nearest) of ``src_root`` to ``shape`` under ``out_root``.
 
-    ``out_root`` must be a new folder (not ``src_root``, not containing it);
-    nothing under ``src_root`` is written. Returns ``(pairs, number of files
-    written now)``; outputs that exist are whole (atomic writes) and skipped.
+    Nothing under ``src_root`` is written; outputs that exist are whole (atomic
+    writes) and skipped.
+
+    Parameters
+    ----------
+    src_root : str
+        The GTA-5 root.
+    out_root : str
+        A new folder (not ``src_root``, not containing it).
+    shape : tuple of int
+        The (H, W) to resize to.
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    pairs : list of (str, str)
+        :func:`find_pairs`'s pairs.
+    worked : int
+        The number of files written now.
+
+    Raises
+    ------
+    DataError
+        When ``out_root`` is not a new folder, or a file is unreadable or a label not 8-bit one-channel.
     """
     _check_new_root(src_root, out_root)
     pairs = find_pairs('gta', src_root)
@@ -214,11 +288,25 @@ def resize_gta(src_root, out_root, shape=GTA_SHAPE, quiet=False):
 
 
 def read_synthia_ids(path):
-    """SYNTHIA class ids (uint8 HxW) from a shipped 16-bit ``GT/LABELS`` PNG.
+    """SYNTHIA class ids from a shipped 16-bit ``GT/LABELS`` PNG.
 
-    The class id is the file's first (R) channel, index 2 of OpenCV's B-G-R
-    array. Values beyond SYNTHIA's last id (22) mean the file is not a class
-    map in that channel and are a :class:`DataError`.
+    The class id is the file's first (R) channel, index 2 of OpenCV's B-G-R array.
+
+    Parameters
+    ----------
+    path : str
+        The PNG.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (H, W) SYNTHIA ids.
+
+    Raises
+    ------
+    DataError
+        For an unreadable file or another shape, or values beyond SYNTHIA's
+        last id (22): the file is not a class map in that channel.
     """
     import cv2
     raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -249,7 +337,26 @@ def _synthia_table():
 def convert_synthia(root, quiet=False):
     """Convert ``GT/LABELS/*.png`` (16-bit, class id in the first channel) to 8-bit ``GT/labels/*.png``.
 
-    The inputs are only read. Returns ``(number of labels, number converted now)``.
+    The inputs are only read.
+
+    Parameters
+    ----------
+    root : str
+        The SYNTHIA RAND-CITYSCAPES root.
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    total : int
+        The number of labels.
+    converted : int
+        The number converted now.
+
+    Raises
+    ------
+    DataError
+        When there is no ``GT/LABELS/*.png``, or as :func:`read_synthia_ids`.
     """
     raws = sorted(glob.glob(os.path.join(root, 'GT', 'LABELS', '*.png')))
     if not raws:
