@@ -56,9 +56,24 @@ def training_kvstore(kind):
     """The KVStore type training uses for ``--kvstore kind`` in this process.
 
     Under the launcher ``local``/``device`` become ``dist_sync``/``dist_device_sync``
-    (the launcher decides that the job is distributed); without it a ``dist_*``
-    type is an error naming the launcher. ``dist_async`` is refused: its
-    updates depend on timing, so runs neither repeat nor resume exactly.
+    (the launcher decides that the job is distributed).
+
+    Parameters
+    ----------
+    kind : str
+        ``--kvstore``: local, device, dist_sync or dist_device_sync.
+
+    Returns
+    -------
+    str
+        The type to open.
+
+    Raises
+    ------
+    DistError
+        For another type (``dist_async`` is refused: its updates depend on
+        timing, so runs neither repeat nor resume exactly), or a ``dist_*``
+        type without the launcher (the message names it).
     """
     kind = str(kind)
     if kind not in DIST_TYPES + tuple(UNDER_LAUNCHER):
@@ -72,11 +87,21 @@ def training_kvstore(kind):
 
 
 def init(kind='dist_sync'):
-    """Open the job's KVStore when launched (once per process); returns it, or None alone.
+    """Open the job's KVStore when launched (once per process).
 
     Opening it waits until every worker and server of the job has started.
     A later call asking for another type keeps the open one (ps-lite allows
     one per process) and says so.
+
+    Parameters
+    ----------
+    kind : str
+        ``--kvstore``, as :func:`training_kvstore` takes it.
+
+    Returns
+    -------
+    mxnet.kvstore.KVStore or None
+        The open KVStore, or None alone (without the launcher).
     """
     if not launched():
         return None
@@ -128,6 +153,16 @@ def shard(items):
 
     Interleaving keeps the parts within one image of each other in size and
     mixes the cities of a Cityscapes list into every part.
+
+    Parameters
+    ----------
+    items : iterable
+        The whole work, in the same order on every worker.
+
+    Returns
+    -------
+    list
+        This worker's items.
     """
     return list(items)[rank()::num_workers()]
 
@@ -183,23 +218,66 @@ def _through_kvstore(array, total):
 
 
 def allreduce(array):
-    """The element-wise sum of ``array`` over the workers (float64; ``array`` itself alone)."""
+    """The element-wise sum of ``array`` over the workers.
+
+    Parameters
+    ----------
+    array : array_like
+        This worker's values, the same shape on every worker.
+
+    Returns
+    -------
+    numpy.ndarray
+        The sum (float64); a copy of ``array`` itself alone.
+    """
     return _through_kvstore(array, total=True)
 
 
 def broadcast(array):
-    """Rank 0's ``array`` on every worker (float64)."""
+    """Rank 0's ``array`` on every worker.
+
+    Parameters
+    ----------
+    array : array_like
+        The value (only rank 0's counts), the same shape on every worker.
+
+    Returns
+    -------
+    numpy.ndarray
+        Rank 0's value (float64).
+    """
     return _through_kvstore(array, total=False)
 
 
 def gather(folder, tag, arrays, root_only=False, timeout=120.0):
-    """Every worker's ``arrays`` (a dict of numpy arrays), as a list in rank order.
+    """Every worker's ``arrays``, as a list in rank order.
 
     Each worker writes ``{folder}/.{tag}.{rank}of{n}.npz`` atomically; after a
-    barrier the readers (every worker, or rank 0 alone with ``root_only``:
-    the others get None) load all of them, waiting up to ``timeout`` seconds
-    for a shared filesystem to show another machine's file; the files are
-    removed once read. Alone, returns ``[arrays]`` without files.
+    barrier the readers load all of them, waiting for a shared filesystem to
+    show another machine's file; the files are removed once read.
+
+    Parameters
+    ----------
+    folder : str
+        The shared output folder.
+    tag : str
+        Names this exchange's files.
+    arrays : dict
+        This worker's numpy arrays.
+    root_only : bool
+        Only rank 0 reads; the others get None.
+    timeout : float
+        Seconds to wait for another worker's file.
+
+    Returns
+    -------
+    list of dict or None
+        Every worker's arrays in rank order; ``[arrays]`` without files when alone.
+
+    Raises
+    ------
+    DistError
+        When a file does not appear within ``timeout``.
     """
     n = num_workers()
     if n == 1:
@@ -232,7 +310,18 @@ def gather(folder, tag, arrays, root_only=False, timeout=120.0):
 
 
 def log_file(name):
-    """The log file of this worker: ``name`` on rank 0, ``{stem}.worker{rank}{ext}`` on the others."""
+    """The log file of this worker.
+
+    Parameters
+    ----------
+    name : str
+        The job's log file name.
+
+    Returns
+    -------
+    str
+        ``name`` on rank 0 (or when empty), ``{stem}.worker{rank}{ext}`` on the others.
+    """
     if not name or rank() == 0:
         return name
     stem, ext = os.path.splitext(name)
@@ -243,6 +332,20 @@ def set_logger(output, name, debug=False):
     """:func:`util.log.set_logger` for this worker: its own file; on the terminal only rank 0 talks.
 
     The other workers show warnings and errors only, and no progress bars.
+
+    Parameters
+    ----------
+    output : str
+        The folder of the log file.
+    name : str
+        The job's log file name (:func:`log_file`).
+    debug : bool
+        Log at DEBUG level.
+
+    Returns
+    -------
+    logging.Logger
+        What :func:`util.log.set_logger` returns.
     """
     from util.log import set_logger as set_log
     return set_log(output, log_file(name), debug, console=rank() == 0)
@@ -254,6 +357,18 @@ def locked(folder, *args, **kwargs):
 
     The other workers write under rank 0's lock and never take it
     themselves (they would find it held by their own job).
+
+    Parameters
+    ----------
+    folder : str
+        The output folder.
+    *args, **kwargs
+        As :func:`issegm.storage.run_guard.locked`.
+
+    Yields
+    ------
+    bool
+        Whether this worker took the lock here (always False except on rank 0).
     """
     from issegm.storage import run_guard
     if rank() != 0:
@@ -266,7 +381,20 @@ def locked(folder, *args, **kwargs):
 
 
 def root_only(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` on rank 0 alone, then a barrier; rank 0's result (None elsewhere)."""
+    """``fn(*args, **kwargs)`` on rank 0 alone, then a barrier.
+
+    Parameters
+    ----------
+    fn : callable
+        The work.
+    *args, **kwargs
+        Its arguments.
+
+    Returns
+    -------
+    object
+        Rank 0's result (None elsewhere).
+    """
     result = fn(*args, **kwargs) if rank() == 0 else None
     barrier()
     return result
