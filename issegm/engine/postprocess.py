@@ -105,7 +105,7 @@ def _coefficients(n_in, n_out, method):
 
 
 def resample_matrix(n_in, n_out, method):
-    """PIL's 1-D resampling from ``n_in`` to ``n_out`` samples as a float64 (n_out, n_in) matrix.
+    """PIL's 1-D resampling from ``n_in`` to ``n_out`` samples as a matrix.
 
     The coefficients of Pillow's ``ImagingResample`` (``precompute_coeffs``):
     output sample ``i`` is centred at ``(i + 0.5) * n_in / n_out``; when
@@ -113,6 +113,20 @@ def resample_matrix(n_in, n_out, method):
     its argument is divided by the scale); taps run over the rounded window
     inside the input; each row is normalised to sum to 1. Equal sizes are the
     identity (PIL skips that pass).
+
+    Parameters
+    ----------
+    n_in : int
+        Input samples.
+    n_out : int
+        Output samples.
+    method : int
+        The PIL filter: ``Image.BICUBIC``, ``Image.LANCZOS`` or ``Image.BILINEAR``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_out, n_in).
     """
     n_in, n_out = int(n_in), int(n_out)
     if n_in == n_out:
@@ -126,12 +140,28 @@ def resample_matrix(n_in, n_out, method):
 
 
 def resample_support(n_in, n_out, method, outputs):
-    """bool (n_in,): the input samples that PIL's resampling reads for the output samples ``outputs``.
+    """The input samples that PIL's resampling reads for the output samples ``outputs``.
 
     Every sample of the tap windows counts, whatever its coefficient (a tap
     whose weight is 0 here may be a tiny non-zero in PIL's C arithmetic), so
     inputs outside the mask have no influence on those outputs in PIL or in
     :func:`resample_matrix`.
+
+    Parameters
+    ----------
+    n_in : int
+        Input samples.
+    n_out : int
+        Output samples.
+    method : int
+        The PIL filter, as in :func:`resample_matrix`.
+    outputs : array_like
+        Indices of the output samples.
+
+    Returns
+    -------
+    numpy.ndarray
+        bool (n_in,) mask.
     """
     n_in, n_out = int(n_in), int(n_out)
     mask = np.zeros(n_in, bool)
@@ -184,12 +214,31 @@ def upsample_window(probs, stride, im_hw, orig_hw, rows, cols):
 
     ``A_h[rows] . X . A_w[cols]^T`` with the matrices of
     :func:`upsample_matrices`, over the low-resolution cells those rows and
-    columns read only, in float64, rounded to float32 (C, len(rows),
-    len(cols)). The whole image through this function is the reference
-    full-resolution map of the matrix path; a window of it differs from
-    that by float64 summation order (a float32 result moves by at most one
-    unit in the last place, and rarely), and from PIL's
+    columns read only, in float64. The whole image through this function is
+    the reference full-resolution map of the matrix path; a window of it
+    differs from that by float64 summation order (a float32 result moves by at
+    most one unit in the last place, and rarely), and from PIL's
     :func:`upsample_probs` by float32 rounding.
+
+    Parameters
+    ----------
+    probs : numpy.ndarray
+        Low-resolution class maps (C, h, w).
+    stride : int
+        Image pixels per cell.
+    im_hw : tuple of int
+        The scaled image's size before padding.
+    orig_hw : tuple of int
+        The original image's size.
+    rows : array_like
+        Rows of the full-resolution map.
+    cols : array_like
+        Columns of the full-resolution map.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (C, len(rows), len(cols)), rounded from float64.
     """
     c, h, w = probs.shape
     a_h, a_w = upsample_matrices((h, w), int(stride), tuple(im_hw), tuple(orig_hw))
@@ -215,7 +264,24 @@ def _upsample_one(prob, stride, im_hw, orig_hw):
 
 
 def upsample_probs(probs, stride, im_hw, orig_hw):
-    """Low-resolution class maps (C, h, w) -> float32 (C, H, W) at the original image size, with PIL."""
+    """Low-resolution class maps to the original image size, with PIL.
+
+    Parameters
+    ----------
+    probs : array_like
+        Class maps (C, h, w).
+    stride : int
+        Image pixels per cell (bicubic upsampling factor).
+    im_hw : tuple of int
+        The scaled image's size before padding (the upsampled map is cut to it).
+    orig_hw : tuple of int
+        The original image's size (resized to when it differs).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (C, H, W).
+    """
     probs = np.ascontiguousarray(probs, dtype=np.float32)
     out = np.empty((probs.shape[0],) + tuple(orig_hw), np.float32)
 
@@ -234,13 +300,39 @@ def _check_prior(prior, probs):
 
 
 def apply_prior(prior, probs):
-    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``)."""
+    """``prior * probs`` in float32 (reference ``np.multiply(prior_array, interp_preds)``).
+
+    Parameters
+    ----------
+    prior : numpy.ndarray
+        Spatial prior (C, H, W).
+    probs : numpy.ndarray
+        Probabilities (C, H, W).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (C, H, W).
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ (build the prior at the target image size).
+    """
     _check_prior(prior, probs)
     return np.multiply(prior, probs).astype(np.float32, copy=False)
 
 
 class HostOps(object):
-    """The recipes' operations in PIL and NumPy on the host (the reference's arithmetic)."""
+    """The recipes' operations in PIL and NumPy on the host (the reference's arithmetic).
+
+    Parameters
+    ----------
+    num_classes : int
+        C.
+    prior : numpy.ndarray, optional
+        float32 (C, H, W) spatial prior.
+    """
 
     asynchronous = False
 
@@ -295,6 +387,20 @@ class DeviceOps(object):
     products) and :attr:`bytes` (device memory read and written, operator by
     operator), so that a benchmark can price the device work at an assumed
     GPU speed.
+
+    Parameters
+    ----------
+    num_classes : int
+        C, at most 255 (labels are stored as uint8).
+    ctx : mxnet.Context, optional
+        The device; the CPU by default.
+    prior : numpy.ndarray, optional
+        float32 (C, H, W) spatial prior, copied to ``ctx``.
+
+    Raises
+    ------
+    ValueError
+        For more than 255 classes.
     """
 
     asynchronous = True
@@ -381,7 +487,20 @@ class DeviceOps(object):
         return self.argmax(probs), self.mx.nd.max(probs, axis=0)
 
     def confusion(self, gt, pred):
-        """Flat (C*C,) counts of (ground truth, prediction) pairs; ``gt`` holds train ids (255 ignored)."""
+        """Counts of (ground truth, prediction) pairs.
+
+        Parameters
+        ----------
+        gt : numpy.ndarray or mxnet.nd.NDArray
+            (H, W) train ids (255 ignored).
+        pred : mxnet.nd.NDArray
+            (H, W) predicted train ids.
+
+        Returns
+        -------
+        mxnet.nd.NDArray
+            Flat (C*C,) counts.
+        """
         nd, c = self.mx.nd, self.num_classes
         gt = gt if isinstance(gt, nd.NDArray) else nd.array(gt, ctx=self.ctx, dtype=np.uint8)
         g = gt.astype(np.float32)
@@ -391,13 +510,25 @@ class DeviceOps(object):
         return nd.histogram(key, bins=c * c, range=(-0.5, c * c - 0.5))[0]
 
     def kept(self, pred, conf):
-        """``(values, counts)``: every 4th confidence of each class in row-major order, class after class.
+        """Every 4th confidence of each class in row-major order, class after class.
 
-        ``counts[c]`` pixels were predicted as class c; its kept values are the
-        next ``ceil(counts[c] / 4)`` entries of ``values`` (the buffer is
-        longer; the tail is unused). Computed with a blocked prefix sum of the
-        one-hot prediction (each pixel's rank among its class's pixels) and
-        one scatter.
+        Computed with a blocked prefix sum of the one-hot prediction (each pixel's
+        rank among its class's pixels) and one scatter.
+
+        Parameters
+        ----------
+        pred : mxnet.nd.NDArray
+            (H, W) argmax.
+        conf : mxnet.nd.NDArray
+            (H, W) max.
+
+        Returns
+        -------
+        values : mxnet.nd.NDArray
+            The kept values: those of class c are the next ``ceil(counts[c] / 4)``
+            entries (the buffer is longer; the tail is unused).
+        counts : mxnet.nd.NDArray
+            ``counts[c]`` pixels were predicted as class c.
         """
         nd, c = self.mx.nd, self.num_classes
         n = pred.size
@@ -428,7 +559,22 @@ class DeviceOps(object):
         return values, counts
 
     def pseudo(self, probmap, thresholds):
-        """``(label, argmax)``: argmax of the ratios to the thresholds; 255 where the best ratio is below 1."""
+        """Pseudo-labels from the ratios of the probabilities to the thresholds.
+
+        Parameters
+        ----------
+        probmap : mxnet.nd.NDArray
+            (C, H, W) probabilities.
+        thresholds : array_like
+            (C,) class thresholds (0 counts as 1.0).
+
+        Returns
+        -------
+        label : mxnet.nd.NDArray
+            uint8 argmax of the ratios; 255 where the best ratio is below 1.
+        argmax : mxnet.nd.NDArray
+            uint8 argmax of the ratios.
+        """
         nd, c = self.mx.nd, self.num_classes
         thresh = nd.array(effective_thresholds(thresholds).astype(np.float32).reshape((c, 1, 1)), ctx=self.ctx)
         ratio = nd.broadcast_div(probmap, thresh)
@@ -443,7 +589,16 @@ class DeviceOps(object):
 
 # ---------------------------------------------------------------------------- recipes
 class Pending(object):
-    """One image's post-processing, launched; :meth:`result` waits and returns host arrays (a dict)."""
+    """One image's post-processing, launched; :meth:`result` waits and returns host arrays (a dict).
+
+    Parameters
+    ----------
+    ops : HostOps or DeviceOps
+        The backend; an asynchronous one runs ``work`` at once (it only queues
+        operators), the host defers it to :meth:`result`.
+    work : callable
+        Returns the dict of results on the backend.
+    """
 
     def __init__(self, ops, work):
         self._ops = ops
@@ -462,7 +617,15 @@ class Pending(object):
 
 
 class Source(object):
-    """One image's low-resolution maps for a recipe: the operations to run on and how to load them."""
+    """One image's low-resolution maps for a recipe: the operations to run on and how to load them.
+
+    Parameters
+    ----------
+    ops : HostOps or DeviceOps
+        The backend.
+    load : callable
+        Returns ``(lowres list, orig_hw)`` on ``ops``' backend.
+    """
 
     def __init__(self, ops, load):
         self.ops, self.load = ops, load
@@ -478,11 +641,19 @@ class Postprocessor(object):
     Parameters
     ----------
     num_classes : int
-    mode : 'pil', 'device' or 'auto' (:func:`default_mode` of ``ctx``)
-    ctx : the network's mx.Context, or a list of them (device mode: each
-        image is post-processed where its forward ran; stored maps go to the
-        contexts in turn)
-    prior : float32 (C, H, W) spatial prior, or None
+        C.
+    mode : {'pil', 'device', 'auto'}
+        ``auto`` is :func:`default_mode` of ``ctx``.
+    ctx : mxnet.Context or list of mxnet.Context
+        The network's context(s) (device mode: each image is post-processed
+        where its forward ran; stored maps go to the contexts in turn).
+    prior : numpy.ndarray, optional
+        float32 (C, H, W) spatial prior, or None.
+
+    Raises
+    ------
+    ValueError
+        For another ``mode``.
     """
 
     def __init__(self, num_classes, mode='auto', ctx=None, prior=None):
@@ -517,7 +688,17 @@ class Postprocessor(object):
     def source(self, job=None, stored=None):
         """A :class:`Source` of a launched :class:`issegm.engine.inference.Job` or of a stored map.
 
-        ``stored`` is ``(LowRes, orig_hw)`` as ``probmaps.load_lowres`` returns it.
+        Parameters
+        ----------
+        job : issegm.engine.inference.Job, optional
+            A launched forward pass.
+        stored : tuple, optional
+            ``(LowRes, orig_hw)`` as ``probmaps.load_lowres`` returns it (when ``job`` is None).
+
+        Returns
+        -------
+        Source
+            The maps and the backend they run on.
         """
         if job is not None:
             ops = self._ops_for(getattr(job, 'ctx', None))
@@ -528,7 +709,20 @@ class Postprocessor(object):
                                     tuple(orig_hw)))
 
     def probmap(self, source, prior=False):
-        """Full-resolution probabilities on the backend: upsampled, averaged over scales, times the prior."""
+        """Full-resolution probabilities on the backend: upsampled, averaged over scales, times the prior.
+
+        Parameters
+        ----------
+        source : Source
+            From :meth:`source`.
+        prior : bool
+            Multiply by the spatial prior.
+
+        Returns
+        -------
+        numpy.ndarray or mxnet.nd.NDArray
+            (C, H, W) probabilities.
+        """
         ops = source.ops
         lowres, orig_hw = source()
         total = None
@@ -540,7 +734,20 @@ class Postprocessor(object):
         return ops.times_prior(total) if prior else total
 
     def evaluate(self, job, gt=None):
-        """Evaluation: ``{'pred'}`` (uint8 train ids) and with ``gt`` (train ids) ``'confusion'`` (C*C counts)."""
+        """Evaluation of one image.
+
+        Parameters
+        ----------
+        job : issegm.engine.inference.Job
+            A launched forward pass.
+        gt : numpy.ndarray, optional
+            The ground truth in train ids.
+
+        Returns
+        -------
+        Pending
+            Its result holds ``'pred'`` (uint8 train ids) and with ``gt`` ``'confusion'`` (C*C counts).
+        """
         source = self.source(job=job)
         ops = source.ops
 
@@ -553,13 +760,23 @@ class Postprocessor(object):
         return Pending(ops, work)
 
     def collect(self, source, gt=None):
-        """Pseudo-label pass 1 of one image (``source`` from :meth:`source`).
+        """Pseudo-label pass 1 of one image.
 
-        ``'pred_np'``: argmax of the upsampled probabilities; with a prior also
-        ``'pred_sp'``, the argmax after the prior product; ``'kept'``:
-        ``(values, counts)`` of the confidences the thresholds need (of the
-        prior argmax when there is a prior); with ``gt``, ``'confusion_np'``
-        (and ``'confusion_sp'``).
+        Parameters
+        ----------
+        source : Source
+            From :meth:`source`.
+        gt : numpy.ndarray, optional
+            The ground truth in train ids.
+
+        Returns
+        -------
+        Pending
+            Its result holds ``'pred_np'``: argmax of the upsampled probabilities;
+            with a prior also ``'pred_sp'``, the argmax after the prior product;
+            ``'kept'``: ``(values, counts)`` of the confidences the thresholds need
+            (of the prior argmax when there is a prior); with ``gt``,
+            ``'confusion_np'`` (and ``'confusion_sp'``).
         """
         ops = source.ops
 
@@ -582,11 +799,24 @@ class Postprocessor(object):
         return Pending(ops, work)
 
     def label(self, source, thresholds, alpha=0.):
-        """Pseudo-label pass 2: ``{'label', 'argmax'}`` uint8 (255 where no class reaches its threshold).
+        """Pseudo-label pass 2 of one image.
 
-        ``alpha`` > 0 is CRST-LRENT (:func:`issegm.method.crst.lrent_pseudo_label`),
-        float64 on the host: the full-resolution map comes back from the
-        device, and the work waits for :meth:`Pending.result`.
+        Parameters
+        ----------
+        source : Source
+            From :meth:`source`.
+        thresholds : array_like
+            (C,) class thresholds.
+        alpha : float
+            > 0 is CRST-LRENT (:func:`issegm.method.crst.lrent_pseudo_label`),
+            float64 on the host: the full-resolution map comes back from the
+            device, and the work waits for :meth:`Pending.result`.
+
+        Returns
+        -------
+        Pending
+            Its result holds ``'label'`` and ``'argmax'``, uint8 (255 in ``label``
+            where no class reaches its threshold).
         """
         ops = source.ops
         prior = ops.prior is not None
@@ -606,7 +836,20 @@ class Postprocessor(object):
 
 
 def resolved_mode(mode, gpus):
-    """The path ``--postprocess mode`` takes with ``--gpus gpus`` (``auto`` resolved)."""
+    """The path ``--postprocess mode`` takes with ``--gpus gpus`` (``auto`` resolved).
+
+    Parameters
+    ----------
+    mode : {'pil', 'device', 'auto'}
+        ``--postprocess``.
+    gpus : str
+        ``--gpus``.
+
+    Returns
+    -------
+    str
+        ``mode``, ``auto`` replaced by :func:`default_mode` of the first context.
+    """
     if mode != 'auto':
         return mode
     from util.device import get_contexts
@@ -614,7 +857,18 @@ def resolved_mode(mode, gpus):
 
 
 def default_mode(ctx):
-    """``device`` on a GPU; on a CPU context the faster path here (``bench/postprocess.py``)."""
+    """``device`` on a GPU; on a CPU context the faster path here (``bench/postprocess.py``).
+
+    Parameters
+    ----------
+    ctx : mxnet.Context or None
+        The network's context.
+
+    Returns
+    -------
+    str
+        ``'device'`` or :data:`CPU_DEFAULT`.
+    """
     if ctx is not None and getattr(ctx, 'device_type', 'cpu') == 'gpu':
         return 'device'
     return CPU_DEFAULT
@@ -625,10 +879,24 @@ CPU_DEFAULT = 'pil'
 
 
 def lowres_to_probmap(low, orig_hw, prior=None):
-    """Full-resolution ``probmap`` (C, H, W) float32 of a stored ``LowRes`` on the host (PIL), times the prior.
+    """Full-resolution ``probmap`` of a stored ``LowRes`` on the host (PIL), times the prior.
 
     The host recipe of :class:`Postprocessor`, for callers
     that need the whole map (CRST's soft labels, tests).
+
+    Parameters
+    ----------
+    low : LowRes
+        The stored network output.
+    orig_hw : tuple of int
+        The image's size.
+    prior : numpy.ndarray, optional
+        float32 (C, H, W) spatial prior.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (C, H, W).
     """
     post = Postprocessor(low.probs.shape[0], 'pil', prior=prior)
     return post.probmap(post.source(stored=(low, orig_hw)), prior=prior is not None)
