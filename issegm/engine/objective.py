@@ -37,11 +37,23 @@ _CACHE_VALUES = 1 << 17
 
 
 def training_symbol(model_label, weights, label_size=None):
-    """The network of ``model_label`` ending in the CRST loss: outputs ``[probs (no gradient), loss]``.
+    """The network of ``model_label`` ending in the CRST loss.
 
-    ``label_size`` (h, w): the logits are first upsampled to it bilinearly with
-    aligned corners, as CRST's ``crst_seg.py`` trains (labels at the crop's
-    full resolution, :mod:`issegm.engine.crst_data`); None keeps the stride.
+    Parameters
+    ----------
+    model_label : str
+        The model's label.
+    weights : issegm.method.crst.CrstWeights
+        The loss's weights.
+    label_size : tuple of int, optional
+        (h, w): the logits are first upsampled to it bilinearly with aligned
+        corners, as CRST's ``crst_seg.py`` trains (labels at the crop's full
+        resolution, :mod:`issegm.engine.crst_data`); None keeps the stride.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        A group with the outputs ``[probs (no gradient), loss]``.
     """
     from issegm.engine.model import get_scores, parse_label
     scores = get_scores(model_label)
@@ -111,7 +123,20 @@ class Objective(object):
 
 # ---------------------------------------------------------------------------- soft labels in the iterator
 def one_hot(label, num_classes):
-    """(n,) train ids with 255 -> float32 (C, n) one-hot vectors, all-zero where 255."""
+    """Train ids to one-hot vectors.
+
+    Parameters
+    ----------
+    label : array_like
+        (n,) train ids with 255.
+    num_classes : int
+        C.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (C, n) one-hot vectors, all-zero where 255.
+    """
     label = np.asarray(label).ravel()
     out = np.zeros((num_classes, label.size), np.float32)
     valid = label != IGNORE_LABEL
@@ -122,18 +147,35 @@ def one_hot(label, num_classes):
 def crop_soft_labels(window, label, crop_size, stride, flip):
     """Training targets of a crop from its soft-label window, as the iterator makes its labels.
 
-    ``window`` (C, crop, crop) float: the soft labels under the crop window of
-    the canvas (all-zero off the image). Each class map is resized to
-    ``crop_size`` with the reference's filter rule (as probabilities are) and
-    kept at the stride centres, like the label crop; negative filter lobes are
-    clipped, the vectors renormalised to sum 1 (as CRST does after resizing),
-    flipped with the crop, and set all-zero where ``label`` (the crop's
-    (T/s)^2 train ids, already flipped) is 255. Returns float32 (C, (T/s)^2).
+    Each class map is resized to ``crop_size`` with the reference's filter rule
+    (as probabilities are) and kept at the stride centres, like the label crop;
+    negative filter lobes are clipped, the vectors renormalised to sum 1 (as
+    CRST does after resizing), flipped with the crop, and set all-zero where
+    ``label`` is 255.
 
     The resize is PIL's (its coefficients, :func:`issegm.engine.postprocess.resample_matrix`)
     evaluated at the kept centres only, in float64: PIL's float32 passes
     differ by float32 rounding. Only the window rows and columns
     :func:`crop_support` lists are read.
+
+    Parameters
+    ----------
+    window : numpy.ndarray
+        (C, crop, crop) float: the soft labels under the crop window of the
+        canvas (all-zero off the image).
+    label : numpy.ndarray
+        The crop's (T/s)^2 train ids, already flipped.
+    crop_size : int
+        T, the size the crop is resized to.
+    stride : int
+        s, the network's stride.
+    flip : bool
+        Whether the crop is flipped.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 (C, (T/s)^2).
     """
     support = crop_support(window.shape[1], crop_size, stride)
     values = np.asarray(window)[:, support][:, :, support]
@@ -152,12 +194,26 @@ def _kept_resize(crop, crop_size, stride):
 
 
 def crop_support(crop, crop_size, stride):
-    """int (n,): the window rows (and columns) whose values reach :func:`crop_soft_labels`' output.
+    """The window rows (and columns) whose values reach :func:`crop_soft_labels`' output.
 
     The crop is resized to ``crop_size`` and only the stride centres are
     kept, so the other rows and columns of the window carry no weight: all
     but one in ``stride`` at scale 1, a third when a 387-pixel crop grows to
     504, a quarter when a 720-pixel one shrinks to it (scales 1.3 and 0.7).
+
+    Parameters
+    ----------
+    crop : int
+        The window's size.
+    crop_size : int
+        The size it is resized to.
+    stride : int
+        The network's stride.
+
+    Returns
+    -------
+    numpy.ndarray
+        int (n,) window offsets.
     """
     return _kept_resize(int(crop), int(crop_size), int(stride))[0]
 
@@ -188,13 +244,24 @@ def _on_image(start, offsets, size):
 class SoftLabelStore(object):
     """Recomputes a round's LRENT soft labels from its low-resolution network outputs.
 
-    Holds the class thresholds, alpha, the stride, the spatial prior (if the
-    round used one) and the folder of ``{name}.npz`` maps written by the
-    pseudo-label phase; :meth:`values` gives the soft labels of chosen rows
-    and columns of a crop window (:meth:`window`: all of them), upsampling
-    those alone: the numbers of a stored full-resolution map of the matrix
-    path (:func:`issegm.engine.postprocess.upsample_window`), to float32 rounding.
+    :meth:`values` gives the soft labels of chosen rows and columns of a crop
+    window (:meth:`window`: all of them), upsampling those alone: the numbers
+    of a stored full-resolution map of the matrix path
+    (:func:`issegm.engine.postprocess.upsample_window`), to float32 rounding.
     Kept picklable for the iterator's worker processes.
+
+    Parameters
+    ----------
+    folder : str
+        The folder of ``{name}.npz`` maps written by the pseudo-label phase.
+    thresholds : array_like
+        The class thresholds.
+    alpha : float
+        ``--lr-weight-ent``.
+    stride : int
+        The network's stride (of maps stored without one).
+    prior : numpy.ndarray, optional
+        The spatial prior, if the round used one.
     """
 
     def __init__(self, folder, thresholds, alpha, stride, prior=None):
@@ -211,7 +278,23 @@ class SoftLabelStore(object):
     # -- the recipe, written by the pseudo-label phase
     @staticmethod
     def save_recipe(round_dir, folder, thresholds, alpha, stride, prior_dataset=None):
-        """Write ``{round_dir}/soft_labels.json`` (thresholds as float64 text: exact)."""
+        """Write ``{round_dir}/soft_labels.json`` (thresholds as float64 text: exact).
+
+        Parameters
+        ----------
+        round_dir : str
+            The round's folder.
+        folder : str
+            The folder of the low-resolution maps (stored relative to ``round_dir``).
+        thresholds : array_like
+            The class thresholds.
+        alpha : float
+            ``--lr-weight-ent``.
+        stride : int
+            The network's stride.
+        prior_dataset : str, optional
+            The source dataset of the spatial prior, if the round used one.
+        """
         with atomic_write(os.path.join(round_dir, RECIPE)) as f:
             json.dump({'probmap': os.path.relpath(folder, round_dir), 'alpha': float(alpha),
                        'stride': int(stride), 'prior_dataset': prior_dataset,
@@ -219,7 +302,29 @@ class SoftLabelStore(object):
 
     @classmethod
     def load(cls, round_dir, alpha, num_classes):
-        """The store of a round; one-line errors when the pseudo-label phase did not make it."""
+        """The store of a round.
+
+        Parameters
+        ----------
+        round_dir : str
+            The round's folder.
+        alpha : float
+            Training's ``--lr-weight-ent``.
+        num_classes : int
+            The model's classes.
+
+        Returns
+        -------
+        SoftLabelStore
+            The store, with the round's spatial prior if any.
+
+        Raises
+        ------
+        FileNotFoundError
+            One line when the pseudo-label phase did not make the recipe.
+        ValueError
+            One line when the recipe has another alpha or number of thresholds.
+        """
         path = os.path.join(round_dir, RECIPE)
         try:
             with open(path) as f:
@@ -244,7 +349,18 @@ class SoftLabelStore(object):
         return os.path.join(self.folder, name + '.npz')
 
     def check(self, names):
-        """Raise one line naming the first image whose low-resolution map is missing."""
+        """Raise one line naming the first image whose low-resolution map is missing.
+
+        Parameters
+        ----------
+        names : list of str
+            The target images' sample names.
+
+        Raises
+        ------
+        FileNotFoundError
+            When some map is missing.
+        """
         missing = [n for n in names if not os.path.isfile(self.path(n))]
         if missing:
             raise FileNotFoundError('%d of %d target images have no low-resolution map in %s (first: %s.npz); '
@@ -252,22 +368,53 @@ class SoftLabelStore(object):
                                                                               self.folder, missing[0]))
 
     def window(self, name, top, left, crop):
-        """float32 (C, crop, crop): soft labels of the image rows/cols ``[top, top+crop) x [left, left+crop)``.
+        """Soft labels of the image rows/cols ``[top, top+crop) x [left, left+crop)``.
 
         Coordinates are in the image (negative or past its end on the
         canvas margins, which get all-zero vectors).
+
+        Parameters
+        ----------
+        name : str
+            The sample name.
+        top : int
+            First row.
+        left : int
+            First column.
+        crop : int
+            The window's size.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (C, crop, crop).
         """
         return self.values(name, top, left, np.arange(crop))
 
     def values(self, name, top, left, offsets):
-        """float32 (C, n, n): soft labels of the image rows ``top + offsets`` x columns ``left + offsets``.
+        """Soft labels of the image rows ``top + offsets`` x columns ``left + offsets``.
 
-        ``offsets`` (n,) sorted window offsets, e.g. :func:`crop_support`;
-        pixels off the image get all-zero vectors. Only those rows and
+        Pixels off the image get all-zero vectors. Only those rows and
         columns are upsampled (:func:`issegm.engine.postprocess.upsample_window`,
         the matrix path), so the cost follows the crop, not the image; the
         values are those of the whole map upsampled by that path, to float32
         rounding.
+
+        Parameters
+        ----------
+        name : str
+            The sample name.
+        top : int
+            The window's first row in the image.
+        left : int
+            The window's first column in the image.
+        offsets : array_like
+            (n,) sorted window offsets, e.g. :func:`crop_support`.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (C, n, n).
         """
         from issegm.engine.postprocess import apply_prior, upsample_window
         from issegm.storage.probmaps import load_lowres
@@ -293,6 +440,22 @@ def training_targets(weights, num_classes, round_dir, target_names):
 
     With LRENT, the round's :class:`SoftLabelStore` is opened and every target
     image's low-resolution map checked before training starts.
+
+    Parameters
+    ----------
+    weights : issegm.method.crst.CrstWeights
+        The CRST weights.
+    num_classes : int
+        C.
+    round_dir : str
+        The round's folder.
+    target_names : list of str
+        The target images' sample names.
+
+    Returns
+    -------
+    TrainingTargets or None
+        None when no CRST variant is active.
     """
     if not weights.active:
         return None
@@ -310,6 +473,13 @@ class TrainingTargets(object):
     regularisers). With a :class:`SoftLabelStore`: (C, (T/s)^2) vectors --
     soft labels of the crop for target samples, one-hot for source samples,
     all-zero where the (pseudo-)label is 255.
+
+    Parameters
+    ----------
+    num_classes : int
+        C.
+    soft_labels : SoftLabelStore, optional
+        The round's soft labels (LRENT).
     """
 
     def __init__(self, num_classes, soft_labels=None):
@@ -324,7 +494,28 @@ class TrainingTargets(object):
         return (batch, self.num_classes, n) if self.soft else (batch, n)
 
     def __call__(self, sample, label, geometry, crop_size, stride, is_target):
-        """Target of one sample from the iterator's label crop and :class:`issegm.engine.iterator.Geometry`."""
+        """Target of one sample from the iterator's label crop and :class:`issegm.engine.iterator.Geometry`.
+
+        Parameters
+        ----------
+        sample : object
+            The sample (its ``image`` path names the soft labels).
+        label : numpy.ndarray
+            The crop's train ids.
+        geometry : issegm.engine.iterator.Geometry
+            The crop's window and flip.
+        crop_size : int
+            The size the crop is resized to.
+        stride : int
+            The network's stride.
+        is_target : bool
+            Whether the sample is a target image.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``label`` itself without soft labels; else float32 (C, n) vectors.
+        """
         if not self.soft:
             return label
         if not is_target:
