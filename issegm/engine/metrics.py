@@ -43,10 +43,31 @@ __all__ = ['ConfusionMatrix', 'confusion_counts', 'header_row', 'separator_row',
 
 
 def confusion_counts(gt, pred, num_classes):
-    """``(conf, pixels)`` of one image: (C, C) counts of (truth, prediction) and pixels per true class.
+    """Confusion counts of one image.
 
     Ground truth outside ``0..C-1`` is skipped; a prediction outside the
     classes counts in ``pixels`` (a miss) but in no column (reference behaviour).
+
+    Parameters
+    ----------
+    gt : array_like
+        Ground-truth train ids.
+    pred : array_like
+        Predicted train ids, the same shape.
+    num_classes : int
+        C.
+
+    Returns
+    -------
+    conf : numpy.ndarray
+        (C, C) counts of (truth, prediction).
+    pixels : numpy.ndarray
+        (C,) pixels per true class.
+
+    Raises
+    ------
+    ValueError
+        When the shapes differ.
     """
     gt = np.asarray(gt)
     pred = np.asarray(pred)
@@ -69,6 +90,13 @@ class ConfusionMatrix(object):
     ``update(gt, pred)`` takes train-id arrays of the same shape; ground truth
     ``ignore_label`` (and any other value outside the classes) is skipped.
     Counts are int64, so a whole Cityscapes split (~3e9 pixels) cannot overflow.
+
+    Parameters
+    ----------
+    num_classes : int
+        C.
+    ignore_label : int
+        The ignored ground-truth value (kept as an attribute).
     """
 
     def __init__(self, num_classes, ignore_label=IGNORE_LABEL):
@@ -82,11 +110,37 @@ class ConfusionMatrix(object):
         self.num_images = 0
 
     def update(self, gt, pred):
-        """Add one image (or any batch of pixels). Returns ``self``."""
+        """Add one image (or any batch of pixels).
+
+        Parameters
+        ----------
+        gt : array_like
+            Ground-truth train ids.
+        pred : array_like
+            Predicted train ids, the same shape.
+
+        Returns
+        -------
+        ConfusionMatrix
+            ``self``.
+        """
         return self.add(*confusion_counts(gt, pred, self.num_classes))
 
     def add(self, conf, pixels=None):
-        """Add one image's counts: ``conf`` (C, C) or flat, ``pixels`` per true class (default its row sums)."""
+        """Add one image's counts.
+
+        Parameters
+        ----------
+        conf : array_like
+            (C, C) counts, or flat.
+        pixels : array_like, optional
+            Pixels per true class; by default the row sums of ``conf``.
+
+        Returns
+        -------
+        ConfusionMatrix
+            ``self``.
+        """
         c = self.num_classes
         conf = np.asarray(conf, dtype=np.int64).reshape(c, c)
         self.conf += conf
@@ -95,7 +149,23 @@ class ConfusionMatrix(object):
         return self
 
     def merge(self, other):
-        """Add another matrix's counts (e.g. from a parallel worker)."""
+        """Add another matrix's counts (e.g. from a parallel worker).
+
+        Parameters
+        ----------
+        other : ConfusionMatrix
+            The other matrix.
+
+        Returns
+        -------
+        ConfusionMatrix
+            ``self``.
+
+        Raises
+        ------
+        ValueError
+            When the matrices have different numbers of classes.
+        """
         if other.num_classes != self.num_classes:
             raise ValueError('cannot merge %d-class and %d-class matrices' % (self.num_classes, other.num_classes))
         self.conf += other.conf
@@ -104,13 +174,37 @@ class ConfusionMatrix(object):
         return self
 
     def to_arrays(self, prefix=''):
-        """The counts as a dict of arrays, keys prefixed with ``prefix`` (to hand to another worker)."""
+        """The counts as a dict of arrays (to hand to another worker).
+
+        Parameters
+        ----------
+        prefix : str
+            Put before each key.
+
+        Returns
+        -------
+        dict
+            ``conf``, ``pixels`` and ``num_images``, prefixed.
+        """
         return {prefix + 'conf': self.conf, prefix + 'pixels': self.pixels,
                 prefix + 'num_images': np.int64(self.num_images)}
 
     @classmethod
     def from_arrays(cls, arrays, prefix=''):
-        """A matrix holding the counts of :meth:`to_arrays`."""
+        """A matrix holding the counts of :meth:`to_arrays`.
+
+        Parameters
+        ----------
+        arrays : dict
+            What :meth:`to_arrays` returned.
+        prefix : str
+            The prefix given to :meth:`to_arrays`.
+
+        Returns
+        -------
+        ConfusionMatrix
+            The new matrix.
+        """
         cm = cls(len(arrays[prefix + 'pixels']))
         cm.conf += arrays[prefix + 'conf']
         cm.pixels += arrays[prefix + 'pixels']
@@ -145,7 +239,24 @@ class ConfusionMatrix(object):
         return float(self.class_iou().mean())
 
     def scores(self, class_names=None):
-        """All scores as a JSON-ready dict (fractions in [0, 1])."""
+        """All scores as a JSON-ready dict (fractions in [0, 1]).
+
+        Parameters
+        ----------
+        class_names : list of str, optional
+            Names in train-id order; the ids as strings by default.
+
+        Returns
+        -------
+        dict
+            Pixel, mean and class accuracies, mean and class IoU, the class names,
+            image and pixel counts and the confusion matrix.
+
+        Raises
+        ------
+        ValueError
+            When the number of names is not the number of classes.
+        """
         names = list(class_names) if class_names is not None else [str(i) for i in range(self.num_classes)]
         if len(names) != self.num_classes:
             raise ValueError('%d class names for %d classes' % (len(names), self.num_classes))
@@ -174,7 +285,18 @@ def _title(name):
 
 
 def header_row(class_names):
-    """``Case|mIoU|Road|Sidewalk|...`` for the classes in train-id order."""
+    """``Case|mIoU|Road|Sidewalk|...`` for the classes in train-id order.
+
+    Parameters
+    ----------
+    class_names : list of str
+        Names in train-id order.
+
+    Returns
+    -------
+    str
+        The row.
+    """
     return '|'.join(['Case', 'mIoU'] + [_title(n) for n in class_names])
 
 
@@ -183,13 +305,42 @@ def separator_row(class_names):
 
 
 def format_row(case, scores):
-    """One table row from a ``scores`` dict: case name, mIoU, per-class IoU, in %."""
+    """One table row from a ``scores`` dict: case name, mIoU, per-class IoU, in %.
+
+    Parameters
+    ----------
+    case : str
+        The case name.
+    scores : dict
+        As :meth:`ConfusionMatrix.scores` gives it.
+
+    Returns
+    -------
+    str
+        The row.
+    """
     vals = [scores['mean_iou']] + list(scores['class_iou'])
     return '|'.join([str(case)] + ['%.1f' % (100. * v) for v in vals])
 
 
 def markdown_table(rows):
-    """``rows`` = [(case, scores), ...] sharing one class list -> Markdown table text."""
+    """A Markdown table of several results.
+
+    Parameters
+    ----------
+    rows : list of (str, dict)
+        ``(case, scores)`` pairs sharing one class list.
+
+    Returns
+    -------
+    str
+        The table text.
+
+    Raises
+    ------
+    ValueError
+        When there is no row or the class lists differ.
+    """
     if not rows:
         raise ValueError('no results to tabulate')
     names = rows[0][1]['class_names']
@@ -217,10 +368,28 @@ def _jsonable(value):
 
 
 def save_results(path, cm, class_names, case, settings=None, extra=None):
-    """Write ``{case, dataset scores, args}`` to ``path`` atomically; return the dict.
+    """Write ``{case, dataset scores, args}`` to ``path`` atomically.
 
-    ``settings`` (a dict: the command's flags) is stored under ``args`` so a
-    result can be traced back to the command that produced it.
+    Parameters
+    ----------
+    path : str
+        The result file.
+    cm : ConfusionMatrix
+        The counts.
+    class_names : list of str
+        Names in train-id order.
+    case : str
+        The case name.
+    settings : dict, optional
+        The command's flags, stored under ``args`` so a result can be traced
+        back to the command that produced it.
+    extra : dict, optional
+        More top-level entries.
+
+    Returns
+    -------
+    dict
+        What was written.
     """
     data = {
         'case': case,
@@ -237,7 +406,23 @@ def save_results(path, cm, class_names, case, settings=None, extra=None):
 
 
 def load_results(path):
-    """The dict of a result file; ``ValueError`` naming the file when it is empty, cut, or not one."""
+    """The dict of a result file.
+
+    Parameters
+    ----------
+    path : str
+        The result file.
+
+    Returns
+    -------
+    dict
+        Its content.
+
+    Raises
+    ------
+    ValueError
+        Naming the file when it is empty, cut, or not one.
+    """
     with open(path, 'rb') as f:
         raw = f.read()
     what = 'give a *_results.json that evaluate.py wrote'
@@ -255,7 +440,25 @@ def load_results(path):
 
 
 def merge_results(paths, names=None):
-    """Markdown table of several result files (one row each, in the given order)."""
+    """Markdown table of several result files (one row each, in the given order).
+
+    Parameters
+    ----------
+    paths : list of str
+        The result files.
+    names : list of str, optional
+        Case names; by default each file's case (or its name).
+
+    Returns
+    -------
+    str
+        The table text.
+
+    Raises
+    ------
+    ValueError
+        When the numbers of names and files differ, or as :func:`load_results` and :func:`markdown_table`.
+    """
     if names is not None and len(names) != len(paths):
         raise ValueError('%d names for %d result files' % (len(names), len(paths)))
     rows = []
