@@ -34,7 +34,20 @@ def _bias(name, attrs=None):
 
 
 def same_pad(kernel, dilate):
-    """Padding that keeps the spatial size of a stride-1 convolution."""
+    """Padding that keeps the spatial size of a stride-1 convolution.
+
+    Parameters
+    ----------
+    kernel : int
+        An odd kernel size (an even one needs an explicit pad).
+    dilate : int
+        The dilation.
+
+    Returns
+    -------
+    int
+        The padding on each side.
+    """
     assert kernel % 2 == 1, 'an even kernel needs an explicit pad'
     return ((kernel - 1) * dilate + 1) // 2
 
@@ -42,9 +55,34 @@ def same_pad(kernel, dilate):
 def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=False, attrs=None, init=None):
     """Convolution with ``{name}_weight`` (and ``{name}_bias`` unless ``no_bias``).
 
-    ``attrs`` (e.g. ``{'lr_mult': 10.}``), when given, goes on the weight and
-    the bias alike, in place of the "alex" scheme; ``init`` (an
-    ``mx.init.Initializer``) is the weight's own initialiser.
+    Parameters
+    ----------
+    data : mxnet.symbol.Symbol
+        The input.
+    name : str
+        The layer's name.
+    filters : int
+        Output channels.
+    kernel : int
+        Kernel size (a 1x1 kernel is never dilated).
+    stride : int
+        The stride.
+    dilate : int
+        The dilation.
+    pad : int
+        The padding; negative: :func:`same_pad`.
+    no_bias : bool
+        No bias.
+    attrs : dict, optional
+        E.g. ``{'lr_mult': 10.}``: goes on the weight and the bias alike, in
+        place of the "alex" scheme.
+    init : mxnet.init.Initializer, optional
+        The weight's own initialiser.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The convolution.
     """
     if kernel == 1:
         dilate = 1  # a 1x1 kernel has nothing to dilate
@@ -59,9 +97,29 @@ def conv(data, name, filters, kernel=3, stride=1, dilate=1, pad=-1, no_bias=Fals
 
 
 def deconv(data, name, filters, kernel, stride, lr_mult=1., init=None):
-    """Transposed convolution, no bias nor padding; ``{name}_weight`` is (in, ``filters``, k, k).
+    """Transposed convolution, no bias nor padding.
 
-    ``lr_mult`` 0 keeps the weight fixed; ``init`` is its own initialiser.
+    Parameters
+    ----------
+    data : mxnet.symbol.Symbol
+        The input.
+    name : str
+        The layer's name; ``{name}_weight`` is (in, ``filters``, k, k).
+    filters : int
+        Output channels.
+    kernel : int
+        Kernel size k.
+    stride : int
+        The stride.
+    lr_mult : float
+        The weight's learning-rate multiplier; 0 keeps it fixed.
+    init : mxnet.init.Initializer, optional
+        The weight's own initialiser.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The transposed convolution.
     """
     attrs = {'lr_mult': lr_mult} if lr_mult != 1. else None
     return mx.sym.Deconvolution(data=data, weight=_weight(name + '_weight', attrs, init), name=name,
@@ -72,7 +130,19 @@ def deconv(data, name, filters, kernel, stride, lr_mult=1., init=None):
 def bn(data, name, eps=None):
     """BatchNorm ``{name}`` with learned gamma/beta and (by default) frozen statistics.
 
-    ``eps`` defaults to ``cfg['bn_eps']`` (the released ResNet-38's).
+    Parameters
+    ----------
+    data : mxnet.symbol.Symbol
+        The input.
+    name : str
+        The layer's name.
+    eps : float, optional
+        Defaults to ``cfg['bn_eps']`` (the released ResNet-38's).
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The normalised output.
     """
     return mx.sym.BatchNorm(data=data, gamma=_weight(name + '_gamma'), beta=_bias(name + '_beta'),
                             name=name, eps=cfg['bn_eps'] if eps is None else eps, fix_gamma=False,
@@ -90,8 +160,28 @@ def dropout(data, name, p):
 def pool(data, name, pool_type='avg', global_pool=True, kernel=1, stride=None, convention=None):
     """Global pooling (the classifier top of the ImageNet network), or a ``kernel`` window.
 
-    ``stride`` and ``convention`` (MXNet's ``pooling_convention``: ``'valid'``
-    rounds the output size down, ``'full'`` up as Caffe) are passed only when given.
+    Parameters
+    ----------
+    data : mxnet.symbol.Symbol
+        The input.
+    name : str
+        The layer's name.
+    pool_type : str
+        MXNet's ``pool_type``.
+    global_pool : bool
+        Pool over the whole map.
+    kernel : int
+        The window's size.
+    stride : int, optional
+        Passed only when given.
+    convention : {'valid', 'full'}, optional
+        MXNet's ``pooling_convention`` (``'valid'`` rounds the output size down,
+        ``'full'`` up as Caffe); passed only when given.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The pooled output.
     """
     options = {}
     if stride is not None:
@@ -108,7 +198,21 @@ def fc(data, name, hiddens):
 
 
 def softmax_out(data, multi_output=True):
-    """The training/inference head: per-pixel softmax, 255 ignored, normalised by valid pixels."""
+    """The training/inference head.
+
+    Parameters
+    ----------
+    data : mxnet.symbol.Symbol
+        The scores.
+    multi_output : bool
+        Per-pixel softmax, 255 ignored, normalised by valid pixels; otherwise
+        a plain SoftmaxOutput.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The ``softmax`` output.
+    """
     if multi_output:
         return mx.sym.SoftmaxOutput(data, name='softmax', use_ignore=True, ignore_label=255,
                                     multi_output=True, normalization='valid')

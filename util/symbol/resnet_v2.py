@@ -91,7 +91,27 @@ def _res_block(data, name, level, dilate, mode=None, dropout_rate=0.):
 
 
 def rna_feat(arch='a1', inv_resolution=32, dropout=False):
-    """Features of the network (``relu7``) for the ``arch`` table at output stride ``inv_resolution``."""
+    """Features of the network (``relu7``).
+
+    Parameters
+    ----------
+    arch : str or Arch
+        A key of :data:`ARCHS`, or a table.
+    inv_resolution : int
+        Output stride: 8, 16 or 32.
+    dropout : bool
+        Use the levels' dropout.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        ``relu7``.
+
+    Raises
+    ------
+    ValueError
+        For another output stride.
+    """
     if inv_resolution not in _FIRST_BLOCK_MODES:
         raise ValueError('output stride must be 8, 16 or 32, not %r' % (inv_resolution,))
     spec = ARCHS[arch] if isinstance(arch, str) else arch
@@ -111,8 +131,21 @@ def rna_feat(arch='a1', inv_resolution=32, dropout=False):
 def fcrna_model(arch, classes, inv_resolution=8):
     """Fully convolutional segmentation network: features, ``conv6a`` and ``linear{classes}``.
 
-    The head is two 3x3 convolutions with dilation 12; the output is the
-    ``softmax`` SoftmaxOutput over classes at 1/``inv_resolution`` of the input.
+    The head is two 3x3 convolutions with dilation 12.
+
+    Parameters
+    ----------
+    arch : str or Arch
+        A key of :data:`ARCHS`, or a table.
+    classes : int
+        Number of classes.
+    inv_resolution : int
+        Output stride: 8, 16 or 32.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The ``softmax`` SoftmaxOutput over classes at 1/``inv_resolution`` of the input.
     """
     spec = ARCHS[arch] if isinstance(arch, str) else arch
     feat = rna_feat(spec, inv_resolution, dropout=True)
@@ -122,14 +155,47 @@ def fcrna_model(arch, classes, inv_resolution=8):
 
 
 def rna_model(arch, classes):
-    """Image classifier (the ImageNet network ``ilsvrc-cls_rn*-*_cls1000``): stride 32, global pool."""
+    """Image classifier (the ImageNet network ``ilsvrc-cls_rn*-*_cls1000``): stride 32, global pool.
+
+    Parameters
+    ----------
+    arch : str or Arch
+        A key of :data:`ARCHS`, or a table.
+    classes : int
+        Number of classes.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        The ``softmax`` SoftmaxOutput.
+    """
     feat = rna_feat(arch, 32, dropout=False)
     scores = fc(pool(feat, 'pool7'), 'linear%d' % classes, classes)
     return softmax_out(scores, multi_output=False)
 
 
 def fcrna_model_a1(classes, inv_resolution=8, bootstrapping=False):
-    """FCRNA model A1, the reference's public entry (``bootstrapping`` is not supported)."""
+    """FCRNA model A1, the reference's public entry.
+
+    Parameters
+    ----------
+    classes : int
+        Number of classes.
+    inv_resolution : int
+        Output stride: 8, 16 or 32.
+    bootstrapping : bool
+        Not supported.
+
+    Returns
+    -------
+    mxnet.symbol.Symbol
+        As :func:`fcrna_model`.
+
+    Raises
+    ------
+    NotImplementedError
+        With ``bootstrapping`` (the OHEM head is not part of CBST).
+    """
     if bootstrapping:
         raise NotImplementedError('the OHEM (bootstrapping) head is not part of CBST')
     return fcrna_model('a1', classes, inv_resolution)
