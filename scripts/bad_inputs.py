@@ -224,7 +224,7 @@ def run_sigterm(case, folder):
     """train_src.py killed with SIGTERM once its first checkpoint is written, then the same command again.
 
     The exit code is the first run's; the output holds both runs' lines and the
-    rerun's exit code as a last line ``rerun exit N, continued from epoch E``.
+    rerun's exit code as a last line ``rerun exit N, reached epoch 3, resumed from epoch E``.
     """
     first_ckpt = os.path.join(folder, 'tr', '%s_ep-0001.params' % SRC_MODEL)
     proc = subprocess.Popen(case.argv, cwd=folder, env=child_env(threads=1), stdout=subprocess.PIPE,
@@ -234,11 +234,15 @@ def run_sigterm(case, folder):
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate()[0]
+    done = sorted(glob.glob(os.path.join(folder, 'tr', '*_ep-*.params')))
     again = subprocess.run(case.argv, cwd=folder, env=child_env(threads=1), capture_output=True, text=True,
                            stdin=subprocess.DEVNULL)
     last = os.path.exists(os.path.join(folder, 'tr', '%s_ep-0003.params' % SRC_MODEL))
+    resumed = 'resuming' in again.stderr + again.stdout
     out += '\n' + again.stderr + again.stdout
-    out += '\nrerun exit %d, %s' % (again.returncode, 'reached epoch 3' if last else 'did not reach epoch 3')
+    out += '\nrerun exit %d, %s, %s epoch %d' % (
+        again.returncode, 'reached epoch 3' if last else 'did not reach epoch 3',
+        'resumed from' if resumed else 'did NOT resume from', len(done))
     return proc.returncode, out
 
 
@@ -288,8 +292,8 @@ def _cases():
              ['expected a TAB', 'train.lst'],
              setup=lambda d: rewrite_list(d, 'gta', 'train', lambda ls: [ls[0].replace('\t', '   ')] + ls[1:]),
              work=AO_WORK),
-        make('train_src crop larger than every image', '--crop-size 400 (images at most 333)',
-             edit(tr, crop_size=400), 0, ['--crop-size 400', '333'], once=True),
+        make('train_src crop larger than every image', '--crop-size 352 (images at most 256 x 1.3)',
+             edit(tr, crop_size=352), 0, ['--crop-size 352', 'larger than every', '332'], once=True),
         make('train_src SIGTERM mid-run, rerun', 'SIGTERM after epoch 1 of 3, then the same command',
              edit(tr, to_epoch=3), 143, ['interrupted; rerun'], run=run_sigterm, work=None, seconds=300),
         make('spatial_prior --max-images 0', '--max-images 0', edit(PRIOR, max_images=0), 2, ['--max-images'],
@@ -422,7 +426,8 @@ def run_case(c, quick, root):
     if c.run is run_sigterm:
         rerun = the_line(output, ['rerun exit'])[0]
         result['line'] += ' / ' + rerun
-        result['rerun_ok'] = rerun.startswith('rerun exit 0,') and 'reached epoch 3' in rerun
+        result['rerun_ok'] = (rerun.startswith('rerun exit 0,') and 'reached epoch 3' in rerun
+                              and 'NOT' not in rerun and not rerun.endswith('epoch 0'))
     result['lost'] = lost(before, after)
     if c.work is not None:
         result['before'] = not worked(before, after, c.work) and rc != 0 if c.rc else None
