@@ -36,7 +36,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from util.child_env import child_env  # noqa: E402
 
-__all__ = ['Case', 'CASES', 'case', 'build_quick', 'stage', 'run_case', 'row', 'main']
+__all__ = ['Case', 'CASES', 'case', 'edit', 'build_quick', 'stage', 'snapshot', 'lost', 'worked', 'the_line', 'run_case',
+           'expected', 'row', 'main']
 
 SRC_MODEL = 'gta_rna-t1_cls19_s8'
 TGT_MODEL = 'cityscapes_rna-t1_cls19_s8'
