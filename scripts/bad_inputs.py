@@ -451,7 +451,7 @@ def row(r):
     before = {True: 'yes', False: 'NO', None: 'n/a'}[r['before']]
     line = r['line'][:300].replace('|', '/')
     return '| %s | %s | %d | %s | %s | %s | %d | %.1f | %s |' % (
-        c.name, c.changed, c.rc, r['rc'], line, before, len(r['lost']), r['seconds'], 'yes' if r['ok'] else 'NO')
+        c.name, c.changed, c.rc, 'timeout' if r['rc'] is None else r['rc'], line, before, len(r['lost']), r['seconds'], 'yes' if r['ok'] else 'NO')
 
 
 def main(argv=None):
