@@ -113,13 +113,15 @@ def make_dataiter(args, spec, info):
     """
     from issegm.cluster import worker
     from issegm.engine.iterator import FileIter
+    from issegm.engine.model import preprocessing
     cache = True if args.cache_images is None else bool(args.cache_images)
     return FileIter(dataset=info.name, split=args.split, data_root=args.data_root, sampler='random',
                     batch_images=args.batch_images, crop_size=args.crop_size,
                     origin_size=args.origin_size, scale_rate_range=args.scale_rate,
                     feat_stride=spec.stride, label_stride=spec.stride,
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
-                    cache_images=cache, num_parts=worker.num_workers(), part_index=worker.rank())
+                    cache_images=cache, num_parts=worker.num_workers(), part_index=worker.rank(),
+                    normalizer=preprocessing(spec))
 
 
 def settings(args, devices):
