@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-__all__ = ['read_tsv', 'fixture_weights']
+__all__ = ['read_tsv', 'fixture_weights', 'random_state_dict']
 
 # README "Weights": uniform and normal draws by role (conv and counts below).
 _UNIFORM = {'bn_weight': (0.5, 1.5), 'bn3_weight': (0.15, 0.35), 'ds_bn_weight': (0.25, 0.75),
@@ -53,4 +53,48 @@ def fixture_weights(fixtures, seed=11):
             assert role == 'bn_count', role
             value = rng.randint(1, 100000, dtype=np.int64)
         values[key] = np.asarray(value).astype(dtype)
+    return values
+
+
+def random_state_dict(depth=50, classes=19, seed=0):
+    """A CRST-style state dict of DeepLab-v2 of any depth, drawn as the fixture's (README "Weights").
+
+    Convolutions He-normal, BN gammas uniform (smaller on ``bn3`` and the
+    shortcut, so eval-mode activations stay O(1)), BN statistics and biases
+    small, the classifier normal(0, 0.01): a well-behaved network for runs
+    of the scripts, e.g. ResNet-50 at a quarter of ResNet-101's cost.
+
+    Parameters
+    ----------
+    depth : int
+        A key of :data:`util.symbol.deeplab_v2.DEPTHS`.
+    classes : int
+        Classifier outputs.
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    collections.OrderedDict
+        CRST key -> float32 array, in ``state_dict`` order.
+    """
+    import collections
+    from util.symbol.deeplab_v2 import _shapes, key_table
+    shapes = _shapes(classes, depth)
+    rng = np.random.RandomState(seed)
+    values = collections.OrderedDict()
+    for row in key_table(depth):
+        shape, key = shapes[row.mxnet], row.crst
+        if key.startswith('layer5'):
+            value = rng.normal(0, 0.01, shape)
+        elif len(shape) == 4:
+            value = rng.normal(0, np.sqrt(2. / np.prod(shape[1:])), shape)
+        elif key.endswith('.weight'):
+            value = rng.uniform(*(_UNIFORM['bn3_weight'] if '.bn3.' in key or 'downsample' in key
+                                  else _UNIFORM['bn_weight']), shape)
+        elif key.endswith('.running_var'):
+            value = rng.uniform(*_UNIFORM['bn_var'], shape)
+        else:  # BN bias, running mean
+            value = rng.normal(0, 0.1, shape)
+        values[key] = value.astype(np.float32)
     return values

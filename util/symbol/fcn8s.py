@@ -34,7 +34,7 @@ CBST's paper only names "FCN8s-VGG16"; what it leaves open is decided here:
   multipliers, as the FCN prototxt and :mod:`util.symbol.layers`.
 * ImageNet weights are GluonCV's ``vgg16`` (:func:`params_from_gluoncv_vgg16`),
   which reads RGB scaled to [0, 1] and normalised by the ImageNet mean and
-  standard deviation, the input of :func:`util.image.normalize`; Caffe's
+  standard deviation, the input of :data:`util.image.IMAGENET_FLOAT32`; Caffe's
   VGG16 reads mean-subtracted BGR in [0, 255], which this project's data
   pipeline does not produce.
 """

@@ -13,7 +13,7 @@ from issegm.engine import model
 from issegm.engine.inference import Predictor
 from issegm.engine.model import (FAMILIES, get_model, get_module, load_weights, parse_label, preprocessing,
                                  start_epoch)
-from issegm.testing.deeplab_fixture import fixture_weights
+from issegm.testing.deeplab_fixture import fixture_weights, random_state_dict
 from issegm.testing.torch_files import write_legacy
 from util import image
 from util.child_env import child_env
@@ -46,12 +46,8 @@ def _one_line_error(call, *args, **kwargs):
 
 
 def _r50_state_dict(classes=19, seed=0):
-    """A random CRST-style state dict of DeepLab-v2 ResNet-50 (a real member of the family, 4x smaller)."""
-    shapes = model.param_shapes(model.get_symbol('gta_deeplabv2-r50_cls%d_s8' % classes))
-    shapes = dict(shapes[0], **shapes[1])
-    rng = np.random.RandomState(seed)
-    return collections.OrderedDict((row.crst, (rng.randn(*shapes[row.mxnet]) * 0.01).astype(np.float32))
-                                   for row in key_table(50))
+    """A CRST-style state dict of DeepLab-v2 ResNet-50 (a real member of the family, 4x smaller)."""
+    return random_state_dict(50, classes, seed)
 
 
 # ---------------------------------------------------------------------------- labels
