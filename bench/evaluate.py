@@ -1,7 +1,7 @@
 """Evaluation throughput on full-size (1024 x 2048) images, network vs everything else.
 
 Generates a few 1024 x 2048 Cityscapes-like images and label maps as PNG
-files, then runs the project's evaluation loop (``issegm.evaluation``:
+files, then runs the project's evaluation loop (``issegm.phases.evaluation``:
 images read and prepared ahead in threads, ``Predictor`` forwards, the
 post-processing of ``--postprocess`` -- upsampling, argmax, confusion
 counts --, the four PNGs written behind in threads):

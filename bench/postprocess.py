@@ -100,7 +100,7 @@ def main(argv=None):
     print('%-68s %13.3f %13.3f %8.2f' % ('all three', totals['pil'], totals['device'],
                                          totals['device'] / totals['pil']))
     faster = min(totals, key=totals.get)
-    print('faster on this CPU: %s (CPU_DEFAULT in issegm/postprocess.py is %s)' % (faster, CPU_DEFAULT))
+    print('faster on this CPU: %s (CPU_DEFAULT in issegm/engine/postprocess.py is %s)' % (faster, CPU_DEFAULT))
 
     # how close the two paths are on these maps
     same = total = 0

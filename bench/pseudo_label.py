@@ -9,7 +9,7 @@ same pseudo-label PNGs (checked at the end):
   each class's confidences with ``np.append``; thresholds come from
   ``sorted(pool, reverse=True)``; pass 2 loads the map, builds the divided
   (C, H, W) map, takes argmax and max.
-* lean path (``issegm.pseudo_label`` + ``issegm.pseudo_labelling``): pass 1
+* lean path (``issegm.method.thresholds`` + ``issegm.phases.labelling``): pass 1
   saves only the low-resolution output and keeps confidences in float32
   chunks; thresholds by ``np.partition``; pass 2 redoes the deterministic
   upsampling and labels class by class.

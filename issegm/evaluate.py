@@ -6,7 +6,7 @@
         --split val --test-scales 2048 --test-flipping --gpus 0 --no-cudnn
 
 Every flag of the reference ``evaluate.py`` is accepted with its name and
-default; the work is in :mod:`issegm.evaluation`.
+default; the work is in :mod:`issegm.phases.evaluation`.
 """
 import argparse
 import os

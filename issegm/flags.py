@@ -77,7 +77,7 @@ FLAGS = {
     '--restart': dict(action='store_true', help='Discard what an earlier run with other settings left in '
                                                 '--output and start again (ours; without it such a rerun '
                                                 'stops with the differences).'),
-    # CRST (issegm/crst.py); 0 everywhere is CBST.
+    # CRST (issegm/method/crst.py); 0 everywhere is CBST.
     '--mr-weight-kld': dict(default=0., type=float, help='CRST-MRKLD: weight of the KL(uniform||p) model '
                                                          'regulariser (applied twice on target pixels, as '
                                                          'CRST does; 0: off).'),

@@ -7,7 +7,7 @@
         --init-tgt-port 0.15 --idx-round 0 --kc-policy cb --with-prior False --gpus 0
 
 Usually run by ``solve_AO.py``. Every flag of the reference ``solve_ST.py``
-is accepted with its name and default; the work is in :mod:`issegm.self_training`.
+is accepted with its name and default; the work is in :mod:`issegm.phases.self_training`.
 """
 import argparse
 import os

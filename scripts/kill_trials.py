@@ -4,7 +4,7 @@
     python scripts/kill_trials.py --points 3      # the first three only
     python scripts/kill_trials.py --only mid-epoch --drop-states   # control: as an older version resumes
 
-On the miniature GTA-5 -> Cityscapes benchmark (issegm/toy.py, 128x256) with
+On the miniature GTA-5 -> Cityscapes benchmark (issegm/benchmark/toy.py, 128x256) with
 the thin network rna-t1, solve_AO.py runs the published command shape
 (2 rounds, phases as solve_ST.py subprocesses, the real data iterator) once
 uninterrupted. Then, for each kill point, a fresh run is started in its own

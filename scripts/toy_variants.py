@@ -4,7 +4,7 @@
     python scripts/toy_variants.py --variants hue30 --seed 0 --output variants/hue30_s0 --source-from demo_out/seed0
     python scripts/toy_variants.py --variants no-unlearnable,hue30 --seed 1 --output variants/nu_hue30_s1
 
-Each variant changes how :mod:`issegm.toy` draws the benchmark, in this process
+Each variant changes how :mod:`issegm.benchmark.toy` draws the benchmark, in this process
 only (the demo generates the data in-process; its steps only read it). The
 method's code and the evaluation are untouched. Variants marked "target" leave
 the source domain as it is, so ``--source-from`` (a demo folder of the same

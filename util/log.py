@@ -21,7 +21,7 @@ def set_logger(output, log_file, debug=False, console=True):
     is running, and phases run one after another in one process each keep a
     single file handler. ``console=False`` shows only warnings and errors on
     stderr and no progress bars (the other workers of a distributed job).
-    Returns the ``cbst`` logger.
+    Returns the ``issegm`` logger (every module logs under its own name, ``issegm.<package>.<module>``).
     """
     _console['on'] = bool(console)
     root = logging.getLogger()
@@ -45,7 +45,7 @@ def set_logger(output, log_file, debug=False, console=True):
     for h in root.handlers:
         if type(h) is logging.StreamHandler:
             h.setLevel(logging.NOTSET if console else logging.WARNING)
-    return logging.getLogger('cbst')
+    return logging.getLogger('issegm')
 
 
 def progress(total, desc, unit='img'):

@@ -1,6 +1,6 @@
 """The bundled default (README command 1): CBST end to end on a miniature benchmark.
 
-Generates the miniature GTA-5 -> Cityscapes benchmark of :mod:`issegm.toy`,
+Generates the miniature GTA-5 -> Cityscapes benchmark of :mod:`issegm.benchmark.toy`,
 then runs the project's own commands on it, with the published flags scaled
 down (rounds, epochs, crop size, portions) and the thin network ``rna-t1``:
 

@@ -4,7 +4,7 @@
 into what the demo prints and writes:
 
 * one seed: ``table.md`` (the paper-style table), ``pseudo_labels.md`` (the
-  round-0 audit of ST's and CBST's pseudo-labels, :mod:`issegm.pseudo_label_audit`),
+  round-0 audit of ST's and CBST's pseudo-labels, :mod:`issegm.benchmark.audit`),
   ``summary.json``, ``mIoU_per_round.png`` and ``predictions.png``;
 * several seeds: the mean and sample standard deviation over the seeds of
   every case's mIoU, gain over Source and rare-class gain (``table.md``,

@@ -16,7 +16,7 @@ worker which part of the work is its own and joins the parts:
   different sizes per worker, a poor fit for fixed-shape KVStore keys;
 * :func:`locked` and :func:`root_only` keep one run's guards for the job:
   rank 0 holds the output's lock, clears a killed run's debris and records
-  the settings (:mod:`issegm.run_guard`) before any worker writes;
+  the settings (:mod:`issegm.storage.run_guard`) before any worker writes;
 * :func:`abort` ends a failed worker at once: a normal exit would wait in
   ps-lite's final barrier for workers that are still running.
 

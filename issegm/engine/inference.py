@@ -12,7 +12,7 @@ and redo the deterministic upsampling later:
   :class:`LowRes`: the class probabilities with the stride they are at;
 - the upsampling (bicubic by that stride, the padding cut off, the resize to
   the original image size with the reference interpolation rule) and all
-  that follows is :mod:`issegm.postprocess`, on the host or on the device;
+  that follows is :mod:`issegm.engine.postprocess`, on the host or on the device;
   :meth:`Predictor.finish` / :meth:`Predictor.predict` return the host
   (PIL) result.
 

@@ -216,18 +216,16 @@ def _jsonable(value):
     return str(value)
 
 
-def save_results(path, cm, class_names, case, args=None, extra=None):
+def save_results(path, cm, class_names, case, settings=None, extra=None):
     """Write ``{case, dataset scores, args}`` to ``path`` atomically; return the dict.
 
-    ``args`` (an argparse Namespace or dict) is stored so a result can be
-    traced back to the command that produced it.
+    ``settings`` (a dict: the command's flags) is stored under ``args`` so a
+    result can be traced back to the command that produced it.
     """
-    if args is not None and not isinstance(args, dict):
-        args = vars(args)
     data = {
         'case': case,
         'scores': cm.scores(class_names),
-        'args': _jsonable(args or {}),
+        'args': _jsonable(settings or {}),
         'created': datetime.datetime.now().isoformat(timespec='seconds'),
     }
     if extra:

@@ -28,7 +28,7 @@ Same numbers: the matrices hold PIL's coefficients exactly (float64, cast to
 float32 on the device); the device's float32 products differ from PIL's
 float64 sums by float32 rounding (about 1e-7 of the largest value);
 predictions, thresholds and labels agree to that rounding. CRST-LRENT's
-labels (float64, :mod:`issegm.crst`) are computed on the host on either path;
+labels (float64, :mod:`issegm.method.crst`) are computed on the host on either path;
 its training iterator upsamples each crop's window alone with the same
 matrices in float64 on the host (:func:`upsample_window`).
 """

@@ -20,7 +20,7 @@ in the loop and asserts ``--prefetch-threads`` 1; a larger value adds
 readers); scoring happens whenever the list has a label column (the
 reference keys it on the split name); ``--no-save-results`` skips the PNGs
 but still scores. ``--postprocess`` chooses where upsampling, argmax and
-scoring run (:mod:`issegm.postprocess`).
+scoring run (:mod:`issegm.engine.postprocess`).
 
 Every device of ``--gpus`` takes images in turn. Under :mod:`issegm.launch`
 each worker evaluates its share of the images (:func:`issegm.cluster.worker.shard`)
@@ -46,7 +46,7 @@ from util.parallel import Writer, host_workers, prefetch
 __all__ = ['resolve_args', 'prepare', 'Evaluation', 'evaluate_split', 'run',
            'sample_name']
 
-logger = logging.getLogger('issegm.evaluate')
+logger = logging.getLogger(__name__)
 
 
 def _parse_scales(text, default):
@@ -324,7 +324,7 @@ def _run_locked(args, prepared, net):
     extra = {'model': args.model, 'dataset': prepared.info.name, 'split': args.split,
              'test_scales': prepared.scales, 'test_flipping': bool(args.test_flipping)}
     result = metrics.save_results(os.path.join(args.output, args.result_stem + '_results.json'), cm,
-                                  prepared.info.class_names, case, args=args, extra=extra)
+                                  prepared.info.class_names, case, settings=vars(args), extra=extra)
     table = metrics.markdown_table([(case, result['scores'])])
     from util.io import atomic_write
     with atomic_write(os.path.join(args.output, args.result_stem + '_results.md')) as f:

@@ -4,7 +4,7 @@
 writes class-balanced pseudo-labels in two passes:
 
 1. forward, keep the network's low-resolution probabilities on disk
-   (``{output}/{r}/probmap/{name}.npz``, :mod:`issegm.probmaps`), save the
+   (``{output}/{r}/probmap/{name}.npz``, :mod:`issegm.storage.probmaps`), save the
    plain argmax (``results/nplabelIds``, ``results/npcolor``), apply the
    spatial prior (``self_train/splabelIds``, ``spcolor``), collect
    confidences, score against ground truth when the split has it;
@@ -17,7 +17,7 @@ Everything after the forward (upsampling, prior, argmax, confidences,
 scores, thresholded labels) is :class:`issegm.engine.postprocess.Postprocessor`, on
 the network's device or on the host (``--postprocess``); images and maps are
 read ahead and PNGs written behind in threads. The numbers themselves
-(confidence pools, class thresholds, mining ids) are :mod:`issegm.pseudo_label`.
+(confidence pools, class thresholds, mining ids) are :mod:`issegm.method.thresholds`.
 
 Distributed (under :mod:`issegm.launch`): each worker forwards and labels
 its share of the images (:func:`issegm.cluster.worker.shard`) on every device
@@ -58,7 +58,7 @@ from util.parallel import Writer, prefetch
 
 __all__ = ['generate_pseudo_labels', 'single_scale']
 
-logger = logging.getLogger('cbst')
+logger = logging.getLogger(__name__)
 
 SCORES = ('pixel_acc', 'mean_acc', 'mean_iou')  # kept in the round's statistics
 

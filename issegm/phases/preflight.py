@@ -7,7 +7,7 @@ the weights, and that a round's training set fills a batch. A bad value is
 one line naming the flag, minutes instead of a whole pseudo-label phase in.
 
 :func:`val_settings`, :func:`train_settings` and :func:`rounds_settings` are
-what :mod:`issegm.run_guard` records and compares in ``run.json``: only what
+what :mod:`issegm.storage.run_guard` records and compares in ``run.json``: only what
 changes the numbers written (not threads, workers, logs, ``--num-round``,
 ``--gpus`` for inference, ``--to-epoch`` under a fixed rate).
 """

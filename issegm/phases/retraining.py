@@ -21,7 +21,7 @@ from util.io import atomic_write
 
 __all__ = ['select_source', 'training_samples', 'retrain', 'make_dataiter']
 
-logger = logging.getLogger('cbst')
+logger = logging.getLogger(__name__)
 
 
 def retrain(args, dataiter_factory=None):

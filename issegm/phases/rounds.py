@@ -22,7 +22,7 @@ from issegm.storage.round_paths import RoundPaths
 
 __all__ = ['py2_str', 'round_schedule', 'val_argv', 'train_argv', 'run_rounds']
 
-logger = logging.getLogger('cbst')
+logger = logging.getLogger(__name__)
 
 LOG_FILE = 'solve_AO.log'
 

@@ -10,11 +10,11 @@ the phase asked for:
   pseudo-labelled targets, :func:`issegm.phases.retraining.retrain`.
 
 Each phase records its settings in ``{output}/{r}/run.json`` and refuses a
-rerun with others unless ``--restart`` (:mod:`issegm.run_guard`); rank 0 of a
+rerun with others unless ``--restart`` (:mod:`issegm.storage.run_guard`); rank 0 of a
 launched job holds the output's lock and records the settings for the job.
 A failure is one line (:class:`issegm.phases.cli.PhaseError` says where and how to
 resume). The round's files are :class:`issegm.storage.round_paths.RoundPaths`; the
-rounds themselves are :mod:`issegm.rounds` (``solve_AO.py``).
+rounds themselves are :mod:`issegm.phases.rounds` (``solve_AO.py``).
 """
 import os
 
@@ -50,10 +50,6 @@ def complete_args(args):
         args.from_epoch = start_epoch(args.weights, args.model) if args.phase == 'train' else 0
     if args.log_file is None:
         args.log_file = default_log_file(args)
-    if args.with_prior not in ('True', 'False'):
-        raise ValueError("--with-prior takes 'True' or 'False', got %r" % (args.with_prior,))
-    if args.kc_policy not in ('cb', 'global'):
-        raise ValueError("--kc-policy takes 'cb' or 'global', got %r" % (args.kc_policy,))
     if args.data_root is None:
         args.data_root = os.path.join('data', args.dataset or args.model.split('_')[0])
     from issegm.phases.cli import weights_from_args

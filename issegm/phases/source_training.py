@@ -125,7 +125,7 @@ def make_dataiter(args, spec, info):
 
 
 def settings(args, devices):
-    """What decides the numbers of this run (``{output}/run.json``; see :mod:`issegm.run_guard`).
+    """What decides the numbers of this run (``{output}/run.json``; see :mod:`issegm.storage.run_guard`).
 
     Left out because they change no number: threads, workers, caching, logs,
     ``--stop-epoch``, ``--to-epoch`` under a ``fixed`` or ``step`` rate,

@@ -79,8 +79,10 @@ def random_state_dict(depth=50, classes=19, seed=0):
         CRST key -> float32 array, in ``state_dict`` order.
     """
     import collections
-    from util.symbol.deeplab_v2 import _shapes, key_table
-    shapes = _shapes(classes, depth)
+    from util.symbol.deeplab_v2 import deeplab_v2, key_table
+    sym = deeplab_v2(classes, depth)
+    args, _, auxs = sym.infer_shape(data=(1, 3, 64, 64))
+    shapes = dict(zip(sym.list_arguments(), args), **dict(zip(sym.list_auxiliary_states(), auxs)))
     rng = np.random.RandomState(seed)
     values = collections.OrderedDict()
     for row in key_table(depth):

@@ -535,7 +535,7 @@ def test_solve_ST_train_names_every_missing_target_file_before_training(mini):
     assert not glob.glob('out/0/*.params')
 
 
-# ---------------------------------------------------------------------------- CRST (issegm/crst.py)
+# ---------------------------------------------------------------------------- CRST (issegm/method/crst.py)
 CRST_AO_FLAGS = [f if f != '2' or AO_FLAGS[i - 1] != '--num-round' else '1' for i, f in enumerate(AO_FLAGS)] + [
     '--mr-weight-kld', '0.1', '--lr-weight-ent', '0.25']
 
@@ -657,7 +657,7 @@ def synthia_mini(tmp_path, monkeypatch):
     """SYNTHIA as downloaded (16-bit GT/LABELS) converted by prepare_data.py, a Cityscapes train
     split listed by prepare_data.py, and a 16-class source model."""
     from issegm.testing.minidata import write_synthia_raw
-    from issegm.storage import preparation as prepare_data
+    from issegm import prepare_data
     from issegm.benchmark.layouts import write_cityscapes
     monkeypatch.chdir(tmp_path)
     rng = np.random.RandomState(0)

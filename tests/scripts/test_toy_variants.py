@@ -14,7 +14,7 @@ N = 3
 
 @pytest.fixture
 def restore_toy(monkeypatch):
-    """Undo a variant's changes to :mod:`issegm.toy` after the test."""
+    """Undo a variant's changes to :mod:`issegm.benchmark.toy` after the test."""
     for name in ('render_target', 'draw_pole', 'draw_two_wheeler', 'SMALL_SCALE', 'SMALL_MAX_DEPTH'):
         monkeypatch.setattr(toy, name, getattr(toy, name))
     for dom in (toy.SOURCE, toy.TARGET):

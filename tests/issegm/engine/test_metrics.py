@@ -88,7 +88,7 @@ def test_json_and_markdown_and_merge(tmp_path, capsys):
     cm1 = ConfusionMatrix(2).update(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 0]))
     cm2 = ConfusionMatrix(2).update(np.array([0, 1]), np.array([0, 1]))
     p1, p2 = str(tmp_path / 'a.json'), str(tmp_path / 'b.json')
-    metrics.save_results(p1, cm1, names, 'Source', args={'weights': 'x_ep-0000.params', 'scales': [1, 2]})
+    metrics.save_results(p1, cm1, names, 'Source', settings={'weights': 'x_ep-0000.params', 'scales': [1, 2]})
     metrics.save_results(p2, cm2, names, 'CBST')
     data = json.load(open(p1))
     assert data['args']['weights'] == 'x_ep-0000.params'

@@ -1,4 +1,4 @@
-"""CRST (issegm/crst.py) against independent numpy transcriptions of the issue's formulas."""
+"""CRST (issegm/method/crst.py) against independent numpy transcriptions of the issue's formulas."""
 import os
 
 import mxnet as mx

@@ -1,4 +1,4 @@
-"""The retraining phase (issegm/retraining.py): the source draw, the round's iterator."""
+"""The retraining phase (issegm/phases/retraining.py): the source draw, the round's iterator."""
 import numpy as np
 
 from issegm.phases import self_training as st

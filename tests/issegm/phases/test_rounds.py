@@ -1,4 +1,4 @@
-"""The round driver (issegm/rounds.py): the schedule of docs/behaviour.md section 8 and the phases' command lines."""
+"""The round driver (issegm/phases/rounds.py): the schedule of docs/behaviour.md section 8 and the phases' command lines."""
 from issegm.phases.rounds import round_schedule, train_argv, val_argv
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from issegm import prepare_data
 from issegm.storage import preparation as prep
 from issegm.storage.datasets import read_list
 from issegm.errors import DataError
@@ -238,7 +239,7 @@ def test_cli_cityscapes_writes_the_16_class_lists_too(tmp_path, monkeypatch):
     img, lab = np.zeros((8, 16, 3), np.uint8), np.full((8, 16), 7, np.uint8)
     write_cityscapes(str(root), 'val', 'frankfurt', '000000_000294', img, lab)
     monkeypatch.chdir(tmp_path)
-    assert prep.main(['cityscapes', '--data-root', str(root), '--quiet']) == 0
+    assert prepare_data.main(['cityscapes', '--data-root', str(root), '--quiet']) == 0
     for dataset in ('cityscapes', 'cityscapes16'):
         with open(os.path.join('issegm', 'data_list', dataset, 'val.lst')) as f:
             assert f.read() == 'leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png\t' \

@@ -1,4 +1,4 @@
-"""Low-resolution maps on disk (issegm/probmaps.py)."""
+"""Low-resolution maps on disk (issegm/storage/probmaps.py)."""
 import numpy as np
 
 from issegm.storage.probmaps import LowRes

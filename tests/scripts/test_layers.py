@@ -1,0 +1,20 @@
+"""scripts/layers.py: the layers picture of docs/design.md is the code's, and the layers hold."""
+from scripts import layers
+
+
+def test_design_page_holds_the_current_picture():
+    assert layers.main(['--check']) == 0
+
+
+def test_no_circle_and_one_import_back_up_at_most():
+    level, back = layers.levels(layers.edges(layers.rooms_of()))
+    assert back == [('issegm/phases/', 'issegm/solve_ST.py')]
+    assert level['issegm/errors.py'] == level['issegm/flags.py'] == 1  # they import nothing of the project
+
+
+def test_a_circle_is_refused_and_an_upward_import_is_listed():
+    import pytest
+    with pytest.raises(ValueError, match='import circle'):
+        layers.levels({('a', 'b'), ('b', 'a')}, kept=())
+    level, back = layers.levels({('a', 'b'), ('b', 'c'), ('c', 'a')}, kept=(('c', 'a'),))
+    assert back == [('c', 'a')] and level == {'c': 1, 'b': 2, 'a': 3}
