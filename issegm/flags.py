@@ -26,8 +26,11 @@ FLAGS = {
     '--data-root-tgt': dict(default=None, help='The root data dir of the target dataset.'),
     '--output': dict(default=None, help='The output dir (default: the folder of --weights in val, '
                                         '"output" in train).'),
-    '--model': dict(default=None, help='The unique label of this model (default: the weights name before _ep-).'),
-    '--weights': dict(default=None, help='The path of a pretrained model.'),
+    '--model': dict(default=None, help='The unique label of this model, e.g. gta_rna-a1_cls19_s8, '
+                                       'gta_deeplabv2-r101_cls19_s8, gta_fcn8s-vgg16_cls19_s8 (default: the '
+                                       'weights name before _ep-).'),
+    '--weights': dict(default=None, help='The path of a pretrained model (.params; for DeepLab-v2 also CRST '
+                                         '.pth; for train_src.py also GluonCV ImageNet files).'),
     '--gpus': dict(default='0', help='The devices to use, e.g. 0,1,2,3 (the CPU, after a warning, if none).'),
     '--batch-images': dict(default=None, type=int, help='The number of images per batch.'),
     '--crop-size': dict(default=None, type=int, help='The size of network input during training.'),

@@ -59,7 +59,8 @@ def edges(modules):
     """``{(room, room)}``: which room imports which (within a room nothing counts)."""
     out = set()
     for module, path in modules.items():
-        src = room(module)
+        # The package's own __init__ (issegm.get_model) is a room; ``from issegm import x`` names x.
+        src = 'issegm/__init__.py' if module == 'issegm' else room(module)
         for name in imports(path):
             dst = room(name)
             if dst and dst != src and (name in modules or name.rsplit('.', 1)[0] in modules):

@@ -12,8 +12,8 @@ from PIL import Image
 from util.io import atomic_path
 
 __all__ = ['MEAN_RGB', 'STD_RGB', 'interp_method', 'resize',
-           'longer_side_shape', 'normalize', 'save_png', 'read_image',
-           'read_label']
+           'longer_side_shape', 'normalize', 'Normalizer', 'REFERENCE', 'IMAGENET_FLOAT32',
+           'save_png', 'read_image', 'read_label']
 
 # ImageNet statistics used by the released ResNet-38 weights.
 MEAN_RGB = np.array([0.485, 0.456, 0.406])
@@ -81,6 +81,71 @@ def normalize(img, out=None):
     for c in range(3):
         out[c] = _NORMALIZED[c][img[:, :, c]]
     return out
+
+
+class Normalizer(object):
+    """One network's input preprocessing: uint8 HxWx3 RGB -> float32 3xHxW, by table lookup.
+
+    Parameters
+    ----------
+    name : str
+        What the preprocessing is (for messages and ``repr``).
+    table : numpy.ndarray
+        float32 (3, 256): the normalised value of each byte in each RGB channel.
+    mean_rgb : sequence of float
+        The mean the table subtracts, in [0, 1]; the training crops' canvas
+        is this colour (truncated to bytes), which normalises to about zero,
+        the value inference pads with.
+    """
+
+    def __init__(self, name, table, mean_rgb):
+        self.name = name
+        self.table = np.ascontiguousarray(table, dtype=np.float32)
+        self.mean_rgb = np.asarray(mean_rgb, np.float64)
+
+    def __repr__(self):
+        return 'Normalizer(%r)' % self.name
+
+    @property
+    def canvas_rgb(self):
+        """uint8 (3,): the mean colour as the reference's ``astype(np.uint8)`` truncates it."""
+        return np.asarray(self.mean_rgb * 255).astype(np.uint8)
+
+    def __call__(self, img, out=None):
+        """Normalise ``img`` (uint8 HxWx3 RGB); ``out`` (float32 3xHxW) receives the result.
+
+        Parameters
+        ----------
+        img : numpy.ndarray
+            uint8 HxWx3 RGB.
+        out : numpy.ndarray, optional
+            float32 3xHxW, e.g. a view into a padded batch.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out``, or a new float32 3xHxW array.
+        """
+        img = np.asarray(img, dtype=np.uint8)
+        out = np.empty((3,) + img.shape[:2], np.float32) if out is None else out
+        for c in range(3):
+            out[c] = self.table[c][img[:, :, c]]
+        return out
+
+
+def _float32_table(mean, std):
+    # CRST's (and GluonCV's) arithmetic, all in float32: pixel / 255, minus mean, over std.
+    bytes_ = np.arange(256, dtype=np.float32)[None, :]
+    mean = np.asarray(mean, np.float32)[:, None]
+    std = np.asarray(std, np.float32)[:, None]
+    return ((bytes_ / np.float32(255.0)) - mean) / std
+
+
+#: ResNet-38 (the reference's ``normalize``): float32 scaling, float64 mean and std.
+REFERENCE = Normalizer('reference (ResNet-38)', _NORMALIZED, MEAN_RGB)
+
+#: CRST's DeepLab-v2 and GluonCV's ImageNet networks: RGB, float32 (x / 255 - mean) / std.
+IMAGENET_FLOAT32 = Normalizer('ImageNet float32 (CRST, GluonCV)', _float32_table(MEAN_RGB, STD_RGB), MEAN_RGB)
 
 
 def read_image(path):

@@ -13,8 +13,8 @@ import mxnet as mx
 
 from util.io import atomic_path
 
-__all__ = ['CheckpointError', 'load_params_from_file', 'params_dict', 'save_params', 'load_params',
-           'check_params']
+__all__ = ['CheckpointError', 'load_ndarray_dict', 'has_module_keys', 'load_params_from_file', 'params_dict',
+           'save_params', 'load_params', 'check_params']
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +23,11 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, damaged, or does not fit the network."""
 
 
-def load_params_from_file(path):
-    """Load a ``.params`` file into ``(arg_params, aux_params)`` dicts of NDArrays.
+def load_ndarray_dict(path):
+    """The ``{name: NDArray}`` dictionary of an MXNet parameter file, whatever its key naming.
 
-    Raises :class:`CheckpointError` for a missing, truncated or foreign file.
+    Raises :class:`CheckpointError` for a missing, truncated or foreign file,
+    or one that holds no named arrays.
     """
     if not os.path.isfile(path):
         raise CheckpointError('checkpoint not found: %s (put the released weights in models/, '
@@ -39,8 +40,21 @@ def load_params_from_file(path):
     if not isinstance(save_dict, dict) or not save_dict:
         raise CheckpointError('%s holds no named parameters; expected the arg:/aux: dictionary '
                               'that mx.model.save_checkpoint writes' % path)
+    return save_dict
+
+
+def has_module_keys(save_dict):
+    """Whether any key of ``save_dict`` is ``arg:NAME`` or ``aux:NAME`` (a Module checkpoint)."""
+    return any(key.startswith(('arg:', 'aux:')) for key in save_dict)
+
+
+def load_params_from_file(path):
+    """Load a ``.params`` file into ``(arg_params, aux_params)`` dicts of NDArrays.
+
+    Raises :class:`CheckpointError` for a missing, truncated or foreign file.
+    """
     arg_params, aux_params = {}, {}
-    for key, value in save_dict.items():
+    for key, value in load_ndarray_dict(path).items():
         kind, _, name = key.partition(':')
         if kind == 'arg' and name:
             arg_params[name] = value

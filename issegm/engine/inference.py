@@ -145,6 +145,10 @@ class Predictor(object):
     steps : int
         Sub-stride prediction (``--test-steps``): steps x steps shifted
         forwards interleaved into maps at ``stride / steps``; must divide the stride.
+    normalizer : callable, optional
+        The network's input normalisation, ``(uint8 HxWx3, out=float32 3xHxW)``:
+        :func:`issegm.engine.model.preprocessing` of its label (default: the
+        reference's, ResNet-38's). Padding is zero after it, i.e. the mean colour.
 
     :meth:`predict` is :meth:`start` then :meth:`finish`; callers that loop
     over images use :meth:`prepare` (in reader threads), :meth:`launch` and
@@ -152,9 +156,10 @@ class Predictor(object):
     post-processed.
     """
 
-    def __init__(self, net, num_classes, stride=8, flip=False, ctx=None, steps=1):
+    def __init__(self, net, num_classes, stride=8, flip=False, ctx=None, steps=1, normalizer=None):
         check_steps(steps, stride)
         self.net = net
+        self.normalize = normalize if normalizer is None else normalizer
         self.num_classes = num_classes
         self.stride = stride
         self.flip = flip
@@ -176,11 +181,11 @@ class Predictor(object):
         shape = (1, 3) + padded_shape((imh, imw), self.stride)
         if self.steps == 1:
             data = np.zeros(shape, np.float32)
-            normalize(im, out=data[0, :, :imh, :imw])
+            self.normalize(im, out=data[0, :, :imh, :imw])
             return [data], (imh, imw)
         s, sub = self.stride, self.map_stride
         canvas = np.zeros((3, imh + s, imw + s), np.float32)
-        normalize(im, out=canvas[:, s // 2:s // 2 + imh, s // 2:s // 2 + imw])
+        self.normalize(im, out=canvas[:, s // 2:s // 2 + imh, s // 2:s // 2 + imw])
         starts = [sub // 2 + k * sub for k in range(self.steps)]   # one step: the image itself
         inputs = []
         for oy in starts:

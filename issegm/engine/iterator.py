@@ -114,8 +114,10 @@ class SampleReader(object):
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
                  scale_rate_range, mine_port=0., mine_id=(), mine_id_priority=(), audits=None,
-                 cache_images=False, rate_from_image=False, targets=None):
+                 cache_images=False, rate_from_image=False, targets=None, normalizer=None):
         self.samples = list(samples)
+        # The network's input normalisation (issegm.engine.model.preprocessing); default the reference's.
+        self.normalize = normalize if normalizer is None else normalizer
         # CRST (issegm.engine.objective.TrainingTargets): labels for its loss, plus each sample's domain.
         self.targets = targets
         self.label2train = label2train      # per domain, np.uint8[256]
@@ -130,7 +132,8 @@ class SampleReader(object):
         self.audits = audits                # per domain: LabelAudit, or None (no label checks)
         self.cache = {} if cache_images else None
         self.rate_from_image = bool(rate_from_image)
-        self.mean = np.asarray(MEAN_RGB * 255).astype(np.uint8)  # as the reference: truncated
+        mean_rgb = MEAN_RGB if normalizer is None else normalizer.mean_rgb
+        self.mean = np.asarray(mean_rgb * 255).astype(np.uint8)  # as the reference: truncated
 
     # -- files -------------------------------------------------------------------------
     def _open(self, path):
@@ -239,7 +242,7 @@ class SampleReader(object):
         label_crop = resize(canvas_label[window], (T, T), nearest=True)[s // 2::s, s // 2::s]
         if flip:
             data_crop, label_crop = data_crop[:, ::-1], label_crop[:, ::-1]
-        data = normalize(data_crop)
+        data = self.normalize(data_crop)
         geometry = Geometry(rate, crop, d0, y0, x0, flip, centre is not None)
         return data, label_crop.astype(np.float32).ravel(), geometry, finding
 
@@ -282,7 +285,9 @@ class FileIter(mx.io.DataIter):
     :class:`Sample`) replaces the list files; ``seed`` makes every epoch
     repeatable (default: numpy's global generator, as the reference).
     ``targets`` (:class:`issegm.engine.objective.TrainingTargets`) makes the labels of the
-    CRST loss and adds the label ``is_source``; None is CBST.
+    CRST loss and adds the label ``is_source``; None is CBST. ``normalizer``
+    is the network's input normalisation (:func:`issegm.engine.model.preprocessing`;
+    default the reference's); the crops' canvas is its mean colour.
 
     Without ``dataset_tgt`` it is the reference's source-training iterator
     (``data_src.py``): each image's scale rate comes from its own size, and
@@ -303,7 +308,7 @@ class FileIter(mx.io.DataIter):
                  origin_size_tgt=None, crop_size=0, scale_rate_range=None, crops_per_image=1,
                  transformer=None, transformer_image=None, prefetch_threads=1, prefetcher_type='thread',
                  samples=None, seed=None, prefetcher=None, cache_images=None, targets=None, num_parts=1,
-                 part_index=0):
+                 part_index=0, normalizer=None):
         if batch_images % num_parts or not 0 <= part_index < num_parts:
             raise ValueError('--batch-images %d (the global batch) cannot be split evenly over %d workers'
                              % (batch_images, num_parts))
@@ -346,7 +351,8 @@ class FileIter(mx.io.DataIter):
             crop, feat_stride, tuple(scale_rate_range or (1., 1.)),
             mine_port=meta.get('mine_port', 0.), mine_id=meta.get('mine_id', ()),
             mine_id_priority=meta.get('mine_id_priority', ()),
-            audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st, targets=targets)
+            audits=self.audits, cache_images=bool(cache_images), rate_from_image=not st, targets=targets,
+            normalizer=normalizer)
         self.targets = targets
         self.global_batch = batch_images
         self.batch_size = batch_images // num_parts

@@ -1,11 +1,44 @@
-"""Model labels, network symbols, weights, and ready-to-run models.
+"""Model labels, the network families, weights, and ready-to-run models.
 
-A model label is ``{dataset}_rn{type}-{name}_cls{classes}[_s{stride}]`` (spec
-section 2), e.g. ``cityscapes_rna-a1_cls19_s8`` or the ImageNet classifier
-``ilsvrc-cls_rna-a1_cls1000``; the stride defaults to 32. The label decides
-the network: :func:`get_symbol` builds it, :func:`load_weights` fills it from
-a checkpoint with every name and shape checked, :func:`get_model` returns a
-Gluon block for inference and :func:`get_module` a Module for training.
+A model label is ``{dataset}_{network}_cls{classes}[_s{stride}]`` (docs/behaviour.md
+section 2), where the network names one of three families:
+
+* ``rn{type}-{name}``: ResNet-38 and its thin members (:mod:`util.symbol.resnet_v2`),
+  e.g. ``cityscapes_rna-a1_cls19_s8`` or the ImageNet classifier
+  ``ilsvrc-cls_rna-a1_cls1000``; the stride defaults to 32;
+* ``deeplabv2-r{depth}``: CRST's DeepLab-v2 (:mod:`util.symbol.deeplab_v2`), e.g.
+  ``gta_deeplabv2-r101_cls19_s8``; stride 8 only (the default);
+* ``fcn8s-vgg16``: CBST's FCN-8s on VGG16 (:mod:`util.symbol.fcn8s`), e.g.
+  ``gta_fcn8s-vgg16_cls19_s8``; stride 8 only (the default).
+
+The label decides the network through one registry, :data:`FAMILIES`: each
+family gives its logits symbol, its head (the parameters an ImageNet
+initialisation leaves out), the parameters that stay fixed in training, the
+conversion of foreign weight files and its input preprocessing
+(:func:`preprocessing`). :func:`get_symbol` builds the training network,
+:func:`load_weights` fills it from a checkpoint with every name and shape
+checked, :func:`get_model` returns a Gluon block for inference and
+:func:`get_module` a Module for training.
+
+The engine's stride. The engine expects the network's output at its stride
+on the grid of the stride centres: cell j at input pixel 8 j + 3.5, H/8 cells
+for an input of H (it upsamples the maps itself, and labels training crops
+at those centres). ResNet-38 gives that grid. DeepLab-v2 gives a cell more
+(ceil-mode pooling) centred at 8 j; the engine runs
+:func:`util.symbol.deeplab_v2.deeplab_v2_centred`, its logits interpolated
+bilinearly to the centres (CRST also upsamples the logits bilinearly). FCN-8s ends in a fixed bilinear 8x deconvolution
+(``upscore8``) to the input size; the engine runs instead
+:func:`util.symbol.fcn8s.fcn8s_stride8`: the fused stride-8 scores
+(``fuse_pool3``) resampled by two fixed taps per axis to exactly what
+``upscore8`` gives at the stride centres. So ``fcn8s-vgg16`` is a stride-8
+network whose low-resolution map is the original's full-resolution output
+sampled at the centres; ``upscore8_weight`` is not one of its parameters.
+
+Weights: a Module checkpoint (``arg:``/``aux:`` keys, the released form)
+for every family; for DeepLab-v2 also CRST's PyTorch ``.pth`` (read without
+PyTorch by :mod:`util.torch_checkpoint`); for source training, GluonCV's
+ImageNet ``resnet101_v1`` (DeepLab-v2) and ``vgg16`` (FCN-8s) files, whose
+keys carry no prefix.
 """
 import collections
 import logging
@@ -14,13 +47,16 @@ import re
 
 import mxnet as mx
 
-from util.mxutil import check_params, load_params_from_file
+from util import image
+from util.mxutil import (CheckpointError, check_params, has_module_keys, load_ndarray_dict,
+                         load_params_from_file)
 from util.symbol import layers
 from util.symbol.resnet_v2 import ARCHS, fcrna_model, rna_model
 
-__all__ = ['ModelLabel', 'parse_label', 'label_from_weights', 'epoch_from_weights', 'start_epoch',
-           'get_symbol',
-           'get_scores', 'get_scores_symbol', 'param_shapes', 'load_weights', 'get_model', 'get_module',
+__all__ = ['ModelLabel', 'Family', 'FAMILIES', 'family_of', 'parse_label', 'label_from_weights',
+           'epoch_from_weights', 'start_epoch', 'is_foreign_weights', 'preprocessing',
+           'get_symbol', 'get_scores', 'get_scores_symbol', 'param_shapes', 'read_weights',
+           'load_weights', 'get_model', 'get_module', 'fixed_param_names',
            'subgraph_backend', 'CLASSIFIER_DATASET', 'TRAIN_WORKSPACE_MB', 'TEST_WORKSPACE_MB', 'head_param_names']
 
 logger = logging.getLogger(__name__)
@@ -33,25 +69,40 @@ CLASSIFIER_DATASET = 'ilsvrc-cls'
 TRAIN_WORKSPACE_MB = 1650
 TEST_WORKSPACE_MB = 8192
 
-ModelLabel = collections.namedtuple('ModelLabel', ['dataset', 'net_type', 'net_name', 'classes',
-                                                   'stride'])
 
-_LABEL_RE = re.compile(r'^(?P<dataset>.+?)_rn(?P<type>[a-z])-(?P<name>[a-z0-9]+)'
+class ModelLabel(collections.namedtuple('ModelLabel', ['dataset', 'net_type', 'net_name', 'classes',
+                                                       'stride'])):
+    """The parts of a model label; ``net_type`` is ``rna``/``rnb``... or a family name."""
+
+    __slots__ = ()
+
+    @property
+    def family(self):
+        """The :class:`Family` of the network."""
+        return family_of(self)
+
+
+_LABEL_RE = re.compile(r'^(?P<dataset>.+?)_(?P<net>rn[a-z]-[a-z0-9]+|deeplabv2-r\d+|fcn8s-vgg16)'
                        r'_cls(?P<classes>\d+)(?:_s(?P<stride>\d+))?$')
+
+_FORM = ('{dataset}_{network}_cls{classes}[_s{stride}] with network rn{type}-{name}, '
+         'deeplabv2-r101 or fcn8s-vgg16, e.g. cityscapes_rna-a1_cls19_s8 or gta_deeplabv2-r101_cls19_s8')
 
 
 def parse_label(label):
     """Split a model label into its parts; a clear error for a label that is not one."""
     m = _LABEL_RE.match(label)
     if m is None:
-        raise ValueError('%r is not a model label of the form {dataset}_rn{type}-{name}_cls{classes}'
-                         '[_s{stride}], e.g. cityscapes_rna-a1_cls19_s8' % label)
-    name = m.group('name')
-    if name not in ARCHS:
-        raise ValueError('model label %r: unknown network %r (known: %s)'
-                         % (label, name, ', '.join(sorted(ARCHS))))
-    return ModelLabel(m.group('dataset'), 'rn' + m.group('type'), name, int(m.group('classes')),
-                      int(m.group('stride') or 32))
+        raise ValueError('%r is not a model label of the form %s' % (label, _FORM))
+    net_type, _, name = m.group('net').partition('-')
+    if net_type.startswith('rn'):
+        spec = ModelLabel(m.group('dataset'), net_type, name, int(m.group('classes')),
+                          int(m.group('stride') or 32))
+    else:
+        spec = ModelLabel(m.group('dataset'), net_type, name, int(m.group('classes')),
+                          int(m.group('stride') or 8))
+    spec.family.check(spec, label)
+    return spec
 
 
 def label_from_weights(path):
@@ -80,6 +131,8 @@ def start_epoch(weights, model):
     """
     if weights is None:
         return 0
+    if '_ep-' not in os.path.basename(weights) and is_foreign_weights(weights):
+        return 0  # a PyTorch or GluonCV file: a new model starts from it
     if '_ep-' not in os.path.basename(weights):
         raise ValueError('cannot tell the starting epoch from %s: checkpoint names look like '
                          '{label}_ep-0000.params; pass --from-epoch' % weights)
@@ -88,10 +141,164 @@ def start_epoch(weights, model):
     return epoch_from_weights(weights)
 
 
+def is_foreign_weights(path):
+    """Whether ``path`` is a weight file of another framework's naming: a PyTorch ``.pth``,
+    or an MXNet file whose keys carry no ``arg:``/``aux:`` prefix (GluonCV's ``save_parameters``)."""
+    if path.endswith(('.pth', '.pt')):
+        return True
+    try:
+        return not has_module_keys(load_ndarray_dict(path))
+    except CheckpointError:
+        return False
+
+
 def _as_label(label):
     return parse_label(label) if isinstance(label, str) else label
 
 
+# ---------------------------------------------------------------------------- the families
+class Family(object):
+    """What the engine needs to know of one network family; the base has the common defaults.
+
+    ``name`` is the family's ``net_type`` in labels; ``normalizer`` its
+    input preprocessing (:class:`util.image.Normalizer`).
+    """
+
+    name = None
+    normalizer = image.IMAGENET_FLOAT32
+
+    def check(self, spec, label):
+        """Raise ValueError when ``spec`` (parsed from ``label``) is not a network of this family."""
+        if spec.stride != 8:
+            raise ValueError('model label %r: %s runs at stride 8 only (write _s8)' % (label, self.name))
+        if spec.dataset == CLASSIFIER_DATASET:
+            raise ValueError('model label %r: only ResNet-38 (rna-a1) has an ImageNet classifier label; '
+                             'its ImageNet weights are GluonCV files passed with --weights' % label)
+
+    def scores(self, spec):
+        """The logits symbol (N, classes, H/stride, W/stride) of ``spec``."""
+        raise NotImplementedError
+
+    def training_symbol(self, spec):
+        """The training network: :meth:`scores` under the reference's ``softmax`` head."""
+        return layers.softmax_out(self.scores(spec), multi_output=True)
+
+    def head_param_names(self, spec):
+        """Parameters an ImageNet initialisation does not provide."""
+        return []
+
+    def fixed_param_names(self, spec, symbol):
+        """Parameters of ``symbol`` that training leaves as they are (None: none)."""
+        return None
+
+    def from_pth(self, state_dict, spec, path):
+        """``(arg_params, aux_params)`` from a PyTorch state dict, or CheckpointError."""
+        raise CheckpointError('%s: no PyTorch layout is known for %s networks; pass an MXNet .params '
+                              'file (python -m issegm.convert converts DeepLab-v2 .pth files)' % (path, self.name))
+
+    def from_imagenet(self, params, spec, path):
+        """``(arg_params, aux_params, missing)`` from a GluonCV ImageNet file's dict, or CheckpointError."""
+        raise CheckpointError('%s: key %r is neither arg:NAME nor aux:NAME; this is not a Module checkpoint '
+                              '(Gluon .params files are not supported for %s)' % (path, next(iter(params)), self.name))
+
+
+class ResNet38(Family):
+    """ResNet-38 (``rn{type}-{name}``): the released CBST network, the reference's preprocessing."""
+
+    name = 'resnet38'
+    normalizer = image.REFERENCE
+
+    def check(self, spec, label):
+        if spec.net_name not in ARCHS:
+            raise ValueError('model label %r: unknown network %r (known: %s)'
+                             % (label, spec.net_name, ', '.join(sorted(ARCHS))))
+
+    def training_symbol(self, spec):
+        if spec.dataset == CLASSIFIER_DATASET:
+            return rna_model(spec.net_name, spec.classes)
+        return fcrna_model(spec.net_name, spec.classes, spec.stride)
+
+    def scores(self, spec):
+        return self.training_symbol(spec).get_internals()['linear%d_output' % spec.classes]
+
+    def head_param_names(self, spec):
+        classes = spec.classes
+        return ['conv6a_weight', 'conv6a_bias', 'linear%d_weight' % classes, 'linear%d_bias' % classes]
+
+
+class DeepLabV2(Family):
+    """CRST's DeepLab-v2 (``deeplabv2-r{depth}``): BN frozen, classifier at 10x the learning rate."""
+
+    name = 'deeplabv2'
+
+    def check(self, spec, label):
+        from util.symbol.deeplab_v2 import DEPTHS
+        Family.check(self, spec, label)
+        if self.depth(spec) not in DEPTHS:
+            raise ValueError('model label %r: DeepLab-v2 depth must be one of %s'
+                             % (label, ', '.join('r%d' % d for d in sorted(DEPTHS))))
+
+    @staticmethod
+    def depth(spec):
+        return int(spec.net_name[1:])
+
+    def scores(self, spec):
+        from util.symbol.deeplab_v2 import deeplab_v2_centred
+        return deeplab_v2_centred(spec.classes, self.depth(spec))
+
+    def head_param_names(self, spec):
+        return ['layer5_conv2d_list_%d_%s' % (k, leaf) for k in range(4) for leaf in ('weight', 'bias')]
+
+    def fixed_param_names(self, spec, symbol):
+        from util.symbol.deeplab_v2 import frozen_param_names
+        return frozen_param_names(symbol)  # CRST never trains the BN gammas and betas
+
+    def from_pth(self, state_dict, spec, path):
+        from util.symbol.deeplab_v2 import params_from_state_dict
+        return params_from_state_dict(state_dict, spec.classes, self.depth(spec), source=path)
+
+    def from_imagenet(self, params, spec, path):
+        from util.symbol.deeplab_v2 import params_from_gluoncv_resnet101_v1
+        return params_from_gluoncv_resnet101_v1(params, spec.classes, self.depth(spec), source=path)
+
+
+class FCN8s(Family):
+    """FCN-8s on VGG16 (``fcn8s-vgg16``), run at stride 8 (see the module's docstring)."""
+
+    name = 'fcn8s'
+
+    def scores(self, spec):
+        from util.symbol.fcn8s import fcn8s_stride8
+        return fcn8s_stride8(spec.classes, spec.net_name)
+
+    def from_imagenet(self, params, spec, path):
+        from util.symbol.fcn8s import params_from_gluoncv_vgg16
+        arg_params = params_from_gluoncv_vgg16(params, spec.classes, spec.net_name, source=path)
+        arg_params.pop('upscore8_weight')  # the engine's network stops before upscore8
+        return arg_params, {}, []
+
+
+#: The network families by ``net_type``; ResNet-38's ``rna``, ``rnb``... all map to one.
+FAMILIES = {'resnet38': ResNet38(), 'deeplabv2': DeepLabV2(), 'fcn8s': FCN8s()}
+
+
+def family_of(label):
+    """The :class:`Family` of a model label (string or :class:`ModelLabel`)."""
+    net_type = label.net_type if isinstance(label, ModelLabel) else _as_label(label).net_type
+    return FAMILIES['resnet38' if net_type.startswith('rn') else net_type]
+
+
+def preprocessing(label):
+    """The input normalisation of the network of ``label``: a :class:`util.image.Normalizer`.
+
+    ResNet-38 keeps the reference's (:data:`util.image.REFERENCE`); DeepLab-v2
+    and FCN-8s read what CRST's and GluonCV's ImageNet networks read
+    (:data:`util.image.IMAGENET_FLOAT32`).
+    """
+    return family_of(_as_label(label)).normalizer
+
+
+# ---------------------------------------------------------------------------- symbols
 def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
     """The training symbol (ending in ``softmax``) for a model label.
 
@@ -102,17 +309,20 @@ def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
     saved = layers.cfg['workspace']
     layers.cfg['workspace'] = int(workspace)
     try:
-        if spec.dataset == CLASSIFIER_DATASET:
-            return rna_model(spec.net_name, spec.classes)
-        return fcrna_model(spec.net_name, spec.classes, spec.stride)
+        return spec.family.training_symbol(spec)
     finally:
         layers.cfg['workspace'] = saved
 
 
 def get_scores(label, workspace=TRAIN_WORKSPACE_MB):
     """The network's class scores (logits, before the softmax) as a symbol without a label input."""
-    sym = get_symbol(label, workspace=workspace)
-    return sym.get_internals()['linear%d_output' % _as_label(label).classes]
+    spec = _as_label(label)
+    saved = layers.cfg['workspace']
+    layers.cfg['workspace'] = int(workspace)
+    try:
+        return spec.family.scores(spec)
+    finally:
+        layers.cfg['workspace'] = saved
 
 
 def get_scores_symbol(label, softmax_dtype='float32'):
@@ -134,9 +344,15 @@ def get_scores_symbol(label, softmax_dtype='float32'):
 
 
 def head_param_names(label):
-    """Parameters that a segmentation network does not take from the ImageNet classifier."""
-    classes = _as_label(label).classes
-    return ['conv6a_weight', 'conv6a_bias', 'linear%d_weight' % classes, 'linear%d_bias' % classes]
+    """Parameters that a segmentation network does not take from its ImageNet initialisation."""
+    spec = _as_label(label)
+    return spec.family.head_param_names(spec)
+
+
+def fixed_param_names(label, symbol):
+    """Parameters of ``symbol`` (a network of ``label``) that training does not change, or None."""
+    spec = _as_label(label)
+    return spec.family.fixed_param_names(spec, symbol)
 
 
 def param_shapes(symbol, data_shape=(1, 3, 64, 64)):
@@ -147,25 +363,52 @@ def param_shapes(symbol, data_shape=(1, 3, 64, 64)):
     return args, dict(zip(symbol.list_auxiliary_states(), aux_shapes))
 
 
+# ---------------------------------------------------------------------------- weights
+def read_weights(label, path):
+    """``(arg_params, aux_params, missing)`` of any weight file the family of ``label`` reads.
+
+    A Module checkpoint (``arg:``/``aux:``) as it is; a PyTorch ``.pth``
+    converted by the family (DeepLab-v2: CRST's state dict); an MXNet file
+    without prefixes as a GluonCV ImageNet network (``missing``: the head
+    left to the initialiser). Names and shapes are not yet checked against
+    the network (:func:`load_weights` does).
+    """
+    spec = _as_label(label)
+    family = spec.family
+    if path.endswith(('.pth', '.pt')):
+        if not os.path.isfile(path):
+            raise CheckpointError('checkpoint not found: %s (pass the right path with --weights)' % path)
+        from util.torch_checkpoint import load_state_dict
+        arg_params, aux_params = family.from_pth(load_state_dict(path), spec, path)
+        return arg_params, aux_params, []
+    if isinstance(family, ResNet38):
+        return load_params_from_file(path) + ([],)  # its own messages, unchanged
+    save_dict = load_ndarray_dict(path)
+    if not has_module_keys(save_dict):
+        return family.from_imagenet(save_dict, spec, path)
+    return load_params_from_file(path) + ([],)
+
+
 def load_weights(label, path, symbol=None, init_missing_head=None):
     """Load ``path`` for the network of ``label``, checking every name and shape.
 
-    When the checkpoint is the ImageNet classifier (``ilsvrc-cls_*``) and the
-    network a segmentation one, the classifier's own top is dropped and the
-    FCN head (``conv6a``, ``linear{N}``) is left for the caller to initialise
-    (Xavier, gaussian, in, 2): it is returned in the third element, and logged.
+    ``path`` is any file :func:`read_weights` reads. When the checkpoint is
+    ResNet-38's ImageNet classifier (``ilsvrc-cls_*``) and the network a
+    segmentation one, the classifier's own top is dropped and the FCN head
+    (``conv6a``, ``linear{N}``) is left for the caller to initialise (Xavier,
+    gaussian, in, 2), as is the head a GluonCV ImageNet file lacks
+    (DeepLab-v2's ``layer5``): it is returned in the third element, and logged.
     Returns ``(arg_params, aux_params, missing_head_names)``.
     """
     spec = _as_label(label)
     symbol = symbol if symbol is not None else get_symbol(spec)
-    arg_params, aux_params = load_params_from_file(path)
+    arg_params, aux_params, may_be_missing = read_weights(spec, path)
     if init_missing_head is None:
         try:
             init_missing_head = (parse_label(label_from_weights(path)).dataset == CLASSIFIER_DATASET
                                  and spec.dataset != CLASSIFIER_DATASET)
         except ValueError:
             init_missing_head = False
-    may_be_missing = ()
     if init_missing_head:
         classifier_top = [n for n in arg_params if n.startswith('linear')]
         arg_params = {k: v for k, v in arg_params.items() if k not in classifier_top}
@@ -184,11 +427,14 @@ def head_initializer():
     return mx.init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
 
 
-def _init_param(param, ctx):
+def _init_param(param, ctx, own=None):
     # A SymbolBlock parameter has no layer telling its kind: pick by name, as
-    # Module.init_params does for the same Xavier initialiser.
+    # Module.init_params does for the same Xavier initialiser; a variable's own
+    # initialiser (FCN-8s's zero scores, bilinear deconvolutions) comes first.
     name = param.name
-    if name.endswith(('_gamma', '_moving_var')):
+    if own is not None:
+        init = mx.init.create(own)
+    elif name.endswith(('_gamma', '_moving_var')):
         init = mx.init.One()
     elif name.endswith(('_bias', '_beta', '_moving_mean')):
         init = mx.init.Zero()
@@ -200,14 +446,27 @@ def _init_param(param, ctx):
 def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
     """A Gluon block computing softmax probabilities (N, classes, H/s, W/s) from normalised NCHW data.
 
-    ``weights`` is a ``.params`` path (checked against the network); without
-    it the parameters are initialised as for training from scratch. ``ctx`` is
-    a context or a list of them (default: CPU). ``softmax_dtype``: see
-    :func:`get_scores_symbol`; both scripts use float32 (no prediction
-    changed with float64, ``bench/softmax_precision.py``). The block is
-    hybridised with static memory, so repeated calls at one input size run
-    as a bare executor; on the CPU with the same MKL-DNN subgraph fusion
-    (conv + BN + ReLU) that a bare executor applies, see :func:`subgraph_backend`.
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label; any of the three families.
+    weights : str, optional
+        A weight file (:func:`read_weights`: ``.params``, CRST ``.pth``,
+        GluonCV ImageNet), checked against the network; without it the
+        parameters are initialised as for training from scratch.
+    ctx : mx.Context or list of them
+        Where the parameters live (default: CPU).
+    softmax_dtype : str
+        See :func:`get_scores_symbol`; both scripts use float32 (no
+        prediction changed with float64, ``bench/softmax_precision.py``).
+
+    Returns
+    -------
+    mx.gluon.SymbolBlock
+        Hybridised with static memory, so repeated calls at one input size
+        run as a bare executor; on the CPU with the same MKL-DNN subgraph
+        fusion (conv + BN + ReLU) that a bare executor applies, see
+        :func:`subgraph_backend`. Its input is normalised by :func:`preprocessing`.
     """
     spec = _as_label(label)
     ctx = ctx if ctx is not None else mx.cpu()
@@ -218,6 +477,7 @@ def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
     shapes = dict(param_shapes(full)[0], **param_shapes(full)[1])
     for name, param in params.items():
         param.shape = shapes[name]  # known shapes: no deferred initialisation
+    own = {name: attrs.get('__init__') for name, attrs in full.attr_dict().items()}
     if weights is not None:
         arg_params, aux_params, missing = load_weights(spec, weights, symbol=full)
         loaded = dict(arg_params)
@@ -226,10 +486,10 @@ def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
             if name in loaded:
                 param._load_init(loaded[name], ctx)
         for name in missing:
-            _init_param(params[name], ctx)
+            _init_param(params[name], ctx, own.get(name))
     else:
-        for param in params.values():
-            _init_param(param, ctx)
+        for name, param in params.items():
+            _init_param(param, ctx, own.get(name))
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     net.hybridize(static_alloc=True, static_shape=True, backend=subgraph_backend(ctxs))
     return net
@@ -256,8 +516,13 @@ def get_module(label, contexts, fixed_param_names=None, symbol=None, label_names
 
     ``symbol`` / ``label_names`` replace the network's SoftmaxOutput head and its
     label (the CRST loss, :func:`issegm.engine.objective.training_symbol`).
+    ``fixed_param_names`` defaults to the family's (DeepLab-v2: the BN gammas
+    and betas, never trained in CRST).
     """
     contexts = contexts if isinstance(contexts, (list, tuple)) else [contexts]
-    return mx.mod.Module(get_symbol(label) if symbol is None else symbol, data_names=('data',),
-                         label_names=tuple(label_names), context=list(contexts),
+    symbol = get_symbol(label) if symbol is None else symbol
+    if fixed_param_names is None:
+        spec = _as_label(label)
+        fixed_param_names = spec.family.fixed_param_names(spec, symbol)
+    return mx.mod.Module(symbol, data_names=('data',), label_names=tuple(label_names), context=list(contexts),
                          fixed_param_names=fixed_param_names)

@@ -393,7 +393,8 @@ def _nonfinite_gradients(mod):
     anywhere makes the sum non-finite. (A nan input or weight can give a
     finite loss, as ReLU maps nan to 0, so the loss alone is not enough.)
     """
-    for device_grads in zip(*[g for g in mod._exec_group.grad_arrays if g is not None]):
+    # Fixed parameters (DeepLab-v2's BN) have no gradient: a list of Nones.
+    for device_grads in zip(*[g for g in mod._exec_group.grad_arrays if g is not None and g[0] is not None]):
         total = mx.nd.add_n(*[g.norm() for g in device_grads]).asscalar()
         if not math.isfinite(total):
             return 'the gradients are not finite'

@@ -354,7 +354,7 @@ def _discard(output):
 
 def _run_locked(args, prepared, net):
     from issegm.engine.inference import Predictor
-    from issegm.engine.model import get_model
+    from issegm.engine.model import get_model, preprocessing
     from util.device import get_contexts
     worker.set_logger(args.output, args.log_file, args.debug)
     logger.info('start with arguments %s', args)
@@ -365,7 +365,7 @@ def _run_locked(args, prepared, net):
     if net is None:
         net = get_model(prepared.spec, args.weights, ctx=contexts)
     predictor = Predictor(net, prepared.info.num_classes, prepared.spec.stride, flip=args.test_flipping,
-                          ctx=contexts, steps=args.test_steps)
+                          ctx=contexts, steps=args.test_steps, normalizer=preprocessing(prepared.spec))
     evaluation = Evaluation(predictor, prepared.info, prepared.scales, args.output, args.save_results,
                             postprocess=args.postprocess)
     logger.info('post-processing: %s on %s', evaluation.post.mode, ', '.join(str(c) for c in contexts))

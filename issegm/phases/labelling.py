@@ -354,10 +354,10 @@ def _forward_config(args):
 
 def _make_predictor(args, spec, contexts):
     from issegm.engine.inference import Predictor
-    from issegm.engine.model import get_model
+    from issegm.engine.model import get_model, preprocessing
     net = get_model(args.model, weights=args.weights, ctx=contexts)
     return Predictor(net, spec.classes, stride=spec.stride, flip=bool(args.test_flipping), ctx=contexts,
-                     steps=int(args.test_steps))
+                     steps=int(args.test_steps), normalizer=preprocessing(spec))
 
 
 def _complete_marker(run):

@@ -161,6 +161,7 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
     # The reference caches images in training unless --cache-images says otherwise.
     cache = True if args.cache_images is None else bool(args.cache_images)
     from issegm.engine.objective import training_targets
+    from issegm.engine.model import preprocessing
     from issegm.phases.cli import weights_from_args
     targets = training_targets(weights_from_args(args), spec.classes, RoundPaths(args.output, args.idx_round).round_dir,
                                [sample_name(image) for image, _ in target])
@@ -174,4 +175,4 @@ def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
                     cache_images=cache,
                     meta={'mine_port': args.mine_port, 'mine_id': mine_id,
                           'mine_id_priority': mine_id_priority, 'gpus': args.gpus},
-                    targets=targets)
+                    targets=targets, normalizer=preprocessing(spec))

@@ -119,13 +119,15 @@ def make_dataiter(args, spec, info):
     listed = list_path(info.name, args.split)
     # The content of every listed file, before the first step (minutes, not hours, in).
     check_training_list(listed, read_list(listed, args.data_root, need_labels=True), args.data_root)
+    from issegm.engine.model import preprocessing
     cache = True if args.cache_images is None else bool(args.cache_images)
     return FileIter(dataset=info.name, split=args.split, data_root=args.data_root, sampler='random',
                     batch_images=args.batch_images, crop_size=args.crop_size,
                     origin_size=args.origin_size, scale_rate_range=args.scale_rate,
                     feat_stride=spec.stride, label_stride=spec.stride,
                     prefetch_threads=args.prefetch_threads, prefetcher_type=args.prefetcher,
-                    cache_images=cache, num_parts=worker.num_workers(), part_index=worker.rank())
+                    cache_images=cache, num_parts=worker.num_workers(), part_index=worker.rank(),
+                    normalizer=preprocessing(spec))
 
 
 def settings(args, devices):

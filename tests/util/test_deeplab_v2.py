@@ -1,5 +1,4 @@
 """CRST's DeepLab-v2 symbol gives the PyTorch logits; its weight mappings check names and shapes."""
-import csv
 import hashlib
 import json
 import os
@@ -8,6 +7,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from issegm.testing import deeplab_fixture
 from util.mxutil import CheckpointError
 from util.symbol.deeplab_v2 import (Layer, deeplab_v2, frozen_param_names, key_table,
                                     params_from_gluoncv_resnet101_v1, params_from_state_dict,
@@ -16,34 +16,14 @@ from util.symbol.deeplab_v2 import (Layer, deeplab_v2, frozen_param_names, key_t
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fixtures',
                         'deeplabv2')
 
-# README "Weights": uniform and normal draws by role (conv and counts below).
-_UNIFORM = {'bn_weight': (0.5, 1.5), 'bn3_weight': (0.15, 0.35), 'ds_bn_weight': (0.25, 0.75),
-            'bn_var': (0.5, 1.5)}
-_NORMAL_STD = {'bn_bias': 0.1, 'bn_mean': 0.1, 'cls_weight': 0.01, 'cls_bias': 0.01}
-
 
 def read_tsv(name):
-    with open(os.path.join(FIXTURES, name)) as f:
-        return list(csv.reader(f, delimiter='\t'))[1:]
+    return deeplab_fixture.read_tsv(FIXTURES, name)
 
 
 def fixture_weights():
     """The 632 tensors of the fixture's state dict, rebuilt from seed 11 with numpy alone."""
-    rng = np.random.RandomState(11)
-    values = {}
-    for key, dtype, shape, role, _ in read_tsv('keys_shapes.tsv'):
-        shape = tuple(json.loads(shape))
-        if role == 'conv':
-            value = rng.normal(0, np.sqrt(2. / np.prod(shape[1:])), shape)
-        elif role in _UNIFORM:
-            value = rng.uniform(*_UNIFORM[role], shape)
-        elif role in _NORMAL_STD:
-            value = rng.normal(0, _NORMAL_STD[role], shape)
-        else:
-            assert role == 'bn_count', role
-            value = rng.randint(1, 100000, dtype=np.int64)
-        values[key] = np.asarray(value).astype(dtype)
-    return values
+    return deeplab_fixture.fixture_weights(FIXTURES)
 
 
 @pytest.fixture(scope='module')

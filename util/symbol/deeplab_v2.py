@@ -38,7 +38,7 @@ from util.mxutil import CheckpointError
 from util.symbol.layers import bn, conv, relu
 
 __all__ = ['Layer', 'LAYERS', 'DEPTHS', 'RATES', 'BN_EPS', 'Key', 'resnet_features', 'deeplab_v2',
-           'frozen_param_names', 'key_table', 'params_from_state_dict',
+           'deeplab_v2_centred', 'CENTRE_TAPS', 'frozen_param_names', 'key_table', 'params_from_state_dict',
            'params_from_gluoncv_resnet101_v1']
 
 #: One residual layer: bottleneck width, stride of its first block, dilation of its 3x3 convs.
@@ -135,6 +135,50 @@ def deeplab_v2(classes, depth=101):
     scores = [conv(feat, 'layer5_conv2d_list_%d' % k, classes, kernel=3, dilate=rate, pad=rate,
                    attrs=_CLASSIFIER_ATTRS) for k, rate in enumerate(RATES)]
     return mx.sym.add_n(*scores, name='layer5')
+
+
+#: (offset, weight) pairs giving cell j of :func:`deeplab_v2_centred` from the logits: cell i
+#: of :func:`deeplab_v2` is centred on input pixel 8 i (conv1, the pool and layer2's
+#: stride-2 1x1 convolution are centred), so pixel 8 j + 3.5 lies 3.5/8 of the way to i = j + 1.
+CENTRE_TAPS = ((0, 0.5625), (1, 0.4375))
+
+
+def deeplab_v2_centred(classes, depth=101):
+    """:func:`deeplab_v2`'s logits at the stride centres: (N, classes, ceil(H/8), ceil(W/8)).
+
+    Cell ``j`` is the bilinear interpolation of the logits at input pixel
+    ``8 j + 3.5`` (the centre of pixels ``8 j .. 8 j + 7``), by the taps
+    :data:`CENTRE_TAPS` in each axis; the last row and column are repeated
+    for the taps past the edge. CRST upsamples the logits bilinearly too
+    (``align_corners=True``, which puts cell i at about 8 i as well). This
+    is the grid of an engine that labels crops at the stride centres and
+    upsamples the maps by itself; the plain network gives one cell more than
+    H/8 for H a multiple of 8 (ceil-mode pooling).
+
+    Parameters
+    ----------
+    classes : int
+        Output channels.
+    depth : int
+        ResNet depth, a key of :data:`DEPTHS`.
+
+    Returns
+    -------
+    mx.sym.Symbol
+        The logits ``score8``; the parameters are those of :func:`deeplab_v2`.
+    """
+    logits = deeplab_v2(classes, depth)
+    data = logits.get_internals()['data']
+    padded = mx.sym.pad(logits, mode='edge', pad_width=(0, 0, 0, 0, 0, 1, 0, 1))
+    grid = mx.sym.Pooling(data, kernel=(8, 8), stride=(8, 8), pool_type='max', pooling_convention='full',
+                          name='stride8_grid')
+
+    def cut(first_y, first_x):
+        shifted = mx.sym.slice(padded, begin=(None, None, first_y, first_x), end=(None, None, None, None))
+        return mx.sym.slice_like(shifted, grid, axes=(2, 3))
+
+    terms = [cut(fy, fx) * (wy * wx) for fy, wy in CENTRE_TAPS for fx, wx in CENTRE_TAPS]
+    return mx.sym.add_n(*terms, name='score8')
 
 
 def frozen_param_names(symbol):

@@ -34,7 +34,7 @@ CBST's paper only names "FCN8s-VGG16"; what it leaves open is decided here:
   multipliers, as the FCN prototxt and :mod:`util.symbol.layers`.
 * ImageNet weights are GluonCV's ``vgg16`` (:func:`params_from_gluoncv_vgg16`),
   which reads RGB scaled to [0, 1] and normalised by the ImageNet mean and
-  standard deviation, the input of :func:`util.image.normalize`; Caffe's
+  standard deviation, the input of :data:`util.image.IMAGENET_FLOAT32`; Caffe's
   VGG16 reads mean-subtracted BGR in [0, 255], which this project's data
   pipeline does not produce.
 """
@@ -49,7 +49,8 @@ from util.mxutil import CheckpointError
 from util.symbol.layers import conv, deconv, dropout, pool, relu
 
 __all__ = ['Arch', 'ARCHS', 'CROPS', 'SKIP_SCALES', 'DiagonalBilinear', 'bilinear_kernels',
-           'vgg16_features', 'fcn8s_vgg16', 'fcn8s_param_shapes', 'params_from_gluoncv_vgg16',
+           'vgg16_features', 'fcn8s_fused', 'fcn8s_vgg16', 'fcn8s_stride8', 'STRIDE8_TAPS',
+           'fcn8s_param_shapes', 'params_from_gluoncv_vgg16',
            'load_gluoncv_vgg16']
 
 #: A VGG body: 3x3 convolutions in each block, their filters, width of fc6 and fc7.
@@ -158,6 +159,37 @@ def _upscore(data, name, classes):
     return deconv(data, name, classes, kernel, stride, lr_mult=0., init=DiagonalBilinear())
 
 
+def fcn8s_fused(data, classes, arch='vgg16', skip_scale=True):
+    """FCN-8s's fused scores ``fuse_pool3`` at stride 8, before the final 8x deconvolution.
+
+    Parameters
+    ----------
+    data : mx.sym.Symbol
+        NCHW input.
+    classes : int
+        Number of classes.
+    arch : str or Arch
+        VGG body, :data:`ARCHS` key or table.
+    skip_scale : bool
+        Scale the pool4 / pool3 skips by :data:`SKIP_SCALES` (at-once net).
+
+    Returns
+    -------
+    mx.sym.Symbol
+        Cell ``i`` is centred on input pixel ``8 i - 23.5`` (see :func:`fcn8s_stride8`);
+        the map reaches past the input on every side (conv1_1's padding).
+    """
+    pool3, pool4, drop7 = vgg16_features(data, arch)
+    if skip_scale:  # what ``*`` builds, under the Caffe layers' names
+        pool4 = mx.sym._internal._mul_scalar(pool4, scalar=SKIP_SCALES['pool4'], name='scale_pool4')
+        pool3 = mx.sym._internal._mul_scalar(pool3, scalar=SKIP_SCALES['pool3'], name='scale_pool3')
+    upscore2 = _upscore(_score(drop7, 'score_fr', classes), 'upscore2', classes)
+    fuse_pool4 = upscore2 + _crop(_score(pool4, 'score_pool4', classes), upscore2, 'score_pool4c')
+    upscore_pool4 = _upscore(fuse_pool4, 'upscore_pool4', classes)
+    return mx.sym.elemwise_add(upscore_pool4, _crop(_score(pool3, 'score_pool3', classes), upscore_pool4,
+                                                    'score_pool3c'), name='fuse_pool3')
+
+
 def fcn8s_vgg16(classes, arch='vgg16', skip_scale=True):
     """FCN-8s score map (logits, N x ``classes`` x H x W) at the size of the input ``data``.
 
@@ -176,16 +208,56 @@ def fcn8s_vgg16(classes, arch='vgg16', skip_scale=True):
         The ``score`` output; no loss head.
     """
     data = mx.sym.Variable('data')
-    pool3, pool4, drop7 = vgg16_features(data, arch)
-    if skip_scale:  # what ``*`` builds, under the Caffe layers' names
-        pool4 = mx.sym._internal._mul_scalar(pool4, scalar=SKIP_SCALES['pool4'], name='scale_pool4')
-        pool3 = mx.sym._internal._mul_scalar(pool3, scalar=SKIP_SCALES['pool3'], name='scale_pool3')
-    upscore2 = _upscore(_score(drop7, 'score_fr', classes), 'upscore2', classes)
-    fuse_pool4 = upscore2 + _crop(_score(pool4, 'score_pool4', classes), upscore2, 'score_pool4c')
-    upscore_pool4 = _upscore(fuse_pool4, 'upscore_pool4', classes)
-    fuse_pool3 = upscore_pool4 + _crop(_score(pool3, 'score_pool3', classes), upscore_pool4,
-                                       'score_pool3c')
+    fuse_pool3 = fcn8s_fused(data, classes, arch, skip_scale)
     return _crop(_upscore(fuse_pool3, 'upscore8', classes), data, 'score')
+
+
+#: (first cell, weight) pairs giving cell j of :func:`fcn8s_stride8` from ``fuse_pool3``.
+#: ``upscore8`` (bilinear, kernel 16, stride 8) puts fuse cell i at output pixel
+#: 8 i + 7.5, i.e. at input pixel 8 i + 7.5 - 31 (the final crop) = 8 i - 23.5;
+#: the stride centre 8 j + 3.5 lies 3/8 of the way from cell j + 3 to cell j + 4.
+STRIDE8_TAPS = ((3, 0.625), (4, 0.375))
+
+
+def fcn8s_stride8(classes, arch='vgg16', skip_scale=True):
+    """FCN-8s's scores at the stride centres of the input: (N, classes, ceil(H/8), ceil(W/8)).
+
+    Cell ``j`` is what the full network's bilinear ``upscore8`` gives at
+    input pixel ``8 j + 3.5`` (the centre of the pixels ``8 j .. 8 j + 7``),
+    computed from ``fuse_pool3`` by the two taps of :data:`STRIDE8_TAPS` in
+    each axis: the same numbers as :func:`fcn8s_vgg16` sampled between
+    pixels, without running the 8x deconvolution, so a training or test
+    engine that works at output stride 8 (and upsamples by itself) can run
+    FCN-8s. ``upscore8_weight`` is not a parameter of this symbol.
+
+    Parameters
+    ----------
+    classes : int
+        Number of classes.
+    arch : str or Arch
+        VGG body, :data:`ARCHS` key or table.
+    skip_scale : bool
+        Scale the pool4 / pool3 skips by :data:`SKIP_SCALES` (at-once net).
+
+    Returns
+    -------
+    mx.sym.Symbol
+        The logits ``score8``.
+    """
+    data = mx.sym.Variable('data')
+    fused = fcn8s_fused(data, classes, arch, skip_scale)
+    # A map of ceil(H/8) x ceil(W/8) cells to cut to: the 3-channel input pooled (cheap).
+    like = mx.sym.Pooling(data, kernel=(8, 8), stride=(8, 8), pool_type='max', pooling_convention='full',
+                          name='stride8_grid')
+
+    def cut(first_y, first_x):
+        shifted = mx.sym.slice(fused, begin=(None, None, first_y, first_x), end=(None, None, None, None))
+        return mx.sym.slice_like(shifted, like, axes=(2, 3))
+
+    (a, wa), (b, wb) = STRIDE8_TAPS
+    rows = [(a, wa), (b, wb)]
+    terms = [cut(fy, fx) * (wy * wx) for fy, wy in rows for fx, wx in rows]
+    return mx.sym.add_n(*terms, name='score8')
 
 
 # ---------------------------------------------------------------- ImageNet weights
