@@ -45,8 +45,15 @@ class _StderrLog(object):
         print('warning: ' + msg % args, file=sys.stderr)
 
 
+#: The datasets a prior is counted on: the source domains (CBST-SP multiplies the target's predictions by it).
+SOURCE_DATASETS = ('gta', 'synthia')
+
+
 def _check_values(args, out):
-    """``--max-images``, ``--sigma`` and ``--output`` before any label is read; ``ValueError`` names the flag."""
+    """``--dataset``, ``--max-images``, ``--sigma`` and ``--output`` before any label is read; ``ValueError`` names the flag."""
+    if args.dataset not in SOURCE_DATASETS:
+        raise ValueError('--dataset %s: the spatial prior is counted on the SOURCE domain\'s labels (%s); '
+                         'the target\'s labels are what self-training may not see' % (args.dataset, ' or '.join(SOURCE_DATASETS)))
     if args.max_images is not None and args.max_images < 1:
         raise ValueError('--max-images %d: expected at least 1 image (omit it for the whole list)' % args.max_images)
     if args.sigma is not None and not args.sigma > 0:

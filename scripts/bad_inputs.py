@@ -31,10 +31,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-from util.child_env import child_env  # noqa: E402
+from util.child_env import REPO as ROOT, child_env
 
 __all__ = ['Case', 'CASES', 'case', 'edit', 'build_quick', 'stage', 'snapshot', 'lost', 'worked', 'the_line', 'run_case',
            'expected', 'row', 'main']

@@ -80,8 +80,20 @@ _HOST = re.compile(r'^(?:[^@\s:/]+@)?[A-Za-z0-9._-]+(?::\d+)?$')
 _PYTHON = re.compile(r'^python(\d+(\.\d+)?)?$')
 
 
-def _refuse(message):
-    raise SystemExit('launch: ' + message)
+class Refused(SystemExit):
+    """A refusal before anything starts: :func:`main` prints its one line and exits with ``exit_code``.
+
+    2 when the command must change, 1 when the same command works once the
+    cause is gone (a port in use), as the scripts' exit codes.
+    """
+
+    def __init__(self, message, exit_code=2):
+        super(Refused, self).__init__(message)
+        self.exit_code = exit_code
+
+
+def _refuse(message, code=2):
+    raise Refused('launch: ' + message, code)
 
 
 def split_host(host):
@@ -130,7 +142,7 @@ def free_port(host='127.0.0.1'):
 def _cannot_listen(address, port, exc):
     if exc.errno == errno.EADDRINUSE:
         _refuse('port %d is in use on this machine, where the scheduler listens; choose another --port or '
-                'leave it out for a free one' % port)
+                'leave it out for a free one' % port, code=1)  # the same command works once the port is free
     if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
         _refuse('the scheduler\'s address %s is not an address of this machine, where it runs; give --root-uri '
                 'one of its addresses' % address)
@@ -647,7 +659,15 @@ def _dry_run(starts):
 
 
 def main(argv=None):
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    """The launcher's command line; returns the exit code (a refusal: its one line on stderr, then 2 or 1)."""
+    try:
+        return _launch(_parse(sys.argv[1:] if argv is None else argv))
+    except Refused as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+
+
+def _launch(args):
     python = args.python or default_python(args.command)
     ssh_base = ['ssh'] + (['-F', args.ssh_config] if args.ssh_config else [])
     hosts, addresses, root = _hosts_and_root(args, ssh_base)

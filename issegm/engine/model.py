@@ -175,8 +175,13 @@ class Family(object):
             raise ValueError('model label %r: only ResNet-38 (rna-a1) has an ImageNet classifier label; '
                              'its ImageNet weights are GluonCV files passed with --weights' % label)
 
-    def scores(self, spec):
-        """The logits symbol (N, classes, H/stride, W/stride) of ``spec``."""
+    def scores(self, spec, native=False):
+        """The logits symbol (N, classes, H/stride, W/stride) of ``spec``.
+
+        ``native`` asks for the network's own output grid where it differs
+        from the engine's stride centres (DeepLab-v2: CRST's raw logits, which
+        ``crst_seg.py`` upsamples itself); the other families have one grid.
+        """
         raise NotImplementedError
 
     def training_symbol(self, spec):
@@ -218,7 +223,7 @@ class ResNet38(Family):
             return rna_model(spec.net_name, spec.classes)
         return fcrna_model(spec.net_name, spec.classes, spec.stride)
 
-    def scores(self, spec):
+    def scores(self, spec, native=False):
         return self.training_symbol(spec).get_internals()['linear%d_output' % spec.classes]
 
     def head_param_names(self, spec):
@@ -242,9 +247,10 @@ class DeepLabV2(Family):
     def depth(spec):
         return int(spec.net_name[1:])
 
-    def scores(self, spec):
-        from util.symbol.deeplab_v2 import deeplab_v2_centred
-        return deeplab_v2_centred(spec.classes, self.depth(spec))
+    def scores(self, spec, native=False):
+        from util.symbol.deeplab_v2 import deeplab_v2, deeplab_v2_centred
+        build = deeplab_v2 if native else deeplab_v2_centred
+        return build(spec.classes, self.depth(spec))
 
     def head_param_names(self, spec):
         return ['layer5_conv2d_list_%d_%s' % (k, leaf) for k in range(4) for leaf in ('weight', 'bias')]
@@ -267,7 +273,7 @@ class FCN8s(Family):
 
     name = 'fcn8s'
 
-    def scores(self, spec):
+    def scores(self, spec, native=False):
         from util.symbol.fcn8s import fcn8s_stride8
         return fcn8s_stride8(spec.classes, spec.net_name)
 
@@ -314,18 +320,21 @@ def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
         layers.cfg['workspace'] = saved
 
 
-def get_scores(label, workspace=TRAIN_WORKSPACE_MB):
-    """The network's class scores (logits, before the softmax) as a symbol without a label input."""
+def get_scores(label, workspace=TRAIN_WORKSPACE_MB, native=False):
+    """The network's class scores (logits, before the softmax) as a symbol without a label input.
+
+    ``native``: the family's own output grid (:meth:`Family.scores`), for CRST's pipeline.
+    """
     spec = _as_label(label)
     saved = layers.cfg['workspace']
     layers.cfg['workspace'] = int(workspace)
     try:
-        return spec.family.scores(spec)
+        return spec.family.scores(spec, native)
     finally:
         layers.cfg['workspace'] = saved
 
 
-def get_scores_symbol(label, softmax_dtype='float32'):
+def get_scores_symbol(label, softmax_dtype='float32', native=False):
     """Probabilities without a label input: softmax over classes of the last layer's scores.
 
     The testing symbol: convolutions get the reference's test workspace.
@@ -334,7 +343,7 @@ def get_scores_symbol(label, softmax_dtype='float32'):
     the bootstrapping softmax, a float64 numpy operator); ``'float32'`` equals
     ``SoftmaxOutput``'s forward, which its pseudo-label phase uses.
     """
-    scores = get_scores(label, workspace=TEST_WORKSPACE_MB)
+    scores = get_scores(label, workspace=TEST_WORKSPACE_MB, native=native)
     if softmax_dtype == 'float32':
         return mx.sym.softmax(scores, axis=1, name='prob')
     if softmax_dtype != 'float64':
@@ -443,7 +452,7 @@ def _init_param(param, ctx, own=None):
     param.initialize(init, ctx=ctx)
 
 
-def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
+def get_model(label, weights=None, ctx=None, softmax_dtype='float32', native=False):
     """A Gluon block computing softmax probabilities (N, classes, H/s, W/s) from normalised NCHW data.
 
     Parameters
@@ -467,10 +476,13 @@ def get_model(label, weights=None, ctx=None, softmax_dtype='float32'):
         run as a bare executor; on the CPU with the same MKL-DNN subgraph
         fusion (conv + BN + ReLU) that a bare executor applies, see
         :func:`subgraph_backend`. Its input is normalised by :func:`preprocessing`.
+    native : bool
+        The family's own output grid instead of the engine's stride centres
+        (only DeepLab-v2 differs: CRST's raw logits, for ``crst_seg.py``).
     """
     spec = _as_label(label)
     ctx = ctx if ctx is not None else mx.cpu()
-    sym = get_scores_symbol(spec, softmax_dtype)
+    sym = get_scores_symbol(spec, softmax_dtype, native)
     net = mx.gluon.SymbolBlock(sym, mx.sym.var('data', dtype='float32'))
     params = net.collect_params()
     full = get_symbol(spec)

@@ -56,7 +56,8 @@ def training_symbol(model_label, weights, label_size=None):
         A group with the outputs ``[probs (no gradient), loss]``.
     """
     from issegm.engine.model import get_scores, parse_label
-    scores = get_scores(model_label)
+    # CRST's way (label_size): the network's own grid, its logits upsampled to the crop.
+    scores = get_scores(model_label, native=label_size is not None)
     if label_size is not None:
         scores = mx.sym.contrib.BilinearResize2D(scores, height=int(label_size[0]), width=int(label_size[1]),
                                                  align_corners=True, name='upsample_scores')

@@ -387,7 +387,7 @@ def run(args):
     for r in range(s['num_rounds']):
         round_dir = os.path.join(args.save, str(r))
         os.makedirs(os.path.join(round_dir, 'pseudo_label_color'), exist_ok=True)
-        net = get_model(s['model_label'], weights, ctx)
+        net = get_model(s['model_label'], weights, ctx, native=True)
         if r == s['num_rounds'] - 1:
             _rm(work.pseudo)
             work.score(net, 'train', round_dir)
@@ -404,5 +404,5 @@ def run(args):
         weights = work.retrain(weights, work.samples(sel, cls_thresh, round_dir), mine_id, r)
         if args.rm_prob and work.weights.soft:
             _rm(os.path.join(round_dir, 'prob_lowres'))
-        iou = work.score(get_model(s['model_label'], weights, ctx), 'test', round_dir)
+        iou = work.score(get_model(s['model_label'], weights, ctx, native=True), 'test', round_dir)
     return iou

@@ -10,8 +10,7 @@ def run(name, tmp_path):
 
 
 @pytest.mark.parametrize('name', [
-    pytest.param('launch --port 70000', marks=pytest.mark.xfail(
-        strict=True, reason='the launcher exits 1 for a bad --port; docs/bad-inputs.md says 2 for a command to change')),
+    'launch --port 70000',
     'solve_ST --lr-steps 50,10',
     'metrics merge empty JSON',
 ])

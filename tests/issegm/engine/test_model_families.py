@@ -126,6 +126,17 @@ def test_crst_pth_through_get_model_gives_the_pytorch_probabilities(crst_pth):
         assert np.abs(probs - golden).max() <= 1e-4
 
 
+def test_crst_pth_on_the_native_grid_gives_crsts_own_probabilities(crst_pth):
+    """crst_seg.py's network: CRST's raw logits (no resampling to the engine's centres), softmaxed."""
+    net = get_model('gta_deeplabv2-r101_cls19_s8', weights=crst_pth, native=True)
+    for suffix in ('', '2', '3'):
+        data = np.load(os.path.join(FIXTURES, 'input%s.npy' % suffix))
+        golden = _softmax(np.load(os.path.join(FIXTURES, 'logits%s.npy' % suffix)).astype(np.float64))
+        probs = net(mx.nd.array(data)).asnumpy()
+        assert probs.shape == golden.shape  # 13x17, 9x11 and 9x13: ceil-mode pooling shows on input3
+        assert np.abs(probs - golden).max() <= 1e-4
+
+
 def test_deeplab_training_module_freezes_bn_and_runs_the_classifier_at_10x():
     label = 'gta_deeplabv2-r50_cls19_s8'
     mod = get_module(label, mx.cpu())
@@ -249,3 +260,14 @@ def test_predictor_feeds_the_network_through_the_given_normalizer():
     Predictor(net, 2, stride=8).predict_lowres(img, 16)
     assert np.array_equal(seen[0][0], image.IMAGENET_FLOAT32(img))
     assert np.array_equal(seen[1][0], image.normalize(img))
+
+
+def test_crst_forward_on_the_native_grid_gives_crsts_upsampled_probabilities(crst_pth):
+    """What crst_seg.py's val() computes: logits upsampled with aligned corners to the label size, then softmax."""
+    from issegm.engine.crst_forward import LowResOutput, probabilities_from_lowres
+    net = get_model('gta_deeplabv2-r101_cls19_s8', weights=crst_pth, native=True)
+    data = np.load(os.path.join(FIXTURES, 'input.npy'))
+    probs = net(mx.nd.array(data)).asnumpy()[0]
+    golden = np.load(os.path.join(FIXTURES, 'prob_up.npy'))[0]
+    up = probabilities_from_lowres(LowResOutput(probs, None), golden.shape[1:])
+    assert up.shape == golden.shape and np.abs(up - golden).max() <= 1e-4

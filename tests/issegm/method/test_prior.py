@@ -163,6 +163,8 @@ def test_the_same_prior_saved_at_another_time_is_the_same_file(tmp_path, monkeyp
                                    'more than the'),
     (['--output', 'spatial_prior'], 'error: --output spatial_prior is a folder; give the .mat file to write, '
                                     'e.g. spatial_prior/prior_array.mat'),
+    (['--dataset', 'cityscapes'], "error: --dataset cityscapes: the spatial prior is counted on the SOURCE domain's "
+                                  'labels (gta or synthia)'),
 ])
 def test_cli_refuses_bad_values_in_one_line_before_reading_labels(tmp_path, monkeypatch, capsys, extra, needle):
     root = _mini_gta(tmp_path, monkeypatch, [_layout(True)])
