@@ -798,13 +798,6 @@ def test_solve_AO_synthia_to_cityscapes_one_round(synthia_mini, monkeypatch):
 
 
 # ---------------------------------------------------------------------------- other network families (issue 22)
-def _with(flags, **values):
-    flags = list(flags)
-    for flag, value in values.items():
-        flags[flags.index('--' + flag.replace('_', '-')) + 1] = value
-    return flags
-
-
 def test_solve_AO_one_round_with_deeplab_v2_from_a_crst_pth(mini):
     """DeepLab-v2 end to end: a CRST-style .pth as --weights, pseudo-labels, one epoch, at 32 x 64.
 
