@@ -209,10 +209,13 @@ def forward_flops(symbol, data_shape):
     return sum(by_op.values()), by_op
 
 
-def _gflops(label):
-    from issegm.engine.model import get_scores
-    flops, _ = forward_flops(get_scores(label), (1, 3) + FLOPS_SIZE)
-    return flops / 1e9
+def _gflops_and_params(label):
+    """GFLOPs of one image at :data:`FLOPS_SIZE` and millions of parameters of ``label``'s network."""
+    from issegm.engine.model import get_scores, param_shapes
+    scores = get_scores(label)
+    flops, _ = forward_flops(scores, (1, 3) + FLOPS_SIZE)
+    args, _ = param_shapes(scores)
+    return flops / 1e9, sum(int(np.prod(s)) for s in args.values()) / 1e6
 
 
 def _ratio(value, published):
@@ -249,11 +252,9 @@ def main():
     print()
     print('%-28s %12s %10s %8s %12s' % ('network', 'GFLOPs %dx%d' % FLOPS_SIZE, 'params M', 'paper', 'ratio'))
     for label in labels:
-        from issegm.engine.model import get_scores, param_shapes
-        args_shapes, _ = param_shapes(get_scores(label))
-        params_m = sum(int(np.prod(s)) for s in args_shapes.values()) / 1e6
+        gflops, params_m = _gflops_and_params(label)
         published = PUBLISHED_PARAMS_M.get(label)
-        print('%-28s %12.0f %10.1f %8s %12s' % (label, _gflops(label), params_m,
+        print('%-28s %12.0f %10.1f %8s %12s' % (label, gflops, params_m,
                                                '%gM' % published if published else '-',
                                                _ratio(params_m, published)))
     print('%.0f s' % (time.time() - start))
