@@ -1,6 +1,7 @@
 """Forward-pass cost of the project's model path against a bare MXNet executor.
 
-For the full 19-class ResNet-38 (rna-a1, stride 8), at each input size:
+For one network (``--model``, default the full 19-class ResNet-38, rna-a1,
+stride 8; DeepLab-v2 and FCN-8s labels too), at each input size:
 seconds per forward through ``issegm.engine.model.get_model`` (a hybridised Gluon
 ``SymbolBlock``, what evaluation and pseudo-labelling call) and through a
 plain ``Symbol.bind`` executor of the same network with the same weights, both
@@ -12,7 +13,7 @@ work slows both alike; the pairs' quartiles show the noise, and the load
 average is printed before and after. Both compute the same fused graph (on the CPU, MKL-DNN's
 conv + BN + ReLU subgraphs), so their outputs are equal.
 
-    python bench/forward.py [--sizes 128,256] [--repeat 7] [--arch a1]
+    python -m bench.forward [--sizes 128,256] [--repeat 7] [--arch a1 | --model LABEL]
 """
 import argparse
 import os
@@ -58,11 +59,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sizes', default='128,256')
     parser.add_argument('--repeat', type=int, default=7)
-    parser.add_argument('--arch', default='a1')
+    parser.add_argument('--arch', default='a1', help='ResNet-38 member when --model is not given')
+    parser.add_argument('--model', default=None,
+                        help='model label, e.g. gta_deeplabv2-r101_cls19_s8 (default gta_rna-{arch}_cls19_s8)')
     parser.add_argument('--unfused', action='store_true',
                         help='also time the block without MKL-DNN subgraph fusion (get_model before the fix)')
     args = parser.parse_args()
-    label = 'gta_rna-%s_cls19_s8' % args.arch
+    label = args.model or 'gta_rna-%s_cls19_s8' % args.arch
     net = get_model(label)
     params = {name: p.data() for name, p in net.collect_params().items()}
     sym = get_scores_symbol(label)
