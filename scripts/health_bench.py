@@ -1,0 +1,120 @@
+"""The health record measured on demo runs: the collapse guard's figures and the round selection's table.
+
+    python scripts/health_bench.py demo_out/seed0 demo_out/seed1 ...   # folders of python -m issegm.benchmark
+
+For every case ``adapt/{case}`` of every folder it prints, per round, the
+figures the collapse guard compares with round 0 (the largest growth of a
+class holding at least the ``dominant`` share, the classes that vanished,
+the kept share over round 0's) and whether the guard trips; then, per
+label-free criterion of :mod:`issegm.report.selection`, how often it picks
+the best candidate by target val mIoU (the demo's ``eval/`` results: the
+source model for the weights entering round 0, round k-1's checkpoint for
+round k), and the mean mIoU lost against that oracle and against always
+keeping the last checkpoint (which the records do not observe yet).
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from issegm.report import guard, render, selection  # noqa: E402
+
+__all__ = ['val_miou', 'guard_rows', 'selection_rows', 'main']
+
+
+def val_miou(folder):
+    """mIoU (%) of the one ``*_results.json`` in ``folder``, or None."""
+    found = sorted(glob.glob(os.path.join(folder, '*_results.json')))
+    if not found:
+        return None
+    with open(found[-1]) as f:
+        return 100 * json.load(f)['scores']['mean_iou']
+
+
+def _growth(record, first, t):
+    now = np.asarray(record['pseudo_labels']['label_distribution'])
+    then = np.asarray(first['pseudo_labels']['label_distribution'])
+    big = now >= t['dominant']
+    ratios = np.where(then[big] > 0, now[big] / np.maximum(then[big], 1e-300), np.inf)
+    return float(ratios.max()) if ratios.size else 0.0
+
+
+def guard_rows(run_dir):
+    """``[(case, round, growth, vanished, kept ratio, tripped kinds)]`` of every case of a demo folder."""
+    t = guard.THRESHOLDS
+    rows = []
+    for case_dir in sorted(glob.glob(os.path.join(run_dir, 'adapt', '*'))):
+        rounds = render.load_run(case_dir)['rounds']
+        first = rounds.get(0)
+        for r in sorted(rounds):
+            if r == 0 or not first or 'pseudo_labels' not in rounds[r]:
+                continue
+            now, then = rounds[r]['pseudo_labels'], first['pseudo_labels']
+            vanished = int(np.sum((np.asarray(then['label_distribution']) >= t['present'])
+                                  & (np.asarray(now['label_distribution']) == 0)))
+            kinds = sorted({f['kind'] for f in guard.check(rounds[r], first)})
+            rows.append((os.path.basename(case_dir), r, _growth(rounds[r], first, t), vanished,
+                         now['kept_share'] / max(then['kept_share'], 1e-300), kinds))
+    return rows
+
+
+def selection_rows(run_dir):
+    """Per case ``{criterion: (picked mIoU, best observed mIoU, last mIoU)}`` of a demo folder."""
+    out = {}
+    for case_dir in sorted(glob.glob(os.path.join(run_dir, 'adapt', '*'))):
+        case = os.path.basename(case_dir)
+        rounds = render.load_run(case_dir)['rounds']
+        rounds = {r: rec for r, rec in rounds.items() if rec.get('pseudo_labels')}
+        if not rounds:
+            continue
+        truth = {r: val_miou(os.path.join(run_dir, 'eval', 'source') if r == 0
+                             else os.path.join(run_dir, 'eval', case, str(r - 1))) for r in rounds}
+        last = val_miou(os.path.join(run_dir, 'eval', case, str(max(rounds))))
+        if any(v is None for v in truth.values()) or last is None:
+            continue
+        oracle = max(truth.values())
+        out[case] = {c: (truth[selection.select(rounds, c)['pick']['round']], oracle, last)
+                     for c in selection.CRITERIA}
+        out[case]['always-last'] = (last, oracle, last)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('runs', nargs='+', help='demo folders (each with adapt/ and eval/)')
+    args = parser.parse_args(argv)
+    print('## Collapse guard figures (thresholds %s)\n' % guard.THRESHOLDS)
+    print('| run | case | round | largest growth of a dominant class | vanished classes | kept / round 0 | trips |')
+    print('|---|---|---|---|---|---|---|')
+    for run in args.runs:
+        for case, r, growth, vanished, kept, kinds in guard_rows(run):
+            print('| %s | %s | %d | %.2f | %d | %.2f | %s |' % (os.path.basename(os.path.normpath(run)), case, r,
+                                                              growth, vanished, kept, ', '.join(kinds) or '-'))
+    picks = {}
+    for run in args.runs:
+        for case, per in selection_rows(run).items():
+            for criterion, values in per.items():
+                picks.setdefault(criterion, []).append(values)
+    if not picks:
+        return 0
+    n = len(picks['always-last'])
+    print('\n## Which round to keep: %d runs (cases x seeds)\n' % n)
+    print('| criterion | picks the best observed round | mIoU lost vs the best observed | mIoU lost vs the best '
+          'of all (last included) | mIoU vs always-last |')
+    print('|---|---|---|---|---|')
+    for criterion in selection.CRITERIA + ('always-last',):
+        v = np.array(picks[criterion])
+        best_all = np.maximum(v[:, 1], v[:, 2])
+        print('| %s | %d / %d | %.2f | %.2f | %+.2f |' % (
+            criterion, int(np.sum(v[:, 0] >= v[:, 1])), len(v), float(np.mean(v[:, 1] - v[:, 0])),
+            float(np.mean(best_all - v[:, 0])), float(np.mean(v[:, 0] - v[:, 2]))))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
