@@ -36,17 +36,22 @@ def val_miou(folder):
         return 100 * json.load(f)['scores']['mean_iou']
 
 
-def _growth(record, first, t):
-    now = np.asarray(record['pseudo_labels']['label_distribution'])
-    then = np.asarray(first['pseudo_labels']['label_distribution'])
-    big = now >= t['dominant']
+#: Classes holding at least this share of the labelled pixels count for the growth figure.
+SHOWN = 0.1
+
+
+def _growth(now, then):
+    """``(ratio, share now)`` of the class holding >= SHOWN of the labels now that grew most over round 0."""
+    big = np.nonzero(now >= SHOWN)[0]
+    if not big.size:
+        return 0.0, 0.0
     ratios = np.where(then[big] > 0, now[big] / np.maximum(then[big], 1e-300), np.inf)
-    return float(ratios.max()) if ratios.size else 0.0
+    k = int(np.argmax(ratios))
+    return float(ratios[k]), float(now[big[k]])
 
 
 def guard_rows(run_dir):
-    """``[(case, round, growth, vanished, kept ratio, tripped kinds)]`` of every case of a demo folder."""
-    t = guard.THRESHOLDS
+    """``[(case, round, (growth, its share), largest round-0 share vanished, kept ratio, tripped kinds)]``."""
     rows = []
     for case_dir in sorted(glob.glob(os.path.join(run_dir, 'adapt', '*'))):
         rounds = render.load_run(case_dir)['rounds']
@@ -55,10 +60,10 @@ def guard_rows(run_dir):
             if r == 0 or not first or 'pseudo_labels' not in rounds[r]:
                 continue
             now, then = rounds[r]['pseudo_labels'], first['pseudo_labels']
-            vanished = int(np.sum((np.asarray(then['label_distribution']) >= t['present'])
-                                  & (np.asarray(now['label_distribution']) == 0)))
+            d_now, d_then = np.asarray(now['label_distribution']), np.asarray(then['label_distribution'])
+            gone = d_then[d_now == 0]
             kinds = sorted({f['kind'] for f in guard.check(rounds[r], first)})
-            rows.append((os.path.basename(case_dir), r, _growth(rounds[r], first, t), vanished,
+            rows.append((os.path.basename(case_dir), r, _growth(d_now, d_then), float(gone.max()) if gone.size else 0.,
                          now['kept_share'] / max(then['kept_share'], 1e-300), kinds))
     return rows
 
@@ -89,12 +94,13 @@ def main(argv=None):
     parser.add_argument('runs', nargs='+', help='demo folders (each with adapt/ and eval/)')
     args = parser.parse_args(argv)
     print('## Collapse guard figures (thresholds %s)\n' % guard.THRESHOLDS)
-    print('| run | case | round | largest growth of a dominant class | vanished classes | kept / round 0 | trips |')
+    print('| run | case | round | largest growth of a class holding >= %d%% (its share) | largest round-0 share '
+          'of a vanished class | kept / round 0 | trips |' % (100 * SHOWN))
     print('|---|---|---|---|---|---|---|')
     for run in args.runs:
-        for case, r, growth, vanished, kept, kinds in guard_rows(run):
-            print('| %s | %s | %d | %.2f | %d | %.2f | %s |' % (os.path.basename(os.path.normpath(run)), case, r,
-                                                              growth, vanished, kept, ', '.join(kinds) or '-'))
+        for case, r, (growth, share), vanished, kept, kinds in guard_rows(run):
+            print('| %s | %s | %d | %.2f (%.1f%%) | %.2f%% | %.2f | %s |' % (
+                os.path.relpath(run), case, r, growth, 100 * share, 100 * vanished, kept, ', '.join(kinds) or '-'))
     picks = {}
     for run in args.runs:
         for case, per in selection_rows(run).items():
