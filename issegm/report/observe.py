@@ -121,7 +121,7 @@ def record_pseudo_labels(output, r, items, info, cls_thresh, kc_policy, tgt_port
 def record_epoch(folder, entry, kind=None):
     """Add one epoch's entry (:func:`issegm.engine.training.train`'s ``epoch_end_callback``) to ``training``."""
     sections = {'training': {'%04d' % int(entry['epoch']): dict(entry)}}
-    if kind is not None:
+    if kind is not None and not health.load(folder).get('kind'):
         sections['kind'] = kind
     health.update(folder, **sections)
 
@@ -133,4 +133,6 @@ def record_evaluation(folder, stem, scores, predicted_counts, confidence, class_
              'confidence': confidence}
     if scores is not None:
         entry['scores'] = {k: scores[k] for k in ('mean_iou', 'pixel_acc', 'mean_acc', 'class_iou') if k in scores}
-    return health.update(folder, kind='evaluation', classes=list(class_names), evaluations={stem: entry})
+    # An evaluation written into a round's folder (evaluate.py's default --output) joins that round's record.
+    kind = {} if health.load(folder).get('kind') else {'kind': 'evaluation'}
+    return health.update(folder, classes=list(class_names), evaluations={stem: entry}, **kind)

@@ -83,3 +83,16 @@ def test_source_shares_read_at_most_the_limit_spread_over_the_list():
     out = health.source_class_shares(list(range(10)), lut, 2, read, limit=3)
     assert seen == [0, 4, 9] or seen == [0, 5, 9]
     assert out['images'] == 3 and out['of'] == 10
+
+
+def test_an_evaluation_in_a_rounds_folder_joins_its_record(tmp_path):
+    from issegm.report import observe
+    folder = str(tmp_path)
+    health.update(folder, kind='round', round=1)
+    observe.record_evaluation(folder, 'm_ep-0002', {'mean_iou': 0.5, 'class_iou': [0.5]}, [3], {'pixels': 3}, ['a'])
+    record = health.load(folder)
+    assert record['kind'] == 'round' and record['evaluations']['m_ep-0002']['scores']['mean_iou'] == 0.5
+    alone = str(tmp_path / 'eval')
+    observe.record_evaluation(alone, 's', None, [1, 3], {}, ['a', 'b'])
+    assert health.load(alone)['kind'] == 'evaluation'
+    assert health.load(alone)['evaluations']['s']['predicted_share'] == [0.25, 0.75]
