@@ -41,11 +41,11 @@ SHOWN = 0.1
 
 
 def _growth(now, then):
-    """``(ratio, share now)`` of the class holding >= SHOWN of the labels now that grew most over round 0."""
+    """``(odds ratio, share now)`` of the class holding >= SHOWN of the labels now whose odds grew most."""
     big = np.nonzero(now >= SHOWN)[0]
     if not big.size:
         return 0.0, 0.0
-    ratios = np.where(then[big] > 0, now[big] / np.maximum(then[big], 1e-300), np.inf)
+    ratios = guard.odds_ratio(now, then)[big]
     k = int(np.argmax(ratios))
     return float(ratios[k]), float(now[big[k]])
 
@@ -94,7 +94,7 @@ def main(argv=None):
     parser.add_argument('runs', nargs='+', help='demo folders (each with adapt/ and eval/)')
     args = parser.parse_args(argv)
     print('## Collapse guard figures (thresholds %s)\n' % guard.THRESHOLDS)
-    print('| run | case | round | largest growth of a class holding >= %d%% (its share) | largest round-0 share '
+    print('| run | case | round | largest odds growth of a class holding >= %d%% (its share) | largest round-0 share '
           'of a vanished class | kept / round 0 | trips |' % (100 * SHOWN))
     print('|---|---|---|---|---|---|---|')
     for run in args.runs:

@@ -5,8 +5,10 @@ finding (and one warning line naming the round, classes and figures):
 
 * ``vanished``: classes present in round 0's pseudo-labels (at least
   ``present`` of the labelled pixels) that no pixel is labelled with now;
-* ``grew``: a class whose share of the labelled pixels grew ``grow`` times or
-  more over round 0's and now holds at least ``dominant`` of them;
+* ``grew``: a class that now holds at least ``dominant`` of the labelled
+  pixels and whose odds against the other classes (share / (1 - share))
+  grew ``grow`` times or more over round 0's (odds, not shares: a class at
+  50% that takes every pixel grew only twice in share, infinitely in odds);
 * ``kept``: the share of target pixels kept as pseudo-labels fell below
   ``kept_drop`` times round 0's.
 
@@ -15,9 +17,18 @@ The thresholds (:data:`THRESHOLDS`) come from the miniature benchmark
 """
 import numpy as np
 
-__all__ = ['THRESHOLDS', 'check', 'warning_lines']
+__all__ = ['THRESHOLDS', 'odds_ratio', 'check', 'warning_lines']
 
 THRESHOLDS = {'present': 0.005, 'grow': 3.0, 'dominant': 0.2, 'kept_drop': 0.5}
+
+
+def odds_ratio(now, then):
+    """Per class, the odds ``share / (1 - share)`` now over round 0's (inf where round 0's is 0 or now's is 1)."""
+    now, then = np.asarray(now, np.float64), np.asarray(then, np.float64)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        odds_now = np.where(now < 1, now / np.maximum(1 - now, 1e-300), np.inf)
+        odds_then = then / np.maximum(1 - then, 1e-300)
+        return np.where(odds_then > 0, odds_now / np.maximum(odds_then, 1e-300), np.inf)
 
 
 def _names(record, indices):
@@ -48,17 +59,16 @@ def check(record, first, thresholds=None):
                       'line': 'round %d: class%s %s vanished from the pseudo-labels (round 0: %s of the '
                               'labelled pixels)' % (r, 'es' if len(gone) > 1 else '', ', '.join(names),
                                                     ', '.join('%.1f%%' % (100 * d_then[c]) for c in gone))})
-    with np.errstate(divide='ignore', invalid='ignore'):
-        ratio = np.where(d_then > 0, d_now / np.maximum(d_then, 1e-300), np.inf)
+    ratio = odds_ratio(d_now, d_then)
     grew = [int(c) for c in np.nonzero((ratio >= t['grow']) & (d_now >= t['dominant']))[0]]
     for c in grew:
         name = _names(record, [c])[0]
         found.append({'kind': 'grew', 'round': r, 'classes': [name],
-                      'figures': {'round0': d_then[c], 'now': d_now[c], 'ratio': float(ratio[c])},
-                      'line': 'round %d: class %s holds %.1f%% of the pseudo-labels, %s times its round-0 '
-                              'share (%.1f%%)' % (r, name, 100 * d_now[c],
-                                                  '%.1f' % ratio[c] if np.isfinite(ratio[c]) else 'infinitely many',
-                                                  100 * d_then[c])})
+                      'figures': {'round0': d_then[c], 'now': d_now[c], 'odds_ratio': float(ratio[c])},
+                      'line': 'round %d: class %s holds %.1f%% of the pseudo-labels (round 0: %.1f%%), its odds '
+                              'against the other classes %s' % (
+                                  r, name, 100 * d_now[c], 100 * d_then[c],
+                                  'grew %.1f times' % ratio[c] if np.isfinite(ratio[c]) else 'without bound')})
     k_now, k_then = float(now['kept_share']), float(then['kept_share'])
     if k_then > 0 and k_now < t['kept_drop'] * k_then:
         found.append({'kind': 'kept', 'round': r, 'classes': [],

@@ -29,8 +29,8 @@ def test_figures_and_table_of_a_demo_folder(tmp_path, capsys):
     for folder, miou in (('source', 0.30), ('CBST/0', 0.35), ('CBST/1', 0.20), ('CBST/2', 0.10)):
         _result(os.path.join(run, 'eval', folder), miou)
     rows = health_bench.guard_rows(run)
-    assert [(r[1], r[5]) for r in rows] == [(1, []), (2, ['vanished'])]
-    assert rows[1][3] == 0.2 and abs(rows[1][2][0] - 1.8) < 1e-9
+    assert [(r[1], r[5]) for r in rows] == [(1, []), (2, ['grew', 'vanished'])]
+    assert rows[1][3] == 0.2 and abs(rows[1][2][0] - 9.0) < 1e-9  # odds of 'a': 1 -> 9
     picked = health_bench.selection_rows(run)['CBST']
     assert picked['agreement'] == (35.0, 35.0, 10.0) and picked['entropy'] == (20.0, 35.0, 10.0)
     assert picked['always-last'] == (10.0, 35.0, 10.0)

@@ -26,10 +26,17 @@ def test_vanished_classes_are_one_finding_naming_them():
 def test_a_class_that_grew_several_times_and_dominates():
     found = guard.check(record(2, [0.1, 0.2, 0.0, 0.7]), FIRST, {'present': 0.5})
     assert [f['kind'] for f in found] == ['grew']
-    assert found[0]['classes'] == ['car'] and abs(found[0]['figures']['ratio'] - 7.0) < 1e-9
+    assert found[0]['classes'] == ['car'] and abs(found[0]['figures']['odds_ratio'] - 21.0) < 1e-9
+    assert 'holds 70.0% of the pseudo-labels (round 0: 10.0%)' in found[0]['line']
     # grown as much but still small: no finding
     assert guard.check(record(2, [0.5, 0.3, 0.0, 0.2]), record(0, [0.5, 0.3, 0.19, 0.01]),
                        {'present': 0.5, 'dominant': 0.25}) == []
+
+
+def test_growth_is_in_odds_so_a_class_taking_every_pixel_is_found():
+    found = guard.check(record(4, [1.0, 0.0, 0.0, 0.0]), FIRST, {'present': 0.5})
+    assert [f['kind'] for f in found] == ['grew'] and 'without bound' in found[0]['line']
+    assert guard.odds_ratio([0.5], [0.25]).tolist() == [3.0]
 
 
 def test_a_drop_of_the_kept_share():
