@@ -197,8 +197,8 @@ def cached_source_shares(stats_dir, key, compute):
         return cache
     try:
         found = dict(compute(), key=key)
-    except (OSError, ValueError) as exc:
-        return {'share': None, 'error': str(exc)}
+    except Exception as exc:  # no source labels here (another machine, no --dataset): the record goes on
+        return {'share': None, 'error': '%s: %s' % (type(exc).__name__, exc)}
     with atomic_write(path) as f:
         json.dump(_plain(found), f, indent=1, sort_keys=True)
     return found
