@@ -50,10 +50,10 @@ def _growth(now, then):
     return float(ratios[k]), float(now[big[k]])
 
 
-def guard_rows(run_dir):
+def guard_rows(run_dir, cases=None):
     """``[(case, round, (growth, its share), largest round-0 share vanished, kept ratio, tripped kinds)]``."""
     rows = []
-    for case_dir in sorted(glob.glob(os.path.join(run_dir, 'adapt', '*'))):
+    for case_dir in _cases(run_dir, cases):
         rounds = render.load_run(case_dir)['rounds']
         first = rounds.get(0)
         for r in sorted(rounds):
@@ -68,10 +68,16 @@ def guard_rows(run_dir):
     return rows
 
 
-def selection_rows(run_dir):
-    """Per case ``{criterion: (picked mIoU, best observed mIoU, last mIoU)}`` of a demo folder."""
+def _cases(run_dir, cases):
+    """The case folders of a demo folder, those named in ``cases`` when given."""
+    found = sorted(glob.glob(os.path.join(run_dir, 'adapt', '*')))
+    return [d for d in found if not cases or os.path.basename(d) in cases]
+
+
+def selection_rows(run_dir, cases=None):
+    """Per case ``{criterion: (picked mIoU, best observed mIoU, last mIoU, confidence word)}`` of a demo folder."""
     out = {}
-    for case_dir in sorted(glob.glob(os.path.join(run_dir, 'adapt', '*'))):
+    for case_dir in _cases(run_dir, cases):
         case = os.path.basename(case_dir)
         rounds = render.load_run(case_dir)['rounds']
         rounds = {r: rec for r, rec in rounds.items() if rec.get('pseudo_labels')}
@@ -83,27 +89,31 @@ def selection_rows(run_dir):
         if any(v is None for v in truth.values()) or last is None:
             continue
         oracle = max(truth.values())
-        out[case] = {c: (truth[selection.select(rounds, c)['pick']['round']], oracle, last)
-                     for c in selection.CRITERIA}
-        out[case]['always-last'] = (last, oracle, last)
+        out[case] = {}
+        for c in selection.CRITERIA:
+            choice = selection.select(rounds, c)
+            out[case][c] = (truth[choice['pick']['round']], oracle, last, choice['confidence'])
+        out[case]['always-last'] = (last, oracle, last, '')
     return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('runs', nargs='+', help='demo folders (each with adapt/ and eval/)')
+    parser.add_argument('--cases', default=None, help='comma-separated cases (default: every adapt/ folder)')
     args = parser.parse_args(argv)
+    cases = args.cases.split(',') if args.cases else None
     print('## Collapse guard figures (thresholds %s)\n' % guard.THRESHOLDS)
     print('| run | case | round | largest odds growth of a class holding >= %d%% (its share) | largest round-0 share '
           'of a vanished class | kept / round 0 | trips |' % (100 * SHOWN))
     print('|---|---|---|---|---|---|---|')
     for run in args.runs:
-        for case, r, (growth, share), vanished, kept, kinds in guard_rows(run):
+        for case, r, (growth, share), vanished, kept, kinds in guard_rows(run, cases):
             print('| %s | %s | %d | %.2f (%.1f%%) | %.2f%% | %.2f | %s |' % (
                 os.path.relpath(run), case, r, growth, 100 * share, 100 * vanished, kept, ', '.join(kinds) or '-'))
     picks = {}
     for run in args.runs:
-        for case, per in selection_rows(run).items():
+        for case, per in selection_rows(run, cases).items():
             for criterion, values in per.items():
                 picks.setdefault(criterion, []).append(values)
     if not picks:
@@ -114,11 +124,19 @@ def main(argv=None):
           'of all (last included) | mIoU vs always-last |')
     print('|---|---|---|---|---|')
     for criterion in selection.CRITERIA + ('always-last',):
-        v = np.array(picks[criterion])
+        v = np.array([p[:3] for p in picks[criterion]], np.float64)
         best_all = np.maximum(v[:, 1], v[:, 2])
         print('| %s | %d / %d | %.2f | %.2f | %+.2f |' % (
             criterion, int(np.sum(v[:, 0] >= v[:, 1])), len(v), float(np.mean(v[:, 1] - v[:, 0])),
             float(np.mean(best_all - v[:, 0])), float(np.mean(v[:, 0] - v[:, 2]))))
+    print('\n| criterion | confidence | runs | picks the best observed round | mIoU lost vs the best observed |')
+    print('|---|---|---|---|---|')
+    for criterion in selection.CRITERIA:
+        for word in ('high', 'medium', 'low'):
+            v = np.array([p[:3] for p in picks[criterion] if p[3] == word], np.float64).reshape(-1, 3)
+            if len(v):
+                print('| %s | %s | %d | %d | %.2f |' % (criterion, word, len(v), int(np.sum(v[:, 0] >= v[:, 1])),
+                                                     float(np.mean(v[:, 1] - v[:, 0]))))
     return 0
 
 

@@ -32,8 +32,9 @@ def test_figures_and_table_of_a_demo_folder(tmp_path, capsys):
     assert [(r[1], r[5]) for r in rows] == [(1, []), (2, ['grew', 'vanished'])]
     assert rows[1][3] == 0.2 and abs(rows[1][2][0] - 9.0) < 1e-9  # odds of 'a': 1 -> 9
     picked = health_bench.selection_rows(run)['CBST']
-    assert picked['agreement'] == (35.0, 35.0, 10.0) and picked['entropy'] == (20.0, 35.0, 10.0)
-    assert picked['always-last'] == (10.0, 35.0, 10.0)
+    assert picked['agreement'][:3] == (35.0, 35.0, 10.0) and picked['entropy'][:3] == (20.0, 35.0, 10.0)
+    assert picked['always-last'] == (10.0, 35.0, 10.0, '')
+    assert health_bench.selection_rows(run, cases=['ST']) == {}
     assert health_bench.main([run]) == 0
     out = capsys.readouterr().out
     assert '| agreement | 1 / 1 | 0.00 | 0.00 | +25.00 |' in out

@@ -26,12 +26,13 @@ def test_each_criterion_picks_its_round():
 
 def test_the_answer_says_how_sure_and_never_reads_the_labels():
     choice = selection.select(RECORDS, 'combined')
-    assert choice['votes'] == 1 and choice['of'] == 3 and choice['confidence'] == 'low'
+    assert choice['votes'] == 1 and choice['of'] == 3
+    assert choice['margin'] == pytest.approx(1 / 3.) and choice['confidence'] == 'medium'
     blind = {r: dict(v, pseudo_labels=dict(v['pseudo_labels'], scores={'mean_iou': 1 - r}))
              for r, v in RECORDS.items()}
     assert selection.select(blind, 'combined')['pick']['round'] == 2  # other mIoU, same answer
     lines = selection.describe(choice)
-    assert 'round 2' in lines[0] and '(round 1)' in lines[0] and 'confidence low' in lines[0]
+    assert 'round 2' in lines[0] and '(round 1)' in lines[0] and 'confidence medium' in lines[0]
     assert 'round 3' in lines[1]  # the last checkpoint is not observed yet
 
 
