@@ -19,7 +19,7 @@ import numpy as np
 
 __all__ = ['THRESHOLDS', 'odds_ratio', 'check', 'warning_lines']
 
-THRESHOLDS = {'present': 0.005, 'grow': 3.0, 'dominant': 0.25, 'kept_drop': 0.5}
+THRESHOLDS = {'present': 0.01, 'grow': 3.0, 'dominant': 0.25, 'kept_drop': 0.5}
 
 
 def odds_ratio(now, then):
