@@ -81,6 +81,9 @@ FLAGS = {
     '--restart': dict(action='store_true', help='Discard what an earlier run with other settings left in '
                                                 '--output and start again (ours; without it such a rerun '
                                                 'stops with the differences).'),
+    '--stop-on-collapse': dict(action='store_true', help='Stop before retraining on a round whose pseudo-labels '
+                                                         'the collapse guard flags (exit 1; rerun without the '
+                                                         'flag to continue); without it the guard only warns.'),
     # CRST (issegm/method/crst.py); 0 everywhere is CBST.
     '--mr-weight-kld': dict(default=0., type=float, help='CRST-MRKLD: weight of the KL(uniform||p) model '
                                                          'regulariser (applied twice on target pixels, as '

@@ -59,7 +59,7 @@ def build_parser():
                         help='The solve_ST.py to run each phase with, as a subprocess (default: in this '
                              'process).')
     add_flags(parser, ['--kc-policy', '--prefetch-threads', '--gpus', '--restart', '--debug', '--kvstore',
-                       '--postprocess'],
+                       '--postprocess', '--stop-on-collapse'],
               kc_policy=None)
     add_flags(parser, CRST_FLAGS)  # forwarded to both phases when non-zero
     return parser

@@ -37,7 +37,7 @@ def build_parser():
     add_flags(parser, ['--phase', '--with-prior', '--test-scales', '--test-flipping', '--test-steps',
                        '--kvstore', '--prefetch-threads', '--prefetcher', '--cache-images', '--log-file',
                        '--check-start', '--check-step', '--debug', '--backward-do-mirror', '--no-cudnn',
-                       '--kc-policy', '--restart', '--postprocess'])
+                       '--kc-policy', '--restart', '--postprocess', '--stop-on-collapse'])
     add_flags(parser, CRST_FLAGS)
     return parser
 

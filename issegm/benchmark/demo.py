@@ -10,7 +10,9 @@ down (rounds, epochs, crop size, portions) and the thin network ``rna-t1``:
 4. ``solve_AO.py`` three times: ST (``--kc-policy global``), CBST
    (``--kc-policy cb``), CBST-SP (``--kc-policy cb --with-prior True``),
    each round's model evaluated with ``evaluate.py``;
-5. the paper-style table (``Case|mIoU|Road|...``), a picture (image | ground
+5. the run report of each case (:mod:`issegm.report`: ``report.html`` and
+   ``report.md`` in ``source/`` and ``adapt/{case}/``);
+6. the paper-style table (``Case|mIoU|Road|...``), a picture (image | ground
    truth | source-only | CBST for a few target val images) and a plot of mIoU
    per round per method.
 
@@ -210,10 +212,21 @@ def run_demo(workdir, preset_name='full', seed=0, gpus='0', methods=METHODS, ove
             results['Source+'] = train_source_plus(runner, p, src_ckpt, scale)
         for case, policy, prior in methods:
             results[case] = self_train(runner, p, case, policy, prior, src_ckpt, scale)
+    write_run_reports(workdir, ['source'] + [os.path.join('adapt', case) for case, _, _ in methods])
     from issegm.benchmark.report import summarise
     reference = README_BAND if preset_name == 'full' and not overrides and README_BAND['mean'] is not None else None
     summary = summarise(workdir, results, p, time.time() - start, runner.times, reference)
     return summary
+
+
+def write_run_reports(workdir, outputs):
+    """The run report (:func:`issegm.report.render.write_report`) of each output; a failure only warns."""
+    from issegm.report.render import write_report
+    for out in outputs:
+        try:
+            write_report(os.path.join(workdir, out))
+        except Exception as exc:  # the report observes the demo; it never fails it
+            print('run report of %s not written: %s' % (out, exc), file=sys.stderr)
 
 
 def self_train(runner, p, case, policy, prior, src_ckpt, scale):
@@ -311,6 +324,8 @@ def _print_single(summary, output):
         print(summary['band']['line'])
     print('\nwritten in %s: table.md, pseudo_labels.md, summary.json, mIoU_per_round.png, predictions.png, logs/'
           % os.path.abspath(output))
+    print('run reports: source/report.html, adapt/<case>/report.html (python -m issegm.report adapt/<case> --select: '
+          'the round to keep)')
     print('total time %.0f s' % summary['seconds'])
 
 

@@ -416,7 +416,7 @@ def _diverged(what, epoch, nbatch, batches, lr, prefix):
 
 
 def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback, job):
-    """One pass over ``dataiter``; returns ``(updates, images/s)``. Stops before a non-finite update.
+    """One pass over ``dataiter``; returns ``(updates, images, seconds)``. Stops before a non-finite update.
 
     ``job`` is the :class:`JobStep` of this process.
     """
@@ -442,13 +442,14 @@ def _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batc
         if batch_end_callback is not None:
             batch_end_callback(epoch, nbatch, loss, lr)
     bar.close()
-    return nbatch + 1, seen / max(time.time() - start, 1e-9)
+    return nbatch + 1, seen, time.time() - start
 
 
 def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to_epoch=1,
           stop_epoch=None, base_lr=1e-4, lr_policy='fixed', lr_steps=(), lr_factor=0.1,
           weight_decay=5e-4, momentum=0.9, kvstore='local', resume=True,
-          backward_do_mirror=False, batch_end_callback=None, seed=0, schedule_batches=None, objective=None):
+          backward_do_mirror=False, batch_end_callback=None, seed=0, schedule_batches=None, objective=None,
+          epoch_end_callback=None):
     """Train the network of ``label`` on ``dataiter``; checkpoint to ``{prefix}-%04d.params``.
 
     Parameters
@@ -480,6 +481,10 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     objective : issegm.engine.objective.Objective
         Another loss than the network's SoftmaxOutput (CRST): gives the
         Module and the logged metric. The checkpoints are the same network's.
+    epoch_end_callback : callable
+        Called after each epoch's checkpoint with a dict: ``epoch`` (counted
+        from 1), ``loss`` (the logged one, ``metric`` its name), ``lr``,
+        ``images``, ``seconds``, ``checkpoint``; it observes, it changes nothing.
 
     Returns the list of checkpoint paths written or found, in epoch order.
     Raises :class:`DivergenceError` when the loss or the weights stop being finite.
@@ -523,10 +528,15 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     metric = NllMetric() if objective is None else objective.metric()
     for epoch in range(begin, stop_epoch):
         _seed(seed, epoch + 1)
-        n, speed = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix, batch_end_callback,
-                                job)
+        n, seen, seconds = _train_epoch(mod, dataiter, metric, epoch, stop_epoch, batches, prefix,
+                                        batch_end_callback, job)
         updates += n
-        done.append(_end_epoch(mod, prefix, epoch, n, batches, updates, metric, speed))
+        path, loss, lr = _end_epoch(mod, prefix, epoch, n, batches, updates, metric,
+                                    seen / max(seconds, 1e-9))
+        done.append(path)
+        if epoch_end_callback is not None:
+            epoch_end_callback({'epoch': epoch + 1, 'loss': loss, 'metric': metric.name, 'lr': lr,
+                                'images': seen * worker.num_workers(), 'seconds': seconds, 'checkpoint': path})
     return done
 
 
@@ -557,14 +567,18 @@ def _init_sgd(mod, kvstore, scheduler, momentum, wd, devices, updates):
 
 
 def _end_epoch(mod, prefix, epoch, n, batches, updates, metric, speed):
-    """After epoch ``epoch`` (``n`` updates): check the weights, save them (rank 0), log; the checkpoint's path."""
+    """After epoch ``epoch`` (``n`` updates): check the weights, save them (rank 0), log.
+
+    Returns ``(checkpoint path, logged loss, learning rate)``.
+    """
     arg_now, aux_now = mod.get_params()
     if not _all_finite(arg_now):
         raise _diverged('the weights are no longer finite', epoch, n - 1, batches,
                         mod._optimizer.learning_rate, prefix)
     path = _save_epoch(mod, prefix, epoch + 1, updates, arg_now, aux_now)
     workers = worker.num_workers()
-    logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, _job_loss(metric, workers),
-                mod._optimizer.learning_rate, speed * workers, 'saved' if worker.rank() == 0 else 'rank 0 saved',
+    loss, lr = _job_loss(metric, workers), mod._optimizer.learning_rate
+    logger.info('Epoch[%d] loss=%.6f lr=%.3e speed=%.2f img/s, %s %s', epoch + 1, loss,
+                lr, speed * workers, 'saved' if worker.rank() == 0 else 'rank 0 saved',
                 path)
-    return path
+    return path, loss, lr

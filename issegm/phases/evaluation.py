@@ -187,6 +187,10 @@ class Evaluation(object):
         self.audit = LabelAudit(info)  # unknown ids are ignored by the scores, and reported once
         self.valid = np.zeros(256, bool)
         self.valid[info.valid_label_ids] = True
+        # The health record's observations (they change nothing evaluated).
+        from issegm.report.health import ConfidenceStats
+        self.predicted = np.zeros(info.num_classes, np.int64)
+        self.confidence = ConfidenceStats()
         if save_results:
             for sub in ('color', 'labelId', 'trainId'):
                 makedirs(os.path.join(output, sub))
@@ -204,14 +208,32 @@ class Evaluation(object):
                 raise FlagError('label of %s is %dx%d but the image is %dx%d' % (
                     image_path, label.shape[0], label.shape[1], inputs.orig_hw[0], inputs.orig_hw[1]))
             gt = np.take(self.info.label2train, label)
-        return self.post.evaluate(self.predictor.launch(inputs), gt)
+        job = self.predictor.launch(inputs)
+        pending = self.post.evaluate(job, gt)
+        pending.observed_job = job  # for the health record's confidence, read in finish()
+        return pending
 
     def finish(self, pending):
         """Train-id prediction (uint8 H x W) of a started image; its counts join :attr:`cm`."""
         out = pending.result()
         if 'confusion' in out:
             self.cm.add(out['confusion'])
-        return out['pred'].astype(np.uint8, copy=False)
+        pred = out['pred'].astype(np.uint8, copy=False)
+        self._observe(pred, getattr(pending, 'observed_job', None))
+        return pred
+
+    def _observe(self, pred, job):
+        """The health record's counts: predicted classes, and the confidence of the network's maps."""
+        from issegm.report.health import class_counts
+        self.predicted += class_counts(pred, self.info.num_classes)
+        lowres = getattr(job, 'lowres', None)
+        if lowres is not None:
+            for low in lowres():
+                self.confidence.add(low.probs, low.im_hw, low.stride)
+
+    def health_arrays(self):
+        """The observations as arrays, to gather over the workers."""
+        return dict(self.confidence.to_arrays(), health_predicted=self.predicted)
 
     def predict(self, image, label=None):
         """Train-id prediction (uint8 H x W) of one RGB image (scored when ``label`` is given)."""
@@ -375,8 +397,12 @@ def _run_locked(args, prepared, net):
     logger.info('time: %.2f s predicting (network + post-processing), %.2f s other (waits on readers, '
                 'writers, logging)',
                 timer['predict'], timer['other'])
-    parts = worker.gather(args.output, args.result_stem + '_confusion', cm.to_arrays(), root_only=True)
-    if not prepared.has_gt or parts is None:
+    parts = worker.gather(args.output, args.result_stem + '_confusion', dict(cm.to_arrays(), **evaluation.health_arrays()),
+                          root_only=True)
+    if parts is None:
+        return None
+    if not prepared.has_gt:
+        _record_health(args, prepared, parts, None)
         return None
     cm = metrics.ConfusionMatrix(prepared.info.num_classes)
     for part in parts:
@@ -395,4 +421,20 @@ def _run_locked(args, prepared, net):
     with atomic_write(os.path.join(args.output, args.result_stem + '_results.md')) as f:
         f.write(table)
     logger.info('%s\n%s', cm.summary(), table)
+    _record_health(args, prepared, parts, result['scores'])
     return result
+
+
+def _record_health(args, prepared, parts, scores):
+    """Rank 0 adds this evaluation to ``{output}/health.json`` (an observer: a failure only warns)."""
+    from issegm.report.health import ConfidenceStats
+    from issegm.report.observe import record_evaluation
+    try:
+        confidence = ConfidenceStats()
+        for part in parts:
+            confidence.merge_arrays(part)
+        predicted = np.sum([part['health_predicted'] for part in parts], axis=0)
+        record_evaluation(args.output, args.result_stem, scores, predicted,
+                          confidence.summary(prepared.info.num_classes), prepared.info.class_names)
+    except Exception as exc:
+        logger.warning('health record not written (%s)', exc)

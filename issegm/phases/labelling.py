@@ -84,6 +84,7 @@ def generate_pseudo_labels(args, predictor=None):
     old = np.load(run.paths.thresholds_used) if os.path.exists(run.paths.thresholds_used) else None
     # Rank 0 merges every worker's pools and scores.
     collector, cm_np, cm_sp = _merge_pass1(run.paths.probmap, collector, cm_np, cm_sp)
+    confidence = _merge_confidence(run.paths.probmap, run.confidence)
     cls_size, cls_thresh, mine_id, mine_id_priority = _round_thresholds(args, run.paths, collector, run.spec.classes)
     del collector  # the pools are the phase's largest memory: gone before pass 2
 
@@ -93,6 +94,7 @@ def generate_pseudo_labels(args, predictor=None):
              'mine_id': mine_id.tolist(), 'mine_id_priority': mine_id_priority.tolist()}
     stats.update(_scores(scores_np=cm_np, scores_sp=cm_sp))
     _finish_round(run, stats, thresh)
+    _observe(run, cls_thresh, confidence, cm_np, cm_sp)
     return stats
 
 
@@ -140,6 +142,7 @@ class _Round(object):
             self.config['lr_weight_ent'] = self.alpha
         self.has_gt = args.split_tgt in ('train', 'val') and all(label is not None for _, label in self.items)
         self.post = None
+        self.confidence = None  # pass 1's ConfidenceStats (the health record's; the labels never see it)
 
     def folders(self):
         """The folders the phase writes in."""
@@ -220,6 +223,7 @@ class _Round(object):
                     out = pending.result()
                     low = None if job is None else (job.lowres()[0], job.orig_hw)  # the map carries its (sub-)stride
                     totals.add(out)
+                    totals.observe(low[0] if low is not None else launched.item[1].result()[0][0])
                     if low is not None:
                         forwarded += 1
                         writer.submit(self._guarded(1, i, self._save_pass_one, i, out, low))
@@ -230,6 +234,7 @@ class _Round(object):
         bar.close()
         audit.report(logger)
         logger.info('round %d pass 1: %d images forwarded, %d reloaded', self.r, forwarded, len(mine) - forwarded)
+        self.confidence = totals.confidence
         return totals.collector, totals.cm_np, totals.cm_sp
 
     def _read(self, predictor, finished, scale, audit, i):
@@ -312,7 +317,9 @@ class _PassOneTotals(object):
 
     def __init__(self, num_classes, has_gt, with_prior):
         from issegm.engine.metrics import ConfusionMatrix
+        from issegm.report.health import ConfidenceStats
         self.collector = ConfidenceCollector(num_classes)
+        self.confidence = ConfidenceStats()
         self.cm_np = ConfusionMatrix(num_classes) if has_gt else None
         self.cm_sp = ConfusionMatrix(num_classes) if has_gt and with_prior else None
 
@@ -322,6 +329,10 @@ class _PassOneTotals(object):
             self.cm_np.add(out['confusion_np'])
         if self.cm_sp is not None:
             self.cm_sp.add(out['confusion_sp'])
+
+    def observe(self, low):
+        """The health record's confidence sums over one image's low-resolution map (a :class:`LowRes`)."""
+        self.confidence.add(low.probs, low.im_hw, low.stride)
 
     def log_scores(self):
         if self.cm_sp is not None:
@@ -404,6 +415,9 @@ def _restore_round(run, stats):
         if not run.alpha:  # with LRENT the maps are the soft labels' store
             shutil.rmtree(run.paths.probmap, ignore_errors=True)
     worker.barrier()
+    from issegm.report.health import load
+    if 'pseudo_labels' not in load(run.paths.round_dir):  # rounds made before the record existed
+        _observe(run, np.array(stats['cls_thresh']), None, None, None, stats)
     return stats
 
 
@@ -477,6 +491,51 @@ def _finish_round(run, stats, thresh):
         shutil.rmtree(paths.probmap, ignore_errors=True)
     worker.barrier()
     logger.info('round %d: pseudo-labels done (%s)', run.r, paths.pseudo_labelIds)
+
+
+# ---------------------------------------------------------------------------- the health record
+def _merge_confidence(folder, confidence):
+    """Rank 0's confidence sums over every worker's images (the others get None)."""
+    from issegm.report.health import ConfidenceStats
+    parts = worker.gather(folder, 'health', confidence.to_arrays(), root_only=True)
+    if parts is None:
+        return None
+    merged = ConfidenceStats()
+    for part in parts:
+        merged.merge_arrays(part)
+    return merged
+
+
+def _observe(run, cls_thresh, confidence, cm_np, cm_sp, stats=None):
+    """Rank 0 writes the round's health record (``{output}/{r}/health.json``); a failure only warns.
+
+    The record observes the round: nothing the phase computes depends on it.
+    """
+    if not worker.is_root():
+        return
+    from issegm.report import observe
+    args, info = run.args, run.info
+    try:
+        if confidence is not None:
+            observe.record_confidence(run.paths.round_dir, run.r, confidence, run.spec.classes)
+        scores = _health_scores(cm_np, cm_sp, stats)
+        source = observe.source_shares(run.paths.stats, args.dataset, args.split, args.data_root, info)
+        observe.record_pseudo_labels(args.output, run.r, run.items, info, cls_thresh, args.kc_policy,
+                                     args.init_tgt_port, run.with_prior, source, scores)
+        logger.info('round %d: health record %s', run.r, os.path.join(run.paths.round_dir, 'health.json'))
+    except Exception as exc:  # an observer never fails the phase
+        logger.warning('round %d: health record not written (%s)', run.r, describe_failure(exc)[1])
+
+
+def _health_scores(cm_np, cm_sp, stats):
+    """The argmax's scores against the target labels (and with the prior), or None without labels."""
+    if cm_np is None:
+        return stats.get('scores_np') if stats else None
+    keys = ('pixel_acc', 'mean_acc', 'mean_iou', 'class_iou')
+    scores = {k: v for k, v in cm_np.scores().items() if k in keys}
+    if cm_sp is not None:
+        scores['with_prior'] = {k: v for k, v in cm_sp.scores().items() if k in keys}
+    return scores
 
 
 # ---------------------------------------------------------------------------- files

@@ -54,6 +54,7 @@ def retrain(args, dataiter_factory=None):
     dataiter = (dataiter_factory or make_dataiter)(args, spec, source, target, mine_id, mine_id_priority)
     try:
         return train(args.model, dataiter, prefix, contexts=contexts, stop_epoch=stop_epoch,
+                     epoch_end_callback=_health_callback(RoundPaths(args.output, r).round_dir),
                      **_train_options(args, num_source, weights))
     except DivergenceError as exc:
         raise PhaseError('phase train round %d: %s' % (r, exc), code=2) from exc
@@ -62,6 +63,20 @@ def retrain(args, dataiter_factory=None):
         raise PhaseError('phase train round %d failed (checkpoints %s-NNNN.params): %s; then rerun the same '
                          'command to resume from the last whole epoch' % (r, prefix, describe_failure(exc)[1])) \
             from exc
+
+
+def _health_callback(folder):
+    """Rank 0's per-epoch entry in ``{folder}/health.json`` (an observer: a failure only warns)."""
+    if not worker.is_root():
+        return None
+
+    def record(entry):
+        from issegm.report.observe import record_epoch
+        try:
+            record_epoch(folder, entry)
+        except Exception as exc:
+            logger.warning('health record of epoch %d not written (%s)', entry['epoch'], exc)
+    return record
 
 
 def _log_round(args, r, num_source, num_target, mine_id, mine_id_priority, weights):

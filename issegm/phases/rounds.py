@@ -96,7 +96,9 @@ def val_argv(args, rnd):
         ('--idx-round', rnd['round']), ('--no-cudnn', True), ('--test-flipping', True),
         ('--with-prior', args.with_prior), ('--kc-policy', args.kc_policy),
         # Ours; passed only when chosen, so that the default command stays the reference's.
-        ('--postprocess', None if getattr(args, 'postprocess', 'auto') == 'auto' else args.postprocess)]) \
+        ('--postprocess', None if getattr(args, 'postprocess', 'auto') == 'auto' else args.postprocess),
+        # Ours; only when asked for: the guard then stops the run before retraining on a collapsed round.
+        ('--stop-on-collapse', bool(getattr(args, 'stop_on_collapse', False)))]) \
         + _crst_argv(args)
 
 
@@ -115,7 +117,9 @@ def train_argv(args, rnd):
         ('--backward-do-mirror', True), ('--origin-size', args.origin_size),
         ('--origin-size-tgt', args.origin_size_tgt), ('--seed-int', rnd['seed']), ('--phase', 'train'),
         # Not in the reference's command: only when asked for (under the launcher local becomes dist_sync).
-        ('--kvstore', None if getattr(args, 'kvstore', 'local') == 'local' else args.kvstore)]) \
+        ('--kvstore', None if getattr(args, 'kvstore', 'local') == 'local' else args.kvstore),
+        # Ours; only when asked for: the guard then stops the run before retraining on a collapsed round.
+        ('--stop-on-collapse', bool(getattr(args, 'stop_on_collapse', False)))]) \
         + _crst_argv(args)
 
 

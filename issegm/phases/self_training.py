@@ -96,6 +96,32 @@ def _guard_phase(args):
            has_work=lambda: last_checkpoint(prefix) is not None)
 
 
+def _collapse_guard(args, stop):
+    """The collapse guard on this round's pseudo-labels (rank 0 decides, every worker obeys).
+
+    Warns one line per finding (:mod:`issegm.report.guard`) and records the
+    findings in the round's health record; with ``stop`` a finding ends the
+    phase with exit code 1 before any retraining.
+    """
+    import logging
+    from issegm.report import guard, health
+    log = logging.getLogger('cbst')
+    found = []
+    if worker.is_root():
+        paths = RoundPaths(args.output, args.idx_round)
+        found = guard.check(health.load(paths.round_dir), health.load(RoundPaths(args.output, 0).round_dir))
+        for line in guard.warning_lines(found):
+            log.warning('%s', line)
+        if health.load(paths.round_dir):
+            health.update(paths.round_dir, guard={'findings': found, 'thresholds': guard.THRESHOLDS})
+    if int(worker.broadcast([len(found)])[0]) and stop:
+        raise PhaseError('round %d: the collapse guard flagged the pseudo-labels (%s) and --stop-on-collapse '
+                         'stops before retraining; inspect them (python -m issegm.report %s), then rerun '
+                         'without --stop-on-collapse to continue'
+                         % (args.idx_round, '; '.join(f['line'] for f in found) or 'see rank 0', args.output),
+                         code=1)
+
+
 def run(args, predictor=None, dataiter_factory=None):
     """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code.
 
@@ -125,7 +151,10 @@ def _run_phase_locked(args, predictor, dataiter_factory):
         worker.root_only(_guard_phase, args)
         if args.phase == 'val':
             generate_pseudo_labels(args, predictor=predictor)
+            _collapse_guard(args, stop=getattr(args, 'stop_on_collapse', False))
         else:
+            if getattr(args, 'stop_on_collapse', False):
+                _collapse_guard(args, stop=True)
             retrain(args, dataiter_factory=dataiter_factory)
     except PhaseError as exc:
         log.error('%s', exc)

@@ -199,4 +199,16 @@ def _train_locked(args, spec, info, contexts, prefix, dataiter, batch_end_callba
                  from_epoch=args.from_epoch, to_epoch=args.to_epoch, stop_epoch=args.stop_epoch,
                  base_lr=args.base_lr, lr_policy=args.lr_type, lr_steps=args.lr_steps_list,
                  weight_decay=args.weight_decay, kvstore=args.kvstore,
-                 backward_do_mirror=args.backward_do_mirror, batch_end_callback=batch_end_callback)
+                 backward_do_mirror=args.backward_do_mirror, batch_end_callback=batch_end_callback,
+                 epoch_end_callback=_health_callback(args.output) if worker.is_root() else None)
+
+
+def _health_callback(folder):
+    """The per-epoch entry of ``{folder}/health.json`` (an observer: a failure only warns)."""
+    def record(entry):
+        from issegm.report.observe import record_epoch
+        try:
+            record_epoch(folder, entry, kind='source_training')
+        except Exception as exc:
+            logger.warning('health record of epoch %d not written (%s)', entry['epoch'], exc)
+    return record

@@ -203,7 +203,7 @@ def test_solve_AO_in_process_killed_inside_round_one_epoch_resumes_from_last_epo
     assert sorted(os.path.basename(p) for p in glob.glob('ao/*/*.params')) == [
         MODEL + '_ep-%04d.params' % e for e in (1, 2, 3, 4)]
     assert sorted(os.listdir('ao/stats')) == ['cls_size.npy', 'cls_thresh.npy', 'mine_id.npy',
-                                              'mine_id_priority.npy']
+                                              'mine_id_priority.npy', 'source_class_shares.json']
     with open('issegm/data_list/cityscapes/train_training_gpu0.lst') as f:
         assert all('\tao/1/self_train/pseudo_labelIds/' in line for line in f)
     # cumulative source selection: round 1 (portion 0.75) extends round 0 (portion 0.5)

@@ -44,10 +44,15 @@ def test_nll_metric_ignores_255():
 
 def test_checkpoints_every_epoch_and_resume(tmp_path):
     prefix = str(tmp_path / (LABEL + '_ep'))
-    seen = []
+    seen, epochs = [], []
     paths = train(LABEL, _iter(), prefix, to_epoch=2, base_lr=1e-2,
-                  batch_end_callback=lambda e, b, loss, lr: seen.append((e, b, lr)))
+                  batch_end_callback=lambda e, b, loss, lr: seen.append((e, b, lr, loss)),
+                  epoch_end_callback=epochs.append)
     assert paths == [checkpoint_path(prefix, 1), checkpoint_path(prefix, 2)]
+    # One entry per epoch for the health record: the logged loss (the metric's mean over the epoch's batches).
+    assert [(e['epoch'], e['images'], e['lr'], e['checkpoint']) for e in epochs] == [
+        (1, 8, 1e-2, paths[0]), (2, 8, 1e-2, paths[1])]
+    assert epochs[1]['loss'] == pytest.approx(seen[3][3]) and epochs[1]['seconds'] > 0
     assert os.path.exists(prefix + '-symbol.json')
     assert [s[:2] for s in seen] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert last_checkpoint(prefix) == 2 and last_checkpoint(prefix, upto=1) == 1

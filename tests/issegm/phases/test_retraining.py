@@ -56,7 +56,9 @@ def test_mining_statistics_of_the_round_reach_the_training_iterator(layout, monk
                         contexts=seen['contexts'], stop_epoch=2,
                         weights='models/gta_rna-a1_cls19_s8_ep-0000.params', from_epoch=0, to_epoch=2,
                         base_lr=1e-4, lr_policy='step', lr_steps=[1], weight_decay=5e-4, kvstore='local',
-                        backward_do_mirror=False, seed=3, schedule_batches=4 // 2, objective=None)
+                        backward_do_mirror=False, seed=3, schedule_batches=4 // 2, objective=None,
+                        epoch_end_callback=seen['epoch_end_callback'])
+    assert callable(seen['epoch_end_callback'])  # the round's health record, per epoch
     assert dataiter is it
     assert [s.domain for s in it.samples].count(SOURCE) == 4 and [s.domain for s in it.samples].count(TARGET) == 4
     targets = [s for s in it.samples if s.domain == TARGET]

@@ -96,3 +96,16 @@ def test_phase_command_lines_parse_to_the_reference_commands():
     for argv in (val_argv(crst, rounds[3]), train_argv(crst, rounds[3])):
         parsed = build_parser().parse_args(argv)
         assert (parsed.lr_weight_ent, parsed.mr_weight_kld) == (0.25, 0.1)
+
+
+def test_stop_on_collapse_reaches_both_phases_only_when_asked_and_is_not_a_setting():
+    from issegm.phases.preflight import rounds_settings
+    from issegm.solve_AO import build_parser
+    from issegm.solve_ST import build_parser as st_parser
+    plain, stopping = _ao_args(), build_parser().parse_args(SYNTHIA_AO + ['--stop-on-collapse'])
+    rnd = round_schedule(plain)[1]
+    for argv_of in (val_argv, train_argv):
+        assert '--stop-on-collapse' not in argv_of(plain, rnd)  # the reference's commands
+        assert st_parser().parse_args(argv_of(stopping, rnd)).stop_on_collapse
+    # Removing the flag on a rerun continues the same run (the guard changes no number).
+    assert rounds_settings(plain, 1) == rounds_settings(stopping, 1)
