@@ -96,6 +96,21 @@ def test_the_page_in_a_headless_browser(tmp_path):
     out = str(tmp_path)
     round_record(os.path.join(out, '0'), 0, 0.2)
     html_path, _ = render.write_report(out)
+    page = open(html_path, encoding='utf-8').read()
+    expected = page.count('<img')
+    # A copy of the page that writes, once loaded, which images the browser decoded (naturalWidth > 0).
+    probe = str(tmp_path / 'probe.html')
+    with open(probe, 'w', encoding='utf-8') as f:
+        f.write(page.replace('</body>', '<script>window.addEventListener("load", function () {'
+                             'document.body.setAttribute("data-loaded", Array.prototype.map.call(document.images,'
+                             ' function (i) { return i.complete && i.naturalWidth > 0 ? "1" : "0"; }).join(""));'
+                             '});</script></body>'))
+    dom = subprocess.run([browser, '--headless', '--disable-gpu', '--no-sandbox', '--virtual-time-budget=5000',
+                          '--dump-dom', 'file://' + probe], check=True, timeout=90, capture_output=True,
+                         text=True).stdout
+    loaded = re.search(r'data-loaded="([01]*)"', dom)
+    assert expected > 0 and loaded is not None, dom[-500:]
+    assert loaded.group(1) == '1' * expected  # every picture of the page decoded
     shot = str(tmp_path / 'shot.png')
     subprocess.run([browser, '--headless', '--disable-gpu', '--no-sandbox', '--screenshot=%s' % shot,
                     '--window-size=1100,2000', 'file://' + html_path], check=True, timeout=60,
