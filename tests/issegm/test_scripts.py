@@ -290,7 +290,8 @@ def outputs(folder):
     found = {}
     for path in glob.glob(os.path.join(folder, '*', '*.params')):
         found[os.path.relpath(path, folder)] = {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
-    for path in glob.glob(os.path.join(folder, '*', '*', '*', '*.png')) + glob.glob(os.path.join(folder, 'stats', '*')):
+    labels = glob.glob(os.path.join(folder, '*', '*', '*', '*.png'))
+    for path in labels + glob.glob(os.path.join(folder, 'stats', '*.npy')):
         found[os.path.relpath(path, folder)] = np.asarray(Image.open(path)) if path.endswith('.png') else np.load(path)
     return found
 

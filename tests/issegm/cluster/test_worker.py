@@ -138,8 +138,10 @@ def test_a_dist_sync_epoch_equals_one_process_with_two_devices(mini):
     assert max(np.abs(one[k] - start[k]).max() for k in one) > 1e-3  # an epoch of real updates
     for k in one:
         np.testing.assert_allclose(dist[k], one[k], rtol=0, atol=1e-5, err_msg=k)
-    # rank 0 alone wrote the checkpoint, its state and the run's record; every worker logged the job's loss
+    # rank 0 alone wrote the checkpoint, its state, the run's record and its health record; every worker
+    # logged the job's loss
     assert sorted(os.listdir('dist')) == sorted([ckpt, ckpt.replace('.params', '.states'), '.lock', 'run.json',
+                                                 'health.json',
                                                  '%s_ep-symbol.json' % SRC_MODEL, '%s.log' % SRC_MODEL,
                                                  '%s.worker1.log' % SRC_MODEL])
     loss = lambda path: float(open(path).read().split('Epoch[1] loss=')[1].split()[0])  # noqa: E731

@@ -20,7 +20,7 @@ def mini(tmp_path, monkeypatch):
 FLAGS = ['--num-round', '1', '--test-scales', '64', '--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--split',
          'train', '--split-tgt', 'train', '--data-root', 'gta', '--data-root-tgt', 'cityscapes', '--output', 'ao',
          '--model', MODEL, '--weights', 'models/%s_ep-0000.params' % SRC_MODEL, '--batch-images', '2',
-         '--crop-size', '32', '--init-tgt-port', '0.2', '--init-src-port', '0.5', '--seed-int', '0',
+         '--crop-size', '32', '--init-tgt-port', '0.2', '--init-src-port', '0.5', '--max-src-port', '0.6', '--seed-int', '0',
          '--base-lr', '1e-4', '--to-epoch', '1', '--epoch-per-round', '1', '--kc-policy', 'cb',
          '--prefetch-threads', '1', '--gpus', '0', '--with-prior', 'False']
 
