@@ -87,3 +87,19 @@ def test_readme_status_table_and_band_agree():
     assert gain == '%+.1f +- %.1f' % (README_BAND['mean'], README_BAND['std'])
     lo, hi = demo_report.band(README_BAND['mean'], README_BAND['std'])
     assert '[%+.1f, %+.1f]' % (lo, hi) in ' '.join(readme.split())
+
+
+def test_the_verdict_leads_with_the_rare_class_coverage_of_cbst_against_st():
+    rare = demo_report.rare_train_ids()
+    cover = {'CBST': (0.20, 0.50), 'ST': (0.05, 0.75)}
+    audits = {}
+    for case, (coverage, precision) in cover.items():
+        audits[case] = {'coverage': [0.9] * 19, 'precision': [0.9] * 19}
+        for c in rare:
+            audits[case]['coverage'][c], audits[case]['precision'][c] = coverage, precision
+    audits['CBST']['precision'][rare[0]] = None  # never pseudo-labelled: left out of the mean
+    gain = {'CBST': {'mIoU_gain': 1.0, 'rare_class_gain': 2.0}, 'ST': {'mIoU_gain': 0.5, 'rare_class_gain': -1.0}}
+    line = demo_report.verdict(gain, audits)
+    assert line == ('rare classes pseudo-labelled in round 0: CBST 20.0% of their pixels at 50.0% precision, '
+                    'ST 5.0% at 75.0%; then CBST vs Source: +1.0 mIoU; rare-class gain CBST +2.0 vs ST -1.0')
+    assert demo_report.verdict(gain) == 'CBST vs Source: +1.0 mIoU; rare-class gain CBST +2.0 vs ST -1.0'
