@@ -20,9 +20,7 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from issegm.report import guard, render, selection  # noqa: E402
+from issegm.report import guard, render, selection
 
 __all__ = ['val_miou', 'guard_rows', 'selection_rows', 'main']
 
