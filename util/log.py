@@ -13,6 +13,26 @@ _FORMAT = '%(asctime)-15s %(message)s'
 _console = {'on': True}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A console handler that writes to ``sys.stderr`` as it is at each message.
+
+    Runs made one after another in one process (the tests, the demo's
+    in-process phases) may each replace ``sys.stderr``; a handler that kept
+    the first one would write into a closed stream.
+    """
+
+    def __init__(self):
+        super(_StderrHandler, self).__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass  # always the current sys.stderr
+
+
 def set_logger(output, log_file, debug=False, console=True):
     """Log to ``{output}/{log_file}`` (appending, as the reference) and to stderr.
 
@@ -38,12 +58,12 @@ def set_logger(output, log_file, debug=False, console=True):
         handler = logging.FileHandler(path)
         handler.setFormatter(fmt)
         root.addHandler(handler)
-    if not any(type(h) is logging.StreamHandler for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(type(h) is _StderrHandler for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(fmt)
         root.addHandler(handler)
     for h in root.handlers:
-        if type(h) is logging.StreamHandler:
+        if type(h) is _StderrHandler:
             h.setLevel(logging.NOTSET if console else logging.WARNING)
     return logging.getLogger('issegm')
 
