@@ -10,6 +10,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 
 import cv2
 import mxnet as mx
@@ -392,7 +393,8 @@ def test_label_size_other_than_test_image_size_is_one_line(mini, tmp_path, capsy
     argv[argv.index('--save') + 1] = str(tmp_path / 'other')
     argv[argv.index('--test-image-size') + 1] = '32,64'
     assert crst_seg().main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    # the run's own log lines (timestamped) may come first on the console; the failure is one line
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not re.match(r'\d{4}-\d\d-\d\d ', line)]
     assert len(err) == 1 and 'is 64x128 but --test-image-size is 32,64' in err[0]
 
 
