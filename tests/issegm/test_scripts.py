@@ -17,19 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from issegm.testing.miniature import (MODEL, SHAPE, SRC_MODEL, ndarray_factory, scene, script_env, slow_factory,
-                                      write_layout, write_weights)
-from util.child_env import child_env
-
-from util.child_env import REPO as ROOT  # noqa: E402
-
-
-@pytest.fixture
-def mini(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_layout(str(tmp_path))
-    write_weights(str(tmp_path / 'models' / (SRC_MODEL + '_ep-0000.params')), SRC_MODEL)
-    return tmp_path
+from issegm.testing.miniature import MODEL, SHAPE, SRC_MODEL, ndarray_factory, scene, script_env, write_weights
+from util.child_env import REPO as ROOT
 
 
 def test_solve_ST_val_as_a_script_with_spatial_prior(mini):

@@ -6,15 +6,7 @@ import re
 
 import pytest
 
-from issegm.testing.miniature import MODEL, SRC_MODEL, write_layout, write_weights
-
-
-@pytest.fixture
-def mini(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_layout(str(tmp_path))
-    write_weights(str(tmp_path / 'models' / (SRC_MODEL + '_ep-0000.params')), SRC_MODEL)
-    return tmp_path
+from issegm.testing.miniature import MODEL, SRC_MODEL
 
 
 FLAGS = ['--num-round', '1', '--test-scales', '64', '--dataset', 'gta', '--dataset-tgt', 'cityscapes', '--split',
