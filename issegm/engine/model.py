@@ -90,7 +90,23 @@ _FORM = ('{dataset}_{network}_cls{classes}[_s{stride}] with network rn{type}-{na
 
 
 def parse_label(label):
-    """Split a model label into its parts; a clear error for a label that is not one."""
+    """Split a model label into its parts.
+
+    Parameters
+    ----------
+    label : str
+        A model label, ``{dataset}_{network}_cls{classes}[_s{stride}]``.
+
+    Returns
+    -------
+    ModelLabel
+        Its parts; the stride defaults to 32 for ResNet-38, 8 otherwise.
+
+    Raises
+    ------
+    ValueError
+        A clear error for a label that is not one.
+    """
     m = _LABEL_RE.match(label)
     if m is None:
         raise ValueError('%r is not a model label of the form %s' % (label, _FORM))
@@ -106,7 +122,23 @@ def parse_label(label):
 
 
 def label_from_weights(path):
-    """The model label of a checkpoint path: its file name before ``_ep-``."""
+    """The model label of a checkpoint path: its file name before ``_ep-``.
+
+    Parameters
+    ----------
+    path : str
+        A checkpoint path, ``{label}_ep-0000.params``.
+
+    Returns
+    -------
+    str
+        The model label.
+
+    Raises
+    ------
+    ValueError
+        When the file name has no ``_ep-`` (pass ``--model``).
+    """
     base = os.path.basename(path)
     if '_ep-' not in base:
         raise ValueError('cannot tell the model from %s: checkpoint names look like '
@@ -115,7 +147,23 @@ def label_from_weights(path):
 
 
 def epoch_from_weights(path):
-    """The epoch number of a ``{label}_ep-{epoch:04d}.params`` path."""
+    """The epoch number of a ``{label}_ep-{epoch:04d}.params`` path.
+
+    Parameters
+    ----------
+    path : str
+        A checkpoint path.
+
+    Returns
+    -------
+    int
+        The epoch number.
+
+    Raises
+    ------
+    ValueError
+        When no epoch number can be read from the name.
+    """
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
         return int(stem.rsplit('-', 1)[1])
@@ -126,8 +174,24 @@ def epoch_from_weights(path):
 def start_epoch(weights, model):
     """Epoch a training run starts from (docs/behaviour.md section 2).
 
-    The number in the weights' name when their label is ``model`` (the run
-    continues), else 0 (a new model starts from them, e.g. source -> target).
+    Parameters
+    ----------
+    weights : str or None
+        The weight file the run starts from.
+    model : str
+        The model label of the run.
+
+    Returns
+    -------
+    int
+        The number in the weights' name when their label is ``model`` (the run
+        continues), else 0 (a new model starts from them, e.g. source -> target);
+        0 without weights or for a foreign (PyTorch or GluonCV) file.
+
+    Raises
+    ------
+    ValueError
+        When the name of a Module checkpoint has no ``_ep-`` (pass ``--from-epoch``).
     """
     if weights is None:
         return 0
@@ -142,8 +206,19 @@ def start_epoch(weights, model):
 
 
 def is_foreign_weights(path):
-    """Whether ``path`` is a weight file of another framework's naming: a PyTorch ``.pth``,
-    or an MXNet file whose keys carry no ``arg:``/``aux:`` prefix (GluonCV's ``save_parameters``)."""
+    """Whether ``path`` is a weight file of another framework's naming.
+
+    Parameters
+    ----------
+    path : str
+        A weight file.
+
+    Returns
+    -------
+    bool
+        True for a PyTorch ``.pth`` (or ``.pt``), or an MXNet file whose keys
+        carry no ``arg:``/``aux:`` prefix (GluonCV's ``save_parameters``).
+    """
     if path.endswith(('.pth', '.pt')):
         return True
     try:
@@ -168,7 +243,15 @@ class Family(object):
     normalizer = image.IMAGENET_FLOAT32
 
     def check(self, spec, label):
-        """Raise ValueError when ``spec`` (parsed from ``label``) is not a network of this family."""
+        """Raise ValueError when ``spec`` is not a network of this family.
+
+        Parameters
+        ----------
+        spec : ModelLabel
+            The parsed label.
+        label : str
+            The label ``spec`` was parsed from, for the message.
+        """
         if spec.stride != 8:
             raise ValueError('model label %r: %s runs at stride 8 only (write _s8)' % (label, self.name))
         if spec.dataset == CLASSIFIER_DATASET:
@@ -178,9 +261,19 @@ class Family(object):
     def scores(self, spec, native=False):
         """The logits symbol (N, classes, H/stride, W/stride) of ``spec``.
 
-        ``native`` asks for the network's own output grid where it differs
-        from the engine's stride centres (DeepLab-v2: CRST's raw logits, which
-        ``crst_seg.py`` upsamples itself); the other families have one grid.
+        Parameters
+        ----------
+        spec : ModelLabel
+            The parsed model label.
+        native : bool
+            Asks for the network's own output grid where it differs from the
+            engine's stride centres (DeepLab-v2: CRST's raw logits, which
+            ``crst_seg.py`` upsamples itself); the other families have one grid.
+
+        Returns
+        -------
+        mx.sym.Symbol
+            The logits.
         """
         raise NotImplementedError
 
@@ -193,16 +286,69 @@ class Family(object):
         return []
 
     def fixed_param_names(self, spec, symbol):
-        """Parameters of ``symbol`` that training leaves as they are (None: none)."""
+        """Parameters of ``symbol`` that training leaves as they are.
+
+        Parameters
+        ----------
+        spec : ModelLabel
+            The parsed model label.
+        symbol : mx.sym.Symbol
+            The network.
+
+        Returns
+        -------
+        list of str or None
+            The names; None: none.
+        """
         return None
 
     def from_pth(self, state_dict, spec, path):
-        """``(arg_params, aux_params)`` from a PyTorch state dict, or CheckpointError."""
+        """Parameters from a PyTorch state dict.
+
+        Parameters
+        ----------
+        state_dict : dict
+            The ``.pth`` file's state dict.
+        spec : ModelLabel
+            The parsed model label.
+        path : str
+            The file, for messages.
+
+        Returns
+        -------
+        tuple
+            ``(arg_params, aux_params)``.
+
+        Raises
+        ------
+        CheckpointError
+            When the family knows no PyTorch layout (the base's behaviour).
+        """
         raise CheckpointError('%s: no PyTorch layout is known for %s networks; pass an MXNet .params '
                               'file (python -m issegm.convert converts DeepLab-v2 .pth files)' % (path, self.name))
 
     def from_imagenet(self, params, spec, path):
-        """``(arg_params, aux_params, missing)`` from a GluonCV ImageNet file's dict, or CheckpointError."""
+        """Parameters from a GluonCV ImageNet file's dict.
+
+        Parameters
+        ----------
+        params : dict
+            The file's arrays, keys without prefix.
+        spec : ModelLabel
+            The parsed model label.
+        path : str
+            The file, for messages.
+
+        Returns
+        -------
+        tuple
+            ``(arg_params, aux_params, missing)``.
+
+        Raises
+        ------
+        CheckpointError
+            When the family reads no such file (the base's behaviour).
+        """
         raise CheckpointError('%s: key %r is neither arg:NAME nor aux:NAME; this is not a Module checkpoint '
                               '(Gluon .params files are not supported for %s)' % (path, next(iter(params)), self.name))
 
@@ -289,17 +435,38 @@ FAMILIES = {'resnet38': ResNet38(), 'deeplabv2': DeepLabV2(), 'fcn8s': FCN8s()}
 
 
 def family_of(label):
-    """The :class:`Family` of a model label (string or :class:`ModelLabel`)."""
+    """The :class:`Family` of a model label.
+
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+
+    Returns
+    -------
+    Family
+        Its entry of :data:`FAMILIES`.
+    """
     net_type = label.net_type if isinstance(label, ModelLabel) else _as_label(label).net_type
     return FAMILIES['resnet38' if net_type.startswith('rn') else net_type]
 
 
 def preprocessing(label):
-    """The input normalisation of the network of ``label``: a :class:`util.image.Normalizer`.
+    """The input normalisation of the network of ``label``.
 
     ResNet-38 keeps the reference's (:data:`util.image.REFERENCE`); DeepLab-v2
     and FCN-8s read what CRST's and GluonCV's ImageNet networks read
     (:data:`util.image.IMAGENET_FLOAT32`).
+
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+
+    Returns
+    -------
+    util.image.Normalizer
+        The normalisation.
     """
     return family_of(_as_label(label)).normalizer
 
@@ -308,8 +475,18 @@ def preprocessing(label):
 def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
     """The training symbol (ending in ``softmax``) for a model label.
 
-    ``workspace`` (MB) goes to every convolution; testing symbols use
-    :data:`TEST_WORKSPACE_MB`, as the reference.
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    workspace : int
+        Convolution workspace (MB), given to every convolution; testing
+        symbols use :data:`TEST_WORKSPACE_MB`, as the reference.
+
+    Returns
+    -------
+    mx.sym.Symbol
+        The training network.
     """
     spec = _as_label(label)
     saved = layers.cfg['workspace']
@@ -323,7 +500,19 @@ def get_symbol(label, workspace=TRAIN_WORKSPACE_MB):
 def get_scores(label, workspace=TRAIN_WORKSPACE_MB, native=False):
     """The network's class scores (logits, before the softmax) as a symbol without a label input.
 
-    ``native``: the family's own output grid (:meth:`Family.scores`), for CRST's pipeline.
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    workspace : int
+        Convolution workspace (MB).
+    native : bool
+        The family's own output grid (:meth:`Family.scores`), for CRST's pipeline.
+
+    Returns
+    -------
+    mx.sym.Symbol
+        The logits.
     """
     spec = _as_label(label)
     saved = layers.cfg['workspace']
@@ -338,10 +527,28 @@ def get_scores_symbol(label, softmax_dtype='float32', native=False):
     """Probabilities without a label input: softmax over classes of the last layer's scores.
 
     The testing symbol: convolutions get the reference's test workspace.
-    ``softmax_dtype='float64'`` computes the softmax in float64 and rounds it
-    to float32, as the reference's ``evaluate.py`` does (its network ends in
-    the bootstrapping softmax, a float64 numpy operator); ``'float32'`` equals
-    ``SoftmaxOutput``'s forward, which its pseudo-label phase uses.
+
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    softmax_dtype : str
+        ``'float64'`` computes the softmax in float64 and rounds it to float32,
+        as the reference's ``evaluate.py`` does (its network ends in the
+        bootstrapping softmax, a float64 numpy operator); ``'float32'`` equals
+        ``SoftmaxOutput``'s forward, which its pseudo-label phase uses.
+    native : bool
+        The family's own output grid (:func:`get_scores`).
+
+    Returns
+    -------
+    mx.sym.Symbol
+        The probabilities, float32, named ``prob``.
+
+    Raises
+    ------
+    ValueError
+        For a ``softmax_dtype`` other than float32 or float64.
     """
     scores = get_scores(label, workspace=TEST_WORKSPACE_MB, native=native)
     if softmax_dtype == 'float32':
@@ -359,13 +566,39 @@ def head_param_names(label):
 
 
 def fixed_param_names(label, symbol):
-    """Parameters of ``symbol`` (a network of ``label``) that training does not change, or None."""
+    """Parameters of ``symbol`` that training does not change.
+
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    symbol : mx.sym.Symbol
+        A network of ``label``.
+
+    Returns
+    -------
+    list of str or None
+        The names, or None.
+    """
     spec = _as_label(label)
     return spec.family.fixed_param_names(spec, symbol)
 
 
 def param_shapes(symbol, data_shape=(1, 3, 64, 64)):
-    """``({arg: shape}, {aux: shape})`` of a symbol's parameters (no data or label)."""
+    """The shapes of a symbol's parameters (no data or label).
+
+    Parameters
+    ----------
+    symbol : mx.sym.Symbol
+        The network.
+    data_shape : tuple
+        The shape of ``data`` the shapes are inferred at.
+
+    Returns
+    -------
+    tuple of dict
+        ``({arg: shape}, {aux: shape})``.
+    """
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
     args = {n: s for n, s in zip(symbol.list_arguments(), arg_shapes)
             if n != 'data' and not n.endswith('_label')}
@@ -374,13 +607,30 @@ def param_shapes(symbol, data_shape=(1, 3, 64, 64)):
 
 # ---------------------------------------------------------------------------- weights
 def read_weights(label, path):
-    """``(arg_params, aux_params, missing)`` of any weight file the family of ``label`` reads.
+    """Read any weight file the family of ``label`` reads.
 
     A Module checkpoint (``arg:``/``aux:``) as it is; a PyTorch ``.pth``
     converted by the family (DeepLab-v2: CRST's state dict); an MXNet file
-    without prefixes as a GluonCV ImageNet network (``missing``: the head
-    left to the initialiser). Names and shapes are not yet checked against
-    the network (:func:`load_weights` does).
+    without prefixes as a GluonCV ImageNet network. Names and shapes are not
+    yet checked against the network (:func:`load_weights` does).
+
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    path : str
+        The weight file.
+
+    Returns
+    -------
+    tuple
+        ``(arg_params, aux_params, missing)``; ``missing``: the head left to
+        the initialiser.
+
+    Raises
+    ------
+    CheckpointError
+        For a ``.pth`` path that does not exist, or a file the family cannot read.
     """
     spec = _as_label(label)
     family = spec.family
@@ -401,13 +651,29 @@ def read_weights(label, path):
 def load_weights(label, path, symbol=None, init_missing_head=None):
     """Load ``path`` for the network of ``label``, checking every name and shape.
 
-    ``path`` is any file :func:`read_weights` reads. When the checkpoint is
-    ResNet-38's ImageNet classifier (``ilsvrc-cls_*``) and the network a
-    segmentation one, the classifier's own top is dropped and the FCN head
-    (``conv6a``, ``linear{N}``) is left for the caller to initialise (Xavier,
-    gaussian, in, 2), as is the head a GluonCV ImageNet file lacks
-    (DeepLab-v2's ``layer5``): it is returned in the third element, and logged.
-    Returns ``(arg_params, aux_params, missing_head_names)``.
+    When the checkpoint is ResNet-38's ImageNet classifier (``ilsvrc-cls_*``)
+    and the network a segmentation one, the classifier's own top is dropped
+    and the FCN head (``conv6a``, ``linear{N}``) is left for the caller to
+    initialise (Xavier, gaussian, in, 2), as is the head a GluonCV ImageNet
+    file lacks (DeepLab-v2's ``layer5``): it is returned in the third
+    element, and logged.
+
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    path : str
+        Any file :func:`read_weights` reads.
+    symbol : mx.sym.Symbol, optional
+        The network to check against (default: :func:`get_symbol` of ``label``).
+    init_missing_head : bool, optional
+        Whether the segmentation head may be missing; None (default) tells it
+        from the checkpoint's name, as above.
+
+    Returns
+    -------
+    tuple
+        ``(arg_params, aux_params, missing_head_names)``.
     """
     spec = _as_label(label)
     symbol = symbol if symbol is not None else get_symbol(spec)
@@ -468,6 +734,9 @@ def get_model(label, weights=None, ctx=None, softmax_dtype='float32', native=Fal
     softmax_dtype : str
         See :func:`get_scores_symbol`; both scripts use float32 (no
         prediction changed with float64, ``bench/softmax_precision.py``).
+    native : bool
+        The family's own output grid instead of the engine's stride centres
+        (only DeepLab-v2 differs: CRST's raw logits, for ``crst_seg.py``).
 
     Returns
     -------
@@ -476,9 +745,6 @@ def get_model(label, weights=None, ctx=None, softmax_dtype='float32', native=Fal
         run as a bare executor; on the CPU with the same MKL-DNN subgraph
         fusion (conv + BN + ReLU) that a bare executor applies, see
         :func:`subgraph_backend`. Its input is normalised by :func:`preprocessing`.
-    native : bool
-        The family's own output grid instead of the engine's stride centres
-        (only DeepLab-v2 differs: CRST's raw logits, for ``crst_seg.py``).
     """
     spec = _as_label(label)
     ctx = ctx if ctx is not None else mx.cpu()
@@ -514,8 +780,18 @@ def subgraph_backend(contexts):
     (``MXNET_SUBGRAPH_BACKEND``, default MKLDNN in MKL-DNN builds; ``NONE``
     turns it off); a hybridised block does not unless told. Unfused, the block
     ran another graph than the executor (outputs apart by ~1e-4 with random
-    weights), with BN and ReLU as extra passes over memory. None on GPUs,
-    where MXNet partitions nothing by default.
+    weights), with BN and ReLU as extra passes over memory.
+
+    Parameters
+    ----------
+    contexts : list of mx.Context
+        The devices the block runs on.
+
+    Returns
+    -------
+    str or None
+        The backend's name; None on GPUs, where MXNet partitions nothing by
+        default, in builds without MKL-DNN, or when turned off.
     """
     if any(c.device_type != 'cpu' for c in contexts) or not mx.runtime.Features().is_enabled('MKLDNN'):
         return None
@@ -526,10 +802,25 @@ def subgraph_backend(contexts):
 def get_module(label, contexts, fixed_param_names=None, symbol=None, label_names=('softmax_label',)):
     """An ``mx.mod.Module`` over the training symbol of ``label`` (data ``data``, label ``softmax_label``).
 
-    ``symbol`` / ``label_names`` replace the network's SoftmaxOutput head and its
-    label (the CRST loss, :func:`issegm.engine.objective.training_symbol`).
-    ``fixed_param_names`` defaults to the family's (DeepLab-v2: the BN gammas
-    and betas, never trained in CRST).
+    Parameters
+    ----------
+    label : str or ModelLabel
+        The model label.
+    contexts : mx.Context or list of them
+        The devices.
+    fixed_param_names : list of str, optional
+        Parameters training leaves unchanged; defaults to the family's
+        (DeepLab-v2: the BN gammas and betas, never trained in CRST).
+    symbol : mx.sym.Symbol, optional
+        Replaces the network's SoftmaxOutput head (the CRST loss,
+        :func:`issegm.engine.objective.training_symbol`).
+    label_names : tuple of str
+        The label inputs of ``symbol``.
+
+    Returns
+    -------
+    mx.mod.Module
+        The module, not yet bound.
     """
     contexts = contexts if isinstance(contexts, (list, tuple)) else [contexts]
     symbol = get_symbol(label) if symbol is None else symbol
