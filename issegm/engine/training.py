@@ -107,10 +107,34 @@ class PolyScheduler(_DecayScheduler):
 def make_lr_scheduler(policy, base_lr, from_iter, to_iter, steps=(), factor=0.1):
     """The reference's schedules, resumable at ``from_iter`` updates already done.
 
-    ``step``: multiply by ``factor`` at each update count in ``steps`` (steps
-    already passed are applied to the base rate); ``linear`` / ``poly``: decay
-    to the end of training (``to_iter``) as in the reference, floored at
-    ``base_lr / 100`` capped at 1e-6 (linear) or 1e-8 (poly).
+    Parameters
+    ----------
+    policy : str
+        One of :data:`LR_POLICIES`. ``step``: multiply by ``factor`` at each
+        update count in ``steps`` (steps already passed are applied to the base
+        rate); ``linear`` / ``poly``: decay to the end of training (``to_iter``)
+        as in the reference, floored at ``base_lr / 100`` capped at 1e-6
+        (linear) or 1e-8 (poly); ``fixed``: ``base_lr`` throughout.
+    base_lr : float
+        The learning rate at update 0.
+    from_iter : int
+        Updates already done.
+    to_iter : int
+        Update count at the end of training.
+    steps : sequence of int
+        The ``step`` policy's update counts.
+    factor : float
+        The ``step`` policy's factor.
+
+    Returns
+    -------
+    mx.lr_scheduler.LRScheduler
+        The schedule, counting updates from ``from_iter``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown policy (``--lr-type``).
     """
     if policy == 'fixed':
         return FixedScheduler(base_lr=base_lr)
@@ -161,10 +185,19 @@ def _device_seed(seed, epoch, nbatch, device):
 def seed_devices_per_step(mod, seed, first_device, step):
     """Seed each device's generator before its training forward from ``(seed, epoch, batch, device)``.
 
-    ``step`` is a dict holding the current ``epoch`` and ``batch``; device k
-    of this process is device ``first_device + k`` of the job. Dropout masks
-    then depend on which device of the job runs a slice of the batch, not on
-    how the devices are grouped into processes.
+    Dropout masks then depend on which device of the job runs a slice of the
+    batch, not on how the devices are grouped into processes.
+
+    Parameters
+    ----------
+    mod : mx.mod.Module
+        The bound training Module; its executors' ``forward`` is wrapped.
+    seed : int
+        The run's seed.
+    first_device : int
+        Device k of this process is device ``first_device + k`` of the job.
+    step : dict
+        Holds the current ``epoch`` and ``batch``.
     """
     for k, executor in enumerate(mod._exec_group.execs):
         def forward(is_train=False, _forward=executor.forward, _device=first_device + k, _ctx=executor._ctx,
@@ -183,6 +216,13 @@ class GradientSum(object):
     ps-lite connection) could not initialise its keys again; these keys are
     new for each training run. Then ``Module.update`` (without a KVStore)
     applies the summed gradient on each device, as Module does itself.
+
+    Parameters
+    ----------
+    kv : mx.kvstore.KVStore
+        The job's store.
+    mod : mx.mod.Module
+        The bound training Module whose gradients are summed.
     """
 
     def __init__(self, kv, mod):
@@ -259,14 +299,39 @@ def checkpoint_path(prefix, epoch):
 
 
 def states_path(prefix, epoch):
-    """The optimizer state saved beside ``checkpoint_path(prefix, epoch)``."""
+    """The optimizer state saved beside ``checkpoint_path(prefix, epoch)``.
+
+    Parameters
+    ----------
+    prefix : str
+        Checkpoint prefix.
+    epoch : int
+        Epoch number.
+
+    Returns
+    -------
+    str
+        ``{prefix}-{epoch:04d}.states``.
+    """
     return '%s-%04d.states' % (prefix, epoch)
 
 
 def last_checkpoint(prefix, upto=None):
-    """Highest epoch with a checkpoint ``{prefix}-NNNN.params`` (at most ``upto``), or None.
+    """Highest epoch with a checkpoint ``{prefix}-NNNN.params``.
 
     Checkpoints are only ever renamed into place whole, so any file found is complete.
+
+    Parameters
+    ----------
+    prefix : str
+        Checkpoint prefix.
+    upto : int, optional
+        Highest epoch considered.
+
+    Returns
+    -------
+    int or None
+        The epoch, or None when there is none.
     """
     best = None
     pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4,})\.params$')
@@ -280,7 +345,18 @@ def last_checkpoint(prefix, upto=None):
 
 
 def remove_checkpoints(prefix):
-    """Delete the checkpoints (``.params``, ``.states``) and symbol of ``prefix`` (before a restart)."""
+    """Delete the checkpoints (``.params``, ``.states``) and symbol of ``prefix`` (before a restart).
+
+    Parameters
+    ----------
+    prefix : str
+        Checkpoint prefix.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
     pattern = re.compile(re.escape(os.path.basename(prefix)) + r'-(\d{4,}\.(params|states)|symbol\.json)$')
     removed = [p for p in glob.glob(glob.escape(prefix) + '-*') if pattern.match(os.path.basename(p))]
     for path in removed:
@@ -305,6 +381,24 @@ def save_checkpoint(mod, prefix, epoch, num_update, arg_params, aux_params):
     state and the digest of the ``.params`` it belongs to. Order: the weights
     are written under a temporary name, the states renamed into place, then
     the weights: a ``.params`` on disk therefore always has its ``.states``.
+
+    Parameters
+    ----------
+    mod : mx.mod.Module
+        The training Module, whose optimizer states are saved.
+    prefix : str
+        Checkpoint prefix.
+    epoch : int
+        Epoch number of the checkpoint.
+    num_update : int
+        Updates done (the schedule position).
+    arg_params, aux_params : dict of str to mx.nd.NDArray
+        The weights.
+
+    Returns
+    -------
+    str
+        The ``.params`` path.
     """
     params = checkpoint_path(prefix, epoch)
     with atomic_path(params) as params_tmp:
@@ -322,10 +416,26 @@ def save_checkpoint(mod, prefix, epoch, num_update, arg_params, aux_params):
 
 
 def load_states(prefix, epoch):
-    """The state saved with epoch ``epoch``'s checkpoint, or None (with one warning) when absent.
+    """The state saved with epoch ``epoch``'s checkpoint.
 
-    A ``.states`` that does not belong to its ``.params`` (another run's
-    file, a damaged one) is a :class:`CheckpointError`.
+    Parameters
+    ----------
+    prefix : str
+        Checkpoint prefix.
+    epoch : int
+        Epoch number of the checkpoint.
+
+    Returns
+    -------
+    dict or None
+        The state :func:`save_checkpoint` wrote; None (with one warning) when
+        the ``.states`` file is absent.
+
+    Raises
+    ------
+    CheckpointError
+        When the ``.states`` does not belong to its ``.params`` (another run's
+        file, a damaged one).
     """
     path = states_path(prefix, epoch)
     params = checkpoint_path(prefix, epoch)
@@ -463,13 +573,26 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
     weights : str
         Starting ``.params`` (may be the ImageNet classifier: the head is then
         initialised). Ignored when resuming from a checkpoint of this run.
+    contexts : list of mx.Context
+        Devices of this process (default: CPU).
     from_epoch, to_epoch, stop_epoch : int
         Epoch numbering of the reference: epochs ``from_epoch+1 .. stop_epoch``
         are trained; the learning-rate schedule spans ``from_epoch .. to_epoch``.
+    base_lr, lr_policy, lr_steps, lr_factor
+        The learning-rate schedule (:func:`make_lr_scheduler`).
+    weight_decay, momentum : float
+        SGD's.
+    kvstore : str
+        The KVStore type (``dist_sync`` / ``dist_device_sync`` under
+        :mod:`issegm.launch`).
     resume : bool
         Continue from the last whole checkpoint in ``(from_epoch, stop_epoch]``,
         with the optimizer state saved beside it (:func:`save_checkpoint`), so
         that the result is bit for bit the uninterrupted run's.
+    backward_do_mirror : bool
+        Sets ``MXNET_BACKWARD_DO_MIRROR``.
+    batch_end_callback : callable
+        Called after each update with ``(epoch, nbatch, loss, lr)``.
     seed : int
         Seeds MXNet's generator (initialisation, dropout) and numpy's global
         one (the iterator's permutations) before initialisation and at each
@@ -486,8 +609,17 @@ def train(label, dataiter, prefix, weights=None, contexts=None, from_epoch=0, to
         from 1), ``loss`` (the logged one, ``metric`` its name), ``lr``,
         ``images``, ``seconds``, ``checkpoint``; it observes, it changes nothing.
 
-    Returns the list of checkpoint paths written or found, in epoch order.
-    Raises :class:`DivergenceError` when the loss or the weights stop being finite.
+    Returns
+    -------
+    list of str
+        The checkpoint paths written or found, in epoch order.
+
+    Raises
+    ------
+    DivergenceError
+        When the loss or the weights stop being finite.
+    ValueError
+        Unless ``from_epoch < stop_epoch <= to_epoch``.
     """
     contexts = contexts or [mx.cpu()]
     kv = worker.init(worker.training_kvstore(kvstore))
