@@ -52,12 +52,38 @@ LOOP_DEPTH = 2
 
 
 def padded_shape(hw, stride):
-    """Smallest multiple of ``stride`` at least ``hw`` in both axes."""
+    """Smallest multiple of ``stride`` at least ``hw`` in both axes.
+
+    Parameters
+    ----------
+    hw : tuple of int
+        Height and width.
+    stride : int
+        The network stride.
+
+    Returns
+    -------
+    tuple of int
+        The padded height and width.
+    """
     return tuple(int(-(-int(v) // stride) * stride) for v in hw)
 
 
 def check_steps(steps, stride):
-    """Raise ValueError unless ``steps`` (``--test-steps``) divides the network stride."""
+    """Raise ValueError unless ``steps`` (``--test-steps``) divides the network stride.
+
+    Parameters
+    ----------
+    steps : int
+        Sub-stride steps per axis.
+    stride : int
+        The network stride.
+
+    Raises
+    ------
+    ValueError
+        Naming the divisors of ``stride`` to use instead.
+    """
     if steps < 1 or stride % steps:
         divisors = ', '.join(str(d) for d in range(1, stride + 1) if stride % d == 0)
         raise ValueError('--test-steps %d does not divide the network stride %d; use one of %s'
@@ -67,9 +93,15 @@ def check_steps(steps, stride):
 class Inputs(object):
     """The network inputs of one image, prepared on the host (:meth:`Predictor.prepare`).
 
-    ``data``: per scale, per window (one without sub-stride steps), the
-    normalised zero-padded float32 (1, 3, H', W') array; ``im_hws``: per
-    scale, the scaled size before padding; ``orig_hw``: the image size.
+    Parameters
+    ----------
+    data : list of list of numpy.ndarray
+        Per scale, per window (one without sub-stride steps), the normalised
+        zero-padded float32 (1, 3, H', W') array.
+    im_hws : list of tuple
+        Per scale, the scaled size before padding.
+    orig_hw : tuple of int
+        The image size.
     """
 
     def __init__(self, data, im_hws, orig_hw):
@@ -130,12 +162,18 @@ class Job(object):
 class Predictor(object):
     """Runs a segmentation network on whole images.
 
+    :meth:`predict` is :meth:`start` then :meth:`finish`; callers that loop
+    over images use :meth:`prepare` (in reader threads), :meth:`launch` and
+    :func:`ahead` so that the next image's forward runs while this one is
+    post-processed.
+
     Parameters
     ----------
     net : callable
         Maps normalised NCHW float32 NDArray data to softmax probabilities
         (N, C, H/stride, W/stride), e.g. :func:`issegm.engine.model.get_model`.
     num_classes : int
+        Number of classes C.
     stride : int
         Output stride of the network (8 for the published models).
     flip : bool
@@ -150,10 +188,10 @@ class Predictor(object):
         :func:`issegm.engine.model.preprocessing` of its label (default: the
         reference's, ResNet-38's). Padding is zero after it, i.e. the mean colour.
 
-    :meth:`predict` is :meth:`start` then :meth:`finish`; callers that loop
-    over images use :meth:`prepare` (in reader threads), :meth:`launch` and
-    :func:`ahead` so that the next image's forward runs while this one is
-    post-processed.
+    Raises
+    ------
+    ValueError
+        When ``steps`` does not divide ``stride`` (:func:`check_steps`).
     """
 
     def __init__(self, net, num_classes, stride=8, flip=False, ctx=None, steps=1, normalizer=None):
@@ -196,7 +234,20 @@ class Predictor(object):
         return inputs, (imh, imw)
 
     def prepare(self, image, scales):
-        """The host half of :meth:`start` (scale, normalise, pad): thread-safe, for reader threads."""
+        """The host half of :meth:`start` (scale, normalise, pad): thread-safe, for reader threads.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            The uint8 HxWx3 image.
+        scales : int or sequence of int
+            Test scales (the longer side after scaling).
+
+        Returns
+        -------
+        Inputs
+            The network inputs.
+        """
         scales = [scales] if np.isscalar(scales) else list(scales)
         data, im_hws = zip(*[self._inputs(image, scale) for scale in scales])
         return Inputs(list(data), list(im_hws), image.shape[:2])
@@ -210,26 +261,71 @@ class Predictor(object):
         return outs
 
     def launch(self, inputs):
-        """Launch the forwards of prepared :class:`Inputs` on the next device in turn; returns a :class:`Job` at once."""
+        """Launch the forwards of prepared inputs on the next device in turn.
+
+        Parameters
+        ----------
+        inputs : Inputs
+            From :meth:`prepare`.
+
+        Returns
+        -------
+        Job
+            Returned at once, the forwards not waited for.
+        """
         ctx = self.contexts[self._turn % len(self.contexts)]
         self._turn += 1
         outputs = [[self._forward(data, ctx) for data in windows] for windows in inputs.data]
         return Job(outputs, inputs.im_hws, inputs.orig_hw, self.flip, self.steps, self.map_stride, ctx)
 
     def start(self, image, scales):
-        """Launch the forwards of ``image`` at each of ``scales``; returns a :class:`Job`."""
+        """Launch the forwards of ``image`` at each of ``scales``.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            The uint8 HxWx3 image.
+        scales : int or sequence of int
+            Test scales.
+
+        Returns
+        -------
+        Job
+            The launched forwards.
+        """
         return self.launch(self.prepare(image, scales))
 
     def predict_lowres(self, image, scale):
-        """Class probabilities of the scaled, padded image before upsampling: a :class:`LowRes`.
+        """Class probabilities of the scaled, padded image before upsampling.
 
-        ``probs`` is float32 (C, H' / s, W' / s) where H' x W' is the padded
-        size and ``s`` = :attr:`map_stride`; ``im_hw`` the scaled size before padding.
+        Parameters
+        ----------
+        image : numpy.ndarray
+            The uint8 HxWx3 image.
+        scale : int
+            The test scale.
+
+        Returns
+        -------
+        LowRes
+            ``probs`` is float32 (C, H' / s, W' / s) where H' x W' is the padded
+            size and ``s`` = :attr:`map_stride`; ``im_hw`` the scaled size before padding.
         """
         return self.start(image, [scale]).lowres()[0]
 
     def finish(self, job):
-        """Wait for ``job`` and return full-resolution probabilities averaged over its scales (host, PIL)."""
+        """Wait for ``job`` and return full-resolution probabilities averaged over its scales (host, PIL).
+
+        Parameters
+        ----------
+        job : Job
+            From :meth:`start` or :meth:`launch`.
+
+        Returns
+        -------
+        numpy.ndarray
+            The probability map.
+        """
         from issegm.engine.postprocess import Postprocessor
         post = Postprocessor(self.num_classes, 'pil')
         return post.probmap(post.source(job))
@@ -238,6 +334,18 @@ class Predictor(object):
         """Full-resolution float32 probabilities (C, H, W), averaged over ``scales``.
 
         One scale gives exactly the single-scale result.
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            The uint8 HxWx3 image.
+        scales : int or sequence of int
+            Test scales.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (C, H, W).
         """
         return self.finish(self.start(image, scales))
 
@@ -260,10 +368,23 @@ class Launched(object):
 def ahead(items, launch, depth=1):
     """Yield :class:`Launched` ``(item, launch(item))``, launching ``depth`` items ahead.
 
-    ``launch`` starts asynchronous work (e.g. :meth:`Predictor.start`); the
-    consumer's post-processing of item i then overlaps the device's work on
-    item i+1. An exception in ``launch`` is kept and raised by
-    :meth:`Launched.get`, so it is reported against its own item.
+    The consumer's post-processing of item i then overlaps the device's work
+    on item i+1.
+
+    Parameters
+    ----------
+    items : iterable
+        The items, in order.
+    launch : callable
+        Starts asynchronous work on an item (e.g. :meth:`Predictor.start`).
+    depth : int
+        Items launched beyond the one yielded.
+
+    Yields
+    ------
+    Launched
+        In the order of ``items``. An exception in ``launch`` is kept and
+        raised by :meth:`Launched.get`, so it is reported against its own item.
     """
     pending = collections.deque()
     for item in items:
