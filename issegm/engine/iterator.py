@@ -76,6 +76,20 @@ def select_source_indices(num_source, num_sel, seed):
     ``np.random.seed(seed); np.random.choice(num_source, num_sel, replace=False)``:
     numpy's legacy global generator, so the reference's images are chosen and,
     for one seed, a larger selection extends a smaller one's draw order.
+
+    Parameters
+    ----------
+    num_source : int
+        Number of source samples to choose from.
+    num_sel : int
+        Number chosen.
+    seed : int
+        Seed of numpy's global generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        The chosen indices, in draw order.
     """
     np.random.seed(int(seed))
     return np.random.choice(num_source, int(num_sel), replace=False)
@@ -85,12 +99,30 @@ def parse_split_file(dataset, split, num_sel_source=None, num_source=None, seed_
                      split_tgt='', data_root='', data_root_tgt='', gpus='0'):
     """The reference's sample list: selected source lines plus the target pseudo-label list.
 
-    Source lines come from ``issegm/data_list/{dataset}/{split}.lst``; when
-    ``num_sel_source`` is given, ``np.random.seed(seed_int)`` then
-    ``np.random.choice(num_source, num_sel_source, replace=False)`` picks them
-    (numpy's legacy global generator, so the reference's choice is reproduced).
-    Target lines come from ``{split_tgt}_training_gpu{gpus}.lst`` of
-    ``dataset_tgt``; their label paths are used as written.
+    Parameters
+    ----------
+    dataset, split : str
+        Source lines come from ``issegm/data_list/{dataset}/{split}.lst``,
+        their paths joined to ``data_root``.
+    num_sel_source : int, optional
+        When given, ``np.random.seed(seed_int)`` then
+        ``np.random.choice(num_source, num_sel_source, replace=False)`` picks
+        the source lines (numpy's legacy global generator, so the reference's
+        choice is reproduced).
+    num_source : int, optional
+        Default: the number of source lines.
+    seed_int : int
+        The seed of that choice.
+    dataset_tgt, split_tgt, gpus : str
+        Target lines come from ``{split_tgt}_training_gpu{gpus}.lst`` of
+        ``dataset_tgt``; their label paths are used as written.
+    data_root, data_root_tgt : str
+        Roots of the source paths and of the target images.
+
+    Returns
+    -------
+    list of Sample
+        The source samples, then the target ones.
     """
     items = read_list(list_path(dataset, split), data_root, check_exists=True)
     samples = [Sample(os.path.join(data_root, i), os.path.join(data_root, l), SOURCE) for i, l in items]
@@ -107,9 +139,37 @@ def parse_split_file(dataset, split, num_sel_source=None, num_source=None, seed_
 class SampleReader(object):
     """Makes training samples; holds no MXNet state, so it can live in worker processes.
 
-    ``rate_from_image`` chooses the scale rule: ``target_size / max(h, w)`` of
-    each image (source training) instead of ``target_size / max(max_shape)``
-    (self-training).
+    Parameters
+    ----------
+    samples : list of Sample
+        The samples.
+    label2train : tuple
+        Per domain, the np.uint8[256] map of label ids to train ids.
+    max_shapes : tuple
+        Per domain, the max shape (h, w).
+    origin_sizes : tuple
+        Per domain, the origin size the scale range multiplies.
+    crop_size : int
+        T, a multiple of ``stride``.
+    stride : int
+        The label stride.
+    scale_rate_range : tuple of float
+        ``(lo, hi)`` of the scale jitter.
+    mine_port, mine_id, mine_id_priority
+        Small-class mining (the module's step 4).
+    audits : tuple of LabelAudit, optional
+        Per domain; None: no label checks.
+    cache_images : bool
+        Keep the files' bytes in memory.
+    rate_from_image : bool
+        Chooses the scale rule: ``target_size / max(h, w)`` of each image
+        (source training) instead of ``target_size / max(max_shape)``
+        (self-training).
+    targets : issegm.engine.objective.TrainingTargets, optional
+        CRST: labels for its loss, plus each sample's domain.
+    normalizer : callable, optional
+        The network's input normalisation (:func:`issegm.engine.model.preprocessing`);
+        default the reference's; the canvas holds its mean colour, truncated.
     """
 
     def __init__(self, samples, label2train, max_shapes, origin_sizes, crop_size, stride,
@@ -145,9 +205,23 @@ class SampleReader(object):
         return Image.open(path)
 
     def load(self, sample):
-        """Image (uint8 RGB), label (train ids) and label finding (see ``LabelAudit.inspect``) of ``sample``.
+        """Image, label and label finding of ``sample``.
 
-        Structural damage is a :class:`DataError` naming the file.
+        Parameters
+        ----------
+        sample : Sample
+            The sample.
+
+        Returns
+        -------
+        tuple
+            Image (uint8 RGB), label (train ids) and label finding (see
+            ``LabelAudit.inspect``; None without audits).
+
+        Raises
+        ------
+        DataError
+            For structural damage, naming the file.
         """
         try:
             image = np.asarray(self._open(sample.image).convert('RGB'), np.uint8)
@@ -200,7 +274,20 @@ class SampleReader(object):
         return ys[k] + d0 + half, xs[k] + d0 + half
 
     def make(self, index, seed):
-        """One sample: (data float32 3xTxT, label float32 (T/s)^2, :class:`Geometry`)."""
+        """One sample.
+
+        Parameters
+        ----------
+        index : int
+            The sample's index.
+        seed : int
+            Seed of its random stream.
+
+        Returns
+        -------
+        tuple
+            (data float32 3xTxT, label float32 (T/s)^2, :class:`Geometry`).
+        """
         return self._make(index, seed)[:3]
 
     def _make(self, index, seed):
@@ -247,11 +334,37 @@ class SampleReader(object):
         return data, label_crop.astype(np.float32).ravel(), geometry, finding
 
     def batch(self, indices, seeds):
-        """Stacked data and labels of the samples ``indices`` (and, with ``targets``, 1 for source samples)."""
+        """Stacked data and labels of the samples ``indices``.
+
+        Parameters
+        ----------
+        indices : list of int
+            The samples.
+        seeds : list of int
+            Their seeds.
+
+        Returns
+        -------
+        tuple
+            Data and labels (and, with ``targets``, 1 for source samples).
+        """
         return self.batch_and_findings(indices, seeds)[1:]
 
     def batch_and_findings(self, indices, seeds):
-        """The label findings ``(domain, finding)`` of the samples, then what :meth:`batch` gives."""
+        """The label findings ``(domain, finding)`` of the samples, then what :meth:`batch` gives.
+
+        Parameters
+        ----------
+        indices : list of int
+            The samples.
+        seeds : list of int
+            Their seeds.
+
+        Returns
+        -------
+        tuple
+            ``(findings, data, labels)``, and with ``targets`` the source flags last.
+        """
         made = [self._make(i, s) for i, s in zip(indices, seeds)]
         findings = [(self.samples[i].domain, m[3]) for i, m in zip(indices, made) if m[3] is not None]
         data = np.stack([m[0] for m in made])
@@ -278,27 +391,45 @@ def _worker_batch(indices, seeds):
 class FileIter(mx.io.DataIter):
     """Training iterator over source samples and pseudo-labelled target samples.
 
-    Keeps the reference constructor's parameters. ``meta`` may carry the
-    reference's keys (``mine_port``, ``mine_id``, ``mine_id_priority``,
-    ``max_shape_src``, ``max_shape_tgt``, ``cache_images``, ``gpus``); whatever
-    it lacks comes from the dataset registry. ``samples`` (a list of
-    :class:`Sample`) replaces the list files; ``seed`` makes every epoch
-    repeatable (default: numpy's global generator, as the reference).
-    ``targets`` (:class:`issegm.engine.objective.TrainingTargets`) makes the labels of the
-    CRST loss and adds the label ``is_source``; None is CBST. ``normalizer``
-    is the network's input normalisation (:func:`issegm.engine.model.preprocessing`;
-    default the reference's); the crops' canvas is its mean colour.
+    Keeps the reference constructor's parameters. Without ``dataset_tgt`` it
+    is the reference's source-training iterator (``data_src.py``): each
+    image's scale rate comes from its own size, and the max shape is the
+    dataset's own. With it, the self-training one (``data.py``): rates come
+    from the max shapes, GTA-5's pinned to 1024 x 2048.
 
-    Without ``dataset_tgt`` it is the reference's source-training iterator
-    (``data_src.py``): each image's scale rate comes from its own size, and
-    the max shape is the dataset's own. With it, the self-training one
-    (``data.py``): rates come from the max shapes, GTA-5's pinned to 1024 x 2048.
+    Parameters
+    ----------
+    meta : dict, optional
+        May carry the reference's keys (``mine_port``, ``mine_id``,
+        ``mine_id_priority``, ``max_shape_src``, ``max_shape_tgt``,
+        ``cache_images``, ``gpus``); whatever it lacks comes from the dataset
+        registry.
+    samples : list of Sample, optional
+        Replaces the list files.
+    seed : int, optional
+        Makes every epoch repeatable (default: numpy's global generator, as
+        the reference).
+    targets : issegm.engine.objective.TrainingTargets, optional
+        Makes the labels of the CRST loss and adds the label ``is_source``;
+        None is CBST.
+    normalizer : callable, optional
+        The network's input normalisation (:func:`issegm.engine.model.preprocessing`;
+        default the reference's); the crops' canvas is its mean colour.
+    batch_images : int
+        The global batch.
+    num_parts, part_index : int
+        Distributed training: every part draws the epoch's order and sample
+        seeds as one process would and yields its own ``batch_images / num_parts``
+        consecutive samples of each global batch, so the parts together see
+        exactly one process's batches.
 
-    ``num_parts`` / ``part_index`` (distributed training): ``batch_images``
-    is the global batch; every part draws the epoch's order and sample seeds
-    as one process would and yields its own ``batch_images / num_parts``
-    consecutive samples of each global batch, so the parts together see
-    exactly one process's batches.
+    Raises
+    ------
+    ValueError
+        For a global batch that ``num_parts`` does not divide, or settings the
+        reference pipeline does not support.
+    DataError
+        When there are no samples, or fewer than one batch.
     """
 
     def __init__(self, dataset, split=None, data_root='', num_sel_source=None, num_source=None,
