@@ -64,10 +64,20 @@ SCORES = ('pixel_acc', 'mean_acc', 'mean_iou')  # kept in the round's statistics
 
 
 def generate_pseudo_labels(args, predictor=None):
-    """Spec section 6 for round ``args.idx_round``; returns the round's statistics as a dict.
+    """Spec section 6 for round ``args.idx_round``: the round's pseudo-labels.
 
-    ``predictor`` (an :class:`issegm.engine.inference.Predictor`-like object) is built
-    from ``--model``/``--weights`` when not given; tests pass a cheap one.
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+    predictor : issegm.engine.inference.Predictor, optional
+        A Predictor-like object; built from ``--model``/``--weights`` when not
+        given; tests pass a cheap one.
+
+    Returns
+    -------
+    dict
+        The round's statistics.
     """
     run = _Round(args)
     done = _complete_marker(run)
@@ -99,7 +109,23 @@ def generate_pseudo_labels(args, predictor=None):
 
 
 def single_scale(test_scales):
-    """The one ``--test-scales`` value pseudo-labelling takes (the longer side), or a one-line error."""
+    """The one ``--test-scales`` value pseudo-labelling takes (the longer side).
+
+    Parameters
+    ----------
+    test_scales : str or int or None
+        The ``--test-scales`` value, comma-separated.
+
+    Returns
+    -------
+    int
+        The scale.
+
+    Raises
+    ------
+    ValueError
+        A one-line error when it is missing or names more than one scale.
+    """
     if test_scales is None:
         raise ValueError('--phase val needs --test-scales (the longer side, e.g. 1850)')
     scales = sorted(int(s) for s in str(test_scales).split(','))[::-1]

@@ -25,10 +25,25 @@ logger = logging.getLogger(__name__)
 
 
 def retrain(args, dataiter_factory=None):
-    """Spec section 7 for round ``args.idx_round``; returns the checkpoint paths in epoch order.
+    """Spec section 7 for round ``args.idx_round``: train on the selected source and pseudo-labelled target images.
 
-    ``dataiter_factory(args, spec, source, target, mine_id, mine_id_priority)``
-    builds the iterator (default :func:`make_dataiter`); tests pass a cheap one.
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+    dataiter_factory : callable, optional
+        ``dataiter_factory(args, spec, source, target, mine_id, mine_id_priority)``
+        builds the iterator (default :func:`make_dataiter`); tests pass a cheap one.
+
+    Returns
+    -------
+    list of str
+        The checkpoint paths in epoch order.
+
+    Raises
+    ------
+    PhaseError
+        When training fails or diverges (exit code 2), naming the round.
     """
     from issegm.phases.cli import weights_from_args
     from issegm.engine.model import parse_label
@@ -110,6 +125,20 @@ def select_source(num_source, portion, seed):
     and ``np.random.choice(N, n_src, replace=False)`` taken, so with the
     ``cumulative`` policy (same seed each round) a larger portion extends
     the smaller one's selection and the same images as the reference are chosen.
+
+    Parameters
+    ----------
+    num_source : int
+        N, the number of source images.
+    portion : float or str
+        The source portion of the round.
+    seed : int
+        The seed of numpy's global generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        The indices, in draw order.
     """
     # One implementation of the draw, shared with the data layer's list parsing.
     from issegm.engine.iterator import select_source_indices
@@ -128,13 +157,23 @@ def _load_mining(address):
 
 
 def training_samples(args):
-    """``(source_items, target_items, num_source)`` of this round; items are ``(image, label)`` paths.
+    """The source and target training items of this round.
 
     Source paths are joined to ``--data-root``; target images to
     ``--data-root-tgt`` and target labels are the pseudo-label paths of the
     training list, used as written (as the reference does). Also writes
     ``{output}/{r}/source_selected.lst`` (lines of the source list, in the
     order drawn).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+
+    Returns
+    -------
+    tuple
+        ``(source_items, target_items, num_source)``; items are ``(image, label)`` paths.
     """
     paths = RoundPaths(args.output, args.idx_round)
     source, num_source = _selected_source(args, paths)
@@ -166,7 +205,29 @@ def _pseudo_labelled_targets(args, paths):
 
 
 def make_dataiter(args, spec, source, target, mine_id, mine_id_priority):
-    """The training iterator of this round: selected source images plus pseudo-labelled targets."""
+    """The training iterator of this round: selected source images plus pseudo-labelled targets.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+    spec : issegm.engine.model.ModelLabel
+        The parsed ``--model``.
+    source, target : list of tuple
+        ``(image, label)`` paths, from :func:`training_samples`.
+    mine_id, mine_id_priority : numpy.ndarray
+        The round's mining classes.
+
+    Returns
+    -------
+    issegm.engine.iterator.FileIter
+        The iterator (a worker of a distributed job reads its part of every global batch).
+
+    Raises
+    ------
+    ValueError
+        Without ``--batch-images`` and ``--crop-size``.
+    """
     from issegm.engine.iterator import SOURCE, TARGET, FileIter, Sample
     if args.batch_images is None or args.crop_size is None:
         raise ValueError('--phase train needs --batch-images and --crop-size')

@@ -33,18 +33,45 @@ def py2_str(value):
     The driver passes portions and learning rates to ``solve_ST`` as text;
     Python 2 printed ``0.15 + 0.05`` as ``0.2`` where Python 3 may print
     ``0.20000000000000001``-like text, and ``floor(n * p)`` can differ.
+
+    Parameters
+    ----------
+    value : object
+        The value.
+
+    Returns
+    -------
+    str
+        Its text.
     """
     return '%.12g' % value if isinstance(value, float) else str(value)
 
 
 def round_schedule(args):
-    """Per-round settings of ``solve_AO`` (docs/behaviour.md section 8), as a list of dicts.
+    """Per-round settings of ``solve_AO`` (docs/behaviour.md section 8).
 
     Round r trains to ``to_epoch = (r + 1) * epoch_per_round`` from the last
     epoch of round r-1; the learning rate is divided by sqrt(2) each round;
     portions grow by their step while below their maximum; the seed is
     ``--seed-int`` (``cumulative``) or r (``random``). Values go through
     :func:`py2_str` as they do on the reference's command lines.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_AO.py`` arguments.
+
+    Returns
+    -------
+    list of dict
+        Per round: ``round``, ``weights``, ``to_epoch``, ``lr``, ``tgt_port``,
+        ``src_port``, ``seed`` and ``final`` (the round's last checkpoint).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``--source-sample-policy``, or without ``--base-lr``,
+        ``--model`` or ``--weights``.
     """
     if args.source_sample_policy not in ('cumulative', 'random'):
         raise ValueError("unknown --source-sample-policy %r: use 'cumulative' or 'random'"
@@ -83,7 +110,20 @@ def _flags(pairs):
 
 
 def val_argv(args, rnd):
-    """``solve_ST`` arguments of a round's pseudo-label phase (the reference's command)."""
+    """``solve_ST`` arguments of a round's pseudo-label phase (the reference's command).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_AO.py`` arguments.
+    rnd : dict
+        The round's entry of :func:`round_schedule`.
+
+    Returns
+    -------
+    list of str
+        The arguments.
+    """
     return _flags([
         ('--dataset', args.dataset), ('--dataset-tgt', args.dataset_tgt), ('--data-root', args.data_root),
         ('--data-root-tgt', args.data_root_tgt), ('--split-tgt', args.split_tgt), ('--output', args.output),
@@ -103,7 +143,20 @@ def val_argv(args, rnd):
 
 
 def train_argv(args, rnd):
-    """``solve_ST`` arguments of a round's retraining phase (the reference's command)."""
+    """``solve_ST`` arguments of a round's retraining phase (the reference's command).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_AO.py`` arguments.
+    rnd : dict
+        The round's entry of :func:`round_schedule`.
+
+    Returns
+    -------
+    list of str
+        The arguments.
+    """
     return _flags([
         ('--gpus', args.gpus), ('--dataset', args.dataset), ('--split', args.split),
         ('--dataset-tgt', args.dataset_tgt), ('--split-tgt', args.split_tgt), ('--data-root', args.data_root),
@@ -137,7 +190,17 @@ def run_rounds(args):
     (:func:`issegm.phases.preflight.check_rounds`); the output is locked and its
     settings compared with the recorded ones. A round whose final checkpoint
     exists is skipped whole; inside a round, each phase resumes by itself, so
-    rerunning after a kill continues. Returns an exit code.
+    rerunning after a kill continues.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_AO.py`` arguments.
+
+    Returns
+    -------
+    int
+        An exit code.
     """
     from issegm.phases.cli import check_flags
     from issegm.phases.preflight import check_rounds, rounds_settings
