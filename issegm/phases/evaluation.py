@@ -67,12 +67,27 @@ def _parse_scales(text, default):
 
 
 def resolve_args(args):
-    """Fill in the reference's derived defaults (model, output, log file, data root); returns args.
+    """Fill in the reference's derived defaults (model, output, log file, data root).
 
     * ``--model`` omitted: the weights file name before ``_ep-`` (docs/behaviour.md section 2);
     * ``--output`` omitted: the weights' folder for ``--phase val``, else ``output``;
     * ``--log-file`` omitted: ``{weights stem}[_{split} unless val].log``;
     * ``--data-root`` omitted: ``data/{dataset}``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``evaluate.py`` arguments, changed in place.
+
+    Returns
+    -------
+    argparse.Namespace
+        ``args``.
+
+    Raises
+    ------
+    FlagError
+        One line for a bad flag, a missing ``--weights`` file or a bad model label.
     """
     from issegm.phases.cli import check_flags
     from issegm.engine.model import label_from_weights, parse_label
@@ -118,11 +133,25 @@ Prepared = collections.namedtuple('Prepared', ['info', 'spec', 'items', 'scales'
 def prepare(args):
     """Every check that can fail, before the network is built or any image read.
 
-    Raises :class:`FlagError` with one line for: unknown dataset, a model
-    whose class count differs from the dataset's, a missing weights file,
-    a missing/empty list or a file named in it that does not exist, bad scales;
-    :class:`DataError` for repeated list entries and files whose content fails
-    the cheap checks (:func:`issegm.storage.datasets.check_content`).
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The arguments, after :func:`resolve_args`.
+
+    Returns
+    -------
+    Prepared
+        ``(info, spec, items, scales, has_gt)``.
+
+    Raises
+    ------
+    FlagError
+        With one line for: unknown dataset, a model whose class count differs
+        from the dataset's, a missing weights file, a missing/empty list or a
+        file named in it that does not exist, bad scales.
+    DataError
+        For repeated list entries and files whose content fails the cheap
+        checks (:func:`issegm.storage.datasets.check_content`).
     """
     from issegm.engine.inference import check_steps
     from issegm.engine.model import parse_label
@@ -165,13 +194,26 @@ def _load_pair(data_root, image_rel, label_rel, with_label):
 class Evaluation(object):
     """Per-image prediction, saving and scoring; usable without the CLI.
 
-    ``predictor`` is an :class:`issegm.engine.inference.Predictor`; ``info`` the
-    :class:`issegm.storage.datasets.DatasetInfo`; ``postprocess`` the
-    :class:`issegm.engine.postprocess.Postprocessor` mode (``pil``, ``device`` or
-    ``auto``). An image is prepared on the host (:meth:`prepare`, thread-safe),
+    An image is prepared on the host (:meth:`prepare`, thread-safe),
     launched (:meth:`start`: forwards, upsampling, argmax and confusion counts
     queued on the device) and finished (:meth:`finish`: the uint8 prediction
     comes back, the counts join :attr:`cm`).
+
+    Parameters
+    ----------
+    predictor : issegm.engine.inference.Predictor
+        The network's predictor.
+    info : issegm.storage.datasets.DatasetInfo
+        The dataset.
+    scales : sequence of int
+        Test scales.
+    output : str
+        Folder of the saved predictions.
+    save_results : bool
+        Whether predictions are saved (``color``, ``labelId``, ``trainId``).
+    postprocess : str
+        The :class:`issegm.engine.postprocess.Postprocessor` mode (``pil``,
+        ``device`` or ``auto``).
     """
 
     def __init__(self, predictor, info, scales, output, save_results=True, postprocess='auto'):
@@ -200,7 +242,27 @@ class Evaluation(object):
         return self.predictor.prepare(image, self.scales)
 
     def start(self, image, label=None, image_path=''):
-        """Launch one image (an RGB array or :meth:`prepare`'s inputs) and, with ``label`` (label ids), its score."""
+        """Launch one image and, with ``label``, its score.
+
+        Parameters
+        ----------
+        image : numpy.ndarray or issegm.engine.inference.Inputs
+            An RGB array or :meth:`prepare`'s inputs.
+        label : numpy.ndarray, optional
+            Its label ids.
+        image_path : str
+            The image, for the message.
+
+        Returns
+        -------
+        object
+            The pending result, for :meth:`finish`.
+
+        Raises
+        ------
+        FlagError
+            When the label's size differs from the image's.
+        """
         inputs = image if hasattr(image, 'data') else self.prepare(image)
         gt = None
         if label is not None:
@@ -214,7 +276,18 @@ class Evaluation(object):
         return pending
 
     def finish(self, pending):
-        """Train-id prediction (uint8 H x W) of a started image; its counts join :attr:`cm`."""
+        """Train-id prediction of a started image; its counts join :attr:`cm`.
+
+        Parameters
+        ----------
+        pending : object
+            What :meth:`start` returned.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 H x W train ids.
+        """
         out = pending.result()
         if 'confusion' in out:
             self.cm.add(out['confusion'])
@@ -236,7 +309,20 @@ class Evaluation(object):
         return dict(self.confidence.to_arrays(), health_predicted=self.predicted)
 
     def predict(self, image, label=None):
-        """Train-id prediction (uint8 H x W) of one RGB image (scored when ``label`` is given)."""
+        """Train-id prediction of one RGB image (scored when ``label`` is given).
+
+        Parameters
+        ----------
+        image : numpy.ndarray
+            The RGB image.
+        label : numpy.ndarray, optional
+            Its label ids.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint8 H x W train ids.
+        """
         return self.finish(self.start(image, label))
 
     def save(self, name, pred_train, label=None):
@@ -252,15 +338,37 @@ class Evaluation(object):
 
 def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_every=1, timer=None,
                    background_save=True, overlap=True):
-    """Run ``evaluation`` over the split; returns its confusion matrix.
+    """Run ``evaluation`` over the split.
 
     The host keeps up with the device: images are read and prepared by one
-    thread per core (at least ``prefetch_threads``) ahead of the loop, and
-    the PNGs are written by one thread per core behind it (``background_save``;
-    any write error is raised here). The loop only launches images i+1 and
-    i+2 (their forwards and post-processing, :func:`issegm.engine.inference.ahead`)
-    before it waits for image i's prediction. ``overlap=False`` waits for
-    each image before launching the next (for benchmarks).
+    thread per core (at least ``prefetch_threads``) ahead of the loop, and the
+    PNGs are written by one thread per core behind it. The loop only launches
+    images i+1 and i+2 (their forwards and post-processing,
+    :func:`issegm.engine.inference.ahead`) before it waits for image i's prediction.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        The per-image work.
+    prepared : Prepared
+        From :func:`prepare`.
+    data_root : str
+        Root of the list's paths.
+    prefetch_threads : int
+        Least number of reader threads.
+    log_every : int
+        Images between progress lines.
+    timer : dict, optional
+        Accumulates ``predict`` and ``other`` seconds.
+    background_save : bool
+        Write PNGs in threads; any write error is raised here.
+    overlap : bool
+        False waits for each image before launching the next (for benchmarks).
+
+    Returns
+    -------
+    issegm.engine.metrics.ConfusionMatrix
+        The evaluation's confusion matrix.
     """
     from issegm.engine.inference import LOOP_DEPTH, ahead
     x_num = len(prepared.items)
@@ -312,10 +420,20 @@ def evaluate_split(evaluation, prepared, data_root, prefetch_threads=1, log_ever
 
 
 def run(args, net=None):
-    """The whole of ``evaluate.py`` after argument parsing; returns the result dict (or None).
+    """The whole of ``evaluate.py`` after argument parsing.
 
-    ``net`` replaces the network built from ``--weights`` (tests, benchmarks);
-    it must map normalised NCHW data to probabilities at 1/stride.
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``evaluate.py`` arguments.
+    net : callable, optional
+        Replaces the network built from ``--weights`` (tests, benchmarks); it
+        must map normalised NCHW data to probabilities at 1/stride.
+
+    Returns
+    -------
+    dict or None
+        The result dict.
     """
     from issegm.storage.run_guard import settle
     resolve_args(args)
@@ -334,6 +452,18 @@ def settings(args, prepared):
 
     Threads, logs and ``--gpus`` (beyond the post-processing path it picks)
     change no number and are left out.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The resolved arguments.
+    prepared : Prepared
+        From :func:`prepare`.
+
+    Returns
+    -------
+    dict
+        The settings by flag.
     """
     from issegm.engine.postprocess import resolved_mode
     from issegm.storage.run_guard import file_digest
