@@ -17,7 +17,27 @@ __all__ = ['add_flags', 'parse', 'apply_env_switches', 'script_main', 'sigterm_a
 
 
 def add_flags(parser, names, **changes):
-    """Add the shared ``names`` to ``parser``; ``changes`` maps a flag's dest to its own default."""
+    """Add the shared flags ``names`` to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The script's parser.
+    names : iterable of str
+        Flags declared in :data:`issegm.flags.FLAGS`.
+    **changes
+        Maps a flag's dest to its own default.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser``.
+
+    Raises
+    ------
+    ValueError
+        When ``changes`` names a dest of no flag in ``names``.
+    """
     for name in names:
         spec = dict(FLAGS[name])
         dest = spec.get('dest', name.lstrip('-').replace('-', '_'))
@@ -41,7 +61,20 @@ def apply_env_switches(args):
 
 
 def parse(parser, argv=None):
-    """Parse ``argv``; with no arguments print the help and return None (the script exits 1)."""
+    """Parse ``argv`` and apply the MXNet switches (:func:`apply_env_switches`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The script's parser.
+    argv : list of str, optional
+        Default: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    argparse.Namespace or None
+        With no arguments the help is printed and None returned (the script exits 1).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv:
         parser.print_help()
@@ -50,11 +83,26 @@ def parse(parser, argv=None):
 
 
 def check_flags(args):
-    """Check every flag value of ``args`` that has a rule; :class:`FlagError` names the first bad one.
+    """Check every flag value of ``args`` that has a rule.
 
     Then the pairs that contradict each other (:data:`issegm.flags.PAIR_RULES`),
-    and ``--gpus`` against the GPUs MXNet counts (none: the documented CPU
-    fallback, :func:`util.device.get_contexts`).
+    ``--gpus`` against the GPUs MXNet counts (none: the documented CPU
+    fallback, :func:`util.device.get_contexts`), and that path flags are UTF-8.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments.
+
+    Returns
+    -------
+    argparse.Namespace
+        ``args``.
+
+    Raises
+    ------
+    FlagError
+        Naming the first bad one.
     """
     for dest, (check, good) in RULES.items():
         value = getattr(args, dest, None)
@@ -89,7 +137,23 @@ def _dest(flag):
 
 
 def weights_from_args(args):
-    """The :class:`CrstWeights` of parsed arguments (absent flags are 0); a negative one is an error."""
+    """The :class:`CrstWeights` of parsed arguments (absent flags are 0).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed arguments.
+
+    Returns
+    -------
+    CrstWeights
+        The CRST weights.
+
+    Raises
+    ------
+    FlagError
+        For a negative one, or ``--lr-weight-ent`` without ``--kc-policy cb``.
+    """
     values = [float(getattr(args, _dest(flag), 0.) or 0.) for flag in CRST_FLAGS]
     for flag, value in zip(CRST_FLAGS, values):
         if not value >= 0:
@@ -113,8 +177,18 @@ def flag_argv(args):
 
 # ---------------------------------------------------------------------------- failures
 def describe_failure(exc):
-    """``(exit_code, one_line)`` for an exception; exit code 2: the command or its input must change,
-    1: a rerun of the same command can succeed (its finished work is kept).
+    """The exit code and one line for an exception.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The failure.
+
+    Returns
+    -------
+    tuple
+        ``(exit_code, one_line)``; exit code 2: the command or its input must
+        change, 1: a rerun of the same command can succeed (its finished work is kept).
     """
     import errno
     from util.io import DiskFullError
@@ -170,11 +244,24 @@ _RUNNING = []  # the scripts whose script_main is running in this process (solve
 def script_main(prog, run, args):
     """Call ``run(args)``; any failure is one line on stderr (a traceback too with ``--debug``).
 
-    Exit codes: 0 done, 1 failed but the same command can continue, 2 the
-    command or its input must change (:func:`describe_failure`), 130 after
-    Ctrl-C and 143 after SIGTERM (both one line: rerun to continue); ``args``
-    None (no arguments: help was printed) gives 1. A failed worker of a
-    distributed job ends at once (:func:`issegm.cluster.worker.abort`).
+    A failed worker of a distributed job ends at once
+    (:func:`issegm.cluster.worker.abort`).
+
+    Parameters
+    ----------
+    prog : str
+        The script's name, for messages.
+    run : callable
+        The script's body; an int it returns is the exit code.
+    args : argparse.Namespace or None
+        The parsed arguments; None (no arguments: help was printed) gives 1.
+
+    Returns
+    -------
+    int
+        Exit code: 0 done, 1 failed but the same command can continue, 2 the
+        command or its input must change (:func:`describe_failure`), 130 after
+        Ctrl-C and 143 after SIGTERM (both one line: rerun to continue).
     """
     from issegm.cluster import worker
     if args is None:

@@ -32,8 +32,19 @@ def _digest(path):
 
 
 def check_rounds(args, rounds):
-    """Everything the whole ``solve_AO`` run will use, checked before round 0; ``rounds`` from
-    :func:`issegm.phases.rounds.round_schedule`. Raises ``ValueError`` subclasses naming the flag or file.
+    """Everything the whole ``solve_AO`` run will use, checked before round 0.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_AO.py`` arguments.
+    rounds : list of dict
+        From :func:`issegm.phases.rounds.round_schedule`.
+
+    Raises
+    ------
+    ValueError
+        Subclasses (:class:`FlagError`, :class:`DataError`) naming the flag or file.
     """
     from issegm.engine.model import parse_label
     from issegm.phases.labelling import single_scale
@@ -75,9 +86,24 @@ def check_rounds(args, rounds):
 
 
 def check_training_list(listed, items, data_root):
-    """A training list's content, before the first step: repeated entries are a warning with their count
-    (they weigh twice, as in the reference); damaged files one :class:`DataError` line
-    (:func:`issegm.storage.datasets.check_content`).
+    """A training list's content, before the first step.
+
+    Repeated entries are a warning with their count (they weigh twice, as in
+    the reference).
+
+    Parameters
+    ----------
+    listed : str
+        The list file, for messages.
+    items : list of tuple
+        Its ``(image, label)`` entries.
+    data_root : str
+        Root of the entries' paths.
+
+    Raises
+    ------
+    DataError
+        One line for damaged files (:func:`issegm.storage.datasets.check_content`).
     """
     repeats, first = count_duplicates(items)
     if repeats:
@@ -123,7 +149,23 @@ def warn_large_crop(crop_size, origin_size, scale_rate_range, which):
 
     Images are rescaled so that their longer side is at most ``origin_size x``
     the upper ``--scale-rate-range``; a larger crop is mostly padding, which
-    counts for nothing. Returns the warning text (or None).
+    counts for nothing.
+
+    Parameters
+    ----------
+    crop_size : int or None
+        ``--crop-size``.
+    origin_size : int
+        The images' origin size.
+    scale_rate_range : str
+        ``--scale-rate-range``, comma-separated.
+    which : str
+        ``source`` or ``target``, for the message.
+
+    Returns
+    -------
+    str or None
+        The warning text (or None).
     """
     hi = max(float(v) for v in str(scale_rate_range).split(','))
     longest = int(hi * origin_size)
@@ -167,7 +209,22 @@ def _crst(args):
 
 
 def train_settings(args, devices, pseudo_label_marker):
-    """What decides a round's training (``--phase train``); ``pseudo_label_marker`` ties it to its labels."""
+    """What decides a round's training (``--phase train``).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+    devices : int
+        Devices of the whole job.
+    pseudo_label_marker : str
+        The round's pseudo-label marker, whose digest ties the settings to its labels.
+
+    Returns
+    -------
+    dict
+        The settings by flag.
+    """
     lr_type = args.lr_type or 'fixed'
     found = {'--weights sha256': _digest(args.weights), '--model': args.model, '--dataset': args.dataset,
              '--split': args.split, '--data-root': os.path.abspath(args.data_root or ''),
