@@ -35,7 +35,22 @@ def complete_args(args):
     ``train``; ``--model`` to the weights' name before ``_ep-``; in ``train``,
     ``--from-epoch`` is the weights' epoch when their label equals
     ``--model``, else 0; ``--log-file`` is named as the reference names it.
-    Returns ``args`` (modified in place).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments, modified in place.
+
+    Returns
+    -------
+    argparse.Namespace
+        ``args``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``--phase``, a missing ``--weights`` (:class:`FlagError`)
+        or a model that cannot be told.
     """
     if args.phase not in ('train', 'val'):
         raise ValueError('unknown --phase %r: use train or val' % (args.phase,))
@@ -63,7 +78,18 @@ def complete_args(args):
 
 
 def default_log_file(args):
-    """``{model}.log`` for training; ``{weights stem}[_{split_tgt}].log`` for pseudo-labels."""
+    """The log file's default name.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+
+    Returns
+    -------
+    str
+        ``{model}.log`` for training; ``{weights stem}[_{split_tgt}].log`` for pseudo-labels.
+    """
     if args.phase == 'train':
         return '%s.log' % args.model
     suffix = '_%s' % args.split_tgt if args.split_tgt != 'val' else ''
@@ -123,11 +149,25 @@ def _collapse_guard(args, stop):
 
 
 def run(args, predictor=None, dataiter_factory=None):
-    """Run the phase ``args`` asks for (the body of ``solve_ST.py``); returns an exit code.
+    """Run the phase ``args`` asks for (the body of ``solve_ST.py``).
 
-    Failures are one line in the log and on stderr; the exit code is 1 when
-    the same command can continue after the cause is fixed, 2 when the
-    command or its input must change (:func:`issegm.phases.cli.describe_failure`).
+    Failures are one line in the log and on stderr.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``solve_ST.py`` arguments.
+    predictor : issegm.engine.inference.Predictor, optional
+        Passed to :func:`issegm.phases.labelling.generate_pseudo_labels`.
+    dataiter_factory : callable, optional
+        Passed to :func:`issegm.phases.retraining.retrain`.
+
+    Returns
+    -------
+    int
+        An exit code: 0 done, 1 when the same command can continue after the
+        cause is fixed, 2 when the command or its input must change
+        (:func:`issegm.phases.cli.describe_failure`).
     """
     from issegm.phases.cli import apply_env_switches, check_flags
     apply_env_switches(args)

@@ -16,7 +16,7 @@ __all__ = ['resolve_args', 'make_dataiter', 'settings', 'run']
 
 
 def resolve_args(args):
-    """The reference's derived defaults and checks; returns ``(args, model_spec)``.
+    """The reference's derived defaults and checks.
 
     * ``--model`` omitted: the weights file name before ``_ep-``;
     * ``--from-epoch`` omitted: the weights' epoch when the weights' label is
@@ -24,6 +24,21 @@ def resolve_args(args):
     * ``--stop-epoch`` omitted: ``--to-epoch``; ``--lr-type`` omitted: fixed;
       ``--base-lr`` omitted: 0.1; ``--output`` omitted: ``output``;
     * ``--log-file`` omitted: ``{model}.log``; ``--data-root``: ``data/{dataset}``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``train_src.py`` arguments, modified in place.
+
+    Returns
+    -------
+    tuple
+        ``(args, model_spec)``.
+
+    Raises
+    ------
+    FlagError
+        One line for a bad or missing flag.
     """
     from issegm.phases.cli import check_flags
     from issegm.engine.model import label_from_weights, parse_label
@@ -111,6 +126,20 @@ def make_dataiter(args, spec, info):
     training by default). A worker of a distributed job reads its part of
     every global batch of ``--batch-images``. The list's files are checked
     first (:func:`issegm.phases.preflight.check_training_list`).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The resolved arguments.
+    spec : issegm.engine.model.ModelLabel
+        The model's label.
+    info : issegm.storage.datasets.DatasetInfo
+        The dataset.
+
+    Returns
+    -------
+    issegm.engine.iterator.FileIter
+        The iterator.
     """
     from issegm.cluster import worker
     from issegm.engine.iterator import FileIter
@@ -136,6 +165,18 @@ def settings(args, devices):
     Left out because they change no number: threads, workers, caching, logs,
     ``--stop-epoch``, ``--to-epoch`` under a ``fixed`` or ``step`` rate,
     ``--backward-do-mirror``, and the kvstore with one device.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The resolved arguments.
+    devices : int
+        Devices of the whole job.
+
+    Returns
+    -------
+    dict
+        The settings by flag.
     """
     from issegm.storage.datasets import list_path
     from issegm.storage.run_guard import file_digest
@@ -158,10 +199,21 @@ def settings(args, devices):
 
 
 def run(args, dataiter=None, batch_end_callback=None):
-    """Resolve arguments, build the iterator, train; returns the checkpoint paths.
+    """Resolve arguments, build the iterator, train.
 
-    ``dataiter`` replaces the :class:`issegm.engine.iterator.FileIter` (tests);
-    ``batch_end_callback(epoch, nbatch, loss, lr)`` is passed to the loop.
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``train_src.py`` arguments.
+    dataiter : mx.io.DataIter, optional
+        Replaces the :class:`issegm.engine.iterator.FileIter` (tests).
+    batch_end_callback : callable, optional
+        ``batch_end_callback(epoch, nbatch, loss, lr)``, passed to the loop.
+
+    Returns
+    -------
+    list of str
+        The checkpoint paths.
     """
     from issegm.cluster import worker
     from issegm.storage.datasets import dataset_for_model
