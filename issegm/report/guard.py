@@ -37,11 +37,23 @@ def _names(record, indices):
 
 
 def check(record, first, thresholds=None):
-    """The findings of round ``record`` against round 0's ``first`` (both health records); a list of dicts.
+    """The findings of round ``record`` against round 0's ``first``.
 
-    Each finding has ``kind``, ``round``, ``classes`` (names), ``figures``
-    and ``line`` (the warning). Without a pseudo-label section in either
-    record, or for round 0 itself, there is nothing to compare: ``[]``.
+    Parameters
+    ----------
+    record : dict
+        The round's health record.
+    first : dict
+        Round 0's health record.
+    thresholds : dict, optional
+        Replaces entries of :data:`THRESHOLDS`.
+
+    Returns
+    -------
+    list of dict
+        Each finding has ``kind``, ``round``, ``classes`` (names), ``figures``
+        and ``line`` (the warning). Without a pseudo-label section in either
+        record, or for round 0 itself, there is nothing to compare: ``[]``.
     """
     t = dict(THRESHOLDS, **(thresholds or {}))
     now, then = record.get('pseudo_labels'), first.get('pseudo_labels')

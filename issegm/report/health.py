@@ -46,11 +46,23 @@ def load(folder_or_path):
 
 
 def update(folder, **sections):
-    """Merge ``sections`` into ``{folder}/health.json`` (created when missing); returns the record.
+    """Merge ``sections`` into ``{folder}/health.json`` (created when missing).
 
     A section whose value is a dict is merged key by key into the stored one,
     so that writers of one section (training epochs, several evaluations) add
     to it; other values replace.
+
+    Parameters
+    ----------
+    folder : str
+        The folder of the record.
+    **sections
+        The sections by name.
+
+    Returns
+    -------
+    dict
+        The record.
     """
     record = load(folder)
     record.setdefault('format', FORMAT)
@@ -93,7 +105,17 @@ class ConfidenceStats(object):
         self.pixels = 0
 
     def add(self, probs, im_hw=None, stride=None):
-        """Add one map ``probs`` (C, h, w); with ``im_hw`` and ``stride`` the padding is cut off."""
+        """Add one class map.
+
+        Parameters
+        ----------
+        probs : array
+            The map, (C, h, w).
+        im_hw : tuple of int, optional
+            With ``stride``: the padding is cut off.
+        stride : int, optional
+            The map's stride.
+        """
         probs = np.asarray(probs, np.float32)
         if im_hw is not None and stride:
             h, w = (int(-(-int(v) // int(stride))) for v in im_hw)
@@ -170,9 +192,25 @@ def label_shares(label_counts, predicted_counts, pixels, rule_counts=None):
 
 
 def source_class_shares(label_paths, label2train, num_classes, read_label, limit=MAX_SOURCE_LABELS):
-    """Class shares of source pixels from label files (at most ``limit``, evenly spread over the list).
+    """Class shares of source pixels from label files.
 
-    Returns ``{'share': [...], 'images': n, 'of': N}``.
+    Parameters
+    ----------
+    label_paths : sequence of str
+        The label files; at most ``limit`` are read, evenly spread over the list.
+    label2train : array
+        Map of label ids to train ids.
+    num_classes : int
+        Number of classes.
+    read_label : callable
+        Reads a label file into an array of label ids.
+    limit : int
+        The most label files read.
+
+    Returns
+    -------
+    dict
+        ``{'share': [...], 'images': n, 'of': N}``.
     """
     paths = list(label_paths)
     if len(paths) > limit:
@@ -188,8 +226,20 @@ def source_class_shares(label_paths, label2train, num_classes, read_label, limit
 def cached_source_shares(stats_dir, key, compute):
     """The source's class shares cached in ``{stats_dir}/source_class_shares.json`` under ``key``.
 
-    ``compute()`` runs once per run (per key: the source list and data root);
-    a failure to read the labels gives None, never a failed phase.
+    Parameters
+    ----------
+    stats_dir : str
+        The folder of the cache.
+    key : object
+        The source list and data root the shares are of.
+    compute : callable
+        ``compute()`` runs once per run (per key).
+
+    Returns
+    -------
+    dict
+        The shares; a failure to read the labels gives ``{'share': None,
+        'error': ...}``, never a failed phase.
     """
     path = os.path.join(stats_dir, SOURCE_SHARES)
     cache = load(path)

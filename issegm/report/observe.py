@@ -56,12 +56,29 @@ def _image_counts(label2train, num_classes, paths, previous):
 def round_counts(output, r, names, info, with_prior, class_balanced=False):
     """Per-class counts of round ``r``'s pseudo-labels and argmax, all pixels, and agreement with round r-1.
 
-    Returns ``(label_counts, predicted_counts, rule_counts, pixels, agreement
-    or None)``: the argmax is the network's (with the prior when used), the
-    rule's is the class-balanced one the labels were cut from
-    (``self_train/rwlabelIds``, with ``class_balanced``); the agreement is over
-    the plain argmax (``results/nplabelIds``), None for round 0 or when the
-    previous round's maps are not all there.
+    Parameters
+    ----------
+    output : str
+        The run's output folder.
+    r : int
+        The round.
+    names : list of str
+        The images' names.
+    info : DatasetInfo
+        The target dataset.
+    with_prior : bool
+        The argmax is the network's with the prior when used.
+    class_balanced : bool
+        Count the rule's labels (``self_train/rwlabelIds``).
+
+    Returns
+    -------
+    tuple
+        ``(label_counts, predicted_counts, rule_counts, pixels, agreement or
+        None)``: the rule's is the class-balanced argmax the labels were cut
+        from (with ``class_balanced``); the agreement is over the plain argmax
+        (``results/nplabelIds``), None for round 0 or when the previous round's
+        maps are not all there.
     """
     paths = RoundPaths(output, r)
     prev = RoundPaths(output, r - 1) if r > 0 else None

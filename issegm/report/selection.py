@@ -43,12 +43,20 @@ def _js(p, q):
 
 
 def candidates(records):
-    """One candidate per round record (``{round: record}``), in round order, as dicts.
+    """One candidate per round record, in round order, as dicts.
 
-    ``weights`` names the weights the round looked at; ``entropy``,
-    ``agreement``, ``js_source`` the label-free figures (None when missing);
-    ``mean_iou`` the score against the target labels when the split has them
-    (shown, never used to select).
+    Parameters
+    ----------
+    records : dict
+        ``{round: record}``.
+
+    Returns
+    -------
+    list of dict
+        ``weights`` names the weights the round looked at; ``entropy``,
+        ``agreement``, ``js_source`` the label-free figures (None when missing);
+        ``mean_iou`` the score against the target labels when the split has them
+        (shown, never used to select).
     """
     out = []
     for r in sorted(records):
@@ -74,7 +82,25 @@ def _ranks(values):
 
 
 def criterion_scores(cands, criterion):
-    """The criterion's score of each candidate (higher is better; None where it cannot be judged)."""
+    """The criterion's score of each candidate.
+
+    Parameters
+    ----------
+    cands : list of dict
+        From :func:`candidates`.
+    criterion : str
+        One of :data:`CRITERIA`.
+
+    Returns
+    -------
+    list
+        Higher is better; None where it cannot be judged.
+
+    Raises
+    ------
+    ValueError
+        For an unknown criterion.
+    """
     if criterion == 'agreement':
         return [c['agreement'] for c in cands]
     if criterion == 'entropy':
@@ -88,13 +114,23 @@ def criterion_scores(cands, criterion):
 
 
 def select(records, criterion=DEFAULT):
-    """The candidate to keep by ``criterion``, and how sure; a dict (None without candidates).
+    """The candidate to keep by ``criterion``, and how sure.
 
-    ``pick`` is the chosen candidate; ``votes`` how many of the single
-    criteria pick the same round (of those that can judge); ``margin`` the
-    gap between the best and the second-best score over the spread of the
-    scores (0: a tie, 1: the best stands alone); ``confidence`` a word for
-    the margin: high (>= 0.5), medium (>= 0.2), low.
+    Parameters
+    ----------
+    records : dict
+        ``{round: record}``.
+    criterion : str
+        One of :data:`CRITERIA`.
+
+    Returns
+    -------
+    dict or None
+        None without candidates. ``pick`` is the chosen candidate; ``votes``
+        how many of the single criteria pick the same round (of those that can
+        judge); ``margin`` the gap between the best and the second-best score
+        over the spread of the scores (0: a tie, 1: the best stands alone);
+        ``confidence`` a word for the margin: high (>= 0.5), medium (>= 0.2), low.
     """
     cands = candidates(records)
     scores = criterion_scores(cands, criterion)
