@@ -29,7 +29,7 @@ def _ids(gpus):
 
 
 def check_gpus(gpus):
-    """Raise ``ValueError`` (one line) when ``gpus`` names devices beyond the GPUs MXNet counts.
+    """Check that ``gpus`` names no device beyond the GPUs MXNet counts.
 
     Parameters
     ----------
@@ -41,6 +41,11 @@ def check_gpus(gpus):
     int
         The number of GPUs found; 0 (a CPU-only machine or build) accepts any
         ids: :func:`get_contexts` then falls back to the CPU with one warning.
+
+    Raises
+    ------
+    ValueError
+        One line when ``gpus`` names devices beyond them.
     """
     ids, available = _ids(gpus), num_gpus()
     bad = [i for i in ids or () if i >= available]
@@ -51,12 +56,27 @@ def check_gpus(gpus):
 
 
 def get_contexts(gpus):
-    """``'0,1'`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''``/``'cpu'``/``'-1'`` -> ``[mx.cpu()]``.
+    """The device contexts of a ``--gpus`` value.
 
     Where no GPU exists the run goes on on the CPU after one warning line,
     instead of failing at the first allocation as the reference does, with
     one CPU context per listed device (``'0,1'`` -> ``[cpu(0), cpu(1)]``), so
     that a batch is split across devices exactly as on the GPUs.
+
+    Parameters
+    ----------
+    gpus : str
+        ``'0,1'`` -> ``[mx.gpu(0), mx.gpu(1)]``; ``''``/``'cpu'``/``'-1'`` -> ``[mx.cpu()]``.
+
+    Returns
+    -------
+    list of mx.Context
+        The contexts.
+
+    Raises
+    ------
+    ValueError
+        For a value that is not a comma list of ids, or ids beyond the GPUs found.
     """
     ids = _ids(gpus)
     if ids is None:

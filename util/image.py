@@ -33,8 +33,23 @@ def interp_method(src_hw, dst_hw):
 def resize(arr, hw, nearest=False, method=None):
     """Resize an HxW(x3) uint8 image, an HxW uint8 label map or an HxW float map.
 
-    ``nearest`` is for label maps. ``method`` forces a PIL filter; otherwise
-    the reference rule of :func:`interp_method` applies.
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        The image or map.
+    hw : tuple of int
+        The new height and width.
+    nearest : bool
+        Nearest neighbour, for label maps.
+    method : int, optional
+        Forces a PIL filter; otherwise the reference rule of
+        :func:`interp_method` applies.
+
+    Returns
+    -------
+    numpy.ndarray
+        The resized array (``arr`` itself when the size is already right and no
+        ``method`` is forced); float maps come back float32.
     """
     h, w = int(hw[0]), int(hw[1])
     if arr.shape[0] == h and arr.shape[1] == w and method is None:
@@ -50,7 +65,20 @@ def resize(arr, hw, nearest=False, method=None):
 
 
 def longer_side_shape(hw, size):
-    """Shape after scaling so that the longer side equals ``size`` (reference ``Scale``)."""
+    """Shape after scaling so that the longer side equals ``size`` (reference ``Scale``).
+
+    Parameters
+    ----------
+    hw : tuple of int
+        Height and width.
+    size : int
+        The longer side after scaling.
+
+    Returns
+    -------
+    tuple of int
+        The scaled height and width, the shorter side rounded.
+    """
     h, w = hw
     if max(h, w) == size:
         return h, w
@@ -74,7 +102,17 @@ _NORMALIZED = _reference_normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, N
 def normalize(img, out=None):
     """uint8 HxWx3 RGB -> float32 3xHxW: /255, minus mean, over std (reference order and rounding).
 
-    ``out`` (float32 3xHxW, e.g. a view into a padded batch) receives the result.
+    Parameters
+    ----------
+    img : numpy.ndarray
+        uint8 HxWx3 RGB.
+    out : numpy.ndarray, optional
+        float32 3xHxW (e.g. a view into a padded batch); receives the result.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``, or a new float32 3xHxW array.
     """
     img = np.asarray(img, dtype=np.uint8)
     out = np.empty((3,) + img.shape[:2], np.float32) if out is None else out
@@ -149,7 +187,25 @@ IMAGENET_FLOAT32 = Normalizer('ImageNet float32 (CRST, GluonCV)', _float32_table
 
 
 def read_image(path):
-    """Read an image file as uint8 RGB; a clear error names the file when unreadable."""
+    """Read an image file as uint8 RGB.
+
+    Parameters
+    ----------
+    path : str
+        The image file.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 HxWx3.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist, naming it.
+    ValueError
+        When it cannot be read, naming it.
+    """
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert('RGB'), dtype=np.uint8)
@@ -160,7 +216,25 @@ def read_image(path):
 
 
 def read_label(path):
-    """Read a label map (one 8-bit channel) as uint8 HxW."""
+    """Read a label map (one 8-bit channel) as uint8 HxW.
+
+    Parameters
+    ----------
+    path : str
+        The label file.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 HxW label ids.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist, naming it.
+    ValueError
+        When it cannot be read or is not one 8-bit channel, naming it.
+    """
     try:
         with Image.open(path) as im:
             arr = np.asarray(im)
@@ -175,7 +249,17 @@ def read_label(path):
 
 
 def save_png(path, arr, palette=None):
-    """Save a uint8 array as PNG atomically; ``palette`` (768 uint8) makes a 'P' image."""
+    """Save a uint8 array as PNG atomically.
+
+    Parameters
+    ----------
+    path : str
+        The PNG file.
+    arr : numpy.ndarray
+        The array, converted to uint8.
+    palette : array, optional
+        768 uint8; makes a 'P' image.
+    """
     im = Image.fromarray(np.asarray(arr, dtype=np.uint8))
     if palette is not None:
         im.putpalette(np.asarray(palette, dtype=np.uint8).ravel().tolist())

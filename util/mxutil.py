@@ -26,8 +26,20 @@ class CheckpointError(ValueError):
 def load_ndarray_dict(path):
     """The ``{name: NDArray}`` dictionary of an MXNet parameter file, whatever its key naming.
 
-    Raises :class:`CheckpointError` for a missing, truncated or foreign file,
-    or one that holds no named arrays.
+    Parameters
+    ----------
+    path : str
+        The parameter file.
+
+    Returns
+    -------
+    dict of str to mx.nd.NDArray
+        The arrays by name.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing, truncated or foreign file, or one that holds no named arrays.
     """
     if not os.path.isfile(path):
         raise CheckpointError('checkpoint not found: %s (put the released weights in models/, '
@@ -49,9 +61,22 @@ def has_module_keys(save_dict):
 
 
 def load_params_from_file(path):
-    """Load a ``.params`` file into ``(arg_params, aux_params)`` dicts of NDArrays.
+    """Load a ``.params`` file into NDArray dicts.
 
-    Raises :class:`CheckpointError` for a missing, truncated or foreign file.
+    Parameters
+    ----------
+    path : str
+        A Module checkpoint (``arg:``/``aux:`` keys).
+
+    Returns
+    -------
+    tuple of dict
+        ``(arg_params, aux_params)``.
+
+    Raises
+    ------
+    CheckpointError
+        For a missing, truncated or foreign file.
     """
     arg_params, aux_params = {}, {}
     for key, value in load_ndarray_dict(path).items():
@@ -75,13 +100,34 @@ def params_dict(arg_params, aux_params):
 
 
 def save_params(path, arg_params, aux_params):
-    """Write ``arg:``/``aux:`` parameters to ``path`` atomically (released format)."""
+    """Write ``arg:``/``aux:`` parameters to ``path`` atomically (released format).
+
+    Parameters
+    ----------
+    path : str
+        The ``.params`` file.
+    arg_params, aux_params : dict of str to mx.nd.NDArray
+        The parameters.
+    """
     with atomic_path(path) as tmp:
         mx.nd.save(tmp, params_dict(arg_params, aux_params))
 
 
 def load_params(prefix, epoch):
-    """Load ``{prefix}-{epoch:04d}.params`` and, if present, ``{prefix}-symbol.json``."""
+    """Load ``{prefix}-{epoch:04d}.params`` and, if present, ``{prefix}-symbol.json``.
+
+    Parameters
+    ----------
+    prefix : str
+        Checkpoint prefix.
+    epoch : int
+        Epoch number.
+
+    Returns
+    -------
+    tuple
+        ``(symbol, arg_params, aux_params)``; ``symbol`` None without the json file.
+    """
     arg_params, aux_params = load_params_from_file('%s-%04d.params' % (prefix, epoch))
     symbol_path = '%s-symbol.json' % prefix
     symbol = mx.sym.load(symbol_path) if os.path.isfile(symbol_path) else None
@@ -95,9 +141,30 @@ def _shape_text(shape):
 def check_params(expected, found, path, kind='arg', may_be_missing=()):
     """Compare ``found`` parameters with ``expected`` ``{name: shape}``.
 
-    Returns the names in ``may_be_missing`` that are absent (to be
-    initialised by the caller). Any other missing, unexpected or mis-shaped
-    parameter raises :class:`CheckpointError` naming the first few and ``path``.
+    Parameters
+    ----------
+    expected : dict of str to tuple
+        The network's parameter shapes.
+    found : dict of str to mx.nd.NDArray
+        The checkpoint's parameters.
+    path : str
+        The checkpoint, for the message.
+    kind : str
+        ``arg`` or ``aux``, for the message.
+    may_be_missing : sequence of str
+        Names that may be absent.
+
+    Returns
+    -------
+    list of str
+        The names in ``may_be_missing`` that are absent (to be initialised by
+        the caller).
+
+    Raises
+    ------
+    CheckpointError
+        For any other missing, unexpected or mis-shaped parameter, naming the
+        first few and ``path``.
     """
     missing = [n for n in expected if n not in found]
     allowed = [n for n in missing if n in may_be_missing]
