@@ -91,10 +91,7 @@ def resolve_args(args):
     """
     from issegm.phases.cli import check_flags
     from issegm.engine.model import label_from_weights, parse_label
-    try:
-        check_flags(args)
-    except FlagError as exc:
-        raise FlagError(str(exc))
+    check_flags(args)
     if args.phase not in ('val', 'test'):
         raise FlagError('evaluate.py runs --phase val (scores and predictions) or test '
                         '(predictions only); got --phase %s' % args.phase)

@@ -43,10 +43,7 @@ def resolve_args(args):
     from issegm.phases.cli import check_flags
     from issegm.engine.model import label_from_weights, parse_label
     from issegm.engine.training import LR_POLICIES
-    try:
-        check_flags(args)
-    except FlagError as exc:
-        raise FlagError(str(exc))
+    check_flags(args)
     if args.phase != 'train':
         raise FlagError('train_src.py runs --phase train; evaluate with issegm/evaluate.py')
     if args.output is None:
