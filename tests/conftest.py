@@ -2,6 +2,18 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _pil_strict_about_truncated_files():
+    """PIL's default before every test: a truncated image is an error.
+
+    Importing gluoncv (its ``data`` package) sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``
+    for the whole process; the project never imports it, two tests do, and the
+    tests after them would then read cut files without an error.
+    """
+    from PIL import ImageFile
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
 @pytest.fixture(scope='session')
 def golden_checkpoint(tmp_path_factory):
     """The golden recipe checkpoint of ``shared/fixtures``, saved in the released format."""
